@@ -1,0 +1,26 @@
+"""The layer registry: canonical cfg section type -> layer class (one file per layer type)."""
+
+from .activation import ActivationLayer
+from .avgpool import AvgpoolLayer
+from .batchnorm import BatchnormLayer
+from .connected import ConnectedLayer
+from .convolutional import ConvolutionalLayer
+from .cost import CostLayer
+from .crop import CropLayer
+from .dropout import DropoutLayer
+from .l2norm import L2normLayer
+from .logistic import LogisticLayer
+from .maxpool import MaxpoolLayer
+from .reorg import Reorg3dLayer, ReorgLayer
+from .route import RouteLayer
+from .shortcut import ShortcutLayer
+from .softmax import SoftmaxLayer
+from .upsample import UpsampleLayer
+from .yolo import RegionLayer, YoloLayer
+
+REGISTRY = {cls.type: cls for cls in (
+    ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
+    CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
+    RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer)}
+
+__all__ = ["REGISTRY"] + [cls.__name__ for cls in REGISTRY.values()]

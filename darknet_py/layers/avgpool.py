@@ -1,0 +1,27 @@
+"""``[avgpool]`` (pj:src/avgpool_layer.c): global average, (c, h, w) -> (c, 1, 1)."""
+
+from .base import Layer
+
+
+class AvgpoolLayer(Layer):
+    type = "avgpool"
+    needs_image = True
+
+    @classmethod
+    def from_cfg(cls, section, ctx):
+        layer = cls()
+        layer.set_input(ctx.shape, ctx.flat, section)
+        layer.out_c, layer.out_h, layer.out_w = layer.c, 1, 1
+        return layer
+
+    def forward(self, net):
+        x = self.input_image(net.input)
+        self.output = x.mean(axis=(2, 3), keepdims=True)
+
+    def backward(self, net):
+        if net.delta is not None:
+            d = net.delta.reshape(-1, self.c, self.h, self.w)
+            d += self.delta / (self.h * self.w)
+
+    def describe(self):
+        return f"avg                     {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  {self.c:4d}"

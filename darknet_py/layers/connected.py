@@ -1,0 +1,80 @@
+"""``[connected]`` (pj:src/connected_layer.c): a dense layer on the flattened NCHW input.
+
+forward:  out = x . W^T ; batch_normalize ? BN over (N, C, 1, 1) : out + biases ; act(out)
+backward: delta *= act'(y) ; BN backward or bias_updates += sum(delta) ;
+          weight_updates += delta^T . x ; prev.delta += delta . W
+The weights record puts the BN arrays *after* the weights (unlike conv).
+"""
+
+import math
+
+import numpy as np
+
+from ..activations import NEEDS_INPUT, activate, gradient
+from .base import Layer
+from .batchnorm import batchnorm_backward, batchnorm_forward, init_batchnorm
+from .convolutional import read_activation
+
+
+class ConnectedLayer(Layer):
+    type = "connected"
+    params = ("weights", "biases", "scales")
+
+    @classmethod
+    def from_cfg(cls, section, ctx):
+        layer = cls()
+        layer.set_input(ctx.shape, ctx.flat, section)
+        layer.out_c = section.int("output", 1, minimum=1)
+        layer.out_h = layer.out_w = 1
+        layer.flat = True
+        layer.activation = read_activation(section, "logistic")
+        layer.batch_normalize = section.bool("batch_normalize")
+        xp = ctx.xp
+        # pj: scale = sqrt(2/inputs), weights ~ scale * U(-1, 1)
+        w = math.sqrt(2.0 / layer.inputs) * ctx.rng.uniform(-1, 1, (layer.out_c, layer.inputs))
+        layer.weights = xp.asarray(w.astype(np.float32))
+        layer.weight_updates = xp.zeros_like(layer.weights)
+        layer.biases = xp.zeros(layer.out_c, dtype="float32")
+        layer.bias_updates = xp.zeros(layer.out_c, dtype="float32")
+        if layer.batch_normalize:
+            init_batchnorm(layer, layer.out_c, xp)
+        return layer
+
+    def forward(self, net):
+        x = net.input.reshape(net.input.shape[0], self.inputs)
+        out = (x @ self.weights.T).reshape(-1, self.out_c, 1, 1)
+        if self.batch_normalize:
+            out = batchnorm_forward(self, out, net.train)
+        else:
+            out = out + self.biases.reshape(1, -1, 1, 1)
+        self.activation_input = out if self.activation in NEEDS_INPUT else None
+        self.output = activate(out, self.activation)
+
+    def backward(self, net):
+        x = net.input.reshape(net.input.shape[0], self.inputs)
+        delta = self.delta * gradient(self.output, self.activation_input, self.activation)
+        if self.batch_normalize:
+            delta = batchnorm_backward(self, delta)
+        else:
+            self.bias_updates += delta.sum(axis=(0, 2, 3))
+        d = delta.reshape(-1, self.out_c)
+        self.weight_updates += d.T @ x
+        if net.delta is not None:
+            net.delta += (d @ self.weights).reshape(net.delta.shape)
+
+    def update(self, args):
+        self.apply_update("biases", args, decay=False)
+        if self.batch_normalize:
+            self.apply_update("scales", args, decay=False)
+        self.apply_update("weights", args, decay=True)
+
+    def weight_record(self):
+        if self.batch_normalize:
+            return ("biases", "weights", "scales", "rolling_mean", "rolling_variance")
+        return ("biases", "weights")
+
+    def bflops(self):
+        return 2.0 * self.inputs * self.out_c / 1e9
+
+    def describe(self):
+        return f"connected                            {self.inputs:4d}  ->  {self.out_c:4d}"

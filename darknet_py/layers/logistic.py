@@ -1,0 +1,40 @@
+"""``[logistic]`` (pj:src/logistic_layer.c): y = sigmoid(x) with a binary cross-entropy loss.
+
+With truth t: err = -t log y - (1-t) log(1-y), delta = t - y, cost = sum(err).
+"""
+
+from ..activations import activate
+from .base import Layer
+
+
+class LogisticLayer(Layer):
+    type = "logistic"
+
+    @classmethod
+    def from_cfg(cls, section, ctx):
+        layer = cls()
+        layer.set_input(ctx.shape, ctx.flat, section)
+        layer.out_c, layer.out_h, layer.out_w = ctx.shape
+        layer.flat = ctx.flat
+        layer.cost = 0.0
+        return layer
+
+    def forward(self, net):
+        xp = net.xp
+        x = net.input.reshape(net.input.shape[0], *self.out_shape)
+        y = activate(x, "logistic")
+        self.output = y
+        self.cost = 0.0
+        if net.truth is not None:
+            t = net.truth.reshape(y.shape)
+            eps = 1e-7    # as Darknet's GPU, so y = 0 or 1 gives a finite loss
+            err = -t * xp.log(y + eps) - (1 - t) * xp.log(1 - y + eps)
+            self.cost = float(err.sum())
+            self.delta = t - y
+
+    def backward(self, net):
+        if net.delta is not None:
+            net.delta += self.delta.reshape(net.delta.shape)
+
+    def describe(self):
+        return f"logistic x entropy                             {self.inputs:4d}"

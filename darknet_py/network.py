@@ -1,0 +1,367 @@
+"""The network: built from a cfg, a loop over layers (pj:src/network.c, src/parser.c).
+
+    net = Network.from_cfg("cfg/mnist.cfg")
+    net.load_weights("mnist.weights")
+    probs = net.forward(x)                 # x: (N, C, H, W) float32, NCHW as Darknet
+    net.layers[3].output                   # each layer's output, NCHW
+    loss = net.train_step(x, truth)        # forward, backward, update every `subdivisions`
+"""
+
+import numpy as np
+
+from .backend import get_xp, to_numpy
+from .cfg import Diagnostics, read_cfg
+from .errors import CfgError, DarknetError, NotSupportedError, WeightsError
+from .layers import REGISTRY
+from .layers.base import ADAM_B1, ADAM_B2, ADAM_EPS, UpdateArgs
+from .policies import POLICIES, current_rate
+from .weights import DEFAULT_VERSION, atomic_write, header_bytes, read_weights_file
+
+# Keys every layer section accepts (pj parse_network_cfg), read quietly.
+COMMON_KEYS = ("truth", "onlyforward", "stopbackward", "dontsave", "dontload", "dontloadscales",
+               "learning_rate", "smooth")
+# [net] keys that only the training/data code reads; listed so they are not reported as unknown.
+NET_DATA_KEYS = {
+    "max_crop": int, "min_crop": int, "max_ratio": float, "min_ratio": float, "center": int,
+    "angle": float, "aspect": float, "saturation": float, "exposure": float, "hue": float,
+    "random": float, "notruth": int, "mosaic": int, "cutmix": int, "mixup": int,
+    "letter_box": int, "flip": int, "blur": int, "gaussian_noise": int,
+    "label_smooth_eps": float, "resize_step": int, "loss_scale": float, "ema_alpha": float,
+    "try_fix_nan": int, "dynamic_minibatch": int, "optimized_memory": int,
+    "workspace_size_limit_MB": float, "max_chart_loss": float, "track": int,
+    "augment_speed": int, "sequential_subdivisions": int, "adversarial_lr": float,
+    "seq_scales": str, "contrastive": int, "unsupervised": int, "contrastive_jit_flip": int,
+    "contrastive_color": int, "attention": int, "adversarial": int,
+}
+UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normalization", "rnn",
+                        "gru", "lstm", "crnn", "scale_channels", "sam", "gaussian_yolo",
+                        "conv_lstm", "history", "local_avgpool", "contrastive", "empty",
+                        "implicit"}
+
+
+class NetOptions:
+    """The typed ``[net]`` options with Darknet's defaults (pj parse_net_options)."""
+
+    def __init__(self, sec):
+        self.section = sec
+        self.cfg_batch = sec.int("batch", 1, minimum=1)
+        self.subdivisions = sec.int("subdivisions", 1, minimum=1)
+        self.time_steps = sec.int("time_steps", 1, minimum=1)
+        if self.cfg_batch < self.subdivisions:
+            raise CfgError(f"[net] batch={self.cfg_batch} is smaller than subdivisions="
+                           f"{self.subdivisions}; the mini-batch would be empty",
+                           sec.path, sec.line_of("batch"))
+        self.batch = self.cfg_batch // self.subdivisions * self.time_steps
+        self.learning_rate = sec.float("learning_rate", 0.001)
+        self.momentum = sec.float("momentum", 0.9)
+        self.decay = sec.float("decay", 0.0001)
+        self.adam = sec.bool("adam")
+        self.b1 = sec.float("B1", ADAM_B1)
+        self.b2 = sec.float("B2", ADAM_B2)
+        self.eps = sec.float("eps", ADAM_EPS)
+        self.clip = sec.float("clip", 0.0)
+        self.height = sec.int("height", 0, minimum=0)
+        self.width = sec.int("width", 0, minimum=0)
+        self.channels = sec.int("channels", 0, minimum=0)
+        self.inputs = sec.int("inputs", self.height * self.width * self.channels, minimum=0)
+        if self.inputs == 0:
+            raise CfgError("[net] gives no input size: set width, height and channels",
+                           sec.path, sec.line)
+        self.policy = sec.choice("policy", "constant", POLICIES)
+        self.burn_in = sec.int("burn_in", 0, minimum=0)
+        self.power = sec.float("power", 4.0)
+        self.step = sec.int("step", 1)
+        self.scale = sec.float("scale", 1.0)
+        self.gamma = sec.float("gamma", 1.0)
+        self.max_batches = sec.int("max_batches", 0, minimum=0)
+        self.learning_rate_min = sec.float("learning_rate_min", 1e-5)
+        self.sgdr_cycle = sec.int("sgdr_cycle", self.max_batches or 1, minimum=1)
+        self.sgdr_mult = sec.int("sgdr_mult", 2, minimum=1)
+        self.steps = sec.int_list("steps", [])
+        self.scales = sec.float_list("scales", [])
+        if self.policy == "steps":
+            if not self.steps or not self.scales:
+                raise CfgError("[net] policy=steps needs both steps= and scales=", sec.path,
+                               sec.line_of("policy"))
+            if len(self.scales) < len(self.steps):
+                raise CfgError(f"[net] steps has {len(self.steps)} values but scales has "
+                               f"{len(self.scales)}", sec.path, sec.line_of("scales"))
+        self.data = {key: (sec.float(key, 0.0) if kind is float else
+                           sec.int(key, 0) if kind is int else sec.str(key))
+                     for key, kind in NET_DATA_KEYS.items() if sec.has(key)}
+
+    @property
+    def input_shape(self):
+        if self.height * self.width * self.channels == self.inputs:
+            return (self.channels, self.height, self.width)
+        return (self.inputs, 1, 1)
+
+
+class _BuildContext:
+    def __init__(self, xp, rng, net_options):
+        self.xp, self.rng, self.net = xp, rng, net_options
+        self.layers = []
+        self.index = 0
+        self.shape = net_options.input_shape
+        self.flat = self.shape[1:] == (1, 1) and net_options.height * net_options.width == 0
+
+
+class _State:
+    """What a layer sees during a pass (Darknet's by-value ``network net``)."""
+
+    def __init__(self, network, x, train, truth):
+        self.xp = network.xp
+        self.layers = network.layers
+        self.input = x
+        self.delta = None
+        self.train = train
+        self.truth = truth
+        self.index = 0
+
+
+class Network:
+    def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True):
+        self.path = cfgfile.path
+        self.xp = get_xp(device)
+        self.diagnostics = Diagnostics(cfgfile.path, strict=strict, echo=warn)
+        for level, line, message in cfgfile.diagnostics:
+            if level == "error":
+                raise CfgError(message, cfgfile.path, line)
+            self.diagnostics.warn(line, message)
+        self.options = NetOptions(cfgfile.net)
+        self.diagnostics.report_unused(cfgfile.net)
+        self.batch = batch if batch is not None else self.options.batch
+        self.subdivisions = self.options.subdivisions
+        self.seen = 0
+        self.t = 0              # number of weight updates (Adam's t)
+        self.version = DEFAULT_VERSION
+        self.rng = np.random.default_rng(seed)
+        self.layers = []
+        ctx = _BuildContext(self.xp, self.rng, self.options)
+        for index, section in enumerate(cfgfile.layers):
+            ctx.index = index
+            self.layers.append(self._build_layer(section, ctx))
+            layer = self.layers[-1]
+            ctx.layers = self.layers
+            ctx.shape, ctx.flat = layer.out_shape, layer.flat
+        if not self.layers:
+            raise CfgError("the cfg has a [net] section but no layers", cfgfile.path,
+                           cfgfile.net.line)
+        self.input = self.truth = None
+        self.dtype = np.float32     # float64 is for gradient checks
+
+    def _build_layer(self, section, ctx):
+        if section.type in UNSUPPORTED_SECTIONS:
+            raise NotSupportedError(f"[{section.name}] layers are not supported by darknet_py "
+                                    "yet", section.path, section.line)
+        cls = REGISTRY[section.type]
+        layer = cls.from_cfg(section, ctx)
+        layer.index = ctx.index
+        layer.path, layer.line, layer.section_name = section.path, section.line, section.name
+        layer.truth = section.bool("truth")
+        section.bool("onlyforward")
+        layer.stopbackward = section.bool("stopbackward")
+        layer.dontsave = section.bool("dontsave")
+        layer.dontload = section.bool("dontload")
+        layer.dontloadscales = section.bool("dontloadscales")
+        layer.learning_rate_scale = section.float("learning_rate", 1.0)
+        section.float("smooth", 0.0)
+        self.diagnostics.report_unused(section)
+        return layer
+
+    @classmethod
+    def from_cfg(cls, path, batch=None, device="cpu", strict=False, seed=None, warn=True):
+        """Build a network from a Darknet .cfg file (weights randomly initialised as Darknet)."""
+        return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
+                   warn=warn)
+
+    # -- shapes --------------------------------------------------------------------------
+    @property
+    def input_shape(self):
+        return self.options.input_shape
+
+    @property
+    def output_layer(self):
+        """The last layer that is not [cost] (pj get_network_output_layer)."""
+        for layer in reversed(self.layers):
+            if layer.type != "cost":
+                return layer
+        return self.layers[-1]
+
+    # -- passes --------------------------------------------------------------------------
+    def _as_input(self, x):
+        x = self.xp.asarray(x, dtype=self.dtype)
+        n = x.shape[0] if x.ndim > 1 else 1
+        if x.size != n * self.options.inputs:
+            raise DarknetError(f"input has shape {tuple(x.shape)}; the network takes "
+                               f"(N, {', '.join(map(str, self.input_shape))})")
+        return x.reshape((n,) + self.input_shape)
+
+    def forward(self, x, train=False, truth=None):
+        """Run every layer; returns the output layer's output (NCHW, on the network's device)."""
+        x = self._as_input(x)
+        if truth is not None:
+            truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
+        state = _State(self, x, train, truth)
+        self.input, self.truth, self.train = x, truth, train
+        for i, layer in enumerate(self.layers):
+            state.index = i
+            layer.delta = None
+            layer.forward(state)        # a loss layer sets its own delta (truth - output)
+            if train and layer.delta is None:
+                # zeroed in the forward pass so later layers can add into it (pj forward_network)
+                layer.delta = self.xp.zeros_like(layer.output)
+            state.input = layer.output
+            if layer.truth:
+                state.truth = layer.output
+        return self.output_layer.output
+
+    def backward(self, input_delta=None):
+        """Propagate deltas from the last layer to the first (pj backward_network).
+
+        Darknet gives layer 0 no input delta; pass ``input_delta`` (an array shaped like the
+        input, normally zeros) to have the gradient with respect to the input added into it.
+        """
+        state = _State(self, self.input, True, self.truth)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if layer.stopbackward:
+                break
+            if i > 0:
+                state.input = self.layers[i - 1].output
+                state.delta = self.layers[i - 1].delta
+            else:
+                state.input, state.delta = self.input, input_delta
+            state.index = i
+            layer.backward(state)
+
+    @property
+    def cost(self):
+        """Mean over the layers with a loss of their summed cost (pj calc_network_cost)."""
+        costs = [l.cost for l in self.layers if l.cost is not None]
+        return sum(costs) / len(costs) if costs else float("nan")
+
+    def current_rate(self):
+        return current_rate(self.options, self.seen // (self.batch * self.subdivisions))
+
+    def update(self):
+        """Every layer applies its own accumulated updates (pj update_network)."""
+        o = self.options
+        self.t += 1
+        args = UpdateArgs(self.current_rate(), o.momentum, o.decay,
+                          self.batch * self.subdivisions, adam=o.adam, t=self.t,
+                          b1=o.b1, b2=o.b2, eps=o.eps)
+        for layer in self.layers:
+            layer.update(args)
+
+    def train_step(self, x, truth):
+        """One mini-batch (pj train_network_datum); updates after every `subdivisions` calls.
+
+        Returns the loss per image of this mini-batch.
+        """
+        x = self._as_input(x)
+        self.seen += x.shape[0]
+        self.forward(x, train=True, truth=truth)
+        self.backward()
+        if (self.seen // self.batch) % self.subdivisions == 0:
+            self.update()
+        return self.cost / x.shape[0]
+
+    # -- weights -------------------------------------------------------------------------
+    def astype(self, dtype):
+        """Cast every parameter and statistic (gradient checks run in float64)."""
+        self.dtype = dtype
+        for layer in self.layers:
+            for name in layer.arrays():
+                setattr(layer, name, getattr(layer, name).astype(dtype))
+        return self
+
+    def load_weights(self, path, partial=False, cutoff=None):
+        """Load a Darknet .weights file; returns the number of layers filled.
+
+        A file shorter or longer than the cfg needs is an error naming the layer, unless
+        ``partial=True`` (Darknet's ``*.conv.N`` pre-trained backbones), which loads the
+        layers the file covers and leaves the rest as initialised.
+        """
+        path = str(path)
+        header, payload = read_weights_file(path)
+        if header.seen_is_64bit:
+            self.version = (header.major, header.minor, header.revision)
+        self.seen = header.seen
+        self.t = self.seen // (self.batch * self.subdivisions)
+        pos = 0
+        filled = 0
+        layers = self.layers if cutoff is None else self.layers[:cutoff]
+        for layer in layers:
+            if layer.dontload:
+                continue
+            names = layer.weight_record()
+            if layer.dontloadscales:
+                names = [n for n in names if n not in ("scales", "rolling_mean",
+                                                       "rolling_variance")]
+            need = sum(getattr(layer, n).size for n in names)
+            if not names:
+                filled += 1
+                continue
+            if pos + need > payload.size:
+                if partial:
+                    break
+                raise WeightsError(
+                    f"file ends in layer {layer.index} ({layer.type}): it needs {need} more "
+                    f"floats but only {payload.size - pos} are left; the file does not match "
+                    "the cfg (use a partial load for a *.conv.N backbone)", path)
+            for name in names:
+                target = getattr(layer, name)
+                values = payload[pos:pos + target.size]
+                pos += target.size
+                values = self._orient(layer, name, values, header.transpose)
+                setattr(layer, name, self.xp.asarray(values.reshape(target.shape),
+                                                     dtype=self.dtype).copy())
+            filled += 1
+        if pos < payload.size and not partial and cutoff is None:
+            raise WeightsError(f"file has {payload.size - pos} floats more than the cfg's "
+                               f"{len(self.layers)} layers use; the file does not match the cfg",
+                               path)
+        return filled
+
+    @staticmethod
+    def _orient(layer, name, values, transpose):
+        if name != "weights":
+            return values
+        if layer.type == "connected" and transpose:
+            return values.reshape(layer.inputs, layer.out_c).T
+        if layer.type == "convolutional" and getattr(layer, "flipped", False):
+            n = layer.n
+            return values.reshape(-1, n).T
+        return values
+
+    def save_weights(self, path, cutoff=None):
+        """Write a Darknet .weights file (header 0.2.x, 64-bit seen), atomically."""
+        layers = self.layers if cutoff is None else self.layers[:cutoff]
+
+        def chunks():
+            yield header_bytes(self.seen, self.version)
+            for layer in layers:
+                if layer.dontsave:
+                    continue
+                for name in layer.weight_record():
+                    yield np.ascontiguousarray(to_numpy(getattr(layer, name)),
+                                               dtype="<f4").tobytes()
+        atomic_write(path, chunks())
+
+    # -- presentation --------------------------------------------------------------------
+    def summary(self):
+        """Darknet's layer table with parameter counts and totals."""
+        lines = ["layer     filters    size              input                output"
+                 "                          params"]
+        total_flops = 0.0
+        total_params = 0
+        for layer in self.layers:
+            body = layer.describe()
+            params = layer.n_params()
+            total_flops += layer.bflops()
+            total_params += params
+            lines.append(f"{layer.index:5d} {body:<78s} {params:>10,d}")
+        lines.append(f"Total BFLOPs {total_flops:.3f}, parameters {total_params:,d}")
+        return "\n".join(lines)
+

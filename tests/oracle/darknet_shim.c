@@ -1,0 +1,185 @@
+/*
+ * darknet_shim.c: a thin, ctypes-friendly wrapper around pjreddie's
+ * libdarknet.so (Debian's CPU build), used as a test oracle by darknet_py.
+ *
+ * Build:  cc -O2 -shared -fPIC -I/usr/lib/darknet/include darknet_shim.c \
+ *            -L/usr/lib/darknet -Wl,-rpath,/usr/lib/darknet -ldarknet -o shim.so
+ *
+ * Every function takes the opaque handle returned by shim_load (a network*).
+ * Darknet aborts or calls exit() on many errors (missing file, bad cfg), so
+ * the caller must only pass files that exist and cfgs Darknet accepts.
+ */
+#include <string.h>
+#include "darknet.h"
+
+/* ---- loading ------------------------------------------------------------ */
+
+/* srand(seed); parse cfg; load weights (if given); shrink the batch (if
+ * batch > 0).  Darknet's set_batch_network does not reallocate buffers, so
+ * a batch larger than the cfg's batch/subdivisions is refused (NULL). */
+void *shim_load(const char *cfg, const char *weights, int batch, unsigned seed)
+{
+    srand(seed);
+    network *net = parse_network_cfg((char *)cfg);
+    if (!net) return NULL;
+    if (weights && weights[0]) load_weights(net, (char *)weights);
+    if (batch > 0) {
+        if (batch > net->batch) { free_network(net); return NULL; }
+        set_batch_network(net, batch);
+    }
+    return net;
+}
+
+void shim_free(void *h) { free_network((network *)h); }
+void shim_save(void *h, const char *path) { save_weights((network *)h, (char *)path); }
+
+/* ---- network / layer geometry --------------------------------------------- */
+
+int shim_n_layers(void *h) { return ((network *)h)->n; }
+int shim_batch(void *h) { return ((network *)h)->batch; }
+int shim_subdivisions(void *h) { return ((network *)h)->subdivisions; }
+int shim_inputs(void *h) { return ((network *)h)->inputs; }
+int shim_truths(void *h) { return ((network *)h)->truths; }
+int shim_net_h(void *h) { return ((network *)h)->h; }
+int shim_net_w(void *h) { return ((network *)h)->w; }
+int shim_net_c(void *h) { return ((network *)h)->c; }
+float shim_cost(void *h) { network *n = h; return n->cost ? *n->cost : 0.f; }
+size_t shim_get_seen(void *h) { return *((network *)h)->seen; }
+void shim_set_seen(void *h, size_t seen) { *((network *)h)->seen = seen; }
+float shim_current_rate(void *h) { return get_current_rate((network *)h); }
+
+static layer *L(void *h, int i) { return &((network *)h)->layers[i]; }
+int shim_layer_type(void *h, int i) { return L(h, i)->type; }
+int shim_layer_outputs(void *h, int i) { return L(h, i)->outputs; }
+int shim_layer_inputs(void *h, int i) { return L(h, i)->inputs; }
+int shim_layer_out_w(void *h, int i) { return L(h, i)->out_w; }
+int shim_layer_out_h(void *h, int i) { return L(h, i)->out_h; }
+int shim_layer_out_c(void *h, int i) { return L(h, i)->out_c; }
+int shim_layer_batch_normalize(void *h, int i) { return L(h, i)->batch_normalize; }
+
+/* ---- per-layer float arrays ------------------------------------------------- */
+
+/* Resolve a named float array of layer i; *len receives its length.
+ * Returns NULL for unknown names and arrays this layer doesn't have. */
+static float *layer_array(void *h, int i, const char *name, int *len)
+{
+    network *net = h;
+    layer *l = L(h, i);
+    int conv = l->type == CONVOLUTIONAL, fc = l->type == CONNECTED;
+    int nb = conv ? l->n : fc ? l->outputs : 0;          /* per-channel params */
+    int nw = conv ? l->nweights : fc ? l->inputs * l->outputs : 0;
+    int bn = (conv || fc) && l->batch_normalize;
+    int act = net->batch * l->outputs;
+    struct { const char *name; float *p; int n; } t[] = {
+        {"output", l->output, act},
+        {"delta", l->delta, act},
+        {"x", bn ? l->x : NULL, act},
+        {"x_norm", bn ? l->x_norm : NULL, act},
+        {"biases", l->biases, nb},
+        {"bias_updates", l->bias_updates, nb},
+        {"weights", l->weights, nw},
+        {"weight_updates", l->weight_updates, nw},
+        {"scales", bn ? l->scales : NULL, nb},
+        {"scale_updates", bn ? l->scale_updates : NULL, nb},
+        {"rolling_mean", bn ? l->rolling_mean : NULL, nb},
+        {"rolling_variance", bn ? l->rolling_variance : NULL, nb},
+        {"mean", bn ? l->mean : NULL, nb},
+        {"variance", bn ? l->variance : NULL, nb},
+    };
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; ++k) {
+        if (strcmp(name, t[k].name) == 0) {
+            if (!t[k].p || t[k].n <= 0) return NULL;
+            *len = t[k].n;
+            return t[k].p;
+        }
+    }
+    return NULL;
+}
+
+/* Length of the array (-1 if absent); copies it into dst when dst != NULL. */
+int shim_layer_get(void *h, int i, const char *name, float *dst)
+{
+    int n = 0;
+    float *p = layer_array(h, i, name, &n);
+    if (!p) return -1;
+    if (dst) memcpy(dst, p, (size_t)n * sizeof(float));
+    return n;
+}
+
+/* Overwrite the array from src (n floats, must equal its length). 0 on success. */
+int shim_layer_set(void *h, int i, const char *name, const float *src, int n)
+{
+    int len = 0;
+    float *p = layer_array(h, i, name, &len);
+    if (!p || len != n) return -1;
+    memcpy(p, src, (size_t)n * sizeof(float));
+    return 0;
+}
+
+/* Copies batch*outputs floats of layer i's output. */
+void shim_layer_output(void *h, int i, float *dst)
+{
+    network *net = h;
+    memcpy(dst, L(h, i)->output, (size_t)net->batch * L(h, i)->outputs * sizeof(float));
+}
+
+/* ---- deterministic BN / bias randomisation ---------------------------------- */
+
+static unsigned lcg_state;
+static float lcg_uniform(float a, float b)
+{
+    lcg_state = lcg_state * 1664525u + 1013904223u;          /* Numerical Recipes */
+    return a + (b - a) * ((lcg_state >> 8) * (1.0f / 16777216.0f));
+}
+
+/* Conv/connected layers: with BN, scales ~ U(.5,1.5), biases ~ U(-.5,.5),
+ * rolling_mean ~ U(-.5,.5), rolling_variance ~ U(.5,1.5) (drawn in that order
+ * per layer); without BN, biases ~ U(-.1,.1).  Uses its own LCG, not rand(). */
+void shim_randomize_bn(void *h, unsigned seed)
+{
+    network *net = h;
+    lcg_state = seed;
+    for (int i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
+        int nb = l->type == CONVOLUTIONAL ? l->n : l->outputs;
+        if (l->batch_normalize) {
+            for (int k = 0; k < nb; ++k) l->scales[k] = lcg_uniform(0.5f, 1.5f);
+            for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.5f, 0.5f);
+            for (int k = 0; k < nb; ++k) l->rolling_mean[k] = lcg_uniform(-0.5f, 0.5f);
+            for (int k = 0; k < nb; ++k) l->rolling_variance[k] = lcg_uniform(0.5f, 1.5f);
+        } else {
+            for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.1f, 0.1f);
+        }
+    }
+}
+
+/* ---- running the network ---------------------------------------------------- */
+
+/* Like network_predict, but with a selectable train flag: copies batch*inputs
+ * floats into net->input, runs forward_network with truth = delta = NULL, then
+ * restores the struct (so net->truth stays usable for shim_train_step).
+ * With train != 0, BN uses batch statistics and updates its rolling stats. */
+void shim_forward(void *h, const float *input, int train)
+{
+    network *net = h;
+    memcpy(net->input, input, (size_t)net->batch * net->inputs * sizeof(float));
+    network orig = *net;
+    net->truth = 0;
+    net->delta = 0;
+    net->train = train;
+    forward_network(net);
+    *net = orig;
+}
+
+/* One train_network_datum step: seen += batch; train = 1; forward; backward;
+ * update_network when (seen/batch) % subdivisions == 0.  Returns *net->cost
+ * (the mean over cost-owning layers of their mini-batch sums).
+ * truth must hold batch*truths floats. */
+float shim_train_step(void *h, const float *input, const float *truth)
+{
+    network *net = h;
+    memcpy(net->input, input, (size_t)net->batch * net->inputs * sizeof(float));
+    memcpy(net->truth, truth, (size_t)net->batch * net->truths * sizeof(float));
+    return train_network_datum(net);
+}
