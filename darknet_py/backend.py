@@ -4,6 +4,8 @@ Layers call ``xp_of(array)`` (or use ``net.xp``) and write their math once.  Imp
 module never imports CuPy; ``get_xp("gpu")`` does, and fails with a clear message without it.
 """
 
+import os
+
 import numpy as np
 
 from .errors import DarknetError
@@ -20,21 +22,27 @@ def xp_of(array):
     return np
 
 
-def get_xp(device="cpu"):
-    """The array module for a device name: ``cpu`` or ``gpu`` (``auto``: GPU when CuPy sees one)."""
+def get_xp(device="cpu", index=0):
+    """The array module for a device name: ``cpu`` or ``gpu`` (``auto``: GPU when CuPy sees one).
+
+    ``index`` picks the GPU (Darknet's ``-i N``).  fp32 stays exact: TF32 is switched off for
+    cuBLAS/cuDNN (``NVIDIA_TF32_OVERRIDE=0``, unless the user set it) before CuPy loads them.
+    """
     if device in (None, "cpu"):
         return np
     if device in ("gpu", "auto"):
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
         try:
             import cupy
-            if cupy.cuda.runtime.getDeviceCount() > 0:
+            if cupy.cuda.runtime.getDeviceCount() > index:
+                cupy.cuda.Device(index).use()
                 return cupy
         except Exception as e:  # ImportError, CUDA driver errors
             if device == "gpu":
                 raise DarknetError(f"--device gpu needs CuPy and a CUDA GPU ({e})") from None
             return np
         if device == "gpu":
-            raise DarknetError("--device gpu: no CUDA GPU found")
+            raise DarknetError(f"--device gpu: no CUDA GPU with index {index} found")
         return np
     raise DarknetError(f"unknown device '{device}'; expected cpu, gpu or auto")
 
@@ -45,3 +53,11 @@ def to_numpy(array):
         return array
     get = getattr(array, "get", None)
     return get() if get is not None else np.asarray(array)
+
+
+def cudnn_ops(array):
+    """The cuDNN adapter for a CuPy array; None for NumPy arrays or without the cuDNN Frontend."""
+    if isinstance(array, np.ndarray):
+        return None
+    from .cudnn import get_ops
+    return get_ops()

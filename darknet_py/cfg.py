@@ -203,7 +203,7 @@ def parse_cfg_text(text, path="<cfg>"):
     sections = []
     diagnostics = []
     current = None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(text.split("\n"), start=1):   # fgetl: "\n" only
         line = _strip(raw)
         if not line or line[0] in "#;":
             continue

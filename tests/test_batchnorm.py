@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from darknet_py.layers.batchnorm import normalized_input
+
 from conftest import build
 
 EPS = 1e-5
@@ -102,7 +104,7 @@ def test_backward_only_computes_scale_and_bias_updates(rng):
     np.testing.assert_array_equal(layer.scales, scales)
     np.testing.assert_array_equal(layer.biases, biases)
     np.testing.assert_allclose(layer.bias_updates, delta.sum(axis=(0, 2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(layer.scale_updates, (delta * layer.x_norm).sum(axis=(0, 2, 3)),
+    np.testing.assert_allclose(layer.scale_updates, (delta * normalized_input(layer)).sum(axis=(0, 2, 3)),
                                rtol=1e-4, atol=1e-5)
 
 

@@ -11,7 +11,7 @@ Conventions are Darknet's (pj:src/network.c):
 
 import numpy as np
 
-from ..errors import CfgError
+from ..errors import CfgError, DarknetError
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 
@@ -75,6 +75,15 @@ class Layer:
     def input_image(self, x):
         """The previous layer's output as this layer's (N, c, h, w)."""
         return x.reshape(x.shape[0], self.c, self.h, self.w)
+
+    def truth_for(self, net, shape):
+        """The truth as ``shape``; a clear error when it has the wrong number of values."""
+        per_image = int(np.prod(shape[1:]))
+        if net.truth.size != shape[0] * per_image:
+            raise DarknetError(f"layer {self.index} [{self.type}] needs {per_image} truth values "
+                               f"per image but got {net.truth.size // max(shape[0], 1)}",
+                               self.path, self.line)
+        return net.truth.reshape(shape)
 
     # -- the three steps -------------------------------------------------------------------
     def forward(self, net):

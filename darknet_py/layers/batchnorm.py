@@ -17,7 +17,7 @@ The backward only *computes* ``scale_updates += sum(delta * x_hat)`` and
 what changes ``scales`` and ``biases``.
 """
 
-from ..backend import xp_of
+from ..backend import cudnn_ops, xp_of
 from .base import Layer
 
 BN_EPSILON = 1e-5
@@ -32,9 +32,22 @@ def _c(v):
 
 
 def batchnorm_forward(layer, x, train):
-    """Normalise x (N, C, H, W) with ``layer``'s statistics; returns scales*x_hat + biases."""
+    """Normalise x (N, C, H, W) with ``layer``'s statistics; returns scales*x_hat + biases.
+
+    On CuPy arrays this is cuDNN's batch norm (through ``darknet_py.cudnn``); elsewhere, or when
+    cuDNN has no engine for the shape, the same formula in xp.
+    """
     xp = xp_of(x)
+    ops = cudnn_ops(x)
+    layer.bn_train = train
+    layer.bn_input = x
     if train:
+        got = ops and ops.batchnorm_train(x, layer.scales, layer.biases, layer.rolling_mean,
+                                          layer.rolling_variance,
+                                          what=f"layer {layer.index} batchnorm forward")
+        if got is not None:
+            y, layer.mean, layer.inv_std = got
+            return y
         n = x.size // x.shape[1]
         mean = x.mean(axis=_AXES)
         centered = x - _c(mean)
@@ -45,14 +58,20 @@ def batchnorm_forward(layer, x, train):
         layer.rolling_variance *= 1 - BN_MOMENTUM
         layer.rolling_variance += BN_MOMENTUM * var * (n / max(n - 1, 1))
         layer.mean, layer.inv_std = mean, inv_std   # cuDNN's resultSaveMean / SaveInvVariance
-        x_norm = centered * _c(inv_std)
-    else:
-        inv_std = 1 / xp.sqrt(layer.rolling_variance + BN_EPSILON)
-        layer.inv_std = inv_std
-        x_norm = (x - _c(layer.rolling_mean)) * _c(inv_std)
-    layer.x_norm = x_norm
-    layer.bn_train = train
-    return x_norm * _c(layer.scales) + _c(layer.biases)
+        return centered * _c(inv_std * layer.scales) + _c(layer.biases)
+    layer.mean = layer.rolling_mean
+    layer.inv_std = 1 / xp.sqrt(layer.rolling_variance + BN_EPSILON)
+    y = ops and ops.batchnorm_inference(x, layer.rolling_mean, layer.inv_std, layer.scales,
+                                        layer.biases,
+                                        what=f"layer {layer.index} batchnorm inference")
+    if y is None:
+        y = (x - _c(layer.mean)) * _c(layer.inv_std * layer.scales) + _c(layer.biases)
+    return y
+
+
+def normalized_input(layer):
+    """x_hat = (x - mean) * inv_std, from what the forward pass kept."""
+    return (layer.bn_input - _c(layer.mean)) * _c(layer.inv_std)
 
 
 def batchnorm_backward(layer, delta):
@@ -63,16 +82,28 @@ def batchnorm_backward(layer, delta):
         dx = inv_std / N * (N g - sum(g) - x_hat * sum(g * x_hat))
 
     In inference mode the statistics are constants: dx = g * inv_std.
+    cuDNN's backward computes the same three results; its dscale/dbias are *added* here.
     """
+    ops = cudnn_ops(delta)
+    if layer.bn_train:
+        got = ops and ops.batchnorm_backward(delta, layer.bn_input, layer.scales, layer.mean,
+                                             layer.inv_std,
+                                             what=f"layer {layer.index} batchnorm backward")
+        if got is not None:
+            dx, dscale, dbias = got
+            layer.scale_updates += dscale
+            layer.bias_updates += dbias
+            return dx
+    x_norm = normalized_input(layer)
     layer.bias_updates += delta.sum(axis=_AXES)
-    layer.scale_updates += (delta * layer.x_norm).sum(axis=_AXES)
+    layer.scale_updates += (delta * x_norm).sum(axis=_AXES)
     g = delta * _c(layer.scales)
     if not layer.bn_train:
         return g * _c(layer.inv_std)
     n = delta.size // delta.shape[1]
     sum_g = g.sum(axis=_AXES)
-    sum_gx = (g * layer.x_norm).sum(axis=_AXES)
-    return _c(layer.inv_std / n) * (n * g - _c(sum_g) - layer.x_norm * _c(sum_gx))
+    sum_gx = (g * x_norm).sum(axis=_AXES)
+    return _c(layer.inv_std / n) * (n * g - _c(sum_g) - x_norm * _c(sum_gx))
 
 
 def init_batchnorm(layer, n, xp):

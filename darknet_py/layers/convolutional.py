@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ..activations import ACTIVATIONS, NEEDS_INPUT, activate, gradient
+from ..backend import cudnn_ops
 from ..errors import CfgError, NotSupportedError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
 from .base import Layer
@@ -73,7 +74,11 @@ class ConvolutionalLayer(Layer):
 
     def forward(self, net):
         x = self.input_image(net.input)
-        out = conv_forward(x, self.weights, self.stride, self.padding, self.groups)
+        ops = cudnn_ops(x)
+        out = ops and ops.conv_forward(x, self.weights, self.stride, self.padding, self.groups,
+                                       what=f"layer {self.index} conv forward")
+        if out is None:
+            out = conv_forward(x, self.weights, self.stride, self.padding, self.groups)
         if self.batch_normalize:
             out = batchnorm_forward(self, out, net.train)
         else:
@@ -88,11 +93,20 @@ class ConvolutionalLayer(Layer):
             delta = batchnorm_backward(self, delta)
         else:
             self.bias_updates += delta.sum(axis=(0, 2, 3))
-        self.weight_updates += conv_backward_filter(x, delta, self.size, self.stride,
-                                                    self.padding, self.groups)
+        ops = cudnn_ops(x)
+        dw = ops and ops.conv_backward_filter(x, delta, self.weights.shape, self.stride,
+                                              self.padding, self.groups,
+                                              what=f"layer {self.index} conv wgrad")
+        if dw is None:
+            dw = conv_backward_filter(x, delta, self.size, self.stride, self.padding, self.groups)
+        self.weight_updates += dw
         if net.delta is not None:
-            dx = conv_backward_data(delta, self.weights, x.shape, self.stride, self.padding,
-                                    self.groups)
+            dx = ops and ops.conv_backward_data(delta, self.weights, x.shape, self.stride,
+                                                self.padding, self.groups,
+                                                what=f"layer {self.index} conv dgrad")
+            if dx is None:
+                dx = conv_backward_data(delta, self.weights, x.shape, self.stride, self.padding,
+                                        self.groups)
             net.delta += dx.reshape(net.delta.shape)
 
     def update(self, args):

@@ -41,7 +41,7 @@ class CostLayer(Layer):
             self.output = xp.zeros_like(y)
             self.cost = 0.0
             return
-        t = net.truth.reshape(y.shape)
+        t = self.truth_for(net, y.shape)
         if self.cost_type == "masked":
             y = xp.where(t == SECRET_NUM, SECRET_NUM, y)
         d = t - y

@@ -26,7 +26,7 @@ class LogisticLayer(Layer):
         self.output = y
         self.cost = 0.0
         if net.truth is not None:
-            t = net.truth.reshape(y.shape)
+            t = self.truth_for(net, y.shape)
             eps = 1e-7    # as Darknet's GPU, so y = 0 or 1 gives a finite loss
             err = -t * xp.log(y + eps) - (1 - t) * xp.log(1 - y + eps)
             self.cost = float(err.sum())

@@ -38,6 +38,11 @@ class ReorgLayer(Layer):
             if h % s or w % s:
                 raise CfgError(f"[{section.name}] stride={s} must divide the {w}x{h} input",
                                section.path, section.line_of("stride"))
+            if cls.type == "reorg" and c % (s * s):
+                raise CfgError(f"[{section.name}] Darknet's reorg reads the input as "
+                               f"channels/stride^2 planes: channels ({c}) must be divisible by "
+                               f"{s * s} (use [reorg3d] for a plain space-to-depth)",
+                               section.path, section.line_of("stride"))
             layer.out_c, layer.out_h, layer.out_w = c * s * s, h // s, w // s
         return layer
 

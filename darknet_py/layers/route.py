@@ -42,9 +42,9 @@ class RouteLayer(Layer):
                            f"groups={layer.groups}", section.path, section.line_of("group_id"))
         sources = [ctx.layers[i] for i in layer.input_layers]
         for src in sources:
-            if src.outputs % layer.groups:
+            if src.out_c % layer.groups:
                 raise CfgError(f"[{section.name}] groups={layer.groups} does not divide the "
-                               f"{src.outputs} outputs of layer {src.index}",
+                               f"{src.out_c} channels of layer {src.index}",
                                section.path, section.line_of("groups"))
         first = sources[0]
         total = sum(s.outputs for s in sources) // layer.groups

@@ -52,7 +52,7 @@ class SoftmaxLayer(Layer):
         self.output = p.reshape(n, self.out_c, self.out_h, self.out_w)
         self.cost = 0.0
         if net.truth is not None and not self.noloss:
-            t = net.truth.reshape(self.output.shape)
+            t = self.truth_for(net, self.output.shape)
             hit = t != 0
             self.cost = float(-(xp.log(xp.where(hit, self.output, 1))).sum())
             self.delta = t - self.output
