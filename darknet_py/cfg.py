@@ -263,7 +263,7 @@ def read_cfg(path):
     except OSError as e:
         raise CfgError(f"cannot read cfg file: {e.strerror}", str(path)) from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")     # Notepad writes a byte-order mark
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise CfgError("not a text file (invalid UTF-8); expected a Darknet .cfg", str(path),

@@ -155,7 +155,16 @@ class Network:
             raise NotSupportedError(f"[{section.name}] layers are not supported by darknet_py "
                                     "yet", section.path, section.line)
         cls = REGISTRY[section.type]
-        layer = cls.from_cfg(section, ctx)
+        try:
+            layer = cls.from_cfg(section, ctx)
+        except (MemoryError, ValueError) as e:
+            # e.g. filters=100000000000: numpy cannot allocate (or even describe) the arrays
+            if isinstance(e, ValueError) and "too big" not in str(e) \
+                    and "Maximum allowed" not in str(e):
+                raise
+            detail = str(e).splitlines()[0] if str(e) else "out of memory"
+            raise CfgError(f"[{section.name}] is too large to build ({detail})",
+                           section.path, section.line) from None
         layer.index = ctx.index
         layer.path, layer.line, layer.section_name = section.path, section.line, section.name
         layer.truth = section.bool("truth")

@@ -145,3 +145,15 @@ def test_unsupported_section_is_named_with_its_line():
 def test_image_layer_after_flat_layer_is_refused():
     with pytest.raises(CfgError, match="needs an image input"):
         build(NET + "[connected]\noutput=4\n[convolutional]\n")
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    from darknet_py.cfg import read_cfg
+    path = tmp_path / "bom.cfg"
+    path.write_bytes(b"\xef\xbb\xbf[net]\nbatch=1\n")
+    assert read_cfg(path).net.int("batch") == 1
+
+
+def test_absurd_sizes_are_a_cfg_error_not_a_crash():
+    with pytest.raises(CfgError, match=r"t\.cfg:6: error: \[convolutional\] is too large"):
+        build(NET + "[convolutional]\nfilters=100000000000\nsize=3\n")

@@ -1,0 +1,118 @@
+"""Benchmark: ``python -m darknet_py.bench CFG --batch B --size S [--device gpu]``.
+
+Prints one JSON line in the schema of ``shared/bench/pytorch_peer.py`` (run both in the same
+device call): milliseconds per training step (forward, backward, update) and per inference
+batch, timed with CUDA events after warm-up (a wall clock on the CPU), median of the repeats.
+Detection heads ([yolo], [region]) are timed as identity with a squared-output loss on their
+inputs, as the peer does, until detection training lands.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from .cfg import Option, read_cfg
+from .network import Network
+
+HEADS = ("yolo", "region", "detection")
+
+
+def _set(section, key, value):
+    opt = section.find(key)
+    if opt is None:
+        section.options.append(Option(key, str(value), section.line))
+    else:
+        opt.value = str(value)
+
+
+def bench_network(cfg_path, batch, size, device, seed=0):
+    cfg = read_cfg(cfg_path)
+    net_section = cfg.net
+    _set(net_section, "batch", batch)
+    _set(net_section, "subdivisions", 1)
+    if size:
+        _set(net_section, "width", size)
+        _set(net_section, "height", size)
+    heads = []
+    for i, sec in enumerate(cfg.layers):
+        if sec.type in HEADS:       # identity stand-in, as in the PyTorch peer
+            sec.name, sec.type = "activation", "activation"
+            sec.options = [Option("activation", "linear", sec.line)]
+            heads.append(i)
+    net = Network(cfg, device=device, seed=seed, warn=False)
+    net.options.learning_rate = 1e-4
+    return net, heads
+
+
+def time_ms(fn, warmup, steps, xp):
+    for _ in range(warmup):
+        fn()
+    times = []
+    gpu = xp.__name__ == "cupy"
+    for _ in range(steps):
+        if gpu:
+            start, end = xp.cuda.Event(), xp.cuda.Event()
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(xp.cuda.get_elapsed_time(start, end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m darknet_py.bench", description=__doc__.split("\n")[0])
+    p.add_argument("cfg")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--size", type=int, default=0, help="input width=height (default: the cfg's)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    a = p.parse_args(argv)
+    net, heads = bench_network(a.cfg, a.batch, a.size, a.device)
+    xp = net.xp
+    c, h, w = net.input_shape
+    x = xp.asarray(np.random.default_rng(0).random((a.batch, c, h, w), dtype=np.float32))
+    last = net.layers[-1]
+    truth = None
+    if last.type in ("softmax", "cost", "logistic"):
+        truth = xp.zeros((a.batch, last.inputs), dtype=xp.float32)
+        truth[:, 0] = 1
+
+    def train_step():
+        net.seen += a.batch
+        net.forward(x, train=True, truth=truth)
+        for i in heads:          # loss = mean(out^2): delta = -dL/dout
+            layer = net.layers[i]
+            layer.delta[...] = -2.0 / layer.output.size * layer.output
+        net.backward()
+        net.update()
+
+    def infer():
+        net.forward(x, train=False)
+
+    train = time_ms(train_step, a.warmup, a.steps, xp)
+    inference = time_ms(infer, a.warmup, a.steps, xp)
+    if xp.__name__ == "cupy":
+        device = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"].decode()
+    else:
+        device = "cpu"
+    print(json.dumps({
+        "peer": "darknet_py", "device": device, "cfg": a.cfg, "batch": a.batch, "size": [h, w],
+        "mode": "fp32", "train_ms": round(train, 3), "infer_ms": round(inference, 3),
+        "train_img_s": round(a.batch / train * 1e3, 1),
+        "infer_img_s": round(a.batch / inference * 1e3, 1),
+    }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
