@@ -22,6 +22,11 @@ def xp_of(array):
     return np
 
 
+def on_gpu(array):
+    """True for a CuPy array."""
+    return not isinstance(array, np.ndarray) and type(array).__module__.startswith("cupy")
+
+
 def get_xp(device="cpu", index=0):
     """The array module for a device name: ``cpu`` or ``gpu`` (``auto``: GPU when CuPy sees one).
 

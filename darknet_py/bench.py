@@ -68,6 +68,33 @@ def time_ms(fn, warmup, steps, xp):
     return statistics.median(times)
 
 
+def profile(net, step, xp):
+    """Milliseconds per (layer type, pass) over one step, each layer call timed on its own."""
+    totals = {}
+    sync = xp.cuda.Device().synchronize if xp.__name__ == "cupy" else (lambda: None)
+
+    def timed(layer, name):
+        inner = getattr(layer, name)
+
+        def wrapper(net_state):
+            sync()
+            t0 = time.perf_counter()
+            inner(net_state)
+            sync()
+            key = f"{layer.type}.{name}"
+            totals[key] = totals.get(key, 0.0) + (time.perf_counter() - t0) * 1e3
+        return wrapper
+
+    for layer in net.layers:
+        layer.forward, layer.backward = timed(layer, "forward"), timed(layer, "backward")
+    step()
+    totals = {}
+    step()
+    for layer in net.layers:
+        del layer.forward, layer.backward
+    return {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m darknet_py.bench", description=__doc__.split("\n")[0])
     p.add_argument("cfg")
@@ -76,6 +103,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--profile", action="store_true",
+                   help="also print where a training step spends its time, per layer type")
     a = p.parse_args(argv)
     net, heads = bench_network(a.cfg, a.batch, a.size, a.device)
     xp = net.xp
@@ -100,6 +129,8 @@ def main(argv=None):
         net.forward(x, train=False)
 
     train = time_ms(train_step, a.warmup, a.steps, xp)
+    if a.profile:
+        print(json.dumps({"profile_ms": profile(net, train_step, xp)}), flush=True)
     inference = time_ms(infer, a.warmup, a.steps, xp)
     if xp.__name__ == "cupy":
         device = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"].decode()

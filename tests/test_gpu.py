@@ -160,3 +160,19 @@ def test_ten_sgd_steps_of_a_bn_classifier_match():
         for name in lc.weight_record():
             assert rel(getattr(lg, name), getattr(lc, name)) < 1e-4, \
                 f"layer {lc.index} {lc.type} {name}"
+
+
+@pytest.mark.parametrize("size,stride,width", [(2, 2, 7), (3, 2, 9), (5, 1, 6), (2, 1, 5)])
+def test_gpu_maxpool_kernel_matches_numpy_on_odd_sizes(size, stride, width):
+    rng = np.random.default_rng()
+    cpu, gpu = pair(f"[maxpool]\nsize={size}\nstride={stride}\n", w=width)
+    x = rng.standard_normal((4, 4, width, width)).astype(np.float32)
+    out_cpu, out_gpu = cpu.forward(x, train=True), gpu.forward(x, train=True)
+    assert rel(out_gpu, out_cpu) < TOL
+    r = rng.standard_normal(out_cpu.shape).astype(np.float32)
+    cpu.layers[0].delta[...] = r
+    gpu.layers[0].delta[...] = gpu.xp.asarray(r)
+    dx_cpu, dx_gpu = np.zeros_like(x), gpu.xp.zeros(x.shape, dtype=np.float32)
+    cpu.backward(dx_cpu)
+    gpu.backward(dx_gpu)
+    assert rel(dx_gpu, dx_cpu) < TOL

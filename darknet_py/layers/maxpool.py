@@ -5,7 +5,8 @@ input (i*stride - padding//2, j*stride - padding//2); padded taps never win (-in
 out = (w + padding - size) // stride + 1.  Backward routes delta to each window's argmax.
 """
 
-from ..backend import xp_of
+from .. import kernels
+from ..backend import on_gpu, xp_of
 from ..errors import CfgError
 from .base import Layer
 
@@ -45,12 +46,19 @@ class MaxpoolLayer(Layer):
 
     def forward(self, net):
         x = self.input_image(net.input)
+        if on_gpu(x) and x.dtype == "float32":
+            self.output, self.gpu_indexes = kernels.maxpool_forward(x, self)
+            return
+        self.gpu_indexes = None
         win = self._windows(x)
         self.indexes = win.argmax(axis=2)
         self.output = win.max(axis=2)
 
     def backward(self, net):
         if net.delta is None:
+            return
+        if self.gpu_indexes is not None and net.delta.flags.c_contiguous:
+            kernels.maxpool_backward(self.delta, self.gpu_indexes, net.delta)
             return
         xp = xp_of(self.delta)
         s, k, off = self.stride, self.size, self.padding // 2

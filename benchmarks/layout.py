@@ -1,0 +1,136 @@
+"""NCHW against NHWC for darknet_py's conv + batch-norm stack on cuDNN (run on a GPU machine).
+
+    python benchmarks/layout.py [--batch 64]
+
+For each conv layer shape of yolov3-tiny at 416 it builds cuDNN Frontend graphs (conv forward,
+BN training forward, BN backward, conv dgrad, conv wgrad) with NCHW strides and with NHWC strides
+(same logical dims), times each with CUDA events (median of 20 after warm-up) and prints one JSON
+line per layout with the summed milliseconds per op kind.
+"""
+import argparse
+import json
+import statistics
+
+import cudnn
+import cupy as cp
+
+F = cudnn.data_type.FLOAT
+# (C_in, H, K, size, stride) of yolov3-tiny's conv layers at 416
+SHAPES = [(3, 416, 16, 3, 1), (16, 208, 32, 3, 1), (32, 104, 64, 3, 1), (64, 52, 128, 3, 1),
+          (128, 26, 256, 3, 1), (256, 13, 512, 3, 1), (512, 13, 1024, 3, 1),
+          (1024, 13, 256, 1, 1), (256, 13, 512, 3, 1), (384, 26, 256, 3, 1)]
+
+
+def strides(dims, layout):
+    n, c, h, w = dims
+    return [c * h * w, h * w, w, 1] if layout == "nchw" else [h * w * c, 1, w * c, c]
+
+
+def run(handle, build, buffers):
+    g = cudnn.pygraph(io_data_type=F, intermediate_data_type=F, compute_data_type=F,
+                      handle=handle)
+    tensors = build(g)
+    g.validate(); g.build_operation_graph()
+    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE,
+                              cudnn.numerical_note.DOWN_CONVERT_INPUTS])
+    g.check_support(); g.build_plans()
+    ws = cp.empty(max(1, g.get_workspace_size()), cp.uint8)
+    pack = {tensors[k]: buffers[k].data.ptr for k in tensors}
+    for _ in range(3):
+        g.execute(pack, ws, handle=handle)
+    times = []
+    for _ in range(20):
+        a, b = cp.cuda.Event(), cp.cuda.Event()
+        a.record(); g.execute(pack, ws, handle=handle); b.record(); b.synchronize()
+        times.append(cp.cuda.get_elapsed_time(a, b))
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=64)
+    a = p.parse_args()
+    handle = cudnn.create_handle()
+    cudnn.set_stream(handle=handle, stream=cp.cuda.get_current_stream().ptr)
+    for layout in ("nchw", "nhwc"):
+        total = {"fprop": 0.0, "bn_fwd": 0.0, "bn_bwd": 0.0, "dgrad": 0.0, "wgrad": 0.0}
+        failed = []
+        for c, h, k, r, s in SHAPES:
+            n = a.batch
+            oh = (h + 2 * (r // 2) - r) // s + 1
+            xd, wd, yd = [n, c, h, h], [k, c, r, r], [n, k, oh, oh]
+            buf = {name: cp.random.standard_normal(int(cp.prod(cp.array(d))), dtype=cp.float32)
+                   for name, d in (("x", xd), ("w", wd), ("y", yd), ("dy", yd), ("dx", xd),
+                                   ("dw", wd), ("bx", yd), ("by", yd), ("bdx", yd))}
+            for name in ("s", "b", "rm", "rv", "m", "iv", "ds", "db"):
+                buf[name] = cp.ones(k, cp.float32)
+            pad = r // 2
+
+            def T(g, name, d, kind="act"):
+                st = strides(d, layout)
+                return g.tensor(name=name, dim=d, stride=st, data_type=F)
+
+            def V(g, name):
+                return g.tensor(name=name, dim=[1, k, 1, 1], stride=[k, 1, 1, 1], data_type=F)
+
+            def fprop(g):
+                X, W = T(g, "x", xd), T(g, "w", wd)
+                Y = g.conv_fprop(image=X, weight=W, padding=[pad, pad], stride=[s, s],
+                                 dilation=[1, 1], compute_data_type=F)
+                Y.set_output(True).set_dim(yd).set_stride(strides(yd, layout))
+                return {"x": X, "w": W, "y": Y}
+
+            def dgrad(g):
+                DY, W = T(g, "dy", yd), T(g, "w", wd)
+                DX = g.conv_dgrad(loss=DY, filter=W, padding=[pad, pad], stride=[s, s],
+                                  dilation=[1, 1], compute_data_type=F)
+                DX.set_output(True).set_dim(xd).set_stride(strides(xd, layout))
+                return {"dy": DY, "w": W, "dx": DX}
+
+            def wgrad(g):
+                X, DY = T(g, "x", xd), T(g, "dy", yd)
+                DW = g.conv_wgrad(image=X, loss=DY, padding=[pad, pad], stride=[s, s],
+                                  dilation=[1, 1], compute_data_type=F)
+                DW.set_output(True).set_dim(wd).set_stride(strides(wd, layout))
+                return {"x": X, "dy": DY, "dw": DW}
+
+            def bn_fwd(g):
+                X = T(g, "bx", yd)
+                S, B, RM, RV = (V(g, nm) for nm in ("s", "b", "rm", "rv"))
+                eps = g.tensor_scalar(1e-5, cudnn.scalar_type.RUNTIME_PARAM)
+                mom = g.tensor_scalar(0.01, cudnn.scalar_type.RUNTIME_PARAM)
+                Y, M, IV, NRM, NRV = g.batchnorm(name="bn", input=X, scale=S, bias=B,
+                                                in_running_mean=RM, in_running_var=RV,
+                                                epsilon=eps, momentum=mom)
+                for t in (Y, M, IV, NRM, NRV):
+                    t.set_output(True).set_data_type(F)
+                Y.set_dim(yd).set_stride(strides(yd, layout))
+                return {"bx": X, "s": S, "b": B, "rm": RM, "rv": RV, "by": Y, "m": M, "iv": IV,
+                        "nrm": NRM, "nrv": NRV}
+
+            def bn_bwd(g):
+                DY, X = T(g, "dy", yd), T(g, "bx", yd)
+                S, M, IV = (V(g, nm) for nm in ("s", "m", "iv"))
+                DX, DS, DB = g.batchnorm_backward(grad=DY, input=X, scale=S, mean=M,
+                                                  inv_variance=IV)
+                for t in (DX, DS, DB):
+                    t.set_output(True).set_data_type(F)
+                DX.set_dim(yd).set_stride(strides(yd, layout))
+                return {"dy": DY, "bx": X, "s": S, "m": M, "iv": IV, "bdx": DX, "ds": DS,
+                        "db": DB}
+
+            buf["nrm"], buf["nrv"] = buf["rm"], buf["rv"]
+            for kind, build in (("fprop", fprop), ("bn_fwd", bn_fwd), ("bn_bwd", bn_bwd),
+                                ("dgrad", dgrad), ("wgrad", wgrad)):
+                try:
+                    total[kind] += run(handle, build, buf)
+                except Exception as e:
+                    failed.append(f"{kind} {c}x{h}->{k}: {str(e).splitlines()[0][:80]}")
+        print(json.dumps({"layout": layout, "batch": a.batch, "ms": {k: round(v, 3) for k, v in
+                                                                     total.items()},
+                          "total_ms": round(sum(total.values()), 3), "unsupported": failed}))
+
+
+if __name__ == "__main__":
+    main()
