@@ -120,9 +120,10 @@ class _State:
 
 
 class Network:
-    def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True):
+    def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True,
+                 device_index=0):
         self.path = cfgfile.path
-        self.xp = get_xp(device)
+        self.xp = get_xp(device, device_index)
         self.diagnostics = Diagnostics(cfgfile.path, strict=strict, echo=warn)
         for level, line, message in cfgfile.diagnostics:
             if level == "error":
@@ -179,10 +180,15 @@ class Network:
         return layer
 
     @classmethod
-    def from_cfg(cls, path, batch=None, device="cpu", strict=False, seed=None, warn=True):
-        """Build a network from a Darknet .cfg file (weights randomly initialised as Darknet)."""
+    def from_cfg(cls, path, batch=None, device="cpu", strict=False, seed=None, warn=True,
+                 device_index=0):
+        """Build a network from a Darknet .cfg file (weights randomly initialised as Darknet).
+
+        ``device``: ``cpu`` (NumPy), ``gpu`` (CuPy + cuDNN) or ``auto`` (the GPU when CuPy sees
+        one); ``device_index`` picks the GPU (Darknet's ``-i``).
+        """
         return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
-                   warn=warn)
+                   warn=warn, device_index=device_index)
 
     # -- shapes --------------------------------------------------------------------------
     @property

@@ -1,0 +1,264 @@
+"""Darknet ``.data`` files and classification datasets (pj:src/option_list.c read_data_cfg,
+src/data.c).
+
+A ``.data`` file is ``key=value`` lines (``classes``, ``train``, ``valid``, ``labels``, ``names``,
+``backup``, ``top``).  ``train``/``valid`` name either a list file of image paths (Darknet's way:
+the class of an image is the label that appears in its path) or an IDX image file
+(``*-idx3-ubyte[.gz]``, MNIST's format, read directly with its ``*-idx1-ubyte`` labels).
+
+Images are float32 NCHW in [0, 1], like Darknet's; a 1-channel cfg gets grey images.
+"""
+
+import os
+import queue
+import threading
+
+import numpy as np
+
+from .errors import DarknetError
+from .idx import labels_path_for, load_images_labels
+
+
+class DataCfg(dict):
+    """The options of a .data file, with where each came from."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = str(path)
+        self.lines = {}
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+        except OSError as e:
+            raise DarknetError(f"cannot read data file: {e.strerror}", self.path) from None
+        for lineno, raw in enumerate(text.split("\n"), start=1):
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if "=" not in line:
+                raise DarknetError(f"'{line}' is not key=value", self.path, lineno)
+            key, value = (s.strip() for s in line.split("=", 1))
+            self[key] = value
+            self.lines[key] = lineno
+
+    def int(self, key, default):
+        if key not in self:
+            return default
+        try:
+            return int(self[key])
+        except ValueError:
+            raise DarknetError(f"{key}={self[key]}: expected an integer", self.path,
+                               self.lines[key]) from None
+
+    def file(self, key, default=None, required=False):
+        """A path option, resolved from the working directory, else from the .data file's place."""
+        if key not in self:
+            if required:
+                raise DarknetError(f"no '{key}=' line: it must name a file", self.path)
+            return default
+        value = self[key]
+        if os.path.exists(value) or os.path.isabs(value):
+            return value
+        # Darknet resolves from the working directory; also try the .data file's folder and
+        # its parents, so `darknet_py train cfg/x.cfg /elsewhere/repo/data/x.data` works too.
+        folder = os.path.dirname(os.path.abspath(self.path))
+        while True:
+            candidate = os.path.join(folder, value)
+            if os.path.exists(candidate):
+                return candidate
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return value
+            folder = parent
+
+    def where(self, key):
+        return self.path, self.lines.get(key)
+
+
+def read_lines(path, what):
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [ln.strip() for ln in f if ln.strip()]
+    except OSError as e:
+        raise DarknetError(f"cannot read {what}: {e.strerror}", path) from None
+
+
+def is_idx(path):
+    name = os.path.basename(path)
+    return "idx3-ubyte" in name or "idx3" in name
+
+
+class ClassificationSet:
+    """Images (uint8, N x H x W [x C]) or image paths, with integer labels."""
+
+    def __init__(self, images, labels, classes, source, paths=None):
+        self.images, self.labels, self.classes = images, labels, classes
+        self.source, self.paths = source, paths
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, indexes, shape):
+        """float32 (n, c, h, w) in [0, 1] and one-hot truth (n, classes)."""
+        c, h, w = shape
+        if self.images is not None:
+            x = self.images[indexes].astype(np.float32) / 255.0
+            if x.ndim == 3:
+                x = x[:, None]
+            else:
+                x = x.transpose(0, 3, 1, 2)
+            if x.shape[1:] != (c, h, w):
+                x = np.stack([resize_array(img, shape) for img in x])
+        else:
+            x = np.stack([load_image(self.paths[i], shape) for i in indexes])
+        truth = np.zeros((len(indexes), self.classes), np.float32)
+        truth[np.arange(len(indexes)), self.labels[indexes]] = 1
+        return x, truth
+
+
+def resize_array(img, shape):
+    """Resize one (c, h, w) float image to ``shape`` with Pillow."""
+    from PIL import Image
+    c, h, w = shape
+    planes = [np.asarray(Image.fromarray(p).resize((w, h), Image.BILINEAR)) for p in img]
+    if c == len(planes):
+        return np.stack(planes)
+    grey = np.mean(planes, axis=0)
+    return np.stack([grey] * c) if c > 1 else grey[None]
+
+
+def load_image(path, shape, letterbox=False):
+    """An image file as float32 (c, h, w) in [0, 1], resized (or letterboxed) to the net."""
+    from PIL import Image, UnidentifiedImageError
+    c, h, w = shape
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if c == 1 else "RGB")
+            if letterbox and im.size != (w, h):
+                scale = min(w / im.width, h / im.height)
+                nw, nh = max(1, round(im.width * scale)), max(1, round(im.height * scale))
+                canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))
+                canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
+                im = canvas
+            elif im.size != (w, h):
+                im = im.resize((w, h), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as e:
+        raise DarknetError(f"cannot read image: {e}", str(path)) from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def match_labels(paths, labels, list_path):
+    """Darknet's rule (a label that appears in the path), stricter: the label must be a whole
+    component of the path or the file name's stem, or a ``_``/``-``/``.``-separated word of it;
+    the longest match wins.  Images with no or several equally good matches are reported."""
+    import re
+    out = np.zeros(len(paths), np.int64)
+    none, several = [], []
+    for i, p in enumerate(paths):
+        words = set()
+        for part in re.split(r"[\\/]", p):
+            stem = os.path.splitext(part)[0]
+            words.update([part, stem], re.split(r"[_\-. ]", stem))
+        hits = [k for k, lab in enumerate(labels) if lab in words]
+        if not hits:
+            none.append(p)
+            continue
+        best = max(len(labels[k]) for k in hits)
+        hits = [k for k in hits if len(labels[k]) == best]
+        if len(hits) > 1:
+            several.append(p)
+        out[i] = hits[0]
+    if none or several:
+        parts = []
+        if none:
+            parts.append(f"{len(none)} image(s) match no label (first: {none[0]})")
+        if several:
+            parts.append(f"{len(several)} match several labels (first: {several[0]})")
+        raise DarknetError("; ".join(parts) + ". A label must be a folder or a word of the file "
+                           "name, e.g. data/train/cat/1.png or 1_cat.png", list_path)
+    return out
+
+
+def load_classification(data, key, classes):
+    """The ``train`` or ``valid`` set of a .data file."""
+    path = data.file(key, required=True)
+    if not os.path.exists(path):
+        file, line = data.where(key)
+        raise DarknetError(f"{key}={data[key]}: no such file", file, line)
+    if is_idx(path):
+        labels_path = labels_path_for(path)
+        images, labels = load_images_labels(path, labels_path)
+        labels = labels.astype(np.int64)
+        if labels.max(initial=0) >= classes:
+            raise DarknetError(f"labels go up to {labels.max()} but classes={classes}",
+                               data.path, data.lines.get("classes"))
+        return ClassificationSet(images, labels, classes, path)
+    paths = read_lines(path, f"{key} list")
+    label_file = data.file("labels") or data.file("names")
+    if label_file is None:
+        raise DarknetError("a list-file dataset needs labels= (or names=): the class names "
+                           "that appear in the image paths", data.path)
+    names = read_lines(label_file, "labels file")
+    if len(names) != classes:
+        raise DarknetError(f"{label_file} has {len(names)} labels but classes={classes}",
+                           data.path, data.lines.get("classes"))
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise DarknetError(f"{len(missing)} image(s) listed do not exist (first: {missing[0]})",
+                           path)
+    return ClassificationSet(None, match_labels(paths, names, path), classes, path, paths)
+
+
+def class_names(data, classes):
+    path = data.file("names") or data.file("labels")
+    if path and os.path.exists(path):
+        names = read_lines(path, "names file")
+        if len(names) >= classes:
+            return names[:classes]
+    return [str(i) for i in range(classes)]
+
+
+class Batches:
+    """Mini-batches in a reproducible order, prepared by a background thread.
+
+    The order is a function of (seed, epoch) only, so a resumed run sees exactly the batches
+    an uninterrupted one would: epoch e is a permutation drawn from ``default_rng([seed, e])``.
+    """
+
+    def __init__(self, dataset, batch, shape, seed, start, prefetch=3):
+        self.dataset, self.batch, self.shape, self.seed = dataset, batch, shape, seed
+        self.per_epoch = max(1, len(dataset) // batch)
+        self._queue = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(start,), daemon=True)
+        self._thread.start()
+
+    def _indexes(self, k):
+        epoch, j = divmod(k, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+        return order[j * self.batch:(j + 1) * self.batch]
+
+    def _work(self, k):
+        try:
+            while not self._stop.is_set():
+                item = self.dataset.batch(self._indexes(k), self.shape)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                k += 1
+        except BaseException as e:  # surfaced in the training thread
+            self._queue.put(e)
+
+    def next(self):
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)

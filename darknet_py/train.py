@@ -1,0 +1,310 @@
+"""Classifier training, Darknet's loop (pj:examples/classifier.c train_classifier), kinder.
+
+Each iteration runs ``subdivisions`` mini-batches (forward, backward; every layer's ``update``
+after the last), so one iteration is one weight update of ``batch`` images.  Printed and logged:
+loss (per image), ``avg_loss = 0.9 avg + 0.1 loss``, the learning rate, images/s.  After each
+epoch: top-1/top-k on the ``valid`` set.  Into the ``backup`` folder, all written atomically:
+``<cfg>_last.weights`` (every ``backup_every`` iterations, at each epoch and on Ctrl-C),
+``<cfg>_best.weights`` (best top-1), ``<cfg>_final.weights``, ``<cfg>_last.state.npz`` (momentum
+buffers and counters, so ``--resume`` continues exactly), ``chart.png`` and ``<cfg>.log.jsonl``.
+
+Reproducible: with ``--seed`` the data order and dropout masks are functions of (seed,
+iteration), so an interrupted and resumed run ends with the same weights as one that was not.
+"""
+
+import io
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from .backend import to_numpy
+from .data import Batches, DataCfg, class_names, load_classification
+from .errors import DarknetError
+from .network import Network
+from .weights import atomic_write
+
+DEFAULT_BACKUP_EVERY = 100
+
+
+class _Interrupt:
+    """Ctrl-C sets a flag; the loop stops after the iteration in progress (a second one quits)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if hasattr(signal, "SIGINT"):
+            try:
+                self._old = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:          # not the main thread: leave Ctrl-C alone
+                self._old = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing this iteration and saving (Ctrl-C again to quit now)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def evaluate(net, dataset, top=1, batch=256):
+    """(top-1, top-k) accuracy of ``net`` in inference mode."""
+    hits1 = hitsk = 0
+    for start in range(0, len(dataset), batch):
+        idx = np.arange(start, min(start + batch, len(dataset)))
+        x, _ = dataset.batch(idx, net.input_shape)
+        probs = to_numpy(net.forward(x, train=False)).reshape(len(idx), -1)
+        order = np.argsort(-probs, axis=1)
+        labels = dataset.labels[idx]
+        hits1 += int((order[:, 0] == labels).sum())
+        hitsk += int((order[:, :top] == labels[:, None]).any(axis=1).sum())
+    n = max(len(dataset), 1)
+    return hits1 / n, hitsk / n
+
+
+class ClassifierTrainer:
+    def __init__(self, cfg, data, weights=None, device="auto", gpu_index=0, max_batches=None,
+                 clear=False, resume=False, seed=None, backup_every=DEFAULT_BACKUP_EVERY,
+                 darknet_lines=False, progress=True, out=sys.stdout):
+        self.out = out
+        self.backup_every = max(1, backup_every)
+        self.darknet_lines = darknet_lines
+        self.progress = progress
+        self.data = DataCfg(data)
+        self.net = Network.from_cfg(cfg, device=device, device_index=gpu_index, seed=seed)
+        net = self.net
+        self.images_per_iteration = net.batch * net.subdivisions
+        self.classes = self.data.int("classes", 2)
+        self.top = max(1, self.data.int("top", 1))
+        last = net.layers[-1]
+        if last.type not in ("softmax", "cost", "logistic"):
+            raise DarknetError(f"the last layer is [{last.section_name}], not a classifier head "
+                               "([softmax], [cost] or [logistic])", last.path, last.line)
+        if last.outputs != self.classes:
+            maker = next((l for l in reversed(net.layers)
+                          if l.type in ("connected", "convolutional")), last)
+            key = "output" if maker.type == "connected" else "filters"
+            raise DarknetError(f"the network ends with {last.outputs} outputs but "
+                               f"{self.data.path} says classes={self.classes}: set {key}="
+                               f"{self.classes} in this [{maker.section_name}]",
+                               maker.path, maker.line)
+        self.base = os.path.splitext(os.path.basename(cfg))[0]
+        self.backup = self.data.file("backup", "backup")
+        os.makedirs(self.backup, exist_ok=True)
+        self.paths = {kind: os.path.join(self.backup, f"{self.base}_{kind}.weights")
+                      for kind in ("last", "best", "final")}
+        self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
+        self.log_path = os.path.join(self.backup, f"{self.base}.log.jsonl")
+        self.chart_path = os.path.join(self.backup, "chart.png")
+        self.seed = int(np.random.SeedSequence().entropy % (2 ** 31)) if seed is None else seed
+        self.avg_loss = -1.0
+        self.best = -1.0
+        self.accuracy = []           # (iteration, top-1, top-k)
+        self.losses = []             # (iteration, loss, avg_loss)
+        if resume:
+            self._resume()
+        else:
+            if os.path.exists(self.log_path):
+                os.remove(self.log_path)
+            if weights:
+                filled = net.load_weights(weights, partial=True)
+                print(f"Loaded {filled} of {len(net.layers)} layers from {weights}", file=out)
+        if clear:
+            net.seen = 0
+        self.max_batches = max_batches if max_batches is not None else net.options.max_batches
+        if self.max_batches <= 0:
+            raise DarknetError("max_batches is 0: set max_batches= in [net] or pass "
+                               "--max-batches N", net.path, net.options.section.line)
+        self.train_set = load_classification(self.data, "train", self.classes)
+        self.valid_set = load_classification(self.data, "valid", self.classes) \
+            if "valid" in self.data else None
+        self.names = class_names(self.data, self.classes)
+        self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def iteration(self):
+        """Completed weight updates (Darknet's get_current_batch)."""
+        return self.net.seen // self.images_per_iteration
+
+    def _resume(self):
+        if not os.path.exists(self.paths["last"]):
+            raise DarknetError(f"--resume: {self.paths['last']} does not exist (nothing to "
+                               "resume; train without --resume first)")
+        self.net.load_weights(self.paths["last"])
+        restored = False
+        if os.path.exists(self.state_path):
+            with np.load(self.state_path, allow_pickle=False) as state:
+                meta = json.loads(str(state["meta"]))
+                if meta["seen"] == self.net.seen:
+                    for layer in self.net.layers:
+                        for name in layer.arrays():
+                            key = f"{layer.index}/{name}"
+                            if key in state and not name.startswith(("weights", "biases",
+                                                                      "scales", "rolling")):
+                                setattr(layer, name, self.net.xp.asarray(state[key]))
+                    self.net.t = meta["t"]
+                    self.seed = meta["seed"]
+                    self.avg_loss = meta["avg_loss"]
+                    self.best = meta["best"]
+                    self.accuracy = [tuple(a) for a in meta["accuracy"]]
+                    restored = True
+        if os.path.exists(self.log_path):
+            with open(self.log_path) as f:
+                kept = [line for line in f
+                        if json.loads(line)["iteration"] <= self.iteration]
+            atomic_write(self.log_path, [line.encode() for line in kept])
+            for line in kept:
+                rec = json.loads(line)
+                self.losses.append((rec["iteration"], rec["loss"], rec["avg_loss"]))
+        how = "with its momentum and counters" if restored else \
+            "without a matching state file: momentum starts from zero"
+        print(f"Resuming from {self.paths['last']} at iteration {self.iteration} ({how})",
+              file=self.out)
+
+    def save_last(self):
+        net = self.net
+        net.save_weights(self.paths["last"])
+        arrays = {f"{layer.index}/{name}": to_numpy(getattr(layer, name))
+                  for layer in net.layers for name in layer.arrays()
+                  if name.endswith("_updates") or name.endswith(("_m", "_v"))}
+        meta = dict(seen=net.seen, t=net.t, seed=self.seed, avg_loss=self.avg_loss,
+                    best=self.best, accuracy=self.accuracy)
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+        atomic_write(self.state_path, [buf.getvalue()])
+
+    # -- the loop --------------------------------------------------------------------------
+    def _reseed(self, k, s):
+        """Dropout and crop draw from net.rng; make their draws a function of the iteration."""
+        self.net.rng.bit_generator.state = np.random.default_rng(
+            [self.seed, k, s]).bit_generator.state
+
+    def _validate(self, k):
+        if self.valid_set is None:
+            return None
+        top1, topk = evaluate(self.net, self.valid_set, self.top)
+        self.accuracy.append((k, top1, topk))
+        self._say(f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}")
+        if top1 > self.best:
+            self.best = top1
+            self.net.save_weights(self.paths["best"])
+        return top1
+
+    def _say(self, line):
+        """Print a line to ``out`` without tearing the progress bar."""
+        if self._bar is not None and self.out is sys.stdout:
+            self._bar.write(line, file=sys.stdout)
+        else:
+            print(line, file=self.out, flush=True)
+
+    _bar = None
+
+    def _chart(self):
+        from .chart import draw_chart
+        series = {"loss": [(k, l) for k, l, _ in self.losses],
+                  "avg loss": [(k, a) for k, _, a in self.losses]}
+        right = {"top-1": [(k, a) for k, a, _ in self.accuracy]} if self.accuracy else None
+        draw_chart(self.chart_path, series, title=f"{self.base}: training", right_series=right)
+
+    def run(self):
+        net = self.net
+        o = net.options
+        print(f"{self.base}: {len(self.train_set)} training images, "
+              f"{len(self.valid_set) if self.valid_set else 0} validation images, "
+              f"{self.classes} classes, batch {net.batch} x {net.subdivisions} subdivisions, "
+              f"{self.per_epoch} iterations per epoch, device "
+              f"{'gpu' if net.xp.__name__ == 'cupy' else 'cpu'}", file=self.out)
+        print(f"Learning Rate: {o.learning_rate:g}, Momentum: {o.momentum:g}, "
+              f"Decay: {o.decay:g}", file=self.out, flush=True)
+        start_k = self.iteration
+        batches = Batches(self.train_set, net.batch, net.input_shape, self.seed,
+                          start=net.seen // net.batch)
+        bar = None
+        if self.progress and not self.darknet_lines:
+            from tqdm import tqdm
+            bar = tqdm(total=self.max_batches, initial=start_k, unit="it", file=sys.stderr,
+                       dynamic_ncols=True, desc=self.base)
+        self._bar = bar
+        status = 0
+        try:
+            with _Interrupt() as interrupt, open(self.log_path, "a") as log, \
+                    np.errstate(all="ignore"):      # a diverging loss is reported below
+                while self.iteration < self.max_batches:
+                    k = self.iteration
+                    t0 = time.perf_counter()
+                    loss = 0.0
+                    for s in range(net.subdivisions):
+                        x, truth = batches.next()
+                        self._reseed(k, s)
+                        loss += net.train_step(x, truth)
+                    loss /= net.subdivisions
+                    k += 1
+                    seconds = time.perf_counter() - t0
+                    if not math.isfinite(loss):
+                        print(f"\nloss became {loss} at iteration {k} (learning rate "
+                              f"{net.current_rate():g}); stopping. The last good weights are "
+                              f"in {self.paths['last']} (iteration "
+                              f"{self._saved_iteration()}). Try a lower learning_rate or a "
+                              "longer burn_in.", file=sys.stderr)
+                        return 1
+                    self.avg_loss = loss if self.avg_loss < 0 else \
+                        0.9 * self.avg_loss + 0.1 * loss
+                    rate = net.current_rate()
+                    ips = self.images_per_iteration / seconds
+                    self.losses.append((k, loss, self.avg_loss))
+                    log.write(json.dumps({"iteration": k, "loss": loss,
+                                          "avg_loss": self.avg_loss, "rate": rate,
+                                          "seen": net.seen, "seconds": seconds,
+                                          "images_per_s": ips}) + "\n")
+                    if self.darknet_lines:
+                        print(f"{k}, {net.seen / len(self.train_set):.3f}: {loss:f}, "
+                              f"{self.avg_loss:f} avg, {rate:f} rate, {seconds:f} seconds, "
+                              f"{net.seen} images", file=self.out, flush=True)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.4f}", avg=f"{self.avg_loss:.4f}",
+                                        lr=f"{rate:.2g}", img_s=f"{ips:.0f}", refresh=False)
+                        bar.update(1)
+                    epoch_end = k % self.per_epoch == 0
+                    if epoch_end or k == self.max_batches:
+                        log.flush()
+                        self._validate(k)
+                        self._chart()
+                    if epoch_end or k % self.backup_every == 0 or interrupt.requested:
+                        log.flush()
+                        self.save_last()
+                    if interrupt.requested:
+                        self._say(f"Stopped at iteration {k}; saved {self.paths['last']}. "
+                                  "Continue with --resume.")
+                        status = 130
+                        break
+                else:
+                    self.save_last()
+                    net.save_weights(self.paths["final"])
+                    self._chart()
+                    self._say(f"Saved {self.paths['final']}")
+        finally:
+            batches.close()
+            if bar is not None:
+                bar.close()
+            self._bar = None
+        return status
+
+    def _saved_iteration(self):
+        from .weights import read_weights_file
+        try:
+            header, _ = read_weights_file(self.paths["last"])
+        except DarknetError:
+            return "none yet"
+        return header.seen // self.images_per_iteration

@@ -1,0 +1,220 @@
+"""Classifier training end to end: backups, logs, Ctrl-C + --resume, NaN, predict."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from darknet_py.data import Batches
+from darknet_py.idx import write_idx
+from darknet_py.train import ClassifierTrainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CFG = """[net]
+batch=8
+subdivisions=2
+width=12
+height=12
+channels=1
+learning_rate={lr}
+momentum=0.9
+decay=0.0005
+max_batches=12
+policy=steps
+steps=8
+scales=.1
+
+[convolutional]
+batch_normalize=1
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[dropout]
+probability=0.2
+
+[connected]
+output=2
+activation=linear
+
+[softmax]
+"""
+
+
+def halves(n, rng):
+    """Class 0: the left half is bright; class 1: the right half."""
+    labels = rng.integers(0, 2, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 12, 12)).astype(np.uint8)
+    for img, lab in zip(images, labels):
+        if lab == 0:
+            img[:, :6] += 150
+        else:
+            img[:, 6:] += 150
+    return images, labels
+
+
+@pytest.fixture
+def project(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("t10k", 32)):
+        images, labels = halves(n, rng)
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    (tmp_path / "halves.names").write_text("left\nright\n")
+    (tmp_path / "halves.data").write_text(
+        f"classes=2\ntrain={tmp_path}/train-images-idx3-ubyte.gz\n"
+        f"valid={tmp_path}/t10k-images-idx3-ubyte.gz\nnames={tmp_path}/halves.names\n"
+        f"backup={tmp_path}/backup\ntop=1\n")
+    (tmp_path / "halves.cfg").write_text(CFG.format(lr=0.05))
+    return tmp_path
+
+
+def trainer(project, **kw):
+    kw.setdefault("seed", 7)
+    kw.setdefault("progress", False)
+    kw.setdefault("device", "cpu")
+    return ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
+                             out=open(os.devnull, "w"), **kw)
+
+
+def test_training_writes_backups_log_and_chart_and_learns(project):
+    t = trainer(project)
+    assert t.run() == 0
+    backup = project / "backup"
+    for name in ("halves_last.weights", "halves_best.weights", "halves_final.weights",
+                 "halves_last.state.npz", "chart.png", "halves.log.jsonl"):
+        assert (backup / name).exists(), name
+    records = [json.loads(line) for line in open(backup / "halves.log.jsonl")]
+    assert [r["iteration"] for r in records] == list(range(1, 13))
+    assert records[-1]["seen"] == 12 * 8          # batch=8 images per iteration
+    first = records[0]["avg_loss"]
+    assert records[1]["avg_loss"] == pytest.approx(0.9 * first + 0.1 * records[1]["loss"])
+    assert t.accuracy[-1][1] >= 0.9       # top-1 on the held-out images
+    assert (backup / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_then_resume_ends_with_the_same_weights(project, monkeypatch):
+    reference = trainer(project)
+    assert reference.run() == 0
+    expected = (project / "backup" / "halves_final.weights").read_bytes()
+    os.remove(project / "backup" / "halves_final.weights")
+
+    calls = {"n": 0}
+    real_next = Batches.next
+
+    def next_then_ctrl_c(self):
+        calls["n"] += 1
+        if calls["n"] == 7:            # during iteration 4 (2 subdivisions per iteration)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_next(self)
+
+    monkeypatch.setattr(Batches, "next", next_then_ctrl_c)
+    interrupted = trainer(project)
+    assert interrupted.run() == 130
+    assert interrupted.iteration == 4
+    assert not (project / "backup" / "halves_final.weights").exists()
+    monkeypatch.setattr(Batches, "next", real_next)
+
+    resumed = trainer(project, resume=True, seed=None)   # the seed comes from the state file
+    assert resumed.iteration == 4
+    assert resumed.run() == 0
+    assert (project / "backup" / "halves_final.weights").read_bytes() == expected
+    log = [json.loads(line) for line in open(project / "backup" / "halves.log.jsonl")]
+    assert [r["iteration"] for r in log] == list(range(1, 13))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_weights(project, capsys):
+    (project / "halves.cfg").write_text(CFG.format(lr=1e30))
+    t = trainer(project, backup_every=1)
+    assert t.run() == 1
+    err = capsys.readouterr().err
+    assert "loss became" in err and "last good weights" in err
+    last = project / "backup" / "halves_last.weights"
+    from darknet_py.weights import read_weights_file
+    header, payload = read_weights_file(last)
+    assert np.isfinite(payload).all()
+
+
+def test_resume_without_a_backup_is_a_clear_error(project):
+    from darknet_py.errors import DarknetError
+    with pytest.raises(DarknetError, match="--resume: .* does not exist"):
+        trainer(project, resume=True)
+
+
+def test_classes_mismatch_names_the_cfg_line(project):
+    from darknet_py.errors import DarknetError
+    (project / "halves.data").write_text((project / "halves.data").read_text()
+                                         .replace("classes=2", "classes=3"))
+    with pytest.raises(DarknetError, match=r"halves\.cfg:30: error: the network ends with 2 "
+                                           r"outputs but .* says classes=3: set output=3 in "
+                                           r"this \[connected\]"):
+        trainer(project)
+
+
+def run_cli(*args, cwd=ROOT, stdin=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "darknet_py", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, input=stdin)
+
+
+def test_cli_train_then_predict_a_list_file_dataset(tmp_path):
+    """Darknet's list-file layout: labels found in the image paths; predict prints top-k."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    images, labels = halves(48, rng)
+    names = ["left", "right"]
+    lines = []
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        folder = tmp_path / "images" / names[lab]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i}.png")
+        lines.append(str(folder / f"{i}.png"))
+    (tmp_path / "train.list").write_text("\n".join(lines) + "\n")
+    (tmp_path / "labels.txt").write_text("left\nright\n")
+    (tmp_path / "h.data").write_text(f"classes=2\ntrain={tmp_path}/train.list\n"
+                                     f"valid={tmp_path}/train.list\nlabels={tmp_path}/labels.txt\n"
+                                     f"backup={tmp_path}/backup\n")
+    (tmp_path / "h.cfg").write_text(CFG.format(lr=0.05))
+    r = run_cli("train", str(tmp_path / "h.cfg"), str(tmp_path / "h.data"), "--seed", "3",
+                "--device", "cpu", "--darknet-lines")
+    assert r.returncode == 0, r.stderr
+    lines_out = r.stdout.splitlines()
+    assert any(line.startswith("1, 0.167: ") and line.endswith(" 8 images") for line in lines_out)
+    weights = str(tmp_path / "backup" / "h_final.weights")
+    probe = tmp_path / "probe.png"
+    right = np.zeros((12, 12), np.uint8)
+    right[:, 6:] = 220
+    Image.fromarray(right).save(probe)
+    r = run_cli("classifier", "predict", str(tmp_path / "h.data"), str(tmp_path / "h.cfg"),
+                weights, str(probe), "-t", "2", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    top = r.stdout.splitlines()
+    assert len(top) == 2 and top[0].endswith(": right") and top[1].endswith(": left")
+    assert f"{probe}: Predicted in " in r.stderr
+    pct = float(top[0].split("%")[0])
+    assert 50 < pct <= 100
+    # no image on the command line: paths are read from stdin, as Darknet's prompt loop
+    r = run_cli("classifier", "predict", str(tmp_path / "h.data"), str(tmp_path / "h.cfg"),
+                weights, "--device", "cpu", stdin=f"{probe}\n")
+    assert "Enter Image Path: " in r.stdout and ": right" in r.stdout
+
+
+def test_list_file_labels_must_match_exactly_one(tmp_path):
+    from darknet_py.data import match_labels
+    from darknet_py.errors import DarknetError
+    assert list(match_labels(["d/train/cat/1.png", "d/2_dog.png"], ["cat", "dog"], "l")) == [0, 1]
+    with pytest.raises(DarknetError, match=r"1 image\(s\) match no label \(first: d/train/x.png\)"):
+        match_labels(["d/train/x.png"], ["rain", "cat"], "l")   # Darknet would match 'rain'
+    with pytest.raises(DarknetError, match="match several labels"):
+        match_labels(["d/cat/dog.png"], ["cat", "dog"], "l")
