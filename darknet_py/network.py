@@ -291,6 +291,31 @@ class Network:
                 setattr(layer, name, getattr(layer, name).astype(dtype))
         return self
 
+    def fold_batchnorm(self):
+        """Fold each conv/connected batch norm into its weights and biases, for inference.
+
+        With s = scales / sqrt(rolling_variance + 1e-5) (computed in float64, as AlexeyAB's
+        fuse_conv_batchnorm): W *= s per output channel, biases = biases - rolling_mean * s;
+        the layer then has ``batch_normalize = False``.  In inference mode the outputs do not
+        change; returns the number of layers folded.
+        """
+        from .layers.batchnorm import BN_EPSILON
+        folded = 0
+        for layer in self.layers:
+            if layer.type not in ("convolutional", "connected") or not layer.batch_normalize:
+                continue
+            xp = self.xp
+            s = layer.scales.astype(xp.float64) / xp.sqrt(
+                layer.rolling_variance.astype(xp.float64) + BN_EPSILON)
+            shape = (-1,) + (1,) * (layer.weights.ndim - 1)
+            layer.weights = (layer.weights * s.reshape(shape)).astype(layer.weights.dtype)
+            layer.biases = (layer.biases - layer.rolling_mean * s).astype(layer.biases.dtype)
+            layer.batch_normalize = False
+            for name in ("scales", "scale_updates", "rolling_mean", "rolling_variance"):
+                setattr(layer, name, None)
+            folded += 1
+        return folded
+
     def load_weights(self, path, partial=False, cutoff=None):
         """Load a Darknet .weights file; returns the number of layers filled.
 

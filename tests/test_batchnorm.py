@@ -143,3 +143,33 @@ def test_standalone_batchnorm_weights_record_is_alexeyabs():
     net = build("[net]\nbatch=1\nchannels=3\nwidth=2\nheight=2\n[batchnorm]\n")
     assert net.layers[0].weight_record() == ("biases", "scales", "rolling_mean",
                                              "rolling_variance")
+
+
+def test_folding_bn_into_the_weights_keeps_inference_outputs(rng):
+    net = build("[net]\nbatch=4\nchannels=2\nwidth=6\nheight=6\n"
+                "[convolutional]\nfilters=3\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n"
+                "[connected]\noutput=5\nbatch_normalize=1\nactivation=linear\n")
+    for layer in net.layers:
+        for name, lo, hi in (("rolling_mean", -1, 1), ("rolling_variance", 0.2, 2),
+                             ("scales", 0.5, 2), ("biases", -1, 1)):
+            getattr(layer, name)[...] = rng.uniform(lo, hi, getattr(layer, name).shape)
+    x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    before = net.forward(x).copy()
+    assert net.fold_batchnorm() == 2
+    assert not any(layer.batch_normalize for layer in net.layers)
+    after = net.forward(x)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5 * np.abs(before).max())
+    assert net.layers[0].weight_record() == ("biases", "weights")
+
+
+def test_dropping_bn_at_inference_changes_the_outputs(rng):
+    """BN cannot simply be removed: without it the scale and shift it learned are gone."""
+    net = conv_bn_net()
+    layer = net.layers[0]
+    layer.rolling_mean[:] = [0.5, -1, 2]
+    layer.rolling_variance[:] = [0.25, 4, 1]
+    x = rng.standard_normal((4, 2, 5, 5)).astype(np.float32)
+    with_bn = net.forward(x).copy()
+    layer.batch_normalize = False
+    layer.biases[:] = 0
+    assert np.abs(net.forward(x) - with_bn).max() > 0.1

@@ -112,19 +112,13 @@ class Layer:
         return sum(int(np.prod(getattr(self, name).shape)) for name in self.weight_record()
                    if name not in ("rolling_mean", "rolling_variance"))
 
-    # -- parameters on a device ------------------------------------------------------------
+    # -- persistent arrays -------------------------------------------------------------------
     def arrays(self):
         """Every persistent array of this layer (parameters, statistics, update buffers)."""
         names = list(self.weight_record())
         for p in self.params:
             names.append(UPDATE_NAMES[p])
         return [n for n in dict.fromkeys(names) if getattr(self, n, None) is not None]
-
-    def to(self, xp):
-        for name in self.arrays() + [n for n in vars(self) if n.endswith(("_m", "_v"))]:
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (int, float)):
-                setattr(self, name, xp.asarray(value))
 
     # -- the update rule, shared by every layer with parameters ----------------------------
     def apply_update(self, param, args, decay):
