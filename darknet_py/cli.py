@@ -133,6 +133,28 @@ def cmd_classify(args):
     return 0
 
 
+def cmd_partial(args):
+    """Darknet's partial: the first N layers' weights, seen reset (a *.conv.N backbone)."""
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1, seed=0)
+    net.load_weights(args.weights, partial=True)
+    net.seen = 0
+    net.save_weights(args.out, cutoff=args.n)
+    print(f"Saved the first {min(args.n, len(net.layers))} layers of {args.weights} to {args.out}")
+    return 0
+
+
+def cmd_reset(args):
+    """The same weights with seen = 0 (training schedules start over)."""
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1, seed=0)
+    net.load_weights(args.weights)
+    net.seen = 0
+    net.save_weights(args.out)
+    print(f"Saved {args.out} with seen = 0")
+    return 0
+
+
 def cmd_data_mnist(args):
     from .mnist_download import download_mnist
     download_mnist(args.dir)
@@ -221,6 +243,19 @@ def build_parser():
     classify.add_argument("-t", type=int, default=0, metavar="K")
     _device_flags(classify)
     classify.set_defaults(func=cmd_classify)
+
+    partial = commands.add_parser("partial",
+                                  help="partial CFG WEIGHTS OUT N: keep the first N layers")
+    partial.add_argument("cfg")
+    partial.add_argument("weights")
+    partial.add_argument("out")
+    partial.add_argument("n", type=int)
+    partial.set_defaults(func=cmd_partial)
+    reset = commands.add_parser("reset", help="reset CFG WEIGHTS OUT: the weights with seen = 0")
+    reset.add_argument("cfg")
+    reset.add_argument("weights")
+    reset.add_argument("out")
+    reset.set_defaults(func=cmd_reset)
 
     data = commands.add_parser("data", help="datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")

@@ -316,13 +316,20 @@ class Network:
             folded += 1
         return folded
 
-    def load_weights(self, path, partial=False, cutoff=None):
+    def load_weights(self, path, partial=False, cutoff=None, fuse=False):
         """Load a Darknet .weights file; returns the number of layers filled.
 
         A file shorter or longer than the cfg needs is an error naming the layer, unless
         ``partial=True`` (Darknet's ``*.conv.N`` pre-trained backbones), which loads the
-        layers the file covers and leaves the rest as initialised.
+        layers the file covers and leaves the rest as initialised.  ``fuse=True`` then folds
+        every batch norm into its layer's weights (an inference-only network).
         """
+        filled = self._load_weights(path, partial, cutoff)
+        if fuse:
+            self.fold_batchnorm()
+        return filled
+
+    def _load_weights(self, path, partial, cutoff):
         path = str(path)
         header, payload = read_weights_file(path)
         if header.seen_is_64bit:
@@ -390,18 +397,52 @@ class Network:
         atomic_write(path, chunks())
 
     # -- presentation --------------------------------------------------------------------
+    def receptive_fields(self):
+        """Per layer: (receptive field in input pixels, jump = input pixels per output step)."""
+        rf_jump = []
+        width = max(self.options.width, self.options.height, 1)
+        for layer in self.layers:
+            rf, jump = rf_jump[-1] if rf_jump else (1, 1.0)
+            t = layer.type
+            if t in ("convolutional", "maxpool"):
+                rf, jump = rf + (layer.size - 1) * jump, jump * layer.stride
+            elif t in ("reorg", "reorg3d") and not layer.reverse:
+                rf, jump = rf + (layer.stride - 1) * jump, jump * layer.stride
+            elif t == "upsample":
+                s = abs(layer.stride)
+                rf, jump = (rf + (s - 1) * jump, jump * s) if layer.reverse else (rf, jump / s)
+            elif t == "route":
+                rf = max(rf_jump[i][0] for i in layer.input_layers)
+                jump = rf_jump[layer.input_layers[0]][1]
+            elif t == "shortcut":
+                rf = max([rf] + [rf_jump[i][0] for i in layer.from_layers])
+            elif t in ("avgpool", "connected") or (layer.flat and t != "dropout"):
+                rf = width
+            rf_jump.append((int(min(rf, width)), jump))
+        return rf_jump
+
     def summary(self):
-        """Darknet's layer table with parameter counts and totals."""
+        """Darknet's layer table with receptive field, output memory, parameter counts, totals."""
         lines = ["layer     filters    size              input                output"
-                 "                          params"]
+                 "                              rf    out/img      params"]
         total_flops = 0.0
         total_params = 0
-        for layer in self.layers:
-            body = layer.describe()
+        total_bytes = 0
+        for layer, (rf, _) in zip(self.layers, self.receptive_fields()):
             params = layer.n_params()
             total_flops += layer.bflops()
             total_params += params
-            lines.append(f"{layer.index:5d} {body:<78s} {params:>10,d}")
-        lines.append(f"Total BFLOPs {total_flops:.3f}, parameters {total_params:,d}")
+            out_bytes = layer.outputs * 4
+            total_bytes += out_bytes
+            lines.append(f"{layer.index:5d} {layer.describe():<78s} {rf:5d} "
+                         f"{_size(out_bytes):>10s} {params:>11,d}")
+        lines.append(f"Total BFLOPs {total_flops:.3f}, parameters {total_params:,d} "
+                     f"({_size(total_params * 4)}), layer outputs {_size(total_bytes)} per image")
         return "\n".join(lines)
 
+
+def _size(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024

@@ -26,7 +26,17 @@ def test_cfg_summary_prints_darknets_table_with_params():
     assert lines[1].rstrip().endswith("464")           # 16*3*9 weights + 16 biases... + scales
     assert "    9 max          2 x 2 / 2    26 x  26 x 256   ->    13 x  13 x 256" in r.stdout
     assert "   20 route  19 8" in r.stdout
-    assert lines[-1] == "Total BFLOPs 5.565, parameters 8,852,366"
+    assert lines[-1] == ("Total BFLOPs 5.565, parameters 8,852,366 (33.8 MB), "
+                         "layer outputs 31.3 MB per image")
+
+
+def test_cfg_summary_shows_receptive_field_and_memory():
+    r = run("cfg", "summary", "cfg/yolov3-tiny.cfg")
+    rows = {int(line[:5]): line for line in r.stdout.splitlines()[1:-1]}
+    rf = lambda i: int(rows[i][85:90])  # noqa: E731
+    # 3x3 convs and 2x2 pools: 3, 4, 8, 10 ... the 2x2/1 pool at 13x13 adds one 32-pixel step
+    assert [rf(i) for i in (0, 1, 2, 3, 10, 11)] == [3, 4, 8, 10, 158, 190]
+    assert rows[0].split()[-3:-1] == ["10.6", "MB"]          # 416*416*16 floats
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
@@ -70,3 +80,37 @@ def test_import_does_not_need_cupy():
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "7"
+
+
+def test_partial_keeps_the_first_n_layers_and_reset_clears_seen(tmp_path):
+    import struct
+
+    import numpy as np
+
+    from darknet_py import Network
+    net = Network.from_cfg(os.path.join(ROOT, "cfg/mnist.cfg"), seed=1, warn=False)
+    net.seen = 640
+    full = tmp_path / "full.weights"
+    net.save_weights(full)
+    r = run("partial", "cfg/mnist.cfg", str(full), str(tmp_path / "p.weights"), "2")
+    assert r.returncode == 0, r.stderr
+    data = (tmp_path / "p.weights").read_bytes()
+    assert struct.unpack("<3iQ", data[:20]) == (0, 2, 0, 0)
+    assert len(data) == 20 + 4 * (16 * 4 + 16 * 9)        # layer 0 (BN conv) + maxpool
+    r = run("reset", "cfg/mnist.cfg", str(full), str(tmp_path / "r.weights"))
+    assert r.returncode == 0, r.stderr
+    reset = (tmp_path / "r.weights").read_bytes()
+    assert struct.unpack("<3iQ", reset[:20])[3] == 0 and reset[20:] == full.read_bytes()[20:]
+    loaded = Network.from_cfg(os.path.join(ROOT, "cfg/mnist.cfg"), warn=False)
+    assert loaded.load_weights(tmp_path / "p.weights", partial=True) == 2
+    np.testing.assert_array_equal(loaded.layers[0].weights, net.layers[0].weights)
+
+
+def test_device_gpu_without_cupy_is_a_one_line_error():
+    code = ("import sys; sys.modules['cupy'] = None; from darknet_py.cli import main; "
+            "sys.exit(main(['classify', 'cfg/mnist.cfg', 'x.weights', 'x.png', "
+            "'--device', 'gpu']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("darknet_py: error: --device gpu needs CuPy")
