@@ -1,14 +1,28 @@
-"""``[yolo]`` (pj:src/yolo_layer.c) and ``[region]`` (pj:src/region_layer.c): inference outputs.
+"""``[yolo]`` (pj:src/yolo_layer.c) and ``[region]`` (pj:src/region_layer.c).
 
 Memory per image and anchor slot: (coords, obj, classes) planes of w*h each.
 yolo:   logistic on x, y, obj and the classes; w, h stay raw.
 region: logistic on x, y and obj (unless ``background``); the classes get a softmax per cell
         (``softmax=1``) or a logistic.
-Their training losses are not implemented yet (they come with detection training).
+
+[yolo] training (pj forward_yolo_layer), truth = per image rows (x, y, w, h, class), ending at
+the first x == 0:
+* every cell/anchor: obj delta = 0 - obj, or 0 when its box overlaps a truth by more than
+  ``ignore_thresh`` (and the full truth deltas when above ``truth_thresh``);
+* every truth: the best of ALL anchors by centred IoU; if that anchor is in this layer's mask,
+  at cell (int(x*W), int(y*H)): box deltas scale*(target - output) with scale = 2 - w*h
+  (tx = x*W - i, tw = log(w*net_w/anchor_w)), obj delta 1 - obj, class deltas [c == cls] - p;
+* cost = sum of delta^2; backward adds delta to the input delta with no logistic derivative.
+[region] training is not implemented yet (inference works).
 """
 
+import math
+
+import numpy as np
+
 from ..activations import activate
-from ..errors import CfgError, NotSupportedError
+from ..backend import to_numpy
+from ..errors import CfgError, DarknetError, NotSupportedError
 from .base import Layer
 
 
@@ -24,6 +38,7 @@ class _DetectionHead(Layer):
         self.out_c, self.out_h, self.out_w = self.c, self.h, self.w
 
     def _refuse_training(self, net):
+        """Inference-only heads."""
         if net.train:
             raise NotSupportedError(f"training a [{self.type}] layer is not supported by "
                                     "darknet_py yet (inference works)", self.path, self.line)
@@ -62,19 +77,123 @@ class YoloLayer(_DetectionHead):
         layer.random = section.float("random", 0.0)
         layer.map = section.str("map")
         layer.scale_x_y = section.float("scale_x_y", 1.0)
+        if layer.scale_x_y != 1:
+            raise NotSupportedError(f"[{section.name}] scale_x_y is not supported by darknet_py "
+                                    "yet", section.path, section.line_of("scale_x_y"))
+        layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
         layer._shape_check(section, layer.n * (layer.classes + 5),
                            f"len(mask)={layer.n} x (classes={layer.classes} + 5)")
+        layer.cost = 0.0
+        layer.stats = {}
         return layer
 
     def forward(self, net):
-        self._refuse_training(net)
         x = self.input_image(net.input)
         p = self._planes(x).copy()
         p[:, :, 0:2] = activate(p[:, :, 0:2], "logistic")
-        if self.scale_x_y != 1:
-            p[:, :, 0:2] = p[:, :, 0:2] * self.scale_x_y - 0.5 * (self.scale_x_y - 1)
         p[:, :, 4:] = activate(p[:, :, 4:], "logistic")
         self.output = p.reshape(x.shape)
+        self.cost = 0.0
+        if net.train:
+            if net.truth is None:
+                raise DarknetError(f"layer {self.index} [yolo] trains on box truths; none given",
+                                   self.path, self.line)
+            delta = self._loss(to_numpy(self.output), to_numpy(net.truth))
+            self.delta = net.xp.asarray(delta)
+
+    def backward(self, net):
+        if net.delta is not None:
+            net.delta += self.delta.reshape(net.delta.shape)
+
+    def _loss(self, output, truth):
+        """Darknet's deltas (negative gradients) and cost for one mini-batch (NumPy, float64)."""
+        B = output.shape[0]
+        n, hh, ww, nc = self.n, self.h, self.w, self.classes
+        out = output.reshape(B, n, 5 + nc, hh, ww).astype(np.float64)
+        delta = np.zeros_like(out)
+        anchors = np.asarray(self.anchors, np.float64).reshape(-1, 2)
+        mask = np.asarray(self.mask)
+        truth = truth.reshape(B, -1, 5).astype(np.float64)
+        jj, ii = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
+        stats = dict(iou=0.0, cls=0.0, obj=0.0, anyobj=0.0, recall=0, recall75=0, count=0)
+        for b in range(B):
+            rows = truth[b]
+            ends = np.nonzero(rows[:, 0] == 0)[0]
+            rows = rows[:ends[0]] if ends.size else rows
+            o = out[b]
+            # predicted boxes of every anchor slot and cell, in image-relative units
+            px = (ii + o[:, 0]) / ww
+            py = (jj + o[:, 1]) / hh
+            pw = np.exp(o[:, 2]) * anchors[mask, 0, None, None] / self.net_w
+            ph = np.exp(o[:, 3]) * anchors[mask, 1, None, None] / self.net_h
+            stats["anyobj"] += o[:, 4].sum()
+            delta[b, :, 4] = -o[:, 4]
+            if len(rows):
+                ious = _iou(px[..., None], py[..., None], pw[..., None], ph[..., None],
+                            rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+                best = ious.max(axis=-1)
+                best_t = ious.argmax(axis=-1)
+                delta[b, :, 4][best > self.ignore_thresh] = 0
+                for a, j, i in zip(*np.nonzero(best > self.truth_thresh)):
+                    t = rows[best_t[a, j, i]]
+                    delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
+                    self._class_delta(o, delta[b], a, j, i, int(t[4]), None)
+                    self._box_delta(t, o, delta[b], mask[a], a, j, i, 2 - t[2] * t[3])
+            for t in rows:
+                i, j = int(t[0] * ww), int(t[1] * hh)
+                shape_iou = _iou(0, 0, anchors[:, 0] / self.net_w, anchors[:, 1] / self.net_h,
+                                 0, 0, t[2], t[3])
+                best_n = int(np.argmax(shape_iou)) if shape_iou.max() > 0 else 0
+                hits = np.nonzero(mask == best_n)[0]
+                if not hits.size:
+                    continue
+                a = int(hits[0])
+                iou = self._box_delta(t, o, delta[b], best_n, a, j, i, 2 - t[2] * t[3])
+                stats["obj"] += o[a, 4, j, i]
+                delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
+                stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True)
+                stats["count"] += 1
+                stats["iou"] += iou
+                stats["recall"] += iou > .5
+                stats["recall75"] += iou > .75
+        self.cost = float((delta * delta).sum())
+        stats["cells"] = B * n * hh * ww
+        self.stats = stats
+        return delta.reshape(output.shape).astype(output.dtype)
+
+    def _box_delta(self, t, o, d, anchor, a, j, i, scale):
+        """pj delta_yolo_box: returns the IoU of the predicted box with the truth."""
+        aw, ah = self.anchors[2 * anchor], self.anchors[2 * anchor + 1]
+        px, py = (i + o[a, 0, j, i]) / self.w, (j + o[a, 1, j, i]) / self.h
+        pw = math.exp(o[a, 2, j, i]) * aw / self.net_w
+        ph = math.exp(o[a, 3, j, i]) * ah / self.net_h
+        iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
+        target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * self.net_w / aw),
+                  math.log(t[3] * self.net_h / ah))
+        for k in range(4):
+            d[a, k, j, i] = scale * (target[k] - o[a, k, j, i])
+        return iou
+
+    @staticmethod
+    def _class_delta(o, d, a, j, i, cls, count):
+        """pj delta_yolo_class: if the cell already has class deltas only the truth's is set."""
+        if d[a, 5, j, i]:
+            d[a, 5 + cls, j, i] = 1 - o[a, 5 + cls, j, i]
+            return o[a, 5 + cls, j, i]
+        d[a, 5:, j, i] = -o[a, 5:, j, i]
+        d[a, 5 + cls, j, i] = 1 - o[a, 5 + cls, j, i]
+        return o[a, 5 + cls, j, i]
+
+    def report(self):
+        """Darknet's per-layer training line (counts of 0 print n/a instead of -nan)."""
+        s = self.stats
+        if not s:
+            return ""
+        c = s["count"]
+        f = (lambda v: f"{v / c:f}") if c else (lambda v: "n/a")
+        return (f"Region {self.index} Avg IOU: {f(s['iou'])}, Class: {f(s['cls'])}, "
+                f"Obj: {f(s['obj'])}, No Obj: {s['anyobj'] / max(s['cells'], 1):f}, "
+                f".5R: {f(s['recall'])}, .75R: {f(s['recall75'])},  count: {c}")
 
     def describe(self):
         return "yolo"
@@ -133,3 +252,16 @@ class RegionLayer(_DetectionHead):
 
     def describe(self):
         return "detection"
+
+
+def _iou(x1, y1, w1, h1, x2, y2, w2, h2):
+    """IoU of centre-size boxes (pj box_iou), broadcasting."""
+    def overlap(c1, s1, c2, s2):
+        left = np.maximum(c1 - s1 / 2, c2 - s2 / 2)
+        right = np.minimum(c1 + s1 / 2, c2 + s2 / 2)
+        return right - left
+    ow = overlap(x1, w1, x2, w2)
+    oh = overlap(y1, h1, y2, h2)
+    inter = np.where((ow < 0) | (oh < 0), 0.0, ow * oh)
+    union = w1 * h1 + w2 * h2 - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

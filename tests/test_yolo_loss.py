@@ -1,0 +1,86 @@
+"""The [yolo] training loss equals Darknet's (pj forward_yolo_layer) on the same input and truth."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+for _p in (str(HERE), str(HERE.parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from darknet_py import Network  # noqa: E402
+from oracle.darknet import DarknetOracle  # noqa: E402
+from test_darknet_conformance import shrink_cfg  # noqa: E402
+
+DEBIAN_CFG = Path("/usr/share/darknet/cfg")
+pytestmark = pytest.mark.darknet
+
+_ok, _why = DarknetOracle.available()
+if not _ok:
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        raise RuntimeError(f"CI needs Debian's darknet for the oracle tests: {_why}")
+    pytest.skip(_why, allow_module_level=True)
+
+
+class _State:
+    def __init__(self, x, truth):
+        self.xp, self.input, self.truth, self.train, self.delta = np, x, truth, True, None
+
+
+def truths(rng, batch, per_image, classes):
+    t = np.zeros((batch, 90, 5), np.float32)
+    for b in range(batch):
+        for k in range(per_image):
+            w, h = rng.uniform(0.05, 0.6, 2)
+            t[b, k] = (rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), w, h,
+                       rng.integers(0, classes))
+    return t.reshape(batch, -1)
+
+
+@pytest.mark.parametrize("cfg_name", ["yolov3-tiny.cfg", "yolov3.cfg"])
+def test_yolo_deltas_and_cost_equal_darknet(tmp_path, cfg_name):
+    if not (DEBIAN_CFG / cfg_name).exists():
+        pytest.skip(f"{DEBIAN_CFG / cfg_name} not installed")
+    cfg = shrink_cfg(DEBIAN_CFG / cfg_name, tmp_path / cfg_name, 96, batch=2)
+    rng = np.random.default_rng()
+    weights = tmp_path / "w.weights"
+    with DarknetOracle.load(cfg, batch=0, seed=3) as dn:
+        dn.randomize_bn(5)
+        dn.save(weights)
+    x = rng.random((2, 3, 96, 96), dtype=np.float32)
+    truth = truths(rng, 2, 6, 80)
+    with DarknetOracle.load(cfg, weights, batch=0) as dn:
+        dn.train_step(x, truth)
+        yolo = [i for i in range(dn.n_layers) if dn.layer_type(i) == "YOLO"]
+        ours = Network.from_cfg(cfg, warn=False)
+        compared = 0
+        for i in yolo:
+            layer = ours.layers[i]
+            layer_input = dn.layer_output(i - 1).reshape(2, layer.c, layer.h, layer.w)
+            layer.forward(_State(layer_input, truth))
+            theirs = dn.get(i, "delta").reshape(layer.delta.shape)
+            scale = np.abs(theirs).max()
+            assert np.abs(layer.delta - theirs).max() <= 1e-4 * scale, f"layer {i} deltas"
+            cost = float((theirs.astype(np.float64) ** 2).sum())
+            assert layer.cost == pytest.approx(cost, rel=1e-4), f"layer {i} cost"
+            compared += layer.stats["count"]
+        assert compared > 0           # some truths were assigned to these layers
+
+
+def test_yolo_backward_adds_delta_without_the_logistic_derivative():
+    from conftest import build
+    net = build("[net]\nbatch=1\nchannels=6\nwidth=4\nheight=4\n"
+                "[yolo]\nclasses=1\nnum=1\nmask=0\nanchors=2,2\n")
+    x = np.random.default_rng().standard_normal((1, 6, 4, 4)).astype(np.float32)
+    truth = np.zeros((1, 450), np.float32)
+    truth[0, :5] = (0.4, 0.6, 0.5, 0.5, 0)
+    net.forward(x, train=True, truth=truth)
+    dx = np.zeros_like(x)
+    net.backward(dx)
+    np.testing.assert_array_equal(dx, net.layers[0].delta)
+    assert net.layers[0].stats["count"] == 1
+    assert net.layers[0].report().startswith("Region 0 Avg IOU: ")
