@@ -219,30 +219,32 @@ def class_names(data, classes):
     return [str(i) for i in range(classes)]
 
 
-class Batches:
-    """Mini-batches in a reproducible order, prepared by a background thread.
+def epoch_order(n, batch, seed, k):
+    """The dataset indexes of mini-batch ``k``: epoch e is a permutation from (seed, e)."""
+    per_epoch = max(1, n // batch)
+    epoch, j = divmod(k, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[j * batch:(j + 1) * batch]
 
-    The order is a function of (seed, epoch) only, so a resumed run sees exactly the batches
-    an uninterrupted one would: epoch e is a permutation drawn from ``default_rng([seed, e])``.
+
+class Batches:
+    """Mini-batches ``make(k)`` for k = start, start+1, ..., prepared by a background thread.
+
+    ``make`` must be a function of k alone (the trainers derive data order and augmentation
+    from (seed, k)), so a resumed run sees exactly the batches an uninterrupted one would.
     """
 
-    def __init__(self, dataset, batch, shape, seed, start, prefetch=3):
-        self.dataset, self.batch, self.shape, self.seed = dataset, batch, shape, seed
-        self.per_epoch = max(1, len(dataset) // batch)
+    def __init__(self, make, start, prefetch=3):
+        self.make = make
         self._queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, args=(start,), daemon=True)
         self._thread.start()
 
-    def _indexes(self, k):
-        epoch, j = divmod(k, self.per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        return order[j * self.batch:(j + 1) * self.batch]
-
     def _work(self, k):
         try:
             while not self._stop.is_set():
-                item = self.dataset.batch(self._indexes(k), self.shape)
+                item = self.make(k)
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)

@@ -190,6 +190,25 @@ class Network:
         return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
                    warn=warn, device_index=device_index)
 
+    def resized(self, width, height):
+        """The same network at another input size, sharing every parameter array (multi-scale
+        training, pj resize_network): updates through either change both."""
+        cfg = read_cfg(self.path)
+        for key, value in (("width", width), ("height", height)):
+            opt = cfg.net.find(key)
+            if opt is not None:
+                opt.value = str(value)
+        other = Network(cfg, batch=self.batch, device="gpu" if self.xp.__name__ == "cupy"
+                        else "cpu", seed=0, warn=False)
+        other.dtype = self.dtype
+        for mine, theirs in zip(self.layers, other.layers):
+            for name in mine.arrays() + [n for n in vars(mine) if n.endswith(("_m", "_v"))]:
+                setattr(theirs, name, getattr(mine, name))
+            if hasattr(mine, "batch_normalize"):
+                theirs.batch_normalize = mine.batch_normalize
+        other.seen, other.t, other.options = self.seen, self.t, self.options
+        return other
+
     # -- shapes --------------------------------------------------------------------------
     @property
     def input_shape(self):

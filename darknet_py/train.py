@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from .backend import to_numpy
-from .data import Batches, DataCfg, class_names, load_classification
+from .data import Batches, DataCfg, class_names, epoch_order, load_classification
 from .errors import DarknetError
 from .network import Network
 from .weights import atomic_write
@@ -73,7 +73,13 @@ def evaluate(net, dataset, top=1, batch=256):
     return hits1 / n, hitsk / n
 
 
-class ClassifierTrainer:
+class Trainer:
+    """Darknet's training loop; the classifier and detector trainers supply the head's parts:
+    ``_setup_head`` (classes, checks), ``_setup_data``, ``_make(k)`` (mini-batch k as
+    (x, truth)), ``_evaluate(k)`` (the validation metric) and optionally ``_train_net(k)``."""
+
+    metric = "top-1"
+
     def __init__(self, cfg, data, weights=None, device="auto", gpu_index=0, max_batches=None,
                  clear=False, resume=False, seed=None, backup_every=DEFAULT_BACKUP_EVERY,
                  darknet_lines=False, progress=True, out=sys.stdout):
@@ -85,20 +91,7 @@ class ClassifierTrainer:
         self.net = Network.from_cfg(cfg, device=device, device_index=gpu_index, seed=seed)
         net = self.net
         self.images_per_iteration = net.batch * net.subdivisions
-        self.classes = self.data.int("classes", 2)
-        self.top = max(1, self.data.int("top", 1))
-        last = net.layers[-1]
-        if last.type not in ("softmax", "cost", "logistic"):
-            raise DarknetError(f"the last layer is [{last.section_name}], not a classifier head "
-                               "([softmax], [cost] or [logistic])", last.path, last.line)
-        if last.outputs != self.classes:
-            maker = next((l for l in reversed(net.layers)
-                          if l.type in ("connected", "convolutional")), last)
-            key = "output" if maker.type == "connected" else "filters"
-            raise DarknetError(f"the network ends with {last.outputs} outputs but "
-                               f"{self.data.path} says classes={self.classes}: set {key}="
-                               f"{self.classes} in this [{maker.section_name}]",
-                               maker.path, maker.line)
+        self._setup_head()
         self.base = os.path.splitext(os.path.basename(cfg))[0]
         self.backup = self.data.file("backup", "backup")
         os.makedirs(self.backup, exist_ok=True)
@@ -110,7 +103,7 @@ class ClassifierTrainer:
         self.seed = int(np.random.SeedSequence().entropy % (2 ** 31)) if seed is None else seed
         self.avg_loss = -1.0
         self.best = -1.0
-        self.accuracy = []           # (iteration, top-1, top-k)
+        self.accuracy = []           # (iteration, metric, secondary metric)
         self.losses = []             # (iteration, loss, avg_loss)
         if resume:
             self._resume()
@@ -126,11 +119,44 @@ class ClassifierTrainer:
         if self.max_batches <= 0:
             raise DarknetError("max_batches is 0: set max_batches= in [net] or pass "
                                "--max-batches N", net.path, net.options.section.line)
+        self._setup_data()
+        self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
+
+    def _train_net(self, k):
+        return self.net
+
+
+class ClassifierTrainer(Trainer):
+    def _setup_head(self):
+        net = self.net
+        self.classes = self.data.int("classes", 2)
+        self.top = max(1, self.data.int("top", 1))
+        last = net.layers[-1]
+        if last.type not in ("softmax", "cost", "logistic"):
+            raise DarknetError(f"the last layer is [{last.section_name}], not a classifier head "
+                               "([softmax], [cost] or [logistic])", last.path, last.line)
+        if last.outputs != self.classes:
+            maker = next((l for l in reversed(net.layers)
+                          if l.type in ("connected", "convolutional")), last)
+            key = "output" if maker.type == "connected" else "filters"
+            raise DarknetError(f"the network ends with {last.outputs} outputs but "
+                               f"{self.data.path} says classes={self.classes}: set {key}="
+                               f"{self.classes} in this [{maker.section_name}]",
+                               maker.path, maker.line)
+
+    def _setup_data(self):
         self.train_set = load_classification(self.data, "train", self.classes)
         self.valid_set = load_classification(self.data, "valid", self.classes) \
             if "valid" in self.data else None
         self.names = class_names(self.data, self.classes)
-        self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
+
+    def _make(self, k):
+        idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
+        return self.train_set.batch(idx, self.net.input_shape)
+
+    def _evaluate(self, k):
+        top1, topk = evaluate(self.net, self.valid_set, self.top)
+        return top1, topk, f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}"
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -188,19 +214,20 @@ class ClassifierTrainer:
     # -- the loop --------------------------------------------------------------------------
     def _reseed(self, k, s):
         """Dropout and crop draw from net.rng; make their draws a function of the iteration."""
-        self.net.rng.bit_generator.state = np.random.default_rng(
-            [self.seed, k, s]).bit_generator.state
+        for net in {id(self.net): self.net, id(self._train_net(k)): self._train_net(k)}.values():
+            net.rng.bit_generator.state = np.random.default_rng(
+                [self.seed, k, s]).bit_generator.state
 
     def _validate(self, k):
         if self.valid_set is None:
             return None
-        top1, topk = evaluate(self.net, self.valid_set, self.top)
-        self.accuracy.append((k, top1, topk))
-        self._say(f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}")
-        if top1 > self.best:
-            self.best = top1
+        value, second, line = self._evaluate(k)
+        self.accuracy.append((k, value, second))
+        self._say(line)
+        if value > self.best:
+            self.best = value
             self.net.save_weights(self.paths["best"])
-        return top1
+        return value
 
     def _say(self, line):
         """Print a line to ``out`` without tearing the progress bar."""
@@ -215,7 +242,7 @@ class ClassifierTrainer:
         from .chart import draw_chart
         series = {"loss": [(k, l) for k, l, _ in self.losses],
                   "avg loss": [(k, a) for k, _, a in self.losses]}
-        right = {"top-1": [(k, a) for k, a, _ in self.accuracy]} if self.accuracy else None
+        right = {self.metric: [(k, a) for k, a, _ in self.accuracy]} if self.accuracy else None
         draw_chart(self.chart_path, series, title=f"{self.base}: training", right_series=right)
 
     def run(self):
@@ -229,8 +256,7 @@ class ClassifierTrainer:
         print(f"Learning Rate: {o.learning_rate:g}, Momentum: {o.momentum:g}, "
               f"Decay: {o.decay:g}", file=self.out, flush=True)
         start_k = self.iteration
-        batches = Batches(self.train_set, net.batch, net.input_shape, self.seed,
-                          start=net.seen // net.batch)
+        batches = Batches(self._make, start=net.seen // net.batch)
         bar = None
         if self.progress and not self.darknet_lines:
             from tqdm import tqdm
@@ -245,10 +271,17 @@ class ClassifierTrainer:
                     k = self.iteration
                     t0 = time.perf_counter()
                     loss = 0.0
+                    step_net = self._train_net(k)     # a resized copy when multi-scale
+                    step_net.seen, step_net.t = net.seen, net.t
                     for s in range(net.subdivisions):
                         x, truth = batches.next()
                         self._reseed(k, s)
-                        loss += net.train_step(x, truth)
+                        loss += step_net.train_step(x, truth)
+                        if self.darknet_lines:
+                            for layer in step_net.layers:
+                                if hasattr(layer, "report") and layer.report():
+                                    print(layer.report(), file=self.out)
+                    net.seen, net.t = step_net.seen, step_net.t
                     loss /= net.subdivisions
                     k += 1
                     seconds = time.perf_counter() - t0

@@ -188,3 +188,16 @@ def test_yolo_head_applies_logistic_to_xy_obj_and_classes_only():
     out = net.forward(x)
     s = 1 / (1 + np.exp(-2.0))
     np.testing.assert_allclose(out[0, :, 0, 0], [s, s, 2, 2, s, s], rtol=1e-6)
+
+
+def test_resized_network_shares_parameters():
+    from darknet_py import Network
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    net = Network.from_cfg(os.path.join(root, "cfg/yolov3-tiny.cfg"), batch=1, seed=0,
+                           warn=False)
+    small = net.resized(320, 320)
+    assert small.input_shape == (3, 320, 320) and small.layers[16].out_h == 10
+    assert small.layers[0].weights is net.layers[0].weights
+    net.layers[0].weights[0, 0, 0, 0] = 5.0
+    assert small.layers[0].weights[0, 0, 0, 0] == 5.0
