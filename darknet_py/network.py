@@ -206,7 +206,7 @@ class Network:
                 setattr(theirs, name, getattr(mine, name))
             if hasattr(mine, "batch_normalize"):
                 theirs.batch_normalize = mine.batch_normalize
-        other.seen, other.t, other.options = self.seen, self.t, self.options
+        other.seen, other.t = self.seen, self.t
         return other
 
     # -- shapes --------------------------------------------------------------------------
