@@ -25,6 +25,30 @@ def cmd_cfg_summary(args):
     return 0
 
 
+def cmd_cfg_new(args):
+    from .cfgnew import new_cfg
+    anchors = None
+    if args.anchors:
+        try:
+            values = [float(v) for v in args.anchors.replace(",", " ").split()]
+        except ValueError:
+            raise DarknetError(f"--anchors '{args.anchors}': expected numbers "
+                               "w1,h1, w2,h2, ...") from None
+        anchors = values
+    try:
+        doc = new_cfg(args.template, args.classes, size=args.size, anchors=anchors)
+    except (ValueError, FileNotFoundError) as e:
+        raise DarknetError(str(e)) from None
+    if args.output in (None, "-"):
+        sys.stdout.write(doc.text())
+        return 0
+    if os.path.exists(args.output) and not args.force:
+        raise DarknetError(f"{args.output} exists; pass --force to overwrite it")
+    doc.save(args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def _device(args):
     return "cpu" if getattr(args, "nogpu", False) else args.device
 
@@ -133,6 +157,26 @@ def cmd_classify(args):
     return 0
 
 
+def cmd_fuse(args):
+    """Fold every batch norm into its layer: an inference-only cfg and weights."""
+    from .cfgedit import CfgDocument
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1, seed=0)
+    net.load_weights(args.weights)
+    folded = [layer.index for layer in net.layers
+              if layer.type in ("convolutional", "connected") and layer.batch_normalize]
+    net.fold_batchnorm()
+    doc = CfgDocument.load(args.cfg)
+    for i in folded:
+        doc.layer(i).set("batch_normalize", 0,
+                         comment="folded into the weights by darknet_py fuse")
+    doc.save(args.out_cfg)
+    net.save_weights(args.out_weights)
+    print(f"Folded batch norm of {len(folded)} layers into {args.out_weights}; "
+          f"inference cfg {args.out_cfg}")
+    return 0
+
+
 def cmd_partial(args):
     """Darknet's partial: the first N layers' weights, seen reset (a *.conv.N backbone)."""
     from .network import Network
@@ -197,7 +241,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    cfg = commands.add_parser("cfg", help="inspect .cfg files")
+    cfg = commands.add_parser("cfg", help="inspect and create .cfg files")
     cfg_commands = cfg.add_subparsers(dest="cfg_command", metavar="SUBCOMMAND")
     cfg_commands.required = True
     summary = cfg_commands.add_parser(
@@ -206,6 +250,18 @@ def build_parser():
     summary.add_argument("--strict", action="store_true",
                          help="treat unused options and other warnings as errors")
     summary.set_defaults(func=cmd_cfg_summary)
+    new = cfg_commands.add_parser(
+        "new", help="a ready-to-train cfg from a template: classes, filters, max_batches, steps")
+    new.add_argument("--from", dest="template", required=True, metavar="TEMPLATE",
+                     help="yolov3-tiny, yolov2-tiny, mnist, or a path to a .cfg")
+    new.add_argument("--classes", type=int, required=True, metavar="N")
+    new.add_argument("--size", metavar="WxH",
+                     help="network width x height (multiples of 32 for yolo/region)")
+    new.add_argument("--anchors", metavar="W,H,...",
+                     help="anchor sizes in network pixels, e.g. from calc_anchors")
+    new.add_argument("-o", "--output", metavar="OUT", help="output .cfg (default: stdout)")
+    new.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    new.set_defaults(func=cmd_cfg_new)
 
     train = commands.add_parser("train", help="train a network: darknet_py train CFG DATA [WEIGHTS]")
     train.add_argument("cfg")
@@ -244,6 +300,11 @@ def build_parser():
     _device_flags(classify)
     classify.set_defaults(func=cmd_classify)
 
+    fuse = commands.add_parser(
+        "fuse", help="fuse CFG WEIGHTS OUT_CFG OUT_WEIGHTS: fold batch norm into the weights")
+    for name in ("cfg", "weights", "out_cfg", "out_weights"):
+        fuse.add_argument(name)
+    fuse.set_defaults(func=cmd_fuse)
     partial = commands.add_parser("partial",
                                   help="partial CFG WEIGHTS OUT N: keep the first N layers")
     partial.add_argument("cfg")

@@ -114,3 +114,44 @@ def test_device_gpu_without_cupy_is_a_one_line_error():
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 2
     assert r.stderr.strip().startswith("darknet_py: error: --device gpu needs CuPy")
+
+
+def test_fuse_folds_bn_and_keeps_inference_outputs(tmp_path):
+    import numpy as np
+
+    from darknet_py import Network
+    cfg = os.path.join(ROOT, "cfg/mnist.cfg")
+    net = Network.from_cfg(cfg, batch=2, seed=3, warn=False)
+    rng = np.random.default_rng()
+    for layer in net.layers:
+        if getattr(layer, "batch_normalize", False):
+            layer.rolling_mean[:] = rng.uniform(-1, 1, layer.rolling_mean.shape)
+            layer.rolling_variance[:] = rng.uniform(0.3, 2, layer.rolling_variance.shape)
+            layer.scales[:] = rng.uniform(0.5, 2, layer.scales.shape)
+    weights = tmp_path / "m.weights"
+    net.save_weights(weights)
+    r = run("fuse", "cfg/mnist.cfg", str(weights), str(tmp_path / "f.cfg"),
+            str(tmp_path / "f.weights"))
+    assert r.returncode == 0, r.stderr
+    assert "Folded batch norm of 3 layers" in r.stdout
+    fused = Network.from_cfg(tmp_path / "f.cfg", batch=2, warn=False)
+    fused.load_weights(tmp_path / "f.weights")
+    assert not any(getattr(layer, "batch_normalize", False) for layer in fused.layers)
+    x = rng.random((2, 1, 28, 28), dtype=np.float32)
+    expected = net.forward(x)
+    np.testing.assert_allclose(fused.forward(x), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+    folded_at_load = Network.from_cfg(cfg, batch=2, warn=False)
+    folded_at_load.load_weights(weights, fuse=True)
+    np.testing.assert_allclose(folded_at_load.forward(x), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+
+
+def test_cfg_new_writes_a_ready_cfg(tmp_path):
+    out = tmp_path / "three.cfg"
+    r = run("cfg", "new", "--from", "yolov3-tiny", "--classes", "3", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.count("filters=24  # classes=3: filters = 3 * (3 + 5)") == 2
+    r = run("cfg", "summary", str(out))
+    assert r.returncode == 0 and "24" in r.stdout
