@@ -339,6 +339,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("darknet_py: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # e.g. `darknet_py cfg summary x.cfg | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":
