@@ -25,6 +25,11 @@ def cmd_cfg_summary(args):
     return 0
 
 
+def cmd_cfg_check(args):
+    from .check import main_check
+    return main_check(args.cfg, args.data, strict=args.strict)
+
+
 def cmd_cfg_new(args):
     from .cfgnew import new_cfg
     anchors = None
@@ -53,14 +58,18 @@ def _device(args):
     return "cpu" if getattr(args, "nogpu", False) else args.device
 
 
-def _train_classifier(args, cfg, data, weights):
-    from .train import ClassifierTrainer
-    trainer = ClassifierTrainer(cfg, data, weights, device=_device(args), gpu_index=args.gpu_index,
-                                max_batches=args.max_batches, clear=args.clear,
-                                resume=args.resume, seed=args.seed,
-                                backup_every=args.backup_every,
-                                darknet_lines=args.darknet_lines, progress=not args.no_progress)
+def _train(args, cfg, data, weights, detector=False):
+    from .train import ClassifierTrainer, DetectorTrainer
+    cls = DetectorTrainer if detector else ClassifierTrainer
+    trainer = cls(cfg, data, weights, device=_device(args), gpu_index=args.gpu_index,
+                  max_batches=args.max_batches, clear=args.clear, resume=args.resume,
+                  seed=args.seed, backup_every=args.backup_every,
+                  darknet_lines=args.darknet_lines, progress=not args.no_progress)
     return trainer.run()
+
+
+def _train_classifier(args, cfg, data, weights):
+    return _train(args, cfg, data, weights)
 
 
 def _head(cfg):
@@ -77,14 +86,147 @@ def _head(cfg):
 def cmd_train(args):
     kind, sec = _head(args.cfg)
     if kind == "detector":
-        from .errors import NotSupportedError
-        raise NotSupportedError(f"[{sec.name}] head: detector training is not supported by "
-                                "darknet_py yet (classifier cfgs end in [softmax])",
-                                sec.path, sec.line)
+        return _train(args, args.cfg, args.data, args.weights, detector=True)
     if kind is None:
         raise DarknetError("the cfg has no training head: end it with [softmax] (or [cost], "
                            "[logistic]) for a classifier", args.cfg)
     return _train_classifier(args, args.cfg, args.data, args.weights)
+
+
+def cmd_detector_train(args):
+    return _train(args, args.cfg, args.data, args.weights, detector=True)
+
+
+def _inputs(items):
+    """Image paths from arguments that are images, folders or list files (.txt)."""
+    exts = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+    for item in items:
+        if os.path.isdir(item):
+            for name in sorted(os.listdir(item)):
+                if name.lower().endswith(exts):
+                    yield os.path.join(item, name)
+        elif item.lower().endswith(".txt") or item.lower().endswith(".list"):
+            from .data import read_lines
+            yield from read_lines(item, "image list")
+        else:
+            yield item
+
+
+def _detect(args, net, names, images):
+    import json
+    import time
+    from .detect import (detect_image, detection_lines, detections_json, draw_detections,
+                         network_classes)
+    from .labels import label_path_for
+    paths = list(_inputs(images))
+    classes = network_classes(net)
+    results = []
+    for n, path in enumerate(paths):
+        t0 = time.perf_counter()
+        im, dets = detect_image(net, path, args.thresh, 0.5, args.nms)
+        h, w = im.shape[1], im.shape[2]
+        print(f"{path}: Predicted in {(time.perf_counter() - t0) * 1000:f} milli-seconds.")
+        lines = detection_lines(dets, names, args.thresh, w, h, ext_output=args.ext_output)
+        for line in lines:
+            print(line)
+        if not lines:
+            top = sorted(((float(d.prob.max()) if len(d.prob) else 0.0, d) for d in dets),
+                         key=lambda t: -t[0])[:3]
+            raw = sorted((float(d.objectness) for d in dets), reverse=True)[:3]
+            print(f"nothing above -thresh {args.thresh}; highest objectness: "
+                  + (", ".join(f"{v:.3f}" for v in raw) if raw else "none")
+                  + "; try a lower -thresh")
+        out = "predictions.jpg" if len(paths) == 1 else \
+            os.path.splitext(os.path.basename(path))[0] + "_predictions.jpg"
+        if args.out_dir:
+            os.makedirs(args.out_dir, exist_ok=True)
+            out = os.path.join(args.out_dir, out)
+        draw_detections(im, dets, names, args.thresh, out, classes=classes)
+        if args.save_labels:
+            rows = [f"{c} {d.bbox.x:.6f} {d.bbox.y:.6f} {d.bbox.w:.6f} {d.bbox.h:.6f}"
+                    for d in dets for c in range(classes) if d.prob[c] > args.thresh]
+            target = os.path.splitext(path)[0] + ".txt"
+            if os.path.exists(target):            # never overwrite ground-truth labels
+                target = os.path.splitext(path)[0] + ".pred.txt"
+            with open(target, "w") as f:
+                f.write("".join(r + "\n" for r in rows))
+        results.append({"frame_id": n + 1, "filename": path,
+                        "objects": detections_json(dets, names, args.thresh, w, h)})
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def _names_for(data_path, classes):
+    from .data import DataCfg, class_names
+    return class_names(DataCfg(data_path), classes) if data_path else \
+        [str(i) for i in range(classes)]
+
+
+def cmd_detector_test(args):
+    from .detect import network_classes
+    net = _load_for_inference(args, args.cfg, args.weights)
+    names = _names_for(args.data, network_classes(net))
+    return _detect(args, net, names, args.images or list(_image_paths([])))
+
+
+def cmd_detect(args):
+    from .detect import network_classes
+    net = _load_for_inference(args, args.cfg, args.weights)
+    classes = network_classes(net)
+    names = [str(i) for i in range(classes)]
+    if args.names:
+        from .data import read_lines
+        names = read_lines(args.names, "names file")
+    return _detect(args, net, names, args.images)
+
+
+def cmd_detector_map(args):
+    from .data import DataCfg
+    from .detdata import DetectionSet
+    from .detect import network_classes
+    from .mapeval import evaluate_map, format_map_table
+    from .train import detections_for_map
+    net = _load_for_inference(args, args.cfg, args.weights)
+    data = DataCfg(args.data)
+    classes = network_classes(net)
+    valid = DetectionSet(data.file("valid", required=True), classes)
+    dets, truths = detections_for_map(net, valid)
+    result = evaluate_map(dets, truths, classes, iou_thresh=args.iou_thresh,
+                          conf_thresh=args.thresh, points=args.points)
+    print(format_map_table(result, _names_for(args.data, classes)))
+    return 0
+
+
+def cmd_detector_calc_anchors(args):
+    from .anchors import anchors_report, boxes_wh_from_labels, calc_anchors
+    from .data import DataCfg, read_lines
+    from .labels import label_path_for
+    data = DataCfg(args.data)
+    classes = data.int("classes", 1)
+    paths = read_lines(data.file("train", required=True), "train list")
+    wh = boxes_wh_from_labels([label_path_for(p) for p in paths], args.width, args.height,
+                              classes)
+    if len(wh) < args.num_of_clusters:
+        raise DarknetError(f"{len(wh)} boxes in the training labels, fewer than "
+                           f"-num_of_clusters {args.num_of_clusters}", args.data)
+    anchors, avg_iou = calc_anchors(wh, args.num_of_clusters, seed=0)
+    layers = 2 if args.num_of_clusters <= 6 else 3
+    if args.cfg:
+        from .cfg import read_cfg
+        layers = [s.int_list("mask", []) for s in read_cfg(args.cfg).layers
+                  if s.type == "yolo"] or layers
+    try:
+        print(anchors_report(anchors, layers, classes, avg_iou=avg_iou))
+    except ValueError as e:          # e.g. the cfg's masks name more anchors than -num_of_clusters
+        raise DarknetError(str(e), args.cfg or args.data) from None
+    return 0
+
+
+def cmd_data_shapes(args):
+    from .shapes import run_shapes
+    return run_shapes(args)
 
 
 def cmd_classifier_train(args):
@@ -250,6 +392,14 @@ def build_parser():
     summary.add_argument("--strict", action="store_true",
                          help="treat unused options and other warnings as errors")
     summary.set_defaults(func=cmd_cfg_summary)
+    check = cfg_commands.add_parser(
+        "check", help="report every problem in a cfg (and .data/.names) at once, with fixes")
+    check.add_argument("cfg", help="a Darknet .cfg file")
+    check.add_argument("data", nargs="?", help="a .data file: its classes and names are "
+                       "checked against the cfg")
+    check.add_argument("--strict", action="store_true",
+                       help="warnings count as errors (exit status 1)")
+    check.set_defaults(func=cmd_cfg_check)
     new = cfg_commands.add_parser(
         "new", help="a ready-to-train cfg from a template: classes, filters, max_batches, steps")
     new.add_argument("--from", dest="template", required=True, metavar="TEMPLATE",
@@ -292,6 +442,60 @@ def build_parser():
     cvalid.set_defaults(func=cmd_classifier_valid)
     cpredict.set_defaults(func=cmd_classifier_predict)
 
+    detector = commands.add_parser("detector", help="Darknet's detector commands")
+    dsub_ = detector.add_subparsers(dest="detector_command", metavar="SUBCOMMAND")
+    dsub_.required = True
+    dtrain = dsub_.add_parser("train", help="detector train DATA CFG [WEIGHTS]")
+    dtrain.add_argument("data")
+    dtrain.add_argument("cfg")
+    dtrain.add_argument("weights", nargs="?")
+    _train_flags(dtrain)
+    dtrain.set_defaults(func=cmd_detector_train)
+    dtest = dsub_.add_parser("test", help="detector test DATA CFG WEIGHTS [IMAGE|DIR|LIST...]")
+    dtest.add_argument("data")
+    dtest.add_argument("cfg")
+    dtest.add_argument("weights")
+    dtest.add_argument("images", nargs="*", help="images, folders or .txt lists (none: stdin)")
+    detect = commands.add_parser("detect", help="detect CFG WEIGHTS IMAGE...: detector test "
+                                                "without a .data file")
+    detect.add_argument("cfg")
+    detect.add_argument("weights")
+    detect.add_argument("images", nargs="+")
+    detect.add_argument("--names", help="a .names file (default: class numbers)")
+    for p in (dtest, detect):
+        p.add_argument("-thresh", "--thresh", type=float, default=0.25)
+        p.add_argument("-nms", "--nms", type=float, default=0.45)
+        p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
+                       help="also print each box in pixels")
+        p.add_argument("-out", "--out", help="write the detections as JSON to this file")
+        p.add_argument("--out-dir", help="folder for the drawn pictures (default: here)")
+        p.add_argument("--save-labels", action="store_true",
+                       help="write YOLO label files next to the images")
+        _device_flags(p)
+    dtest.set_defaults(func=cmd_detector_test)
+    detect.set_defaults(func=cmd_detect)
+    dmap = dsub_.add_parser("map", help="detector map DATA CFG WEIGHTS: AP per class and mAP")
+    dmap.add_argument("data")
+    dmap.add_argument("cfg")
+    dmap.add_argument("weights")
+    dmap.add_argument("-thresh", "--thresh", type=float, default=0.25,
+                      help="confidence for precision/recall/F1 (default .25)")
+    dmap.add_argument("-iou_thresh", "--iou-thresh", dest="iou_thresh", type=float,
+                      default=0.5)
+    dmap.add_argument("-points", "--points", type=int, default=0,
+                      help="0: area under the curve (default); 11: VOC2007's 11 points")
+    _device_flags(dmap)
+    dmap.set_defaults(func=cmd_detector_map)
+    danchors = dsub_.add_parser("calc_anchors", help="detector calc_anchors DATA "
+                                "-num_of_clusters K -width W -height H")
+    danchors.add_argument("data")
+    danchors.add_argument("-num_of_clusters", "--num-of-clusters", dest="num_of_clusters",
+                          type=int, default=6)
+    danchors.add_argument("-width", "--width", type=int, default=416)
+    danchors.add_argument("-height", "--height", type=int, default=416)
+    danchors.add_argument("--cfg", help="take the yolo masks from this cfg")
+    danchors.set_defaults(func=cmd_detector_calc_anchors)
+
     classify = commands.add_parser("classify", help="classify CFG WEIGHTS [IMAGE...]: top-5")
     classify.add_argument("cfg")
     classify.add_argument("weights")
@@ -324,6 +528,10 @@ def build_parser():
     mnist = dsub.add_parser("mnist", help="download the full MNIST (70,000 digits) into DIR")
     mnist.add_argument("dir")
     mnist.set_defaults(func=cmd_data_mnist)
+    from .shapes import add_shapes_arguments
+    shapes = dsub.add_parser("shapes", help="generate the coloured-shapes detection dataset")
+    add_shapes_arguments(shapes)      # OUT --n --size --seed --valid-fraction --format ...
+    shapes.set_defaults(func=cmd_data_shapes)
     return parser
 
 

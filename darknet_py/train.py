@@ -126,38 +126,6 @@ class Trainer:
         return self.net
 
 
-class ClassifierTrainer(Trainer):
-    def _setup_head(self):
-        net = self.net
-        self.classes = self.data.int("classes", 2)
-        self.top = max(1, self.data.int("top", 1))
-        last = net.layers[-1]
-        if last.type not in ("softmax", "cost", "logistic"):
-            raise DarknetError(f"the last layer is [{last.section_name}], not a classifier head "
-                               "([softmax], [cost] or [logistic])", last.path, last.line)
-        if last.outputs != self.classes:
-            maker = next((l for l in reversed(net.layers)
-                          if l.type in ("connected", "convolutional")), last)
-            key = "output" if maker.type == "connected" else "filters"
-            raise DarknetError(f"the network ends with {last.outputs} outputs but "
-                               f"{self.data.path} says classes={self.classes}: set {key}="
-                               f"{self.classes} in this [{maker.section_name}]",
-                               maker.path, maker.line)
-
-    def _setup_data(self):
-        self.train_set = load_classification(self.data, "train", self.classes)
-        self.valid_set = load_classification(self.data, "valid", self.classes) \
-            if "valid" in self.data else None
-        self.names = class_names(self.data, self.classes)
-
-    def _make(self, k):
-        idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
-        return self.train_set.batch(idx, self.net.input_shape)
-
-    def _evaluate(self, k):
-        top1, topk = evaluate(self.net, self.valid_set, self.top)
-        return top1, topk, f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}"
-
     # -- state -----------------------------------------------------------------------------
     @property
     def iteration(self):
@@ -341,3 +309,142 @@ class ClassifierTrainer(Trainer):
         except DarknetError:
             return "none yet"
         return header.seen // self.images_per_iteration
+
+
+class ClassifierTrainer(Trainer):
+    def _setup_head(self):
+        net = self.net
+        self.classes = self.data.int("classes", 2)
+        self.top = max(1, self.data.int("top", 1))
+        last = net.layers[-1]
+        if last.type not in ("softmax", "cost", "logistic"):
+            raise DarknetError(f"the last layer is [{last.section_name}], not a classifier head "
+                               "([softmax], [cost] or [logistic])", last.path, last.line)
+        if last.outputs != self.classes:
+            maker = next((l for l in reversed(net.layers)
+                          if l.type in ("connected", "convolutional")), last)
+            key = "output" if maker.type == "connected" else "filters"
+            raise DarknetError(f"the network ends with {last.outputs} outputs but "
+                               f"{self.data.path} says classes={self.classes}: set {key}="
+                               f"{self.classes} in this [{maker.section_name}]",
+                               maker.path, maker.line)
+
+    def _setup_data(self):
+        self.train_set = load_classification(self.data, "train", self.classes)
+        self.valid_set = load_classification(self.data, "valid", self.classes) \
+            if "valid" in self.data else None
+        self.names = class_names(self.data, self.classes)
+
+    def _make(self, k):
+        idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
+        return self.train_set.batch(idx, self.net.input_shape)
+
+    def _evaluate(self, k):
+        top1, topk = evaluate(self.net, self.valid_set, self.top)
+        return top1, topk, f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}"
+
+
+def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16):
+    """Per valid image: the (class, prob, x, y, w, h) detections and the truths, as AB's map."""
+    from .detect import do_nms_sort, get_network_boxes, letterbox, load_image_color, network_size
+    net_w, net_h = network_size(net)
+    detections, truths = [], []
+    for start in range(0, len(dataset), batch):
+        idx = range(start, min(start + batch, len(dataset)))
+        images = [load_image_color(dataset.paths[i]) for i in idx]
+        x = np.stack([letterbox(im, net_w, net_h) for im in images])
+        net.forward(x, train=False)
+        for b, (i, im) in enumerate(zip(idx, images)):
+            dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, 0.5, 1,
+                                     batch_index=b)
+            do_nms_sort(dets, dataset.classes, nms)
+            rows = [(c, d.prob[c], d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h)
+                    for d in dets for c in range(dataset.classes) if d.prob[c] > thresh]
+            detections.append(rows)
+            truths.append([(int(r[0]), r[1], r[2], r[3], r[4]) for r in dataset.boxes[i]])
+    return detections, truths
+
+
+class DetectorTrainer(Trainer):
+    """YOLO training (pj train_detector): augmentation as load_data_detection, multi-scale with
+    ``random=1`` every 10 iterations (AlexeyAB's rule: a random scale in [1/1.4, 1.4] of the cfg
+    size, rounded to 32; the cfg size in the first and the last 100 iterations), mAP@0.5 on
+    ``valid`` after each epoch (best -> ``_best.weights``)."""
+
+    metric = "mAP@0.5"
+
+    def _setup_head(self):
+        net = self.net
+        heads = [l for l in net.layers if l.type in ("yolo", "region")]
+        if not heads:
+            raise DarknetError("no [yolo] layer: this cfg is not a detector", net.path)
+        last = heads[-1]
+        if last.type == "region":
+            from .errors import NotSupportedError
+            raise NotSupportedError("training a [region] (YOLOv2) head is not supported by "
+                                    "darknet_py yet; [yolo] heads train", last.path, last.line)
+        self.classes = last.classes
+        data_classes = self.data.int("classes", self.classes)
+        if data_classes != self.classes:
+            raise DarknetError(f"classes={data_classes} here but the cfg's [yolo] layers have "
+                               f"classes={self.classes} ({last.path}:{last.line})",
+                               self.data.path, self.data.lines.get("classes"))
+        for head in heads:
+            if head.classes != self.classes:
+                raise DarknetError(f"[yolo] classes={head.classes} differs from the last "
+                                   f"[yolo]'s {self.classes}", head.path, head.line)
+        self.heads = heads
+        self.random = bool(last.random)
+        self.jitter = last.jitter
+        self.max_boxes = last.max_boxes
+        aug = net.options.data
+        self.hue = aug.get("hue", 0.0)
+        self.saturation = aug.get("saturation", 1.0) or 1.0
+        self.exposure = aug.get("exposure", 1.0) or 1.0
+        self._nets = {}
+
+    def _setup_data(self):
+        from .detdata import DetectionSet
+        self.names = class_names(self.data, self.classes)
+        names_file = self.data.file("names")
+        if names_file and os.path.exists(names_file):
+            from .data import read_lines
+            count = len(read_lines(names_file, "names file"))
+            if count != self.classes:
+                raise DarknetError(f"{names_file} has {count} names but classes={self.classes}",
+                                   self.data.path, self.data.lines.get("names"))
+        self.train_set = DetectionSet(self.data.file("train", required=True), self.classes,
+                                      self.max_boxes)
+        self.valid_set = DetectionSet(self.data.file("valid"), self.classes, self.max_boxes) \
+            if "valid" in self.data else None
+
+    def _size_for(self, k):
+        o = self.net.options
+        if not self.random or k == 0 or k >= self.max_batches - 100:
+            return o.width, o.height
+        from .detdata import rand_scale
+        r = rand_scale(np.random.default_rng([self.seed, k // 10, 11]), 1.4)
+        return tuple(max(32, int(round(r * v / 32)) * 32) for v in (o.width, o.height))
+
+    def _train_net(self, k):
+        size = self._size_for(k)
+        if size == (self.net.options.width, self.net.options.height):
+            return self.net
+        if size not in self._nets:
+            self._nets[size] = self.net.resized(*size)
+        return self._nets[size]
+
+    def _make(self, k):
+        c = self.net.options.channels
+        w, h = self._size_for(k // self.net.subdivisions)
+        idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
+        rng = np.random.default_rng([self.seed, k, 3])
+        return self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
+                                    self.saturation, self.exposure)
+
+    def _evaluate(self, k):
+        from .mapeval import evaluate_map
+        dets, truths = detections_for_map(self.net, self.valid_set)
+        result = evaluate_map(dets, truths, self.classes, iou_thresh=0.5)
+        m = result["map"]
+        return m, None, f"{k}: mean average precision (mAP@0.50) = {m:f}, or {m * 100:.2f} %"

@@ -297,3 +297,113 @@ class DarknetNet:
         a = self._batch_array(x, self.inputs, "input")
         t = self._batch_array(truth, self.truths, "truth")
         return self._lib.shim_train_step(self._handle(), _ptr(a), _ptr(t))
+
+    # -- detection (pj examples/detector.c test_detector), see the shim's shim_detect_* --
+    @property
+    def net_classes(self) -> int:
+        """classes of the last layer (what get_network_boxes sizes each prob array by)."""
+        return _detect_lib().shim_layer_classes(self._handle(), self.n_layers - 1)
+
+    def detect_image(self, img, thresh: float = 0.5, hier: float = 0.5, nms: float = 0.45,
+                     relative: bool = True):
+        """letterbox_image + network_predict + get_network_boxes + do_nms_sort (nms > 0) on a
+        planar float image ``img`` of shape (c, h, w).
+
+        Returns ``(sized, dets)``: the letterboxed network input (c, net_h, net_w) and the
+        detections in Darknet's final array order, shape (nboxes, 5 + classes) with rows
+        ``x, y, w, h, objectness, prob[0..classes-1]``."""
+        lib = _detect_lib()
+        a = np.ascontiguousarray(img, dtype=np.float32)
+        if a.ndim != 3:
+            raise ValueError(f"image must be (c, h, w), got shape {a.shape}")
+        c, h, w = a.shape
+        sized, out, cap = self._detect_buffers(c)
+        n = lib.shim_detect_image(self._handle(), _ptr(a), w, h, c, float(thresh), float(hier),
+                                  float(nms), int(bool(relative)), _ptr(sized), _ptr(out), cap)
+        return sized, out[:n].copy()
+
+    def detect_file(self, path, thresh: float = 0.5, hier: float = 0.5, nms: float = 0.45,
+                    relative: bool = True):
+        """load_image_color(path, 0, 0) then ``detect_image``.
+
+        Returns ``(sized, dets, (w, h))`` with the original image size."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(path)
+        lib = _detect_lib()
+        sized, out, cap = self._detect_buffers(3)
+        whc = (ctypes.c_int * 3)()
+        n = lib.shim_detect_file(self._handle(), os.fsencode(path), float(thresh), float(hier),
+                                 float(nms), int(bool(relative)), _ptr(sized), _ptr(out), cap,
+                                 whc)
+        return sized, out[:n].copy(), (whc[0], whc[1])
+
+    def _detect_buffers(self, c: int):
+        lib = _detect_lib()
+        _, nh, nw = self.input_shape
+        cap = lib.shim_max_boxes(self._handle())
+        sized = np.zeros((c, nh, nw), np.float32)
+        out = np.zeros((max(cap, 1), 5 + self.net_classes), np.float32)
+        return sized, out, cap
+
+
+def _detect_lib() -> ctypes.CDLL:
+    """DarknetOracle.lib() with the detection/image functions of the shim declared."""
+    lib = DarknetOracle.lib()
+    if not getattr(lib, "_detect_declared", False):
+        ip = ctypes.POINTER(ctypes.c_int)
+        sig = {
+            "shim_layer_classes": (ctypes.c_int, [_VP, ctypes.c_int]),
+            "shim_layer_n": (ctypes.c_int, [_VP, ctypes.c_int]),
+            "shim_max_boxes": (ctypes.c_int, [_VP]),
+            "shim_load_image_color": (ctypes.c_int, [ctypes.c_char_p, _F32P, ctypes.c_int, ip]),
+            "shim_resize_image": (None, [_F32P] + [ctypes.c_int] * 5 + [_F32P]),
+            "shim_letterbox_image": (None, [_F32P] + [ctypes.c_int] * 5 + [_F32P]),
+            "shim_detect_image": (ctypes.c_int, [_VP, _F32P, ctypes.c_int, ctypes.c_int,
+                                                 ctypes.c_int, ctypes.c_float, ctypes.c_float,
+                                                 ctypes.c_float, ctypes.c_int, _F32P, _F32P,
+                                                 ctypes.c_int]),
+            "shim_detect_file": (ctypes.c_int, [_VP, ctypes.c_char_p, ctypes.c_float,
+                                                ctypes.c_float, ctypes.c_float, ctypes.c_int,
+                                                _F32P, _F32P, ctypes.c_int, ip]),
+        }
+        for name, (res, args) in sig.items():
+            f = getattr(lib, name)
+            f.restype, f.argtypes = res, args
+        lib._detect_declared = True
+    return lib
+
+
+def load_image_color(path) -> np.ndarray:
+    """Darknet's load_image_color(path, 0, 0): float32 (3, h, w), RGB, byte/255.
+
+    Debian's libdarknet is built with OpenCV, so this is cv::imread (which, unlike pj's stb
+    path, applies a JPEG's EXIF orientation).  Darknet returns a 10x10 black image for an
+    unreadable file (and appends it to ./bad.list), so the file must exist."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(path)
+    lib = _detect_lib()
+    whc = (ctypes.c_int * 3)()
+    n = lib.shim_load_image_color(os.fsencode(path), None, 0, whc)
+    out = np.empty(n, np.float32)
+    lib.shim_load_image_color(os.fsencode(path), _ptr(out), n, whc)
+    return out.reshape(whc[2], whc[1], whc[0])
+
+
+def _image_op(fn, img, w: int, h: int) -> np.ndarray:
+    a = np.ascontiguousarray(img, dtype=np.float32)
+    if a.ndim != 3:
+        raise ValueError(f"image must be (c, h, w), got shape {a.shape}")
+    c, ih, iw = a.shape
+    out = np.empty((c, int(h), int(w)), np.float32)
+    fn(_ptr(a), iw, ih, c, int(w), int(h), _ptr(out))
+    return out
+
+
+def resize_image(img, w: int, h: int) -> np.ndarray:
+    """Darknet's resize_image of a (c, h, w) float image to (c, h, w)."""
+    return _image_op(_detect_lib().shim_resize_image, img, w, h)
+
+
+def letterbox_image(img, w: int, h: int) -> np.ndarray:
+    """Darknet's letterbox_image of a (c, h, w) float image into a w x h canvas."""
+    return _image_op(_detect_lib().shim_letterbox_image, img, w, h)

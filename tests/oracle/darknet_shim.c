@@ -183,3 +183,98 @@ float shim_train_step(void *h, const float *input, const float *truth)
     memcpy(net->truth, truth, (size_t)net->batch * net->truths * sizeof(float));
     return train_network_datum(net);
 }
+
+/* ---- detection post-processing (pj examples/detector.c test_detector) ------- */
+
+int shim_layer_classes(void *h, int i) { return L(h, i)->classes; }
+int shim_layer_n(void *h, int i) { return L(h, i)->n; }
+
+/* Upper bound of get_network_boxes' count: w*h*n of every yolo/region/detection layer. */
+int shim_max_boxes(void *h)
+{
+    network *net = h;
+    int s = 0;
+    for (int i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (l->type == YOLO || l->type == REGION || l->type == DETECTION) s += l->w * l->h * l->n;
+    }
+    return s;
+}
+
+/* load_image_color(path, 0, 0) (OpenCV imread in Debian's build, BGR->RGB, /255.).
+ * whc receives w, h, c; the planar CHW floats are copied into dst when it holds
+ * cap floats or more.  Returns w*h*c.  A missing file makes Darknet return a
+ * 10x10 black image (OpenCV build), so check existence first. */
+int shim_load_image_color(const char *path, float *dst, int cap, int *whc)
+{
+    image im = load_image_color((char *)path, 0, 0);
+    int n = im.w * im.h * im.c;
+    whc[0] = im.w; whc[1] = im.h; whc[2] = im.c;
+    if (dst && n <= cap) memcpy(dst, im.data, (size_t)n * sizeof(float));
+    free_image(im);
+    return n;
+}
+
+/* resize_image / letterbox_image of a planar CHW float image src (w x h x c);
+ * dst receives nw*nh*c floats. */
+void shim_resize_image(const float *src, int w, int h, int c, int nw, int nh, float *dst)
+{
+    image im = {w, h, c, (float *)src};
+    image out = resize_image(im, nw, nh);
+    memcpy(dst, out.data, (size_t)nw * nh * c * sizeof(float));
+    free_image(out);
+}
+
+void shim_letterbox_image(const float *src, int w, int h, int c, int nw, int nh, float *dst)
+{
+    image im = {w, h, c, (float *)src};
+    image out = letterbox_image(im, nw, nh);
+    memcpy(dst, out.data, (size_t)nw * nh * c * sizeof(float));
+    free_image(out);
+}
+
+/* test_detector on an image already in memory (planar CHW, w x h x c):
+ * letterbox_image(im, net->w, net->h); network_predict; get_network_boxes(net,
+ * w, h, thresh, hier, 0, relative, &nboxes); do_nms_sort(dets, nboxes,
+ * classes of the last layer, nms) when nms > 0.
+ * sized (may be NULL) receives the letterboxed input (net->w*net->h*c floats).
+ * out receives min(nboxes, cap) records of 5 + classes floats each, in the
+ * final array order: x, y, w, h, objectness, prob[0..classes-1].
+ * Returns nboxes (all detections, also those NMS zeroed). */
+int shim_detect_image(void *h, const float *img, int w, int hh, int c, float thresh,
+                      float hier, float nms, int relative, float *sized, float *out, int cap)
+{
+    network *net = h;
+    image im = {w, hh, c, (float *)img};
+    image s = letterbox_image(im, net->w, net->h);
+    if (sized) memcpy(sized, s.data, (size_t)s.w * s.h * s.c * sizeof(float));
+    network_predict(net, s.data);
+    int nboxes = 0;
+    detection *dets = get_network_boxes(net, w, hh, thresh, hier, 0, relative, &nboxes);
+    int classes = net->layers[net->n - 1].classes;
+    if (nms > 0) do_nms_sort(dets, nboxes, classes, nms);
+    int stride = 5 + classes;
+    for (int i = 0; i < nboxes && i < cap; ++i) {
+        float *o = out + (size_t)i * stride;
+        o[0] = dets[i].bbox.x; o[1] = dets[i].bbox.y;
+        o[2] = dets[i].bbox.w; o[3] = dets[i].bbox.h;
+        o[4] = dets[i].objectness;
+        memcpy(o + 5, dets[i].prob, (size_t)classes * sizeof(float));
+    }
+    free_detections(dets, nboxes);
+    free_image(s);
+    return nboxes;
+}
+
+/* The whole test_detector pipeline from a file: load_image_color(path, 0, 0)
+ * then shim_detect_image.  whc receives the image's w, h, c. */
+int shim_detect_file(void *h, const char *path, float thresh, float hier, float nms,
+                     int relative, float *sized, float *out, int cap, int *whc)
+{
+    image im = load_image_color((char *)path, 0, 0);
+    whc[0] = im.w; whc[1] = im.h; whc[2] = im.c;
+    int n = shim_detect_image(h, im.data, im.w, im.h, im.c, thresh, hier, nms, relative,
+                              sized, out, cap);
+    free_image(im);
+    return n;
+}

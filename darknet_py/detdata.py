@@ -1,0 +1,121 @@
+"""Detection training data (pj:src/data.c load_data_detection), loaded in a background thread.
+
+Per image, as Darknet: a canvas of the network size filled with 0.5; a random aspect change of up
+to ``jitter``; the image resized to (nw, nh) and placed at a random offset; hue / saturation /
+exposure distortion; a horizontal flip with probability 1/2; the YOLO boxes moved, clipped to
+[0, 1] and dropped when smaller than 0.001.  Truth rows are (x, y, w, h, class), at most
+``max_boxes`` per image (shuffled first), the rest zeros.
+"""
+
+import os
+
+import numpy as np
+
+from .data import read_lines
+from .errors import DarknetError
+from .labels import label_path_for, read_labels
+
+
+class DetectionSet:
+    def __init__(self, list_path, classes, max_boxes=90):
+        self.list_path = list_path
+        self.paths = read_lines(list_path, "image list")
+        self.classes, self.max_boxes = classes, max_boxes
+        self.boxes = []
+        problems = []
+        for p in self.paths:
+            if not os.path.exists(p):
+                problems.append(f"{p}: image does not exist")
+                self.boxes.append(np.zeros((0, 5), np.float32))
+                continue
+            lp = label_path_for(p)
+            if not os.path.exists(lp):
+                problems.append(f"{lp}: label file missing for {p}")
+                self.boxes.append(np.zeros((0, 5), np.float32))
+                continue
+            boxes, issues = read_labels(lp, classes)
+            # boxes that stick out of the image a little are kept and clipped (as Darknet does);
+            # only problems that drop a line stop training
+            problems.extend(str(i) for i in issues if i.dropped)
+            self.boxes.append(boxes)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DarknetError(f"{len(problems)} problem(s) in the training data; first: "
+                               f"{problems[0]}{more}; run 'darknet_py data check' for the list",
+                               list_path)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
+              flip=True):
+        c, h, w = shape
+        x = np.empty((len(indexes), c, h, w), np.float32)
+        truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
+        for k, i in enumerate(indexes):
+            x[k], rows = augment(self.paths[i], self.boxes[i], (c, h, w), rng, jitter, hue,
+                                 saturation, exposure, flip)
+            rows = rows[rng.permutation(len(rows))][:self.max_boxes]
+            truth[k, :rows.size] = rows.ravel()
+        return x, truth
+
+    def plain(self, index, shape):
+        """The image letterboxed for evaluation, and its boxes."""
+        from .detect import letterbox, load_image_color
+        image = load_image_color(self.paths[index])
+        c, h, w = shape
+        return letterbox(image, w, h), image.shape[2], image.shape[1], self.boxes[index]
+
+
+def rand_scale(rng, s):
+    """Darknet's rand_scale: u ~ U(1, s), or 1/u with probability 1/2."""
+    u = rng.uniform(1, s) if s > 1 else 1.0
+    return u if rng.random() < 0.5 else 1.0 / u
+
+
+def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip):
+    from PIL import Image
+    c, h, w = shape
+    with Image.open(path) as im:
+        im = im.convert("RGB" if c == 3 else "L")
+        iw, ih = im.size
+        dw, dh = jitter * iw, jitter * ih
+        ar = (iw + rng.uniform(-dw, dw)) / (ih + rng.uniform(-dh, dh))
+        if ar < 1:
+            nh = h
+            nw = max(1, int(nh * ar))
+        else:
+            nw = w
+            nh = max(1, int(nw / ar))
+        dx = int(rng.uniform(0, w - nw)) if w != nw else 0
+        dy = int(rng.uniform(0, h - nh)) if h != nh else 0
+        canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))
+        canvas.paste(im.resize((nw, nh), Image.BILINEAR), (dx, dy))
+    if c == 3 and (hue or saturation != 1 or exposure != 1):
+        hsv = np.asarray(canvas.convert("HSV"), np.float32)
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue) * 256) % 256
+        hsv[..., 1] *= rand_scale(rng, saturation)
+        hsv[..., 2] *= rand_scale(rng, exposure)
+        canvas = Image.fromarray(np.clip(hsv, 0, 255).astype(np.uint8), "HSV").convert("RGB")
+    a = np.asarray(canvas, np.float32) / 255.0
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    flipped = flip and rng.random() < 0.5
+    if flipped:
+        a = a[:, :, ::-1]
+    rows = boxes.astype(np.float64).copy()
+    if len(rows):
+        sx, sy = nw / w, nh / h
+        left = (rows[:, 1] - rows[:, 3] / 2) * sx + dx / w
+        right = (rows[:, 1] + rows[:, 3] / 2) * sx + dx / w
+        top = (rows[:, 2] - rows[:, 4] / 2) * sy + dy / h
+        bottom = (rows[:, 2] + rows[:, 4] / 2) * sy + dy / h
+        if flipped:
+            left, right = 1 - right, 1 - left
+        left, right = np.clip(left, 0, 1), np.clip(right, 0, 1)
+        top, bottom = np.clip(top, 0, 1), np.clip(bottom, 0, 1)
+        out = np.stack([(left + right) / 2, (top + bottom) / 2, right - left, bottom - top,
+                        rows[:, 0]], axis=1)
+        rows = out[(out[:, 2] >= 0.001) & (out[:, 3] >= 0.001)]
+    else:
+        rows = np.zeros((0, 5))
+    return np.ascontiguousarray(a), rows.astype(np.float32)
