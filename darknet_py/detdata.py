@@ -49,14 +49,22 @@ class DetectionSet:
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
               flip=True):
+        """Augmented images and truths; images are prepared in parallel threads, each with its
+        own generator drawn from ``rng``, so the result does not depend on the thread count."""
         c, h, w = shape
         x = np.empty((len(indexes), c, h, w), np.float32)
         truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
-        for k, i in enumerate(indexes):
-            x[k], rows = augment(self.paths[i], self.boxes[i], (c, h, w), rng, jitter, hue,
+        seeds = rng.integers(0, 2 ** 63, len(indexes))
+
+        def one(k):
+            r = np.random.default_rng(seeds[k])
+            i = indexes[k]
+            x[k], rows = augment(self.paths[i], self.boxes[i], (c, h, w), r, jitter, hue,
                                  saturation, exposure, flip)
-            rows = rows[rng.permutation(len(rows))][:self.max_boxes]
+            rows = rows[r.permutation(len(rows))][:self.max_boxes]
             truth[k, :rows.size] = rows.ravel()
+
+        list(_pool().map(one, range(len(indexes))))
         return x, truth
 
     def plain(self, index, shape):
@@ -65,6 +73,19 @@ class DetectionSet:
         image = load_image_color(self.paths[index])
         c, h, w = shape
         return letterbox(image, w, h), image.shape[2], image.shape[1], self.boxes[index]
+
+
+_POOL = None
+
+
+def _pool():
+    """Threads for image decoding and resizing (Pillow releases the GIL for both)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                   thread_name_prefix="darknet_py-data")
+    return _POOL
 
 
 def rand_scale(rng, s):

@@ -121,6 +121,10 @@ class Trainer:
                                "--max-batches N", net.path, net.options.section.line)
         self._setup_data()
         self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
+        self.eval_every = self._eval_every()
+
+    def _eval_every(self):
+        return self.per_epoch
 
     def _train_net(self, k):
         return self.net
@@ -278,7 +282,7 @@ class Trainer:
                                         lr=f"{rate:.2g}", img_s=f"{ips:.0f}", refresh=False)
                         bar.update(1)
                     epoch_end = k % self.per_epoch == 0
-                    if epoch_end or k == self.max_batches:
+                    if k % self.eval_every == 0 or k == self.max_batches:
                         log.flush()
                         self._validate(k)
                         self._chart()
@@ -417,6 +421,10 @@ class DetectorTrainer(Trainer):
                                       self.max_boxes)
         self.valid_set = DetectionSet(self.data.file("valid"), self.classes, self.max_boxes) \
             if "valid" in self.data else None
+
+    def _eval_every(self):
+        # mAP like AlexeyAB's -map: every 4 epochs, but at least 100 iterations apart
+        return max(4 * self.per_epoch, 100)
 
     def _size_for(self, k):
         o = self.net.options
