@@ -30,14 +30,43 @@ def cmd_cfg_check(args):
     return main_check(args.cfg, args.data, strict=args.strict)
 
 
+def _anchors_from_data(data_path, template, size):
+    """k-means anchors (1 - IoU) of the training boxes, as many as the template's num,
+    in pixels of the network size."""
+    from .anchors import boxes_wh_from_labels, calc_anchors
+    from .cfg import read_cfg
+    from .cfgnew import template_path
+    from .data import DataCfg, read_lines
+    from .labels import label_path_for
+    cfg = read_cfg(template_path(template))
+    heads = [s for s in cfg.layers if s.type in ("yolo", "region")]
+    if not heads:
+        raise DarknetError(f"--anchors: {template} has no [yolo] or [region] layer")
+    k = heads[-1].int("num", 1)
+    w, h = cfg.net.int("width", 416), cfg.net.int("height", 416)
+    if size:
+        w, h = (int(v) for v in size.lower().split("x")) if "x" in size.lower() else \
+            (int(size), int(size))
+    data = DataCfg(data_path)
+    paths = read_lines(data.file("train", required=True), "train list")
+    wh = boxes_wh_from_labels([label_path_for(p) for p in paths], w, h)
+    if len(wh) < k:
+        raise DarknetError(f"--anchors: {len(wh)} boxes in the training labels, fewer than "
+                           f"the {k} anchors the template needs", data_path)
+    anchors, _ = calc_anchors(wh, k, seed=0)
+    return [round(float(v)) for v in anchors.ravel()]
+
+
 def cmd_cfg_new(args):
     from .cfgnew import new_cfg
     anchors = None
-    if args.anchors:
+    if args.anchors and os.path.isfile(args.anchors):
+        anchors = _anchors_from_data(args.anchors, args.template, args.size)
+    elif args.anchors:
         try:
             values = [float(v) for v in args.anchors.replace(",", " ").split()]
         except ValueError:
-            raise DarknetError(f"--anchors '{args.anchors}': expected numbers "
+            raise DarknetError(f"--anchors '{args.anchors}': expected a .data file or numbers "
                                "w1,h1, w2,h2, ...") from None
         anchors = values
     try:
@@ -224,6 +253,56 @@ def cmd_detector_calc_anchors(args):
     return 0
 
 
+def cmd_data_check(args):
+    """Pre-flight check of a detection dataset (and its cfg): every problem with file:line."""
+    from PIL import Image
+    from .check import check_cfg
+    from .data import DataCfg, read_lines
+    from .labels import label_path_for, read_labels
+    data = DataCfg(args.data)
+    classes = data.int("classes", 1)
+    problems = []            # (level, text)
+    if args.cfg:
+        problems += [(f.level, str(f)) for f in check_cfg(args.cfg, args.data)]
+    images = 0
+    for key in ("train", "valid"):
+        if key not in data:
+            continue
+        lst = data.file(key)
+        if not os.path.exists(lst):
+            problems.append(("error", f"{data.path}:{data.lines[key]}: error: {key}={data[key]}: "
+                                      "no such file"))
+            continue
+        for n, path in enumerate(read_lines(lst, f"{key} list"), start=1):
+            images += 1
+            try:
+                with Image.open(path) as im:
+                    im.verify()
+            except FileNotFoundError:
+                problems.append(("error", f"{lst}:{n}: error: image {path} does not exist"))
+                continue
+            except Exception as e:
+                problems.append(("error", f"{lst}:{n}: error: image {path} is unreadable "
+                                          f"({type(e).__name__})"))
+                continue
+            label = label_path_for(path)
+            if not os.path.exists(label):
+                problems.append(("error", f"{lst}:{n}: error: no label file for {path} "
+                                          f"(looked for {label}; an empty file marks an image "
+                                          "without objects)"))
+                continue
+            for p in read_labels(label, classes)[1]:
+                level = "warning" if getattr(p, "kind", "") == "outside" else "error"
+                problems.append((level, str(p).replace(": ", f": {level}: ", 1)
+                                 if f": {level}: " not in str(p) else str(p)))
+    for _, text in problems:
+        print(text)
+    errors = sum(1 for level, _ in problems if level == "error")
+    warnings_ = len(problems) - errors
+    print(f"{args.data}: {images} images, {errors} error(s), {warnings_} warning(s)")
+    return 1 if errors else 0
+
+
 def cmd_data_shapes(args):
     from .shapes import run_shapes
     return run_shapes(args)
@@ -407,8 +486,9 @@ def build_parser():
     new.add_argument("--classes", type=int, required=True, metavar="N")
     new.add_argument("--size", metavar="WxH",
                      help="network width x height (multiples of 32 for yolo/region)")
-    new.add_argument("--anchors", metavar="W,H,...",
-                     help="anchor sizes in network pixels, e.g. from calc_anchors")
+    new.add_argument("--anchors", metavar="DATA|W,H,...",
+                     help="a .data file (k-means anchors from its training boxes) or anchor "
+                          "sizes in network pixels")
     new.add_argument("-o", "--output", metavar="OUT", help="output .cfg (default: stdout)")
     new.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     new.set_defaults(func=cmd_cfg_new)
@@ -529,6 +609,10 @@ def build_parser():
     mnist.add_argument("dir")
     mnist.set_defaults(func=cmd_data_mnist)
     from .shapes import add_shapes_arguments
+    dcheck = dsub.add_parser("check", help="data check DATA [CFG]: images, labels, classes")
+    dcheck.add_argument("data")
+    dcheck.add_argument("cfg", nargs="?")
+    dcheck.set_defaults(func=cmd_data_check)
     shapes = dsub.add_parser("shapes", help="generate the coloured-shapes detection dataset")
     add_shapes_arguments(shapes)      # OUT --n --size --seed --valid-fraction --format ...
     shapes.set_defaults(func=cmd_data_shapes)

@@ -71,3 +71,48 @@ def test_detector_test_map_and_calc_anchors_commands(shapes, tmp_path):
             "-width", "96", "-height", "96", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "anchors = " in r.stdout and "mask = 3,4,5" in r.stdout and "filters=27" in r.stdout
+
+
+def test_cfg_new_yolov3_tiny_passes_check_and_trains_on_shapes(shapes, tmp_path):
+    from darknet_py.cfgedit import CfgDocument
+    from darknet_py.check import check_cfg
+    out = tmp_path / "y3t.cfg"
+    r = run("cfg", "new", "--from", "yolov3-tiny", "--classes", "4", "--size", "96x96",
+            "--anchors", str(shapes / "shapes.data"), "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not [f for f in check_cfg(str(out), str(shapes / "shapes.data"))
+                if f.level == "error"]
+    doc = CfgDocument.load(out)
+    doc.net.set("batch", 4)
+    doc.net.set("subdivisions", 1)
+    doc.net.set("burn_in", 0)
+    doc.save(out)
+    trainer = DetectorTrainer(str(out), str(shapes / "shapes.data"), device="cpu", seed=1,
+                              max_batches=3, progress=False, out=open(os.devnull, "w"))
+    assert trainer.run() == 0
+    assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)
+
+
+def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(shapes / "set", bad)
+    for name in ("train.txt", "valid.txt", "shapes.data"):
+        (bad / name).write_text((bad / name).read_text().replace(str(shapes / "set"), str(bad)))
+    train = (bad / "train.txt").read_text().splitlines()
+    first = os.path.splitext(os.path.basename(train[0]))[0]
+    with open(bad / "labels" / f"{first}.txt", "a") as f:
+        f.write("7 0.5 0.5 0.2 0.2\n")
+    os.remove(bad / "labels" / (os.path.splitext(os.path.basename(train[1]))[0] + ".txt"))
+    (bad / "train.txt").write_text("\n".join(train + [str(bad / "JPEGImages" / "nope.jpg")])
+                                   + "\n")
+    r = run("data", "check", str(bad / "shapes.data"), cwd=tmp_path)
+    assert r.returncode == 1
+    out = r.stdout
+    assert "error: class_id = 7 is out of range: it must be from 0 to 3" in out
+    assert f"train.txt:2: error: no label file for {train[1]}" in out
+    assert f"train.txt:{len(train) + 1}: error: image " in out and "does not exist" in out
+    assert out.splitlines()[-1].endswith("3 error(s), 0 warning(s)")
+    r = run("data", "check", str(shapes / "shapes.data"), os.path.join(ROOT, "cfg/shapes-tiny.cfg"),
+            cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].endswith("0 error(s), 0 warning(s)")
