@@ -27,8 +27,8 @@ import keyword
 import math
 import numbers
 import os
-import tempfile
 
+from .atomic import atomic_open
 from .cfg import SECTION_TYPES, _strip, parse_cfg_text
 from .errors import CfgError
 
@@ -490,28 +490,8 @@ class CfgDocument:
         if path is None:
             raise ValueError("this document has no path yet: save(path)")
         path = os.fspath(path)
-        target = os.path.realpath(path)
-        folder = os.path.dirname(target)
-        try:
-            mode = os.stat(target).st_mode & 0o7777
-        except FileNotFoundError:
-            umask = os.umask(0o022)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".cfg", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.to_bytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_open(path, ".cfg") as f:
+            f.write(self.to_bytes())
         self.path = path
         return path
 

@@ -11,9 +11,10 @@ points are skipped; with no data at all the axes are drawn with a "no data yet" 
 
 import math
 import os
-import tempfile
 
 from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_open
 
 LEFT_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
                (127, 127, 127), (188, 189, 34)]
@@ -100,20 +101,9 @@ def _text(draw, xy, text, font, anchor="lt", fill=TEXT):
 
 
 def _save_atomic(img, path):
-    """Save `img` as PNG via a temporary file in the same folder and os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".chart-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Save `img` as PNG, atomically."""
+    with atomic_open(path, ".png") as f:
+        img.save(f, format="PNG")
 
 
 def _legend(draw, plots, font, k, left, right, top):

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from .atomic import atomic_open
 from .backend import to_numpy
 
 F32 = np.float32
@@ -566,19 +566,11 @@ def save_image_atomic(img, out_path) -> str:
     if not ext:
         ext = ".jpg"
         path = root + ext
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=folder)
-    os.close(fd)
-    try:
-        opts = {"quality": 80} if ext.lower() in (".jpg", ".jpeg") else {}
-        img.save(tmp, **opts)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from PIL import Image
+    fmt = Image.registered_extensions().get(ext.lower(), "JPEG")
+    opts = {"quality": 80} if fmt == "JPEG" else {}
+    with atomic_open(path, ext) as f:
+        img.save(f, format=fmt, **opts)
     return path
 
 

@@ -20,11 +20,11 @@ import gzip
 import os
 import re
 import struct
-import tempfile
 import zlib
 
 import numpy as np
 
+from .atomic import atomic_open
 from .errors import DarknetError
 
 IMAGES_MAGIC = 0x00000803
@@ -126,36 +126,15 @@ def write_idx(path, array):
     header = struct.pack(f">HBB{arr.ndim}I", 0, code, arr.ndim, *arr.shape)
     payload = np.ascontiguousarray(arr, dtype=_TYPES[code]).tobytes()
 
-    folder = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.endswith(".gz"):
-                inner = base[:-3]
-                with gzip.GzipFile(filename=inner, mode="wb", fileobj=raw, mtime=0,
-                                   compresslevel=9) as gz:
-                    gz.write(header)
-                    gz.write(payload)
-            else:
-                raw.write(header)
-                raw.write(payload)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_open(path) as raw:
+        if path.endswith(".gz"):
+            with gzip.GzipFile(filename=os.path.basename(path)[:-3], mode="wb", fileobj=raw,
+                               mtime=0, compresslevel=9) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            raw.write(header)
+            raw.write(payload)
 
 
 def load_images_labels(images_path, labels_path):

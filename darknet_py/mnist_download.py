@@ -16,10 +16,10 @@ import http.client
 import os
 import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
+from .atomic import atomic_open
 from .errors import DarknetError
 
 DEFAULT_BASE_URLS = (
@@ -92,53 +92,40 @@ def _fetch(url, dest, expected, progress, timeout):
     """Download ``url`` to ``dest`` through a temporary file; raise _Failure on any problem."""
     from tqdm import tqdm
 
-    folder = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".part", dir=folder)
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "darknet_py (urllib)"})
-        md5, sha = hashlib.md5(), hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(req, timeout=timeout)
-            except urllib.error.HTTPError as e:
-                raise _Failure(f"HTTP {e.code} {e.reason}", network=False) from None
-            except urllib.error.URLError as e:
-                raise _Failure(str(getattr(e, "reason", e)), network=True) from None
-            except _NETWORK_ERRORS as e:
-                raise _Failure(f"{type(e).__name__}: {e}", network=True) from None
-            with resp:
-                total = resp.headers.get("Content-Length")
-                total = int(total) if total and total.isdigit() else expected.get("size")
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=os.path.basename(dest), disable=not progress,
-                          file=sys.stderr, leave=False) as bar:
-                    while True:
-                        try:
-                            chunk = resp.read(_CHUNK)
-                        except _NETWORK_ERRORS as e:
-                            raise _Failure(f"connection lost after {size} bytes: "
-                                           f"{type(e).__name__}: {e}", network=True) from None
-                        if not chunk:
-                            break
-                        out.write(chunk)  # an OSError here is local (disk full), not the network
-                        md5.update(chunk)
-                        sha.update(chunk)
-                        size += len(chunk)
-                        bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        bad = _check(size, md5.hexdigest(), sha.hexdigest(), expected)
-        if bad:
-            raise _Failure(f"checksum mismatch: {bad}", network=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
+    req = urllib.request.Request(url, headers={"User-Agent": "darknet_py (urllib)"})
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    size = 0
+    with atomic_open(dest, ".part") as out:
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            resp = urllib.request.urlopen(req, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            raise _Failure(f"HTTP {e.code} {e.reason}", network=False) from None
+        except urllib.error.URLError as e:
+            raise _Failure(str(getattr(e, "reason", e)), network=True) from None
+        except _NETWORK_ERRORS as e:
+            raise _Failure(f"{type(e).__name__}: {e}", network=True) from None
+        with resp:
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else expected.get("size")
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=os.path.basename(dest), disable=not progress,
+                      file=sys.stderr, leave=False) as bar:
+                while True:
+                    try:
+                        chunk = resp.read(_CHUNK)
+                    except _NETWORK_ERRORS as e:
+                        raise _Failure(f"connection lost after {size} bytes: "
+                                       f"{type(e).__name__}: {e}", network=True) from None
+                    if not chunk:
+                        break
+                    out.write(chunk)  # an OSError here is local (disk full), not the network
+                    md5.update(chunk)
+                    sha.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
+        bad = _check(size, md5.hexdigest(), sha.hexdigest(), expected)
+        if bad:            # raised inside the block: the partial file is removed
+            raise _Failure(f"checksum mismatch: {bad}", network=False)
 
 
 def download_mnist(dest_dir, base_urls=None, progress=True, *, timeout=30, files=None):

@@ -15,7 +15,8 @@ from .errors import CfgError, DarknetError, NotSupportedError, WeightsError
 from .layers import REGISTRY
 from .layers.base import ADAM_B1, ADAM_B2, ADAM_EPS, UpdateArgs
 from .policies import POLICIES, current_rate
-from .weights import DEFAULT_VERSION, atomic_write, header_bytes, read_weights_file
+from .atomic import atomic_write
+from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
 
 # Keys every layer section accepts (pj parse_network_cfg), read quietly.
 COMMON_KEYS = ("truth", "onlyforward", "stopbackward", "dontsave", "dontload", "dontloadscales",

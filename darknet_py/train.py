@@ -26,7 +26,7 @@ from .backend import to_numpy
 from .data import Batches, DataCfg, class_names, epoch_order, load_classification
 from .errors import DarknetError
 from .network import Network
-from .weights import atomic_write
+from .atomic import atomic_write
 
 DEFAULT_BACKUP_EVERY = 100
 

@@ -7,12 +7,11 @@ in layer order, as each layer's ``weight_record()`` lists them.  Files are writt
 a temporary file in the same folder, then a rename.
 """
 
-import os
 import struct
-import tempfile
 
 import numpy as np
 
+from .atomic import atomic_write  # noqa: F401  (re-exported for callers)
 from .errors import WeightsError
 
 DEFAULT_VERSION = (0, 2, 0)
@@ -69,23 +68,3 @@ def read_weights_file(path):
         raise WeightsError(f"payload is {len(body)} bytes, not a whole number of float32 values",
                            str(path))
     return header, np.frombuffer(body, dtype="<f4")
-
-
-def atomic_write(path, chunks):
-    """Write byte chunks to ``path`` through a temporary file and a rename (never half a file)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
