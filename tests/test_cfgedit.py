@@ -507,3 +507,22 @@ def test_new_cfg_gaussian_yolo_uses_classes_plus_9(tmp_path):
     assert doc.find("convolutional")[0].get("filters", type=int) == 33     # 3 * (2 + 9)
     assert doc.net.get("max_batches", type=int) == 6000
     assert "steps" not in doc.net                       # no steps policy: none added
+
+
+def test_the_broken_corpus_round_trips_byte_identical():
+    import glob
+    from darknet_py.cfgedit import CfgDocument
+    files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "cfg_corpus", "broken",
+                                          "*.cfg")))
+    assert len(files) >= 60
+    for path in files:
+        data = open(path, "rb").read()
+        assert CfgDocument.load(path).to_bytes() == data, path
+
+
+def test_cfg_new_yolov3_tiny_3_classes_passes_cfg_check(tmp_path):
+    from darknet_py.cfgnew import new_cfg
+    from darknet_py.check import check_cfg
+    out = tmp_path / "three.cfg"
+    new_cfg("yolov3-tiny", 3).save(out)
+    assert not [f for f in check_cfg(str(out)) if f.level == "error"]
