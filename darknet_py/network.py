@@ -118,6 +118,7 @@ class _State:
         self.train = train
         self.truth = truth
         self.index = 0
+        self.seen = network.seen       # images seen, including this mini-batch when training
 
 
 class Network:

@@ -381,22 +381,19 @@ class DetectorTrainer(Trainer):
         net = self.net
         heads = [l for l in net.layers if l.type in ("yolo", "region")]
         if not heads:
-            raise DarknetError("no [yolo] layer: this cfg is not a detector", net.path)
+            raise DarknetError("no [yolo] or [region] layer: this cfg is not a detector",
+                               net.path)
         last = heads[-1]
-        if last.type == "region":
-            from .errors import NotSupportedError
-            raise NotSupportedError("training a [region] (YOLOv2) head is not supported by "
-                                    "darknet_py yet; [yolo] heads train", last.path, last.line)
         self.classes = last.classes
         data_classes = self.data.int("classes", self.classes)
         if data_classes != self.classes:
-            raise DarknetError(f"classes={data_classes} here but the cfg's [yolo] layers have "
+            raise DarknetError(f"classes={data_classes} here but the cfg's detection layers have "
                                f"classes={self.classes} ({last.path}:{last.line})",
                                self.data.path, self.data.lines.get("classes"))
         for head in heads:
             if head.classes != self.classes:
-                raise DarknetError(f"[yolo] classes={head.classes} differs from the last "
-                                   f"[yolo]'s {self.classes}", head.path, head.line)
+                raise DarknetError(f"[{head.type}] classes={head.classes} differs from the "
+                                   f"last head's {self.classes}", head.path, head.line)
         self.heads = heads
         self.random = bool(last.random)
         self.jitter = last.jitter

@@ -116,3 +116,20 @@ def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
     r = run("data", "check", str(shapes / "shapes.data"), os.path.join(ROOT, "cfg/shapes-tiny.cfg"),
             cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.splitlines()[-1].endswith("0 error(s), 0 warning(s)")
+
+
+def test_a_region_detector_from_cfg_new_trains(shapes, tmp_path):
+    from darknet_py.cfgedit import CfgDocument
+    out = tmp_path / "y2t.cfg"
+    r = run("cfg", "new", "--from", "yolov2-tiny", "--classes", "4", "--size", "96x96",
+            "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = CfgDocument.load(out)
+    doc.net.set("batch", 4)
+    doc.net.set("subdivisions", 1)
+    doc.net.set("burn_in", 0)
+    doc.save(out)
+    trainer = DetectorTrainer(str(out), str(shapes / "shapes.data"), device="cpu", seed=1,
+                              max_batches=3, progress=False, out=open(os.devnull, "w"))
+    assert trainer.run() == 0
+    assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)

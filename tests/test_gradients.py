@@ -967,7 +967,7 @@ def test_crop_passes_no_gradient():
 
 @pytest.mark.parametrize("head", ["yolo", "region"])
 def test_detection_heads_refuse_training_without_what_they_need(head):
-    """[region] training is not implemented; [yolo] trains but needs box truths."""
+    """[yolo] and [region] train on box truths: without them, a clear error."""
     opts = "classes=1\nnum=1\nmask=0\nanchors=1,1" if head == "yolo" else \
         "classes=1\nnum=1\ncoords=4\nanchors=1,1"
     net = make_net(f"""
@@ -979,7 +979,7 @@ def test_detection_heads_refuse_training_without_what_they_need(head):
 
         [{head}]
         """ + opts.replace("\n", "\n        ") + "\n", c=2, h=3, w=3)
-    with pytest.raises(NotSupportedError if head == "region" else DarknetError):
+    with pytest.raises(DarknetError, match="trains on box truths"):
         net.forward(input_for(net), train=True)
 
 

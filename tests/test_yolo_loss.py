@@ -84,3 +84,51 @@ def test_yolo_backward_adds_delta_without_the_logistic_derivative():
     np.testing.assert_array_equal(dx, net.layers[0].delta)
     assert net.layers[0].stats["count"] == 1
     assert net.layers[0].report().startswith("Region 0 Avg IOU: ")
+
+
+@pytest.mark.parametrize("seen", [0, 20000], ids=["with-anchor-prior", "after-12800-images"])
+def test_region_deltas_and_cost_equal_darknet(tmp_path, seen):
+    cfg_name = "yolov2-tiny-voc.cfg"
+    if not (DEBIAN_CFG / cfg_name).exists():
+        pytest.skip(f"{DEBIAN_CFG / cfg_name} not installed")
+    cfg = shrink_cfg(DEBIAN_CFG / cfg_name, tmp_path / cfg_name, 128, batch=2)
+    rng = np.random.default_rng()
+    weights = tmp_path / "w.weights"
+    with DarknetOracle.load(cfg, batch=0, seed=3) as dn:
+        dn.randomize_bn(5)
+        dn.save(weights)
+    x = rng.random((2, 3, 128, 128), dtype=np.float32)
+    t = truths(rng, 2, 5, 20).reshape(2, 90, 5)[:, :30].reshape(2, -1)
+    with DarknetOracle.load(cfg, weights, batch=0) as dn:
+        dn.seen = seen
+        dn.train_step(x, t)
+        i = dn.n_layers - 1
+        assert dn.layer_type(i) == "REGION"
+        ours = Network.from_cfg(cfg, warn=False)
+        layer = ours.layers[i]
+        state = _State(dn.layer_output(i - 1).reshape(2, layer.c, layer.h, layer.w), t)
+        state.seen = seen + 2
+        layer.forward(state)
+        theirs = dn.get(i, "delta").reshape(layer.delta.shape)
+        assert np.abs(layer.delta - theirs).max() <= 1e-4 * np.abs(theirs).max()
+        assert layer.cost == pytest.approx(float((theirs.astype(np.float64) ** 2).sum()),
+                                           rel=1e-4)
+        assert layer.stats["count"] == 10
+
+
+def test_region_backward_applies_the_logistic_derivative_to_xy_and_obj():
+    from conftest import build
+    net = build("[net]\nbatch=1\nchannels=7\nwidth=4\nheight=4\n"
+                "[region]\nclasses=2\ncoords=4\nnum=1\nanchors=1,1\nsoftmax=1\n")
+    x = np.random.default_rng().standard_normal((1, 7, 4, 4)).astype(np.float32)
+    truth = np.zeros((1, 150), np.float32)
+    truth[0, :5] = (0.4, 0.6, 0.5, 0.5, 1)
+    net.forward(x, train=True, truth=truth)
+    layer = net.layers[0]
+    dx = np.zeros_like(x)
+    net.backward(dx)
+    y, d = layer.output[0], layer.delta[0]
+    np.testing.assert_allclose(dx[0, :2], d[:2] * y[:2] * (1 - y[:2]), rtol=1e-6)
+    np.testing.assert_allclose(dx[0, 4], d[4] * y[4] * (1 - y[4]), rtol=1e-6)
+    np.testing.assert_array_equal(dx[0, 2:4], d[2:4])         # w, h: linear
+    np.testing.assert_array_equal(dx[0, 5:], d[5:])           # softmax classes: CE gradient

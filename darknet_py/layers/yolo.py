@@ -13,7 +13,11 @@ the first x == 0:
   at cell (int(x*W), int(y*H)): box deltas scale*(target - output) with scale = 2 - w*h
   (tx = x*W - i, tw = log(w*net_w/anchor_w)), obj delta 1 - obj, class deltas [c == cls] - p;
 * cost = sum of delta^2; backward adds delta to the input delta with no logistic derivative.
-[region] training is not implemented yet (inference works).
+[region] training (pj forward_region_layer): no-object deltas with noobject_scale, zeroed above
+``thresh``; while fewer than 12800 images were seen every box is pulled toward its anchor (0.01);
+each truth goes to the anchor of its cell with the best shape IoU, with coord_scale*(2 - w*h) box
+deltas, object_scale obj delta (iou with rescore), class_scale class deltas.  Its backward applies
+the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
 """
 
 import math
@@ -36,12 +40,6 @@ class _DetectionHead(Layer):
                            f"{expected} in the [convolutional] before it",
                            section.path, section.line)
         self.out_c, self.out_h, self.out_w = self.c, self.h, self.w
-
-    def _refuse_training(self, net):
-        """Inference-only heads."""
-        if net.train:
-            raise NotSupportedError(f"training a [{self.type}] layer is not supported by "
-                                    "darknet_py yet (inference works)", self.path, self.line)
 
     def _planes(self, x):
         n = x.shape[0]
@@ -230,10 +228,12 @@ class RegionLayer(_DetectionHead):
         section.str("map")
         layer._shape_check(section, layer.n * (layer.classes + layer.coords + 1),
                            f"num={layer.n} x (classes={layer.classes} + coords={layer.coords} + 1)")
+        layer.max_boxes = 30        # pj's region loops are fixed at 30 truths per image
+        layer.cost = 0.0
+        layer.stats = {}
         return layer
 
     def forward(self, net):
-        self._refuse_training(net)
         xp = net.xp
         x = self.input_image(net.input)
         p = self._planes(x).copy()
@@ -249,6 +249,109 @@ class RegionLayer(_DetectionHead):
         else:
             p[:, :, c + 1:] = activate(p[:, :, c + 1:], "logistic")
         self.output = p.reshape(x.shape)
+        self.cost = 0.0
+        if net.train:
+            if net.truth is None:
+                raise DarknetError(f"layer {self.index} [region] trains on box truths; none "
+                                   "given", self.path, self.line)
+            delta = self._loss(to_numpy(self.output), to_numpy(net.truth), net.seen)
+            self.delta = net.xp.asarray(delta)
+
+    def backward(self, net):
+        """The deltas of the logistic outputs (x, y and obj) get the logistic's derivative, as
+        pj's GPU backward does (its CPU backward is empty); softmax class deltas are already
+        gradients of the cross-entropy with respect to the logits."""
+        if net.delta is None:
+            return
+        d = self._planes(self.delta).copy()
+        y = self._planes(self.output)
+        d[:, :, 0:2] *= y[:, :, 0:2] * (1 - y[:, :, 0:2])
+        if not self.background:
+            c = self.coords
+            d[:, :, c] *= y[:, :, c] * (1 - y[:, :, c])
+        net.delta += d.reshape(net.delta.shape)
+
+    def _loss(self, output, truth, seen):
+        """pj forward_region_layer's deltas (negative gradients) and cost (NumPy, float64)."""
+        if self.coords != 4:
+            raise NotSupportedError(f"training a [region] with coords={self.coords} is not "
+                                    "supported (coords=4 is)", self.path, self.line)
+        B = output.shape[0]
+        n, hh, ww, nc, c = self.n, self.h, self.w, self.classes, self.coords
+        out = output.reshape(B, n, c + 1 + nc, hh, ww).astype(np.float64)
+        delta = np.zeros_like(out)
+        anchors = np.asarray(self.anchors, np.float64).reshape(-1, 2)    # grid units
+        truth = truth.reshape(B, -1, c + 1).astype(np.float64)[:, :30]
+        jj, ii = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
+        stats = dict(iou=0.0, cls=0.0, obj=0.0, anyobj=0.0, recall=0, recall75=0, count=0)
+        for b in range(B):
+            rows = truth[b]
+            ends = np.nonzero(rows[:, 0] == 0)[0]
+            rows = rows[:ends[0]] if ends.size else rows
+            o = out[b]
+            px = (ii + o[:, 0]) / ww
+            py = (jj + o[:, 1]) / hh
+            pw = np.exp(o[:, 2]) * anchors[:, 0, None, None] / ww
+            ph = np.exp(o[:, 3]) * anchors[:, 1, None, None] / hh
+            stats["anyobj"] += o[:, c].sum()
+            delta[b, :, c] = self.noobject_scale * ((1 if self.background else 0) - o[:, c])
+            if len(rows):
+                best = _iou(px[..., None], py[..., None], pw[..., None], ph[..., None],
+                            rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]).max(axis=-1)
+                delta[b, :, c][best > self.thresh] = 0
+            if seen < 12800:          # pull every box toward its anchor at the cell centre
+                for a in range(n):
+                    t = ((ii + .5) / ww, (jj + .5) / hh, anchors[a, 0] / ww, anchors[a, 1] / hh)
+                    target = (t[0] * ww - ii, t[1] * hh - jj, np.zeros_like(px[a]),
+                              np.zeros_like(px[a]))
+                    for k in range(4):
+                        delta[b, a, k] = .01 * (target[k] - o[a, k])
+            for t in rows:
+                i, j = int(t[0] * ww), int(t[1] * hh)
+                if self.bias_match:
+                    sw, sh = anchors[:, 0] / ww, anchors[:, 1] / hh
+                else:
+                    sw = np.exp(o[:, 2, j, i]) * anchors[:, 0] / ww
+                    sh = np.exp(o[:, 3, j, i]) * anchors[:, 1] / hh
+                shape_iou = _iou(0, 0, sw, sh, 0, 0, t[2], t[3])
+                a = int(np.argmax(shape_iou)) if shape_iou.max() > 0 else 0
+                iou = self._box_delta(t, o, delta[b], a, j, i,
+                                      self.coord_scale * (2 - t[2] * t[3]))
+                stats["recall"] += iou > .5
+                stats["recall75"] += iou > .75
+                stats["iou"] += iou
+                stats["obj"] += o[a, c, j, i]
+                target = 0 if self.background else (iou if self.rescore else 1)
+                delta[b, a, c, j, i] = self.object_scale * (target - o[a, c, j, i])
+                cls = int(t[4])
+                first = c + 1
+                if delta[b, a, first, j, i] and not self.softmax:
+                    delta[b, a, first + cls, j, i] = self.class_scale * (
+                        1 - o[a, first + cls, j, i])
+                else:
+                    delta[b, a, first:, j, i] = -self.class_scale * o[a, first:, j, i]
+                    delta[b, a, first + cls, j, i] += self.class_scale
+                    stats["cls"] += o[a, first + cls, j, i]
+                stats["count"] += 1
+        self.cost = float((delta * delta).sum())
+        stats["cells"] = B * n * hh * ww
+        self.stats = stats
+        return delta.reshape(output.shape).astype(output.dtype)
+
+    def _box_delta(self, t, o, d, a, j, i, scale):
+        """pj delta_region_box (anchors in grid cells): returns the IoU with the truth."""
+        aw, ah = self.anchors[2 * a], self.anchors[2 * a + 1]
+        px, py = (i + o[a, 0, j, i]) / self.w, (j + o[a, 1, j, i]) / self.h
+        pw = math.exp(o[a, 2, j, i]) * aw / self.w
+        ph = math.exp(o[a, 3, j, i]) * ah / self.h
+        iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
+        target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * self.w / aw),
+                  math.log(t[3] * self.h / ah))
+        for k in range(4):
+            d[a, k, j, i] = scale * (target[k] - o[a, k, j, i])
+        return iou
+
+    report = YoloLayer.report
 
     def describe(self):
         return "detection"
