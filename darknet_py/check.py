@@ -246,7 +246,10 @@ DP_KEYS = {
     "shortcut": {"from", "activation", "alpha", "beta"},
     "upsample": {"stride", "scale"},
     "yolo": set("classes num mask anchors max jitter ignore_thresh truth_thresh random map "
-                "scale_x_y".split()),
+                "scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer iou_thresh "
+                "new_coords delta_normalizer beta_nms max_delta resize label_smooth_eps "
+                "objectness_smooth iou_thresh_kind nms_kind counters_per_class focal_loss "
+                "show_details".split()),
     "region": set("coords classes num softmax background tree anchors log sqrt max rescore "
                   "classfix absolute random bias_match jitter thresh coord_scale object_scale "
                   "noobject_scale mask_scale class_scale map".split()),
@@ -1002,6 +1005,12 @@ class _Checker:
             self.error(L.line("classes"), f"classes={classes} in [{L.name}] must be >= {least}")
             raise _Stop
         num = self.positive(L, "num", 1)
+        if L.type == "yolo" and L.has("iou_loss") and L.raw("iou_loss") != "mse":
+            self.warn(L.line("iou_loss"), f"iou_loss={L.raw('iou_loss')} in [{L.name}]: "
+                      "darknet_py trains [yolo] with iou_loss=mse only (inference works)")
+        if L.type == "yolo" and L.v("new_coords", 0):
+            self.warn(L.line("new_coords"), f"new_coords=1 in [{L.name}] is not supported by "
+                      "darknet_py")
         for key in ("ignore_thresh", "thresh"):
             if L.has(key) and not 0 <= L.v(key) <= 1:
                 self.error(L.line(key), f"{key}={L.raw(key)} in [{L.name}] must be in [0, 1]")

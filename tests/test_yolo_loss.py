@@ -132,3 +132,57 @@ def test_region_backward_applies_the_logistic_derivative_to_xy_and_obj():
     np.testing.assert_allclose(dx[0, 4], d[4] * y[4] * (1 - y[4]), rtol=1e-6)
     np.testing.assert_array_equal(dx[0, 2:4], d[2:4])         # w, h: linear
     np.testing.assert_array_equal(dx[0, 5:], d[5:])           # softmax classes: CE gradient
+
+
+def _yolo_net(extra=""):
+    from conftest import build
+    return build("[net]\nbatch=1\nchannels=12\nwidth=4\nheight=4\n"
+                 "[yolo]\nclasses=1\nnum=2\nmask=0,1\nanchors=1,1, 1.25,1.25\n" + extra)
+
+
+def _one_truth():
+    truth = np.zeros((1, 450), np.float32)
+    truth[0, :5] = (0.3, 0.6, 0.28, 0.28, 0)
+    return truth
+
+
+def test_scale_x_y_stretches_the_cell_offsets():
+    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32)
+    plain = _yolo_net().forward(x).copy()
+    scaled = _yolo_net("scale_x_y=1.05\n").forward(x)
+    planes = lambda a: a.reshape(2, 6, 4, 4)  # noqa: E731
+    np.testing.assert_allclose(planes(scaled)[:, :2], planes(plain)[:, :2] * 1.05 - 0.025,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(planes(scaled)[:, 2:], planes(plain)[:, 2:])
+
+
+def test_normalizers_scale_the_box_and_class_deltas():
+    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    base, norm = _yolo_net(), _yolo_net("iou_normalizer=0.5\ncls_normalizer=2\n")
+    for net in (base, norm):
+        net.forward(x, train=True, truth=_one_truth())
+    d0 = base.layers[0].delta.reshape(2, 6, 4, 4)
+    d1 = norm.layers[0].delta.reshape(2, 6, 4, 4)
+    a, j, i = 1, 2, 1                       # anchor 1.25 fits a 0.28*4 = 1.12 px box best
+    np.testing.assert_allclose(d1[a, :4, j, i], 0.5 * d0[a, :4, j, i], rtol=1e-6)
+    np.testing.assert_allclose(d1[a, 5, j, i], 2 * d0[a, 5, j, i], rtol=1e-6)
+    assert d0[a, 4, j, i] == d1[a, 4, j, i]
+
+
+def test_iou_thresh_assigns_a_truth_to_every_close_anchor():
+    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    one, both = _yolo_net(), _yolo_net("iou_thresh=0.5\n")
+    for net in (one, both):
+        net.forward(x, train=True, truth=_one_truth())
+    assert one.layers[0].stats["count"] == 1 and both.layers[0].stats["count"] == 2
+    d = both.layers[0].delta.reshape(2, 6, 4, 4)
+    assert d[0, 0, 2, 1] != 0 and d[1, 0, 2, 1] != 0
+
+
+def test_ciou_cfgs_run_inference_and_say_training_is_not_supported():
+    from darknet_py.errors import NotSupportedError
+    net = _yolo_net("iou_loss=ciou\niou_normalizer=0.07\nnms_kind=greedynms\nbeta_nms=0.6\n")
+    x = np.zeros((1, 12, 4, 4), np.float32)
+    net.forward(x)
+    with pytest.raises(NotSupportedError, match="iou_loss=ciou"):
+        net.forward(x, train=True, truth=_one_truth())

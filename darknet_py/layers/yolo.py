@@ -74,10 +74,25 @@ class YoloLayer(_DetectionHead):
         layer.truth_thresh = section.float("truth_thresh", 1.0)
         layer.random = section.float("random", 0.0)
         layer.map = section.str("map")
+        # AlexeyAB's options.  Defaults keep pj's behaviour (AB's own iou_normalizer default
+        # is 0.75; cfgs written for AB set it explicitly).
         layer.scale_x_y = section.float("scale_x_y", 1.0)
-        if layer.scale_x_y != 1:
-            raise NotSupportedError(f"[{section.name}] scale_x_y is not supported by darknet_py "
-                                    "yet", section.path, section.line_of("scale_x_y"))
+        layer.iou_loss = section.str("iou_loss", "mse")
+        layer.iou_normalizer = section.float("iou_normalizer", 1.0)
+        layer.cls_normalizer = section.float("cls_normalizer", 1.0)
+        layer.obj_normalizer = section.float("obj_normalizer", 1.0)
+        layer.iou_thresh = section.float("iou_thresh", 1.0)
+        if section.bool("new_coords"):
+            raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
+                                    "darknet_py yet", section.path, section.line_of("new_coords"))
+        # read so they are not reported unused: inference does not depend on them
+        for key in ("delta_normalizer", "beta_nms", "max_delta", "resize", "label_smooth_eps",
+                    "objectness_smooth"):
+            section.float(key, 0.0)
+        for key in ("iou_thresh_kind", "nms_kind", "counters_per_class"):
+            section.str(key)
+        for key in ("focal_loss", "show_details"):
+            section.int(key, 0)
         layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
         layer._shape_check(section, layer.n * (layer.classes + 5),
                            f"len(mask)={layer.n} x (classes={layer.classes} + 5)")
@@ -89,6 +104,8 @@ class YoloLayer(_DetectionHead):
         x = self.input_image(net.input)
         p = self._planes(x).copy()
         p[:, :, 0:2] = activate(p[:, :, 0:2], "logistic")
+        if self.scale_x_y != 1:          # AB: x' = s*sigmoid(x) - (s-1)/2, the same for y
+            p[:, :, 0:2] = p[:, :, 0:2] * self.scale_x_y - 0.5 * (self.scale_x_y - 1)
         p[:, :, 4:] = activate(p[:, :, 4:], "logistic")
         self.output = p.reshape(x.shape)
         self.cost = 0.0
@@ -96,6 +113,10 @@ class YoloLayer(_DetectionHead):
             if net.truth is None:
                 raise DarknetError(f"layer {self.index} [yolo] trains on box truths; none given",
                                    self.path, self.line)
+            if self.iou_loss != "mse":
+                raise NotSupportedError(f"training with iou_loss={self.iou_loss} is not "
+                                        "supported by darknet_py yet (mse is)", self.path,
+                                        self.line)
             delta = self._loss(to_numpy(self.output), to_numpy(net.truth))
             self.delta = net.xp.asarray(delta)
 
@@ -142,18 +163,25 @@ class YoloLayer(_DetectionHead):
                 shape_iou = _iou(0, 0, anchors[:, 0] / self.net_w, anchors[:, 1] / self.net_h,
                                  0, 0, t[2], t[3])
                 best_n = int(np.argmax(shape_iou)) if shape_iou.max() > 0 else 0
-                hits = np.nonzero(mask == best_n)[0]
-                if not hits.size:
-                    continue
-                a = int(hits[0])
-                iou = self._box_delta(t, o, delta[b], best_n, a, j, i, 2 - t[2] * t[3])
-                stats["obj"] += o[a, 4, j, i]
-                delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
-                stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True)
-                stats["count"] += 1
-                stats["iou"] += iou
-                stats["recall"] += iou > .5
-                stats["recall75"] += iou > .75
+                # the best anchor; with AB's iou_thresh < 1 also every other anchor of this
+                # layer whose shape IoU exceeds it
+                chosen = [best_n] + [k for k in range(len(anchors)) if k != best_n
+                                     and shape_iou[k] > self.iou_thresh]
+                for anchor in chosen:
+                    hits = np.nonzero(mask == anchor)[0]
+                    if not hits.size:
+                        continue
+                    a = int(hits[0])
+                    iou = self._box_delta(t, o, delta[b], anchor, a, j, i,
+                                          (2 - t[2] * t[3]) * self.iou_normalizer)
+                    stats["obj"] += o[a, 4, j, i]
+                    delta[b, a, 4, j, i] = self.obj_normalizer * (1 - o[a, 4, j, i])
+                    stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True,
+                                                      self.cls_normalizer)
+                    stats["count"] += 1
+                    stats["iou"] += iou
+                    stats["recall"] += iou > .5
+                    stats["recall75"] += iou > .75
         self.cost = float((delta * delta).sum())
         stats["cells"] = B * n * hh * ww
         self.stats = stats
@@ -173,13 +201,14 @@ class YoloLayer(_DetectionHead):
         return iou
 
     @staticmethod
-    def _class_delta(o, d, a, j, i, cls, count):
-        """pj delta_yolo_class: if the cell already has class deltas only the truth's is set."""
+    def _class_delta(o, d, a, j, i, cls, count, scale=1.0):
+        """pj delta_yolo_class: if the cell already has class deltas only the truth's is set
+        (AB: times cls_normalizer)."""
         if d[a, 5, j, i]:
-            d[a, 5 + cls, j, i] = 1 - o[a, 5 + cls, j, i]
+            d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i])
             return o[a, 5 + cls, j, i]
-        d[a, 5:, j, i] = -o[a, 5:, j, i]
-        d[a, 5 + cls, j, i] = 1 - o[a, 5 + cls, j, i]
+        d[a, 5:, j, i] = -scale * o[a, 5:, j, i]
+        d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i])
         return o[a, 5 + cls, j, i]
 
     def report(self):
