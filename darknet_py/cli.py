@@ -93,7 +93,8 @@ def _train(args, cfg, data, weights, detector=False):
     trainer = cls(cfg, data, weights, device=_device(args), gpu_index=args.gpu_index,
                   max_batches=args.max_batches, clear=args.clear, resume=args.resume,
                   seed=args.seed, backup_every=args.backup_every,
-                  darknet_lines=args.darknet_lines, progress=not args.no_progress)
+                  darknet_lines=args.darknet_lines, progress=not args.no_progress,
+                  map=args.map if detector else True)
     return trainer.run()
 
 
@@ -225,6 +226,80 @@ def cmd_detector_map(args):
     result = evaluate_map(dets, truths, classes, iou_thresh=args.iou_thresh,
                           conf_thresh=args.thresh, points=args.points)
     print(format_map_table(result, _names_for(args.data, classes)))
+    return 0
+
+
+def cmd_detector_valid(args):
+    """pj validate_detector: per-class result files (VOC, 1-based pixel boxes) or COCO JSON."""
+    import json
+    from .data import DataCfg
+    from .detdata import DetectionSet
+    from .detect import detect_image, network_classes
+    net = _load_for_inference(args, args.cfg, args.weights)
+    data = DataCfg(args.data)
+    classes = network_classes(net)
+    names = _names_for(args.data, classes)
+    valid = DetectionSet(data.file("valid", required=True), classes)
+    kind = data.get("eval", "voc")
+    prefix = args.prefix or ("results/comp4_det_test_" if kind != "coco" else "results/")
+    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
+    lines = {j: [] for j in range(classes)}
+    coco = []
+    for n, path in enumerate(valid.paths, start=1):
+        im, dets = detect_image(net, path, 0.005, 0.5, 0.45)
+        h, w = im.shape[1], im.shape[2]
+        image_id = os.path.splitext(os.path.basename(path))[0]
+        for d in dets:
+            x, y, bw, bh = d.bbox.x * w, d.bbox.y * h, d.bbox.w * w, d.bbox.h * h
+            xmin, xmax = max(x - bw / 2 + 1, 1), min(x + bw / 2 + 1, w)
+            ymin, ymax = max(y - bh / 2 + 1, 1), min(y + bh / 2 + 1, h)
+            for j in range(classes):
+                if d.prob[j]:
+                    lines[j].append(f"{image_id} {d.prob[j]:f} {xmin:f} {ymin:f} {xmax:f} "
+                                    f"{ymax:f}\n")
+                    coco.append({"image_id": image_id, "category_id": j,
+                                 "bbox": [xmin - 1, ymin - 1, xmax - xmin, ymax - ymin],
+                                 "score": round(float(d.prob[j]), 5)})
+        if sys.stderr.isatty():
+            print(f"\r{n}/{len(valid.paths)}", end="", file=sys.stderr, flush=True)
+    if kind == "coco":
+        from .atomic import atomic_write
+        out = prefix + "coco_results.json"
+        atomic_write(out, [json.dumps(coco).encode()])
+        print(f"Wrote {out}")
+    else:
+        from .atomic import atomic_write
+        for j in range(classes):
+            atomic_write(f"{prefix}{names[j]}.txt", [ln.encode() for ln in lines[j]])
+        print(f"Wrote {classes} files {prefix}<class>.txt")
+    return 0
+
+
+def cmd_detector_recall(args):
+    """pj validate_detector_recall (list from valid=): proposals, IoU and recall per image."""
+    from .data import DataCfg
+    from .detdata import DetectionSet
+    from .detect import box_iou, detect_image, network_classes, Box
+    net = _load_for_inference(args, args.cfg, args.weights)
+    data = DataCfg(args.data)
+    classes = network_classes(net)
+    valid = DetectionSet(data.file("valid", required=True), classes)
+    thresh, iou_thresh = 0.001, 0.5
+    total = correct = proposals = 0
+    avg_iou = 0.0
+    for i, path in enumerate(valid.paths):
+        _, dets = detect_image(net, path, thresh, 0.5, 0.4)
+        proposals += sum(1 for d in dets if d.objectness > thresh)
+        for row in valid.boxes[i]:
+            total += 1
+            truth = Box(*row[1:5])
+            ious = (box_iou(d.bbox, truth) for d in dets)
+            best = max((v for v in ious if v == v), default=0.0)     # NaN boxes count as 0
+            avg_iou += best
+            correct += best > iou_thresh
+        print(f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {proposals / (i + 1):.2f}\t"
+              f"IOU: {avg_iou * 100 / max(total, 1):.2f}%\t"
+              f"Recall:{100.0 * correct / max(total, 1):.2f}%")
     return 0
 
 
@@ -451,6 +526,9 @@ def _train_flags(p):
     p.add_argument("--darknet-lines", action="store_true",
                    help="print Darknet's per-iteration lines instead of a progress bar")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-map", "--map", action="store_true",
+                   help="detectors: mAP@0.5 on valid= every 4 epochs (at least 100 iterations) "
+                        "and at the end; the best goes to _best.weights and the chart")
 
 
 def build_parser():
@@ -566,6 +644,19 @@ def build_parser():
                       help="0: area under the curve (default); 11: VOC2007's 11 points")
     _device_flags(dmap)
     dmap.set_defaults(func=cmd_detector_map)
+    dvalid = dsub_.add_parser("valid", help="detector valid DATA CFG WEIGHTS: result files "
+                              "(eval=voc per-class .txt, eval=coco JSON) for external scoring")
+    drecall = dsub_.add_parser("recall", help="detector recall DATA CFG WEIGHTS: recall and IoU "
+                               "per image")
+    for p in (dvalid, drecall):
+        p.add_argument("data")
+        p.add_argument("cfg")
+        p.add_argument("weights")
+        _device_flags(p)
+    dvalid.add_argument("-prefix", "--prefix", help="output path prefix (default "
+                        "results/comp4_det_test_)")
+    dvalid.set_defaults(func=cmd_detector_valid)
+    drecall.set_defaults(func=cmd_detector_recall)
     danchors = dsub_.add_parser("calc_anchors", help="detector calc_anchors DATA "
                                 "-num_of_clusters K -width W -height H")
     danchors.add_argument("data")

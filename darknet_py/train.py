@@ -82,8 +82,9 @@ class Trainer:
 
     def __init__(self, cfg, data, weights=None, device="auto", gpu_index=0, max_batches=None,
                  clear=False, resume=False, seed=None, backup_every=DEFAULT_BACKUP_EVERY,
-                 darknet_lines=False, progress=True, out=sys.stdout):
+                 darknet_lines=False, progress=True, out=sys.stdout, map=True):
         self.out = out
+        self.evaluate_during_training = map
         self.backup_every = max(1, backup_every)
         self.darknet_lines = darknet_lines
         self.progress = progress
@@ -191,7 +192,7 @@ class Trainer:
                 [self.seed, k, s]).bit_generator.state
 
     def _validate(self, k):
-        if self.valid_set is None:
+        if self.valid_set is None or not self.evaluate_during_training:
             return None
         value, second, line = self._evaluate(k)
         self.accuracy.append((k, value, second))

@@ -133,3 +133,27 @@ def test_a_region_detector_from_cfg_new_trains(shapes, tmp_path):
                               max_batches=3, progress=False, out=open(os.devnull, "w"))
     assert trainer.run() == 0
     assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)
+
+
+def test_detector_valid_writes_darknets_result_files_and_recall_prints(shapes, tmp_path):
+    weights = shapes / "backup" / "shapes-small_final.weights"
+    if not weights.exists():
+        pytest.skip("needs the training test's weights")
+    r = run("detector", "valid", str(shapes / "shapes.data"), str(shapes / "shapes-small.cfg"),
+            str(weights), "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    files = sorted(os.listdir(tmp_path / "results"))
+    assert files == [f"comp4_det_test_{n}.txt" for n in ("circle", "square", "star",
+                                                         "triangle")]
+    valid_ids = {os.path.splitext(os.path.basename(p))[0]
+                 for p in open(shapes / "set" / "valid.txt").read().split()}
+    for name in files:
+        for line in open(tmp_path / "results" / name):
+            image_id, prob, xmin, ymin, xmax, ymax = line.split()
+            assert image_id in valid_ids and 0 < float(prob) <= 1
+            assert 1 <= float(xmin) <= float(xmax) <= 96 and 1 <= float(ymin) <= float(ymax) <= 96
+    r = run("detector", "recall", str(shapes / "shapes.data"), str(shapes / "shapes-small.cfg"),
+            str(weights), "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.splitlines()[-1]
+    assert re.match(r"^\s+7\s+\d+\s+\d+\tRPs/Img: [\d.]+\tIOU: [\d.]+%\tRecall:[\d.]+%$", last)
