@@ -48,7 +48,7 @@ class DetectionSet:
         return len(self.paths)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True):
+              flip=True, letterbox=True):
         """Augmented images and truths; images are prepared in parallel threads, each with its
         own generator drawn from ``rng``, so the result does not depend on the thread count."""
         c, h, w = shape
@@ -60,7 +60,7 @@ class DetectionSet:
             r = np.random.default_rng(seeds[k])
             i = indexes[k]
             x[k], rows = augment(self.paths[i], self.boxes[i], (c, h, w), r, jitter, hue,
-                                 saturation, exposure, flip)
+                                 saturation, exposure, flip, letterbox)
             rows = rows[r.permutation(len(rows))][:self.max_boxes]
             truth[k, :rows.size] = rows.ravel()
 
@@ -94,24 +94,39 @@ def rand_scale(rng, s):
     return u if rng.random() < 0.5 else 1.0 / u
 
 
-def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip):
+def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True):
+    """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
+    on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
+    each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows."""
     from PIL import Image
     c, h, w = shape
     with Image.open(path) as im:
         im = im.convert("RGB" if c == 3 else "L")
         iw, ih = im.size
-        dw, dh = jitter * iw, jitter * ih
-        ar = (iw + rng.uniform(-dw, dw)) / (ih + rng.uniform(-dh, dh))
-        if ar < 1:
-            nh = h
-            nw = max(1, int(nh * ar))
+        fill = 127 if c == 1 else (127, 127, 127)
+        if letterbox:
+            dw, dh = jitter * iw, jitter * ih
+            ar = (iw + rng.uniform(-dw, dw)) / (ih + rng.uniform(-dh, dh))
+            if ar < 1:
+                nh = h
+                nw = max(1, int(nh * ar))
+            else:
+                nw = w
+                nh = max(1, int(nw / ar))
+            # pj rand_uniform(0, w - nw) swaps its bounds when the image is the larger
+            dx = int(rng.uniform(min(0, w - nw), max(0, w - nw)))
+            dy = int(rng.uniform(min(0, h - nh), max(0, h - nh)))
+            canvas = Image.new(im.mode, (w, h), fill)
+            canvas.paste(im.resize((nw, nh), Image.BILINEAR), (dx, dy))
         else:
-            nw = w
-            nh = max(1, int(nw / ar))
-        dx = int(rng.uniform(0, w - nw)) if w != nw else 0
-        dy = int(rng.uniform(0, h - nh)) if h != nh else 0
-        canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))
-        canvas.paste(im.resize((nw, nh), Image.BILINEAR), (dx, dy))
+            pl, pr = (int(rng.uniform(-jitter, jitter) * iw) for _ in range(2))
+            pt, pb = (int(rng.uniform(-jitter, jitter) * ih) for _ in range(2))
+            cw, chh = max(1, iw - pl - pr), max(1, ih - pt - pb)
+            crop = Image.new(im.mode, (cw, chh), fill)
+            crop.paste(im, (-pl, -pt))
+            canvas = crop.resize((w, h), Image.BILINEAR)
+            nw, nh = w * iw / cw, h * ih / chh           # the whole image's size on the canvas
+            dx, dy = -pl * w / cw, -pt * h / chh
     if c == 3 and (hue or saturation != 1 or exposure != 1):
         hsv = np.asarray(canvas.convert("HSV"), np.float32)
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue) * 256) % 256

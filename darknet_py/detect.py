@@ -274,14 +274,16 @@ def do_nms_obj(dets: list[Detection], classes: int, thresh: float) -> list[Detec
 # ------------------------------------------------------------------------------------------------
 
 def correct_boxes(boxes: np.ndarray, img_w: int, img_h: int, net_w: int, net_h: int,
-                  relative: bool = True) -> np.ndarray:
+                  relative: bool = True, letterboxed: bool = True) -> np.ndarray:
     """pj ``correct_yolo_boxes`` / ``correct_region_boxes`` (identical): undo the letterbox.
 
     ``boxes`` (n, 4) float32 x, y, w, h relative to the network input; returns them relative to
     the original img_w x img_h image (pixels when ``relative`` is false).  new_w/new_h use pj's
     integer arithmetic; the shift and scale are double like the C code, each result a float."""
     b = np.asarray(boxes, F32).reshape(-1, 4)
-    if F32(net_w) / F32(img_w) < F32(net_h) / F32(img_h):
+    if not letterboxed:                  # stretched input (AB letter_box=0): nothing to undo
+        new_w, new_h = net_w, net_h
+    elif F32(net_w) / F32(img_w) < F32(net_h) / F32(img_h):
         new_w, new_h = net_w, (img_h * net_w) // img_w
     else:
         new_h, new_w = net_h, (img_w * net_h) // img_h
@@ -336,7 +338,8 @@ def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True
     # exp() is double in C: exp((double)t) * (double)anchor / netw, then rounded to float
     boxes[:, 2] = (np.exp(tw.astype(np.float64)) * a[:, 0] / net_w).astype(F32)
     boxes[:, 3] = (np.exp(th.astype(np.float64)) * a[:, 1] / net_h).astype(F32)
-    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative)
+    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative,
+                          uses_letterbox(layer_net_options(layer)))
     ncls = layer.classes
     probs = (objectness[:, None] * p[ks, 5:5 + ncls, rows, cols]).astype(F32)
     probs = np.where(probs > t, probs, F32(0))
@@ -377,7 +380,8 @@ def get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=Tr
     boxes[..., 1] = (rows.astype(F32)[None] + flat[:, 1]) / F32(lh)
     boxes[..., 2] = (np.exp(flat[:, 2].astype(np.float64)) * anchors[:, 0:1] / lw).astype(F32)
     boxes[..., 3] = (np.exp(flat[:, 3].astype(np.float64)) * anchors[:, 1:2] / lh).astype(F32)
-    boxes = correct_boxes(boxes.reshape(-1, 4), img_w, img_h, net_w, net_h, relative)
+    boxes = correct_boxes(boxes.reshape(-1, 4), img_w, img_h, net_w, net_h, relative,
+                          uses_letterbox(layer_net_options(layer)))
     objectness = np.where(scale > t, scale, F32(0)).reshape(-1)
     ncls = layer.classes
     # pj reads the classes at entry coords + 1 (whether or not the layer has a background)
@@ -396,6 +400,16 @@ def get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=Tr
         out.append(Detection(Box(*(float(v) for v in boxes[d])), float(objectness[d]), prob,
                              width, None if masks is None else masks[d].copy()))
     return out
+
+
+def uses_letterbox(options) -> bool:
+    """Letterbox (pj, the default) unless the cfg's [net] says ``letter_box=0`` (AlexeyAB's
+    stretching: the image resized to the network size, aspect not kept)."""
+    return options is None or options.data.get("letter_box", 1) != 0
+
+
+def layer_net_options(layer):
+    return getattr(layer, "net_options", None)
 
 
 def network_size(net) -> tuple[int, int]:
@@ -439,7 +453,8 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
     Returns ``(image_chw, dets)``."""
     im = load_image_color(image) if isinstance(image, (str, os.PathLike)) else _as_chw(image)
     net_w, net_h = network_size(net)
-    sized = letterbox(im, net_w, net_h)
+    sized = letterbox(im, net_w, net_h) if uses_letterbox(net.options) else \
+        resize_image(im, net_w, net_h)
     net.forward(sized[None])
     dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1)
     if nms > 0:

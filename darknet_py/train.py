@@ -351,13 +351,15 @@ class ClassifierTrainer(Trainer):
 
 def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16):
     """Per valid image: the (class, prob, x, y, w, h) detections and the truths, as AB's map."""
-    from .detect import do_nms_sort, get_network_boxes, letterbox, load_image_color, network_size
+    from .detect import (do_nms_sort, get_network_boxes, letterbox, load_image_color,
+                         network_size, resize_image, uses_letterbox)
     net_w, net_h = network_size(net)
+    fit = letterbox if uses_letterbox(net.options) else resize_image
     detections, truths = [], []
     for start in range(0, len(dataset), batch):
         idx = range(start, min(start + batch, len(dataset)))
         images = [load_image_color(dataset.paths[i]) for i in idx]
-        x = np.stack([letterbox(im, net_w, net_h) for im in images])
+        x = np.stack([fit(im, net_w, net_h) for im in images])
         net.forward(x, train=False)
         for b, (i, im) in enumerate(zip(idx, images)):
             dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, 0.5, 1,
@@ -404,6 +406,8 @@ class DetectorTrainer(Trainer):
         self.saturation = aug.get("saturation", 1.0) or 1.0
         self.exposure = aug.get("exposure", 1.0) or 1.0
         self._nets = {}
+        from .detect import uses_letterbox
+        self.letterbox = uses_letterbox(net.options)
 
     def _setup_data(self):
         from .detdata import DetectionSet
@@ -446,7 +450,7 @@ class DetectorTrainer(Trainer):
         idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
         rng = np.random.default_rng([self.seed, k, 3])
         return self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
-                                    self.saturation, self.exposure)
+                                    self.saturation, self.exposure, letterbox=self.letterbox)
 
     def _evaluate(self, k):
         from .mapeval import evaluate_map

@@ -157,3 +157,30 @@ def test_detector_valid_writes_darknets_result_files_and_recall_prints(shapes, t
     assert r.returncode == 0, r.stderr
     last = r.stdout.splitlines()[-1]
     assert re.match(r"^\s+7\s+\d+\s+\d+\tRPs/Img: [\d.]+\tIOU: [\d.]+%\tRecall:[\d.]+%$", last)
+
+
+def test_stretch_mode_keeps_boxes_without_jitter(shapes):
+    import numpy as np
+    from darknet_py.detdata import augment
+    from darknet_py.labels import label_path_for, read_labels
+    path = open(shapes / "set" / "train.txt").readline().strip()
+    boxes, _ = read_labels(label_path_for(path), 4)
+    rng = np.random.default_rng(0)
+    x, rows = augment(path, boxes, (3, 64, 128), rng, 0.0, 0.0, 1.0, 1.0, False,
+                      letterbox=False)
+    assert x.shape == (3, 64, 128)
+    np.testing.assert_allclose(rows[:, :4], boxes[:, 1:5], atol=1e-6)   # x, y, w, h unchanged
+    np.testing.assert_array_equal(rows[:, 4], boxes[:, 0])
+
+
+def test_letter_box_0_makes_detection_stretch_the_image(shapes, tmp_path):
+    import numpy as np
+    from darknet_py import Network
+    from darknet_py.detect import detect_image, resize_image, load_image_color
+    text = (shapes / "shapes-small.cfg").read_text().replace("[net]\n", "[net]\nletter_box=0\n", 1)
+    (tmp_path / "s.cfg").write_text(text)
+    net = Network.from_cfg(tmp_path / "s.cfg", batch=1, warn=False)
+    path = open(shapes / "set" / "valid.txt").readline().strip()
+    detect_image(net, path, 0.5)
+    expected = resize_image(load_image_color(path), 96, 96)
+    np.testing.assert_array_equal(net.input[0], expected)

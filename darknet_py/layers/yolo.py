@@ -94,6 +94,7 @@ class YoloLayer(_DetectionHead):
         for key in ("focal_loss", "show_details"):
             section.int(key, 0)
         layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
+        layer.net_options = ctx.net
         layer._shape_check(section, layer.n * (layer.classes + 5),
                            f"len(mask)={layer.n} x (classes={layer.classes} + 5)")
         layer.cost = 0.0
@@ -258,6 +259,7 @@ class RegionLayer(_DetectionHead):
         layer._shape_check(section, layer.n * (layer.classes + layer.coords + 1),
                            f"num={layer.n} x (classes={layer.classes} + coords={layer.coords} + 1)")
         layer.max_boxes = 30        # pj's region loops are fixed at 30 truths per image
+        layer.net_options = ctx.net
         layer.cost = 0.0
         layer.stats = {}
         return layer
