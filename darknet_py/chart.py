@@ -10,7 +10,6 @@ points are skipped; with no data at all the axes are drawn with a "no data yet" 
 """
 
 import math
-import os
 
 from PIL import Image, ImageDraw, ImageFont
 

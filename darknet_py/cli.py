@@ -145,9 +145,8 @@ def _inputs(items):
 def _detect(args, net, names, images):
     import json
     import time
-    from .detect import (detect_image, detection_lines, detections_json, draw_detections,
-                         network_classes)
-    from .labels import label_path_for
+    from .detect import (detect_image, detection_lines, detections_json, do_nms_sort,
+                         draw_detections, get_network_boxes, network_classes)
     paths = list(_inputs(images))
     classes = network_classes(net)
     results = []
@@ -160,12 +159,13 @@ def _detect(args, net, names, images):
         for line in lines:
             print(line)
         if not lines:
-            top = sorted(((float(d.prob.max()) if len(d.prob) else 0.0, d) for d in dets),
-                         key=lambda t: -t[0])[:3]
-            raw = sorted((float(d.objectness) for d in dets), reverse=True)[:3]
-            print(f"nothing above -thresh {args.thresh}; highest objectness: "
-                  + (", ".join(f"{v:.3f}" for v in raw) if raw else "none")
-                  + "; try a lower -thresh")
+            # the raw scores below the threshold, from the same forward pass
+            low = get_network_boxes(net, w, h, 0.0, 0.5, 1)
+            do_nms_sort(low, classes, args.nms)
+            best = sorted(((float(d.prob[c]), c) for d in low for c in range(classes)),
+                          reverse=True)[:3]
+            shown = ", ".join(f"{names[c]} {100 * p:.1f}%" for p, c in best) or "none"
+            print(f"nothing above -thresh {args.thresh}; the highest scores: {shown}")
         out = "predictions.jpg" if len(paths) == 1 else \
             os.path.splitext(os.path.basename(path))[0] + "_predictions.jpg"
         if args.out_dir:

@@ -438,7 +438,8 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
         elif layer.type == "region":
             dets += get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative,
                                           classes, batch_index)
-    return dets
+    # a diverged network can give infinite boxes: they can be neither drawn nor scored
+    return [d for d in dets if np.isfinite(np.asarray(d.bbox, np.float64)).all()]
 
 
 def network_classes(net) -> int:

@@ -11,7 +11,6 @@ import struct
 
 import numpy as np
 
-from .atomic import atomic_write  # noqa: F401  (re-exported for callers)
 from .errors import WeightsError
 
 DEFAULT_VERSION = (0, 2, 0)

@@ -114,7 +114,8 @@ def test_failed_write_leaves_old_chart_and_no_temp(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(chart.os, "replace", broken_replace)
+    import darknet_py.atomic as atomic
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(OSError):
         draw_chart(path, {"loss": [(1, 1.0)]})
     assert path.read_bytes() == before

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from darknet_py.cfg import parse_cfg_text
-from darknet_py.errors import CfgError, DarknetError, NotSupportedError
+from darknet_py.errors import CfgError, DarknetError
 from darknet_py.network import Network
 
 EPS = 1e-6          # central-difference step

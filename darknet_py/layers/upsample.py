@@ -51,7 +51,6 @@ class UpsampleLayer(Layer):
     def backward(self, net):
         if net.delta is None:
             return
-        s = abs(self.stride)
         n = self.delta.shape[0]
         dx = net.delta.reshape(n, self.c, self.h, self.w)
         if self.reverse:

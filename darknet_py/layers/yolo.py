@@ -45,6 +45,56 @@ class _DetectionHead(Layer):
         n = x.shape[0]
         return x.reshape(n, self.n, self.coords + 1 + self.classes, self.h, self.w)
 
+    # -- shared by the [yolo] and [region] losses ---------------------------------------------
+    @property
+    def anchor_units(self):
+        """What anchors are measured in: network pixels for yolo, grid cells for region."""
+        return (self.net_w, self.net_h) if self.type == "yolo" else (self.w, self.h)
+
+    @staticmethod
+    def _truth_rows(rows):
+        """An image's truth rows up to the first with x == 0 (Darknet's end marker)."""
+        ends = np.nonzero(rows[:, 0] == 0)[0]
+        return rows[:ends[0]] if ends.size else rows
+
+    def _pred_boxes(self, o, anchors):
+        """Image-relative (x, y, w, h) of every anchor slot and cell; ``anchors`` per slot."""
+        jj, ii = np.meshgrid(np.arange(self.h), np.arange(self.w), indexing="ij")
+        uw, uh = self.anchor_units
+        return ((ii + o[:, 0]) / self.w, (jj + o[:, 1]) / self.h,
+                np.exp(o[:, 2]) * anchors[:, 0, None, None] / uw,
+                np.exp(o[:, 3]) * anchors[:, 1, None, None] / uh)
+
+    def _box_delta(self, t, o, d, anchor, a, j, i, scale):
+        """pj delta_yolo_box / delta_region_box: scale * (target - output) for x, y, w, h of
+        slot ``a`` at cell (j, i) with anchor ``anchor``; returns the predicted box's IoU."""
+        uw, uh = self.anchor_units
+        aw, ah = self.anchors[2 * anchor], self.anchors[2 * anchor + 1]
+        px, py = (i + o[a, 0, j, i]) / self.w, (j + o[a, 1, j, i]) / self.h
+        pw = math.exp(o[a, 2, j, i]) * aw / uw
+        ph = math.exp(o[a, 3, j, i]) * ah / uh
+        iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
+        target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * uw / aw),
+                  math.log(t[3] * uh / ah))
+        for k in range(4):
+            d[a, k, j, i] = scale * (target[k] - o[a, k, j, i])
+        return iou
+
+    def report(self):
+        """Darknet's per-layer training line (counts of 0 print n/a instead of -nan)."""
+        s = self.stats
+        if not s:
+            return ""
+        c = s["count"]
+        f = (lambda v: f"{v / c:f}") if c else (lambda v: "n/a")
+        return (f"Region {self.index} Avg IOU: {f(s['iou'])}, Class: {f(s['cls'])}, "
+                f"Obj: {f(s['obj'])}, No Obj: {s['anyobj'] / max(s['cells'], 1):f}, "
+                f".5R: {f(s['recall'])}, .75R: {f(s['recall75'])},  count: {c}")
+
+
+def _new_stats():
+    return dict(iou=0.0, cls=0.0, obj=0.0, anyobj=0.0, recall=0, recall75=0, count=0)
+
 
 class YoloLayer(_DetectionHead):
     type = "yolo"
@@ -134,18 +184,11 @@ class YoloLayer(_DetectionHead):
         anchors = np.asarray(self.anchors, np.float64).reshape(-1, 2)
         mask = np.asarray(self.mask)
         truth = truth.reshape(B, -1, 5).astype(np.float64)
-        jj, ii = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
-        stats = dict(iou=0.0, cls=0.0, obj=0.0, anyobj=0.0, recall=0, recall75=0, count=0)
+        stats = _new_stats()
         for b in range(B):
-            rows = truth[b]
-            ends = np.nonzero(rows[:, 0] == 0)[0]
-            rows = rows[:ends[0]] if ends.size else rows
+            rows = self._truth_rows(truth[b])
             o = out[b]
-            # predicted boxes of every anchor slot and cell, in image-relative units
-            px = (ii + o[:, 0]) / ww
-            py = (jj + o[:, 1]) / hh
-            pw = np.exp(o[:, 2]) * anchors[mask, 0, None, None] / self.net_w
-            ph = np.exp(o[:, 3]) * anchors[mask, 1, None, None] / self.net_h
+            px, py, pw, ph = self._pred_boxes(o, anchors[mask])
             stats["anyobj"] += o[:, 4].sum()
             delta[b, :, 4] = -o[:, 4]
             if len(rows):
@@ -188,19 +231,6 @@ class YoloLayer(_DetectionHead):
         self.stats = stats
         return delta.reshape(output.shape).astype(output.dtype)
 
-    def _box_delta(self, t, o, d, anchor, a, j, i, scale):
-        """pj delta_yolo_box: returns the IoU of the predicted box with the truth."""
-        aw, ah = self.anchors[2 * anchor], self.anchors[2 * anchor + 1]
-        px, py = (i + o[a, 0, j, i]) / self.w, (j + o[a, 1, j, i]) / self.h
-        pw = math.exp(o[a, 2, j, i]) * aw / self.net_w
-        ph = math.exp(o[a, 3, j, i]) * ah / self.net_h
-        iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
-        target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * self.net_w / aw),
-                  math.log(t[3] * self.net_h / ah))
-        for k in range(4):
-            d[a, k, j, i] = scale * (target[k] - o[a, k, j, i])
-        return iou
-
     @staticmethod
     def _class_delta(o, d, a, j, i, cls, count, scale=1.0):
         """pj delta_yolo_class: if the cell already has class deltas only the truth's is set
@@ -211,17 +241,6 @@ class YoloLayer(_DetectionHead):
         d[a, 5:, j, i] = -scale * o[a, 5:, j, i]
         d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i])
         return o[a, 5 + cls, j, i]
-
-    def report(self):
-        """Darknet's per-layer training line (counts of 0 print n/a instead of -nan)."""
-        s = self.stats
-        if not s:
-            return ""
-        c = s["count"]
-        f = (lambda v: f"{v / c:f}") if c else (lambda v: "n/a")
-        return (f"Region {self.index} Avg IOU: {f(s['iou'])}, Class: {f(s['cls'])}, "
-                f"Obj: {f(s['obj'])}, No Obj: {s['anyobj'] / max(s['cells'], 1):f}, "
-                f".5R: {f(s['recall'])}, .75R: {f(s['recall75'])},  count: {c}")
 
     def describe(self):
         return "yolo"
@@ -314,16 +333,11 @@ class RegionLayer(_DetectionHead):
         anchors = np.asarray(self.anchors, np.float64).reshape(-1, 2)    # grid units
         truth = truth.reshape(B, -1, c + 1).astype(np.float64)[:, :30]
         jj, ii = np.meshgrid(np.arange(hh), np.arange(ww), indexing="ij")
-        stats = dict(iou=0.0, cls=0.0, obj=0.0, anyobj=0.0, recall=0, recall75=0, count=0)
+        stats = _new_stats()
         for b in range(B):
-            rows = truth[b]
-            ends = np.nonzero(rows[:, 0] == 0)[0]
-            rows = rows[:ends[0]] if ends.size else rows
+            rows = self._truth_rows(truth[b])
             o = out[b]
-            px = (ii + o[:, 0]) / ww
-            py = (jj + o[:, 1]) / hh
-            pw = np.exp(o[:, 2]) * anchors[:, 0, None, None] / ww
-            ph = np.exp(o[:, 3]) * anchors[:, 1, None, None] / hh
+            px, py, pw, ph = self._pred_boxes(o, anchors)
             stats["anyobj"] += o[:, c].sum()
             delta[b, :, c] = self.noobject_scale * ((1 if self.background else 0) - o[:, c])
             if len(rows):
@@ -346,7 +360,7 @@ class RegionLayer(_DetectionHead):
                     sh = np.exp(o[:, 3, j, i]) * anchors[:, 1] / hh
                 shape_iou = _iou(0, 0, sw, sh, 0, 0, t[2], t[3])
                 a = int(np.argmax(shape_iou)) if shape_iou.max() > 0 else 0
-                iou = self._box_delta(t, o, delta[b], a, j, i,
+                iou = self._box_delta(t, o, delta[b], a, a, j, i,
                                       self.coord_scale * (2 - t[2] * t[3]))
                 stats["recall"] += iou > .5
                 stats["recall75"] += iou > .75
@@ -368,21 +382,6 @@ class RegionLayer(_DetectionHead):
         stats["cells"] = B * n * hh * ww
         self.stats = stats
         return delta.reshape(output.shape).astype(output.dtype)
-
-    def _box_delta(self, t, o, d, a, j, i, scale):
-        """pj delta_region_box (anchors in grid cells): returns the IoU with the truth."""
-        aw, ah = self.anchors[2 * a], self.anchors[2 * a + 1]
-        px, py = (i + o[a, 0, j, i]) / self.w, (j + o[a, 1, j, i]) / self.h
-        pw = math.exp(o[a, 2, j, i]) * aw / self.w
-        ph = math.exp(o[a, 3, j, i]) * ah / self.h
-        iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
-        target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * self.w / aw),
-                  math.log(t[3] * self.h / ah))
-        for k in range(4):
-            d[a, k, j, i] = scale * (target[k] - o[a, k, j, i])
-        return iou
-
-    report = YoloLayer.report
 
     def describe(self):
         return "detection"
