@@ -1005,9 +1005,6 @@ class _Checker:
             self.error(L.line("classes"), f"classes={classes} in [{L.name}] must be >= {least}")
             raise _Stop
         num = self.positive(L, "num", 1)
-        if L.type == "yolo" and L.has("iou_loss") and L.raw("iou_loss") != "mse":
-            self.warn(L.line("iou_loss"), f"iou_loss={L.raw('iou_loss')} in [{L.name}]: "
-                      "darknet_py trains [yolo] with iou_loss=mse only (inference works)")
         if L.type == "yolo" and L.v("new_coords", 0):
             self.warn(L.line("new_coords"), f"new_coords=1 in [{L.name}] is not supported by "
                       "darknet_py")

@@ -179,10 +179,43 @@ def test_iou_thresh_assigns_a_truth_to_every_close_anchor():
     assert d[0, 0, 2, 1] != 0 and d[1, 0, 2, 1] != 0
 
 
-def test_ciou_cfgs_run_inference_and_say_training_is_not_supported():
-    from darknet_py.errors import NotSupportedError
-    net = _yolo_net("iou_loss=ciou\niou_normalizer=0.07\nnms_kind=greedynms\nbeta_nms=0.6\n")
-    x = np.zeros((1, 12, 4, 4), np.float32)
-    net.forward(x)
-    with pytest.raises(NotSupportedError, match="iou_loss=ciou"):
-        net.forward(x, train=True, truth=_one_truth())
+@pytest.mark.parametrize("kind", ["giou", "diou", "ciou"])
+def test_iou_losses_give_the_score_gradient_at_the_assigned_cell(kind):
+    from darknet_py.boxloss import score_gradient
+    net = _yolo_net(f"iou_loss={kind}\niou_normalizer=0.07\nnms_kind=greedynms\n")
+    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    net.forward(x, train=True, truth=_one_truth())
+    layer = net.layers[0]
+    o = layer.output.reshape(2, 6, 4, 4).astype(np.float64)
+    a, j, i = 1, 2, 1
+    pw = np.exp(o[a, 2, j, i]) * 1.25 / 4
+    ph = np.exp(o[a, 3, j, i]) * 1.25 / 4
+    pred = ((i + o[a, 0, j, i]) / 4, (j + o[a, 1, j, i]) / 4, pw, ph)
+    gx, gy, gw, gh = score_gradient(pred, (0.3, 0.6, 0.28, 0.28), kind)
+    d = layer.delta.reshape(2, 6, 4, 4)
+    np.testing.assert_allclose(d[a, :4, j, i], 0.07 * np.array([gx / 4, gy / 4, gw * pw,
+                                                                 gh * ph]), rtol=1e-4)
+    assert d[a, 4, j, i] == pytest.approx(1 - o[a, 4, j, i], rel=1e-5)
+
+
+def test_ciou_training_moves_the_box_onto_the_truth():
+    from conftest import build
+    from darknet_py.boxloss import score
+    net = build("[net]\nbatch=1\nchannels=1\nwidth=4\nheight=4\nlearning_rate=0.1\n"
+                "momentum=0.9\ndecay=0\n[convolutional]\nfilters=12\nsize=1\n"
+                "activation=linear\n[yolo]\nclasses=1\nnum=2\nmask=0,1\n"
+                "anchors=1,1, 1.25,1.25\niou_loss=ciou\n", seed=0)
+    x = np.ones((1, 1, 4, 4), np.float32)
+    truth = _one_truth()
+
+    def assigned_score():
+        o = net.forward(x).reshape(2, 6, 4, 4).astype(np.float64)
+        a, j, i = 1, 2, 1
+        pred = ((i + o[a, 0, j, i]) / 4, (j + o[a, 1, j, i]) / 4,
+                np.exp(o[a, 2, j, i]) * 1.25 / 4, np.exp(o[a, 3, j, i]) * 1.25 / 4)
+        return score(pred, (0.3, 0.6, 0.28, 0.28), "ciou")
+    before = assigned_score()
+    for _ in range(300):
+        net.train_step(x, truth)
+    after = assigned_score()
+    assert after > before + 0.3 and after > 0.5, (before, after)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..activations import activate
 from ..backend import to_numpy
+from ..boxloss import score_gradient
 from ..errors import CfgError, DarknetError, NotSupportedError
 from .base import Layer
 
@@ -74,6 +75,15 @@ class _DetectionHead(Layer):
         pw = math.exp(o[a, 2, j, i]) * aw / uw
         ph = math.exp(o[a, 3, j, i]) * ah / uh
         iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
+        kind = getattr(self, "iou_loss", "mse")
+        if kind != "mse":
+            # loss = 1 - score(pred, truth): delta = +d score / d output, times iou_normalizer;
+            # x = (i + sx)/W gives 1/W, w = exp(tw) anchor/net_w gives w (boxloss.py)
+            gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
+            n = self.iou_normalizer
+            d[a, 0, j, i], d[a, 1, j, i] = n * gx / self.w, n * gy / self.h
+            d[a, 2, j, i], d[a, 3, j, i] = n * gw * pw, n * gh * ph
+            return iou
         target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * uw / aw),
                   math.log(t[3] * uh / ah))
         for k in range(4):
@@ -128,6 +138,8 @@ class YoloLayer(_DetectionHead):
         # is 0.75; cfgs written for AB set it explicitly).
         layer.scale_x_y = section.float("scale_x_y", 1.0)
         layer.iou_loss = section.str("iou_loss", "mse")
+        if layer.iou_loss not in ("mse", "giou", "diou", "ciou"):
+            layer.iou_loss = "iou"            # AlexeyAB: any other value is plain IoU
         layer.iou_normalizer = section.float("iou_normalizer", 1.0)
         layer.cls_normalizer = section.float("cls_normalizer", 1.0)
         layer.obj_normalizer = section.float("obj_normalizer", 1.0)
@@ -164,10 +176,6 @@ class YoloLayer(_DetectionHead):
             if net.truth is None:
                 raise DarknetError(f"layer {self.index} [yolo] trains on box truths; none given",
                                    self.path, self.line)
-            if self.iou_loss != "mse":
-                raise NotSupportedError(f"training with iou_loss={self.iou_loss} is not "
-                                        "supported by darknet_py yet (mse is)", self.path,
-                                        self.line)
             delta = self._loss(to_numpy(self.output), to_numpy(net.truth))
             self.delta = net.xp.asarray(delta)
 
@@ -218,6 +226,7 @@ class YoloLayer(_DetectionHead):
                     a = int(hits[0])
                     iou = self._box_delta(t, o, delta[b], anchor, a, j, i,
                                           (2 - t[2] * t[3]) * self.iou_normalizer)
+
                     stats["obj"] += o[a, 4, j, i]
                     delta[b, a, 4, j, i] = self.obj_normalizer * (1 - o[a, 4, j, i])
                     stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True,

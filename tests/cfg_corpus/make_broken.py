@@ -330,8 +330,8 @@ CASES = [
     # -- valid Darknet that darknet_py does not support (warnings) -------------------------
     ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "warning",
      "option 'dilation' in [convolutional] (AlexeyAB) is not supported by darknet_py", None),
-    ("unsupported-iou-loss", "y3", [I("num=6", "iou_loss=ciou", 2)], "warning",
-     "iou_loss=ciou in [yolo]: darknet_py trains [yolo] with iou_loss=mse only", None),
+    ("unsupported-new-coords", "y3", [I("num=6", "new_coords=1", 2)], "warning",
+     "new_coords=1 in [yolo] is not supported by darknet_py", None),
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
      "warning", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
     ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "warning",
