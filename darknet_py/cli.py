@@ -87,8 +87,41 @@ def _device(args):
     return "cpu" if getattr(args, "nogpu", False) else args.device
 
 
+def _spawn_replicas(gpus):
+    """darknet_py ... -gpus 0,1,...: one process per GPU with torchrun's environment
+    (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); returns the worst exit status."""
+    import socket
+    import subprocess
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("-gpus", "--gpus"):
+            skip = True
+            continue
+        if a.startswith("--gpus=") or a.startswith("-gpus="):
+            continue
+        argv.append(a)
+    procs = []
+    for rank, gpu in enumerate(gpus):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank),
+                   WORLD_SIZE=str(len(gpus)), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        cmd = [sys.executable, "-m", "darknet_py", *argv, "--device", "gpu", "-i", str(gpu)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return max(p.wait() for p in procs)
+
+
 def _train(args, cfg, data, weights, detector=False):
     from .train import ClassifierTrainer, DetectorTrainer
+    gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    if len(gpus) > 1 and "WORLD_SIZE" not in os.environ:
+        return _spawn_replicas(gpus)
+    if len(gpus) == 1:
+        args.device, args.gpu_index = "gpu", gpus[0]
     cls = DetectorTrainer if detector else ClassifierTrainer
     trainer = cls(cfg, data, weights, device=_device(args), gpu_index=args.gpu_index,
                   max_batches=args.max_batches, clear=args.clear, resume=args.resume,
@@ -526,6 +559,9 @@ def _train_flags(p):
     p.add_argument("--darknet-lines", action="store_true",
                    help="print Darknet's per-iteration lines instead of a progress bar")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-gpus", "--gpus", metavar="0,1,...",
+                   help="data-parallel training, one process per GPU (NCCL); the learning rate "
+                        "is not multiplied, the effective batch is batch x GPUs")
     p.add_argument("-map", "--map", action="store_true",
                    help="detectors: mAP@0.5 on valid= every 4 epochs (at least 100 iterations) "
                         "and at the end; the best goes to _best.weights and the chart")

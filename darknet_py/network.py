@@ -152,6 +152,7 @@ class Network:
                            cfgfile.net.line)
         self.input = self.truth = None
         self.dtype = np.float32     # float64 is for gradient checks
+        self.world_size = 1         # data-parallel replicas (darknet_py.parallel)
 
     def _build_layer(self, section, ctx):
         if section.type in UNSUPPORTED_SECTIONS:
@@ -277,31 +278,41 @@ class Network:
         costs = [l.cost for l in self.layers if l.cost is not None]
         return sum(costs) / len(costs) if costs else float("nan")
 
+    @property
+    def update_batch(self):
+        """B of Darknet's update: images per weight update, over every data-parallel replica."""
+        return self.batch * self.subdivisions * self.world_size
+
     def current_rate(self):
-        return current_rate(self.options, self.seen // (self.batch * self.subdivisions))
+        return current_rate(self.options, self.seen // self.update_batch)
 
     def update(self):
         """Every layer applies its own accumulated updates (pj update_network)."""
         o = self.options
         self.t += 1
-        args = UpdateArgs(self.current_rate(), o.momentum, o.decay,
-                          self.batch * self.subdivisions, adam=o.adam, t=self.t,
-                          b1=o.b1, b2=o.b2, eps=o.eps)
+        args = UpdateArgs(self.current_rate(), o.momentum, o.decay, self.update_batch,
+                          adam=o.adam, t=self.t, b1=o.b1, b2=o.b2, eps=o.eps)
         for layer in self.layers:
             layer.update(args)
 
-    def train_step(self, x, truth):
-        """One mini-batch (pj train_network_datum); updates after every `subdivisions` calls.
+    def train_step(self, x, truth, update=True):
+        """One mini-batch (pj train_network_datum); updates after every `subdivisions` calls
+        (``update=False``: the caller does, e.g. after an all-reduce of the gradients).
 
+        ``seen`` counts the images of every data-parallel replica (``world_size``).
         Returns the loss per image of this mini-batch.
         """
         x = self._as_input(x)
-        self.seen += x.shape[0]
+        self.seen += x.shape[0] * self.world_size
         self.forward(x, train=True, truth=truth)
         self.backward()
-        if (self.seen // self.batch) % self.subdivisions == 0:
+        if update and self.update_due():
             self.update()
         return self.cost / x.shape[0]
+
+    def update_due(self):
+        """True after the last mini-batch of an iteration (every ``subdivisions``)."""
+        return (self.seen // (self.batch * self.world_size)) % self.subdivisions == 0
 
     # -- weights -------------------------------------------------------------------------
     def astype(self, dtype):

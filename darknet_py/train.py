@@ -26,6 +26,7 @@ from .backend import to_numpy
 from .data import Batches, DataCfg, class_names, epoch_order, load_classification
 from .errors import DarknetError
 from .network import Network
+from .parallel import allreduce_gradients, snapshot
 from .atomic import atomic_write
 
 DEFAULT_BACKUP_EVERY = 100
@@ -82,8 +83,11 @@ class Trainer:
 
     def __init__(self, cfg, data, weights=None, device="auto", gpu_index=0, max_batches=None,
                  clear=False, resume=False, seed=None, backup_every=DEFAULT_BACKUP_EVERY,
-                 darknet_lines=False, progress=True, out=sys.stdout, map=True):
-        self.out = out
+                 darknet_lines=False, progress=True, out=sys.stdout, map=True, comm=None):
+        from .parallel import communicator_from_env
+        self.comm = comm if comm is not None else communicator_from_env()
+        self.rank, self.world = self.comm.rank, self.comm.world_size
+        self.out = out if self.rank == 0 else open(os.devnull, "w")
         self.evaluate_during_training = map
         self.backup_every = max(1, backup_every)
         self.darknet_lines = darknet_lines
@@ -91,7 +95,8 @@ class Trainer:
         self.data = DataCfg(data)
         self.net = Network.from_cfg(cfg, device=device, device_index=gpu_index, seed=seed)
         net = self.net
-        self.images_per_iteration = net.batch * net.subdivisions
+        net.world_size = self.world
+        self.images_per_iteration = net.update_batch     # over every replica
         self._setup_head()
         self.base = os.path.splitext(os.path.basename(cfg))[0]
         self.backup = self.data.file("backup", "backup")
@@ -109,7 +114,7 @@ class Trainer:
         if resume:
             self._resume()
         else:
-            if os.path.exists(self.log_path):
+            if os.path.exists(self.log_path) and self.rank == 0:
                 os.remove(self.log_path)
             if weights:
                 filled = net.load_weights(weights, partial=True)
@@ -129,6 +134,11 @@ class Trainer:
 
     def _train_net(self, k):
         return self.net
+
+    def _shard(self, indexes):
+        """This replica's part of a mini-batch drawn for all of them (deterministic by rank)."""
+        b = self.net.batch
+        return indexes[self.rank * b:(self.rank + 1) * b]
 
 
     # -- state -----------------------------------------------------------------------------
@@ -163,7 +173,8 @@ class Trainer:
             with open(self.log_path) as f:
                 kept = [line for line in f
                         if json.loads(line)["iteration"] <= self.iteration]
-            atomic_write(self.log_path, [line.encode() for line in kept])
+            if self.rank == 0:
+                atomic_write(self.log_path, [line.encode() for line in kept])
             for line in kept:
                 rec = json.loads(line)
                 self.losses.append((rec["iteration"], rec["loss"], rec["avg_loss"]))
@@ -173,6 +184,8 @@ class Trainer:
               file=self.out)
 
     def save_last(self):
+        if self.rank != 0:
+            return
         net = self.net
         net.save_weights(self.paths["last"])
         arrays = {f"{layer.index}/{name}": to_numpy(getattr(layer, name))
@@ -192,7 +205,7 @@ class Trainer:
                 [self.seed, k, s]).bit_generator.state
 
     def _validate(self, k):
-        if self.valid_set is None or not self.evaluate_during_training:
+        if self.valid_set is None or not self.evaluate_during_training or self.rank != 0:
             return None
         value, second, line = self._evaluate(k)
         self.accuracy.append((k, value, second))
@@ -212,6 +225,8 @@ class Trainer:
     _bar = None
 
     def _chart(self):
+        if self.rank != 0:
+            return
         from .chart import draw_chart
         series = {"loss": [(k, l) for k, l, _ in self.losses],
                   "avg loss": [(k, a) for k, _, a in self.losses]}
@@ -223,7 +238,9 @@ class Trainer:
         o = net.options
         print(f"{self.base}: {len(self.train_set)} training images, "
               f"{len(self.valid_set) if self.valid_set else 0} validation images, "
-              f"{self.classes} classes, batch {net.batch} x {net.subdivisions} subdivisions, "
+              f"{self.classes} classes, batch {net.batch} x {net.subdivisions} subdivisions"
+              f"{f' x {self.world} GPUs' if self.world > 1 else ''} = "
+              f"{self.images_per_iteration} images per update, "
               f"{self.per_epoch} iterations per epoch, device "
               f"{'gpu' if net.xp.__name__ == 'cupy' else 'cpu'}", file=self.out)
         print(f"Learning Rate: {o.learning_rate:g}, Momentum: {o.momentum:g}, "
@@ -238,7 +255,8 @@ class Trainer:
         self._bar = bar
         status = 0
         try:
-            with _Interrupt() as interrupt, open(self.log_path, "a") as log, \
+            log_target = self.log_path if self.rank == 0 else os.devnull
+            with _Interrupt() as interrupt, open(log_target, "a") as log, \
                     np.errstate(all="ignore"):      # a diverging loss is reported below
                 while self.iteration < self.max_batches:
                     k = self.iteration
@@ -246,14 +264,19 @@ class Trainer:
                     loss = 0.0
                     step_net = self._train_net(k)     # a resized copy when multi-scale
                     step_net.seen, step_net.t = net.seen, net.t
+                    step_net.world_size = self.world
+                    before = snapshot(step_net) if self.world > 1 else None
                     for s in range(net.subdivisions):
                         x, truth = batches.next()
                         self._reseed(k, s)
-                        loss += step_net.train_step(x, truth)
+                        loss += step_net.train_step(x, truth, update=False)
                         if self.darknet_lines:
                             for layer in step_net.layers:
                                 if hasattr(layer, "report") and layer.report():
                                     print(layer.report(), file=self.out)
+                    if before is not None:        # sum the replicas' gradients
+                        allreduce_gradients(step_net, self.comm, before)
+                    step_net.update()
                     net.seen, net.t = step_net.seen, step_net.t
                     loss /= net.subdivisions
                     k += 1
@@ -297,7 +320,8 @@ class Trainer:
                         break
                 else:
                     self.save_last()
-                    net.save_weights(self.paths["final"])
+                    if self.rank == 0:
+                        net.save_weights(self.paths["final"])
                     self._chart()
                     self._say(f"Saved {self.paths['final']}")
         finally:
@@ -341,7 +365,8 @@ class ClassifierTrainer(Trainer):
         self.names = class_names(self.data, self.classes)
 
     def _make(self, k):
-        idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
+        idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
+                                      self.seed, k))
         return self.train_set.batch(idx, self.net.input_shape)
 
     def _evaluate(self, k):
@@ -447,8 +472,9 @@ class DetectorTrainer(Trainer):
     def _make(self, k):
         c = self.net.options.channels
         w, h = self._size_for(k // self.net.subdivisions)
-        idx = epoch_order(len(self.train_set), self.net.batch, self.seed, k)
-        rng = np.random.default_rng([self.seed, k, 3])
+        idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
+                                      self.seed, k))
+        rng = np.random.default_rng([self.seed, k, 3, self.rank])
         return self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
                                     self.saturation, self.exposure, letterbox=self.letterbox)
 
