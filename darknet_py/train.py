@@ -99,7 +99,7 @@ class Trainer:
         self.images_per_iteration = net.update_batch     # over every replica
         self._setup_head()
         self.base = os.path.splitext(os.path.basename(cfg))[0]
-        self.backup = self.data.file("backup", "backup")
+        self.backup = self.data.get("backup", "backup")     # an output folder: from the cwd
         os.makedirs(self.backup, exist_ok=True)
         self.paths = {kind: os.path.join(self.backup, f"{self.base}_{kind}.weights")
                       for kind in ("last", "best", "final")}

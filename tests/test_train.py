@@ -218,3 +218,15 @@ def test_list_file_labels_must_match_exactly_one(tmp_path):
         match_labels(["d/train/x.png"], ["rain", "cat"], "l")   # Darknet would match 'rain'
     with pytest.raises(DarknetError, match="match several labels"):
         match_labels(["d/cat/dog.png"], ["cat", "dog"], "l")
+
+
+def test_backup_folder_is_relative_to_the_working_directory(project, tmp_path, monkeypatch):
+    (tmp_path / "elsewhere" / "backup").mkdir(parents=True)     # a parent has a backup/ too
+    work = tmp_path / "elsewhere" / "work"
+    work.mkdir()
+    (project / "halves.data").write_text(
+        (project / "halves.data").read_text().replace(f"backup={project}/backup", "backup=bk"))
+    monkeypatch.chdir(work)
+    t = trainer(project, max_batches=1)
+    assert t.run() == 0
+    assert (work / "bk" / "halves_final.weights").exists()
