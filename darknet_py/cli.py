@@ -131,10 +131,6 @@ def _train(args, cfg, data, weights, detector=False):
     return trainer.run()
 
 
-def _train_classifier(args, cfg, data, weights):
-    return _train(args, cfg, data, weights)
-
-
 def _head(cfg):
     from .cfg import read_cfg
     parsed = read_cfg(cfg)
@@ -153,7 +149,7 @@ def cmd_train(args):
     if kind is None:
         raise DarknetError("the cfg has no training head: end it with [softmax] (or [cost], "
                            "[logistic]) for a classifier", args.cfg)
-    return _train_classifier(args, args.cfg, args.data, args.weights)
+    return _train(args, args.cfg, args.data, args.weights)
 
 
 def cmd_detector_train(args):
@@ -417,7 +413,7 @@ def cmd_data_shapes(args):
 
 
 def cmd_classifier_train(args):
-    return _train_classifier(args, args.cfg, args.data, args.weights)
+    return _train(args, args.cfg, args.data, args.weights)
 
 
 def _load_for_inference(args, cfg, weights):

@@ -73,8 +73,21 @@ def test_detector_test_map_and_calc_anchors_commands(shapes, tmp_path):
     assert "anchors = " in r.stdout and "mask = 3,4,5" in r.stdout and "filters=27" in r.stdout
 
 
-def test_cfg_new_yolov3_tiny_passes_check_and_trains_on_shapes(shapes, tmp_path):
+def assert_trains_three_iterations(cfg, shapes):
+    """A cfg made by cfg new, at batch 4 without burn-in, trains 3 iterations on shapes."""
     from darknet_py.cfgedit import CfgDocument
+    doc = CfgDocument.load(cfg)
+    doc.net.set("batch", 4)
+    doc.net.set("subdivisions", 1)
+    doc.net.set("burn_in", 0)
+    doc.save(cfg)
+    trainer = DetectorTrainer(str(cfg), str(shapes / "shapes.data"), device="cpu", seed=1,
+                              max_batches=3, progress=False, out=open(os.devnull, "w"))
+    assert trainer.run() == 0
+    assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)
+
+
+def test_cfg_new_yolov3_tiny_passes_check_and_trains_on_shapes(shapes, tmp_path):
     from darknet_py.check import check_cfg
     out = tmp_path / "y3t.cfg"
     r = run("cfg", "new", "--from", "yolov3-tiny", "--classes", "4", "--size", "96x96",
@@ -82,15 +95,7 @@ def test_cfg_new_yolov3_tiny_passes_check_and_trains_on_shapes(shapes, tmp_path)
     assert r.returncode == 0, r.stderr
     assert not [f for f in check_cfg(str(out), str(shapes / "shapes.data"))
                 if f.level == "error"]
-    doc = CfgDocument.load(out)
-    doc.net.set("batch", 4)
-    doc.net.set("subdivisions", 1)
-    doc.net.set("burn_in", 0)
-    doc.save(out)
-    trainer = DetectorTrainer(str(out), str(shapes / "shapes.data"), device="cpu", seed=1,
-                              max_batches=3, progress=False, out=open(os.devnull, "w"))
-    assert trainer.run() == 0
-    assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)
+    assert_trains_three_iterations(out, shapes)
 
 
 def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
@@ -119,20 +124,11 @@ def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
 
 
 def test_a_region_detector_from_cfg_new_trains(shapes, tmp_path):
-    from darknet_py.cfgedit import CfgDocument
     out = tmp_path / "y2t.cfg"
     r = run("cfg", "new", "--from", "yolov2-tiny", "--classes", "4", "--size", "96x96",
             "-o", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    doc = CfgDocument.load(out)
-    doc.net.set("batch", 4)
-    doc.net.set("subdivisions", 1)
-    doc.net.set("burn_in", 0)
-    doc.save(out)
-    trainer = DetectorTrainer(str(out), str(shapes / "shapes.data"), device="cpu", seed=1,
-                              max_batches=3, progress=False, out=open(os.devnull, "w"))
-    assert trainer.run() == 0
-    assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)
+    assert_trains_three_iterations(out, shapes)
 
 
 def test_detector_valid_writes_darknets_result_files_and_recall_prints(shapes, tmp_path):

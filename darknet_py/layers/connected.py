@@ -13,7 +13,7 @@ import numpy as np
 from ..activations import NEEDS_INPUT, activate, gradient
 from .base import Layer
 from .batchnorm import batchnorm_backward, batchnorm_forward, init_batchnorm
-from .convolutional import read_activation
+from .convolutional import ConvolutionalLayer, read_activation
 
 
 class ConnectedLayer(Layer):
@@ -62,11 +62,8 @@ class ConnectedLayer(Layer):
         if net.delta is not None:
             net.delta += (d @ self.weights).reshape(net.delta.shape)
 
-    def update(self, args):
-        self.apply_update("biases", args, decay=False)
-        if self.batch_normalize:
-            self.apply_update("scales", args, decay=False)
-        self.apply_update("weights", args, decay=True)
+    # biases and BN scales without decay, weights with it: the same rule as conv
+    update = ConvolutionalLayer.update
 
     def weight_record(self):
         if self.batch_normalize:
