@@ -335,9 +335,12 @@ def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True
     boxes = np.empty((rows.size, 4), F32)
     boxes[:, 0] = (cols.astype(F32) + tx) / F32(lw)
     boxes[:, 1] = (rows.astype(F32) + ty) / F32(lh)
-    # exp() is double in C: exp((double)t) * (double)anchor / netw, then rounded to float
-    boxes[:, 2] = (np.exp(tw.astype(np.float64)) * a[:, 0] / net_w).astype(F32)
-    boxes[:, 3] = (np.exp(th.astype(np.float64)) * a[:, 1] / net_h).astype(F32)
+    # exp() is double in C: exp((double)t) * (double)anchor / netw, then rounded to float.
+    # An untrained net's huge tw gives an infinite width, as in Darknet; such boxes are
+    # clipped when drawn and never match in NMS, so the overflow is not worth a warning.
+    with np.errstate(over="ignore"):
+        boxes[:, 2] = (np.exp(tw.astype(np.float64)) * a[:, 0] / net_w).astype(F32)
+        boxes[:, 3] = (np.exp(th.astype(np.float64)) * a[:, 1] / net_h).astype(F32)
     boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative,
                           uses_letterbox(layer_net_options(layer)))
     ncls = layer.classes
@@ -468,8 +471,13 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
 # ------------------------------------------------------------------------------------------------
 
 def _c_round(v: float) -> float:
-    """C round(): halves away from zero."""
-    return math.copysign(math.floor(abs(v) + 0.5), v)
+    """C round(): halves away from zero (an infinite value stays infinite, as in C)."""
+    return math.copysign(math.floor(abs(v) + 0.5), v) if math.isfinite(v) else v
+
+
+def _json_number(v: float) -> float | None:
+    """JSON has no infinity: an untrained net's overflowing box size is written as null."""
+    return v if math.isfinite(v) else None
 
 
 def _name(names, j: int) -> str:
@@ -516,11 +524,11 @@ def detections_json(dets, names, thresh: float, img_w: int | None = None,
         for j in np.nonzero(prob > t)[0]:
             obj = {"class_id": int(j), "name": _name(names, int(j)),
                    "confidence": float(prob[j]),
-                   "relative_coordinates": {"center_x": x, "center_y": y, "width": w,
-                                            "height": h}}
+                   "relative_coordinates": {k: _json_number(v) for k, v in (
+                       ("center_x", x), ("center_y", y), ("width", w), ("height", h))}}
             if img_w is not None and img_h is not None:
-                left, top, pw, ph = d.pixel_box(img_w, img_h)
-                obj["pixel_box"] = {"left": left, "top": top, "width": pw, "height": ph}
+                pixel = zip(("left", "top", "width", "height"), d.pixel_box(img_w, img_h))
+                obj["pixel_box"] = {k: _json_number(v) for k, v in pixel}
             out.append(obj)
     return out
 
@@ -617,8 +625,10 @@ def draw_detections(image, dets, names, thresh: float, out_path=None, classes: i
         color = class_color(hits[0], ncls)
         width = max(1, int(H * .006))
         x, y, w, h = (float(v) for v in d.bbox)
-        left, right = int((x - w / 2.) * W), int((x + w / 2.) * W)
-        top, bot = int((y - h / 2.) * H), int((y + h / 2.) * H)
+        # clamped to just outside the image before int(): an overflowing (infinite) size
+        # draws as a box along the image's edges instead of failing
+        left, right = (int(min(max(v * W, -1.), W)) for v in (x - w / 2., x + w / 2.))
+        top, bot = (int(min(max(v * H, -1.), H)) for v in (y - h / 2., y + h / 2.))
         left, top = max(left, 0), max(top, 0)
         right, bot = min(right, W - 1), min(bot, H - 1)
         for i in range(width):

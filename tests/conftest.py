@@ -1,5 +1,6 @@
 import os
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -18,9 +19,26 @@ def build(text, seed=1, **kw):
     return Network(parse_cfg_text(text, "t.cfg"), seed=seed, **kw)
 
 
+def seed_for_test():
+    """The running test's seed: a hash of its node id, so every run draws the same numbers
+    (a failure reproduces), unless DARKNET_PY_TEST_SEED=N shifts every test's draws to
+    look for cases a fixed draw misses."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    return zlib.crc32(test.encode()) + int(os.environ.get("DARKNET_PY_TEST_SEED", "0"))
+
+
+def rng_for_test():
+    return np.random.default_rng(seed_for_test())
+
+
 @pytest.fixture
 def rng():
-    return np.random.default_rng()
+    return rng_for_test()
+
+
+def pytest_report_header(config):
+    extra = os.environ.get("DARKNET_PY_TEST_SEED")
+    return f"random draws: seeded per test{f' (+{extra})' if extra else ''}"
 
 
 def pytest_collection_modifyitems(config, items):

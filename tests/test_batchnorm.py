@@ -87,7 +87,7 @@ def test_connected_bn_spatial_equals_per_activation(rng):
     net.layers[0].delta[...] = dy.reshape(6, 5, 1, 1)
     net.backward()
     xhat = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + EPS)
-    np.testing.assert_allclose(layer.bias_updates, dy.sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(layer.bias_updates, dy.sum(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(layer.scale_updates, (dy * xhat).sum(axis=0), rtol=1e-4,
                                atol=1e-5)
 
@@ -103,7 +103,7 @@ def test_backward_only_computes_scale_and_bias_updates(rng):
     net.backward()
     np.testing.assert_array_equal(layer.scales, scales)
     np.testing.assert_array_equal(layer.biases, biases)
-    np.testing.assert_allclose(layer.bias_updates, delta.sum(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(layer.bias_updates, delta.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(layer.scale_updates, (delta * normalized_input(layer)).sum(axis=(0, 2, 3)),
                                rtol=1e-4, atol=1e-5)
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import rng_for_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEBIAN_CFG = "/usr/share/darknet/cfg"
@@ -122,7 +123,7 @@ def test_fuse_folds_bn_and_keeps_inference_outputs(tmp_path):
     from darknet_py import Network
     cfg = os.path.join(ROOT, "cfg/mnist.cfg")
     net = Network.from_cfg(cfg, batch=2, seed=3, warn=False)
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     for layer in net.layers:
         if getattr(layer, "batch_normalize", False):
             layer.rolling_mean[:] = rng.uniform(-1, 1, layer.rolling_mean.shape)

@@ -407,6 +407,21 @@ def test_draw_detections(tmp_path):
     assert (tmp_path / "noext.jpg").is_file()
 
 
+def test_an_overflowing_box_size_prints_draws_and_writes_json(tmp_path):
+    """An untrained net's exp(tw) overflows to an infinite width, as in Darknet: the line says
+    inf, the box is drawn along the image's edges, and JSON (which has no infinity) gets null."""
+    dets = [det(.5, .5, np.inf, .25, .9, [.8])]
+    line, = D.detection_lines(dets, ["a"], .5, 200, 100, ext_output=True)
+    assert "left_x: -inf" in line and "width:  inf" in line
+    import json
+    obj, = json.loads(json.dumps(D.detections_json(dets, ["a"], .5, 200, 100), allow_nan=False))
+    assert obj["relative_coordinates"]["width"] is None and obj["pixel_box"]["width"] is None
+    assert obj["pixel_box"]["top"] == pytest.approx(37.5)
+    saved = np.asarray(D.draw_detections(np.full((3, 100, 200), .5, F32), dets, ["a"], .5,
+                                         tmp_path / "inf.png"))
+    assert tuple(saved[50, 0]) == D.class_color(0, 1) == tuple(saved[50, 199])
+
+
 # ------------------------------------------------------------------------------------------------
 # against Darknet
 # ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from darknet_py.backend import to_numpy
 
-from conftest import build
+from conftest import build, rng_for_test
 
 pytestmark = pytest.mark.gpu
 
@@ -58,7 +58,7 @@ def rel(gpu, cpu):
 
 
 def pair(body, c=4, w=8, seed=None):
-    seed = int(np.random.default_rng().integers(1 << 31)) if seed is None else seed
+    seed = int(rng_for_test().integers(1 << 31)) if seed is None else seed
     text = NET.format(c=c, w=w) + body
     return build(text, seed=seed), build(text, seed=seed, device="gpu")
 
@@ -74,7 +74,7 @@ def truth_for(net, rng):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_gpu_step_equals_numpy(case):
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     cpu, gpu = pair(CASES[case])
     x = rng.standard_normal((4, 4, 8, 8)).astype(np.float32)
     t = truth_for(cpu, rng)
@@ -107,7 +107,7 @@ def test_gpu_step_equals_numpy(case):
 @pytest.mark.parametrize("body", [CASES["conv_bn_leaky"], CASES["connected_bn"]],
                          ids=["conv_spatial", "connected_n_c_1_1"])
 def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     cpu, gpu = pair(body)
     for lc, lg in zip(cpu.layers, gpu.layers):
         if getattr(lc, "batch_normalize", False):
@@ -123,7 +123,7 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
 def test_cudnn_is_really_used_for_conv_and_batchnorm():
     from darknet_py.cudnn import get_ops
     _, gpu = pair(CASES["conv_bn_leaky"])
-    gpu.forward(np.random.default_rng().standard_normal((4, 4, 8, 8)), train=True)
+    gpu.forward(rng_for_test().standard_normal((4, 4, 8, 8)), train=True)
     ops = get_ops()
     assert ops is not None
     used = {key[0] for key, plan in ops._plans.items() if plan is not None}
@@ -131,7 +131,7 @@ def test_cudnn_is_really_used_for_conv_and_batchnorm():
 
 
 def test_cudnn_batchnorm_backward_leaves_scales_and_biases_until_update():
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     _, gpu = pair(CASES["conv_bn_leaky"])
     layer = gpu.layers[0]
     scales, biases = layer.scales.copy(), layer.biases.copy()
@@ -145,7 +145,7 @@ def test_cudnn_batchnorm_backward_leaves_scales_and_biases_until_update():
 
 
 def test_ten_sgd_steps_of_a_bn_classifier_match():
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     body = ("[convolutional]\nfilters=8\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n"
             "[maxpool]\nsize=2\nstride=2\n"
             "[connected]\noutput=16\nbatch_normalize=1\nactivation=leaky\n"
@@ -164,7 +164,7 @@ def test_ten_sgd_steps_of_a_bn_classifier_match():
 
 @pytest.mark.parametrize("size,stride,width", [(2, 2, 7), (3, 2, 9), (5, 1, 6), (2, 1, 5)])
 def test_gpu_maxpool_kernel_matches_numpy_on_odd_sizes(size, stride, width):
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     cpu, gpu = pair(f"[maxpool]\nsize={size}\nstride={stride}\n", w=width)
     x = rng.standard_normal((4, 4, width, width)).astype(np.float32)
     out_cpu, out_gpu = cpu.forward(x, train=True), gpu.forward(x, train=True)

@@ -7,7 +7,7 @@ import pytest
 
 from darknet_py.parallel import (SingleProcess, ThreadGroup, allreduce_gradients, snapshot)
 
-from conftest import build
+from conftest import build, rng_for_test
 
 CFG = ("[net]\nbatch={batch}\nsubdivisions={sub}\nchannels=1\nwidth=6\nheight=6\n"
        "learning_rate=0.05\nmomentum=0.9\ndecay=0.001\n"
@@ -37,7 +37,7 @@ def train_replica(net, comm, xs, ts, rank, world, sub):
 
 @pytest.mark.parametrize("world,sub", [(2, 1), (4, 1), (2, 2)])
 def test_replicas_end_with_the_weights_of_one_process_with_the_whole_batch(world, sub):
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     seed = int(rng.integers(1 << 30))
     xs, ts = data(20, 8 * sub, rng)
     single = build(CFG.format(batch=8 * sub, sub=sub), seed=seed)
@@ -88,7 +88,7 @@ def test_momentum_history_is_not_summed_over_replicas():
 
 
 def test_world_size_one_is_the_plain_step():
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     xs, ts = data(3, 4, rng)
     a = build(CFG.format(batch=4, sub=1), seed=2)
     b = build(CFG.format(batch=4, sub=1), seed=2)

@@ -15,6 +15,7 @@ for _p in (str(HERE), str(HERE.parent)):
 from darknet_py import Network  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 from test_darknet_conformance import shrink_cfg  # noqa: E402
+from conftest import rng_for_test
 
 DEBIAN_CFG = Path("/usr/share/darknet/cfg")
 pytestmark = pytest.mark.darknet
@@ -46,7 +47,7 @@ def test_yolo_deltas_and_cost_equal_darknet(tmp_path, cfg_name):
     if not (DEBIAN_CFG / cfg_name).exists():
         pytest.skip(f"{DEBIAN_CFG / cfg_name} not installed")
     cfg = shrink_cfg(DEBIAN_CFG / cfg_name, tmp_path / cfg_name, 96, batch=2)
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     weights = tmp_path / "w.weights"
     with DarknetOracle.load(cfg, batch=0, seed=3) as dn:
         dn.randomize_bn(5)
@@ -75,7 +76,7 @@ def test_yolo_backward_adds_delta_without_the_logistic_derivative():
     from conftest import build
     net = build("[net]\nbatch=1\nchannels=6\nwidth=4\nheight=4\n"
                 "[yolo]\nclasses=1\nnum=1\nmask=0\nanchors=2,2\n")
-    x = np.random.default_rng().standard_normal((1, 6, 4, 4)).astype(np.float32)
+    x = rng_for_test().standard_normal((1, 6, 4, 4)).astype(np.float32)
     truth = np.zeros((1, 450), np.float32)
     truth[0, :5] = (0.4, 0.6, 0.5, 0.5, 0)
     net.forward(x, train=True, truth=truth)
@@ -92,7 +93,7 @@ def test_region_deltas_and_cost_equal_darknet(tmp_path, seen):
     if not (DEBIAN_CFG / cfg_name).exists():
         pytest.skip(f"{DEBIAN_CFG / cfg_name} not installed")
     cfg = shrink_cfg(DEBIAN_CFG / cfg_name, tmp_path / cfg_name, 128, batch=2)
-    rng = np.random.default_rng()
+    rng = rng_for_test()
     weights = tmp_path / "w.weights"
     with DarknetOracle.load(cfg, batch=0, seed=3) as dn:
         dn.randomize_bn(5)
@@ -120,7 +121,7 @@ def test_region_backward_applies_the_logistic_derivative_to_xy_and_obj():
     from conftest import build
     net = build("[net]\nbatch=1\nchannels=7\nwidth=4\nheight=4\n"
                 "[region]\nclasses=2\ncoords=4\nnum=1\nanchors=1,1\nsoftmax=1\n")
-    x = np.random.default_rng().standard_normal((1, 7, 4, 4)).astype(np.float32)
+    x = rng_for_test().standard_normal((1, 7, 4, 4)).astype(np.float32)
     truth = np.zeros((1, 150), np.float32)
     truth[0, :5] = (0.4, 0.6, 0.5, 0.5, 1)
     net.forward(x, train=True, truth=truth)
@@ -147,7 +148,7 @@ def _one_truth():
 
 
 def test_scale_x_y_stretches_the_cell_offsets():
-    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32)
+    x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32)
     plain = _yolo_net().forward(x).copy()
     scaled = _yolo_net("scale_x_y=1.05\n").forward(x)
     planes = lambda a: a.reshape(2, 6, 4, 4)  # noqa: E731
@@ -157,7 +158,7 @@ def test_scale_x_y_stretches_the_cell_offsets():
 
 
 def test_normalizers_scale_the_box_and_class_deltas():
-    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
     base, norm = _yolo_net(), _yolo_net("iou_normalizer=0.5\ncls_normalizer=2\n")
     for net in (base, norm):
         net.forward(x, train=True, truth=_one_truth())
@@ -170,7 +171,7 @@ def test_normalizers_scale_the_box_and_class_deltas():
 
 
 def test_iou_thresh_assigns_a_truth_to_every_close_anchor():
-    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
     one, both = _yolo_net(), _yolo_net("iou_thresh=0.5\n")
     for net in (one, both):
         net.forward(x, train=True, truth=_one_truth())
@@ -183,7 +184,7 @@ def test_iou_thresh_assigns_a_truth_to_every_close_anchor():
 def test_iou_losses_give_the_score_gradient_at_the_assigned_cell(kind):
     from darknet_py.boxloss import score_gradient
     net = _yolo_net(f"iou_loss={kind}\niou_normalizer=0.07\nnms_kind=greedynms\n")
-    x = np.random.default_rng().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
     net.forward(x, train=True, truth=_one_truth())
     layer = net.layers[0]
     o = layer.output.reshape(2, 6, 4, 4).astype(np.float64)
