@@ -174,9 +174,11 @@ def box_iou(a, b) -> float:
 
 
 def _iou_many(a: np.ndarray, bs: np.ndarray) -> np.ndarray:
-    """box_iou(a, b) for one box a (4,) and boxes bs (n, 4), float32 throughout."""
+    """box_iou of boxes a (k, 4) or one box (4,) against boxes bs (n, 4): (k, n) or (n,),
+    float32 throughout like pj's C."""
     two = F32(2)
-    ax, ay, aw, ah = (F32(v) for v in a)
+    a = np.asarray(a, F32)
+    ax, ay, aw, ah = (a[..., i, None] if a.ndim == 2 else a[i] for i in range(4))
 
     def overlap(x1, w1, x2, w2):
         l1, l2 = x1 - w1 / two, x2 - w2 / two
@@ -185,13 +187,36 @@ def _iou_many(a: np.ndarray, bs: np.ndarray) -> np.ndarray:
         right = np.where(r1 < r2, r1, r2)
         return (right - left).astype(F32)
 
-    ow = overlap(ax, aw, bs[:, 0], bs[:, 2])
-    oh = overlap(ay, ah, bs[:, 1], bs[:, 3])
-    inter = np.where((ow < 0) | (oh < 0), F32(0), ow * oh).astype(F32)
-    union = (aw * ah + bs[:, 2] * bs[:, 3] - inter).astype(F32)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):   # infinite boxes give nan: no match
+        ow = overlap(ax, aw, bs[:, 0], bs[:, 2])
+        oh = overlap(ay, ah, bs[:, 1], bs[:, 3])
+        inter = np.where((ow < 0) | (oh < 0), F32(0), ow * oh).astype(F32)
+        union = (aw * ah + bs[:, 2] * bs[:, 3] - inter).astype(F32)
         iou = np.where(union != 0, inter / np.where(union != 0, union, F32(1)), F32(0))
     return iou.astype(F32)
+
+
+def _suppress(boxes: np.ndarray, keep: np.ndarray, thresh: np.float32,
+              over: np.ndarray | None = None, rows: np.ndarray | None = None) -> None:
+    """pj's greedy NMS pass over boxes sorted best first: each box still kept clears ``keep``
+    of every later box whose IoU with it exceeds thresh (in place).
+
+    ``over`` is a precomputed (IoU > thresh) matrix of all boxes and ``rows`` these boxes' rows
+    in it; without it, IoUs are computed a block of rows at a time, skipping suppressed rows."""
+    m = len(keep)
+    if over is not None:
+        for p in np.flatnonzero(keep[:-1]):
+            if keep[p]:
+                keep[p + 1:] &= ~over[rows[p], rows[p + 1:]]
+        return
+    for r in range(0, m, 256):
+        block = r + np.flatnonzero(keep[r:r + 256])
+        if not block.size:
+            continue
+        hits = _iou_many(boxes[block], boxes[r:]) > thresh
+        for i, p in enumerate(block):
+            if keep[p]:
+                keep[p + 1:] &= ~hits[i, p + 1 - r:]
 
 
 def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Detection]:
@@ -219,17 +244,24 @@ def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Dete
                          F32).reshape(total, classes)
         perm = np.arange(total)             # current array position -> row of boxes/probs
         t = F32(thresh)
+        over = None
+        # one IoU matrix for every class (<= 64 MiB) when the per-class passes would compute
+        # more pairs than it has
+        pairs = (np.count_nonzero(probs, axis=0).astype(np.float64) ** 2).sum() / 2
+        if total <= 8192 and pairs > total * total:
+            over = np.empty((total, total), bool)
+            for r in range(0, total, 256):
+                over[r:r + 256] = _iou_many(boxes[r:r + 256], boxes) > t
         for c in range(classes):
             perm = perm[np.argsort(-probs[perm, c], kind="stable")]
-            b = boxes[perm]
             col = probs[perm, c]            # a copy, kept in sync with probs below
-            for p in np.flatnonzero(col[:-1]):   # pj visits every i; zeros are skipped
-                if col[p] == 0:                     # zeroed by an earlier one of this class
-                    continue
-                hit = np.nonzero(_iou_many(b[p], b[p + 1:]) > t)[0] + p + 1
-                if hit.size:
-                    col[hit] = 0
-                    probs[perm[hit], c] = 0
+            # pj visits every pair, but a zero prob neither suppresses nor changes when
+            # suppressed: only the sorted run up to the last nonzero one matters
+            nonzero = np.flatnonzero(col)
+            m = int(nonzero[-1]) + 1 if nonzero.size else 0
+            keep = col[:m] != 0
+            _suppress(boxes[perm[:m]], keep, t, over, perm[:m])
+            probs[perm[:m][~keep], c] = 0
         for row, d in enumerate(live):
             prob = dets[d].prob
             if isinstance(prob, np.ndarray) and prob.dtype == F32 and prob.flags.writeable:
@@ -255,16 +287,14 @@ def do_nms_obj(dets: list[Detection], classes: int, thresh: float) -> list[Detec
         i += 1
     total = k + 1
     live = sorted(order[:total], key=lambda d: -np.float32(dets[d].objectness))
-    t = F32(thresh)
-    for p in range(total):
-        a = dets[live[p]]
-        if a.objectness == 0:
-            continue
-        for q in range(p + 1, total):
+    if total:
+        keep = np.ones(total, bool)     # every live one has objectness != 0
+        _suppress(np.array([dets[d].bbox for d in live], F32).reshape(total, 4), keep,
+                  F32(thresh))
+        for q in np.flatnonzero(~keep):
             b = dets[live[q]]
-            if b.objectness != 0 and box_iou(a.bbox, b.bbox) > t:
-                b.objectness = 0.0
-                b.prob = np.zeros_like(np.asarray(b.prob, F32))
+            b.objectness = 0.0
+            b.prob = np.zeros_like(np.asarray(b.prob, F32))
     dets[:] = [dets[d] for d in live + order[total:]]
     return dets
 

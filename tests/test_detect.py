@@ -156,6 +156,65 @@ def test_do_nms_sort_swaps_zero_objectness_like_pj():
     assert [names[id(d)] for d in dets] == [4, 1, 3, 2, 0]
 
 
+def _pj_swap_zero_objectness_to_the_end(dets):
+    dets = list(dets)
+    k, i = len(dets) - 1, 0
+    while i <= k:
+        if dets[i].objectness == 0:
+            dets[i], dets[k] = dets[k], dets[i]
+            k, i = k - 1, i - 1
+        i += 1
+    return dets, k + 1
+
+
+def _pj_do_nms_sort(dets, classes, thresh):
+    """pj's do_nms_sort written out loop for loop (the reference for the vectorised one)."""
+    dets, total = _pj_swap_zero_objectness_to_the_end(dets)
+    for c in range(classes):
+        dets[:total] = sorted(dets[:total], key=lambda d: -d.prob[c])      # stable, like glibc
+        boxes = np.array([d.bbox for d in dets[:total]], F32).reshape(-1, 4)
+        for a in range(total):
+            if dets[a].prob[c] == 0:
+                continue
+            # for b in a+1..total: if box_iou(a, b) > thresh: prob[b][c] = 0 (a row at a time)
+            for b in np.flatnonzero(D._iou_many(boxes[a], boxes[a + 1:]) > F32(thresh)):
+                dets[a + 1 + b].prob[c] = 0
+    return dets
+
+
+@pytest.mark.parametrize("n,classes", [(40, 3), (600, 2), (300, 9)])
+def test_do_nms_sort_equals_pj_loops_on_crowded_random_boxes(n, classes, rng):
+    """Ties, zero objectness, repeated boxes and many overlaps; sizes that take the per-class
+    path (few classes) and the shared IoU-matrix path (many), across 256-row blocks."""
+    xy = rng.choice(np.linspace(.3, .7, 7), (n, 2))
+    wh = rng.choice(np.linspace(.05, .4, 5), (n, 2))
+    probs = rng.choice(np.float32([0, 0, .3, .5, .5, .9]), (n, classes))
+    objectness = rng.choice([0., .7], n, p=[.1, .9])
+    make = lambda: [det(*xy[j], *wh[j], objectness[j], probs[j].copy())  # noqa: E731
+                    for j in range(n)]
+    want, got = _pj_do_nms_sort(make(), classes, .45), D.do_nms_sort(make(), classes, .45)
+    assert [d.bbox for d in got] == [d.bbox for d in want]
+    np.testing.assert_array_equal([d.prob for d in got], [d.prob for d in want])
+    assert 0 < sum(int((d.prob == 0).sum()) for d in got) < n * classes
+
+
+def test_do_nms_obj_equals_pj_loops_on_crowded_random_boxes(rng):
+    n = 500
+    xy, wh = rng.choice(np.linspace(.3, .7, 7), (n, 2)), rng.choice(np.linspace(.05, .4, 5), (n, 2))
+    objectness = rng.choice(np.float32([0, .3, .5, .9]), n)
+    make = lambda: [det(*xy[j], *wh[j], objectness[j], [.2, .1]) for j in range(n)]  # noqa: E731
+    got = D.do_nms_obj(make(), 2, .45)
+    want, total = _pj_swap_zero_objectness_to_the_end(make())   # pj: then sort, then pairs
+    live = sorted(want[:total], key=lambda d: -d.objectness)
+    for a, da in enumerate(live):
+        for db in live[a + 1:]:
+            if da.objectness != 0 and D.box_iou(da.bbox, db.bbox) > .45:
+                db.objectness, db.prob = 0.0, np.zeros(2, F32)
+    assert [(d.bbox, d.objectness) for d in got][:len(live)] == \
+        [(d.bbox, d.objectness) for d in live]
+    assert 0 < sum(d.objectness == 0 for d in live) < len(live)
+
+
 def test_do_nms_obj_class_agnostic():
     A = det(.30, .30, .20, .20, .9, [.10, .80])
     B = det(.32, .30, .20, .20, .8, [.70, .00])
