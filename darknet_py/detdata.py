@@ -128,13 +128,17 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
             nw, nh = w * iw / cw, h * ih / chh           # the whole image's size on the canvas
             dx, dy = -pl * w / cw, -pt * h / chh
     if c == 3 and (hue or saturation != 1 or exposure != 1):
-        hsv = np.asarray(canvas.convert("HSV"), np.float32)
-        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue) * 256) % 256
-        hsv[..., 1] *= rand_scale(rng, saturation)
-        hsv[..., 2] *= rand_scale(rng, exposure)
-        canvas = Image.fromarray(np.clip(hsv, 0, 255).astype(np.uint8), "HSV").convert("RGB")
-    a = np.asarray(canvas, np.float32) / 255.0
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        # h += hue shift (mod 256), s *= saturation scale, v *= exposure scale, each clipped to
+        # a byte: a function of the byte value alone, so applied as 256-entry tables by Pillow
+        v = np.arange(256, dtype=np.float32)
+        h_lut = (v + np.float32(rng.uniform(-hue, hue) * 256)) % 256
+        s_lut = v * np.float32(rand_scale(rng, saturation))
+        v_lut = v * np.float32(rand_scale(rng, exposure))
+        lut = np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8)
+        canvas = canvas.convert("HSV").point(lut.tolist()).convert("RGB")
+    a = np.asarray(canvas)
+    a = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32)
+    a /= np.float32(255)
     flipped = flip and rng.random() < 0.5
     if flipped:
         a = a[:, :, ::-1]
