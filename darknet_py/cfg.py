@@ -83,6 +83,8 @@ class Section:
         self.line = line
         self.path = path
         self.options = []
+        # the keys its reader declares (a layer's cfg_keys); None: any key may be looked up
+        self.reads = None
 
     def __repr__(self):
         return f"Section([{self.name}] at {self.path}:{self.line}, {len(self.options)} options)"
@@ -90,6 +92,9 @@ class Section:
     # -- lookups ---------------------------------------------------------------------------
     def find(self, key):
         """The first option named ``key`` (Darknet: first wins), marked used; None if absent."""
+        if self.reads is not None and key not in self.reads:
+            raise AssertionError(f"darknet_py reads '{key}' from [{self.type}] without declaring "
+                                 "it (add it to the layer's cfg_keys)")
         hit = None
         for opt in self.options:
             if opt.key == key:

@@ -56,8 +56,9 @@ from fractions import Fraction
 
 from .activations import ACTIVATIONS as DP_ACTIVATIONS
 from .cfg import SECTION_TYPES, Option, Section, _strip
+from .layers import REGISTRY as LAYER_REGISTRY
 from .network import COMMON_KEYS as DP_COMMON_KEYS
-from .network import NET_DATA_KEYS, UNSUPPORTED_SECTIONS
+from .network import UNSUPPORTED_SECTIONS, NetOptions
 from .policies import POLICIES
 
 __all__ = ["Finding", "check_cfg", "main_check", "KNOWN_KEYS"]
@@ -227,41 +228,11 @@ for _t in set(SECTION_TYPES.values()):
         _keys[_k], _orig[_k] = _v, "pjreddie"
     KNOWN_KEYS[_t], _ORIGIN[_t] = _keys, _orig
 
-# What darknet_py itself reads (darknet_py/network.py NetOptions and _build_layer, and each
-# layers/*.py from_cfg).  A Darknet key outside this is "not supported by darknet_py".  Keep in
-# step with the layers: tests/test_check.py compares it with Network's unused-option warnings.
-_DP_NET = ("batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
-           "width channels inputs policy burn_in power step scale gamma max_batches "
-           "learning_rate_min sgdr_cycle sgdr_mult steps scales").split() + list(NET_DATA_KEYS)
-DP_KEYS = {
-    "net": set(_DP_NET),
-    "convolutional": set("filters size stride padding pad groups activation batch_normalize "
-                         "binary xnor flipped dot".split()),
-    "connected": {"output", "activation", "batch_normalize"},
-    "maxpool": {"stride", "size", "padding"},
-    "avgpool": set(),
-    "softmax": {"groups", "temperature", "spatial", "noloss", "tree"},
-    "dropout": {"probability"},
-    "route": {"layers", "groups", "group_id"},
-    "shortcut": {"from", "activation", "alpha", "beta"},
-    "upsample": {"stride", "scale"},
-    "yolo": set("classes num mask anchors max jitter ignore_thresh truth_thresh random map "
-                "scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer iou_thresh "
-                "new_coords delta_normalizer beta_nms max_delta resize label_smooth_eps "
-                "objectness_smooth iou_thresh_kind nms_kind counters_per_class focal_loss "
-                "show_details".split()),
-    "region": set("coords classes num softmax background tree anchors log sqrt max rescore "
-                  "classfix absolute random bias_match jitter thresh coord_scale object_scale "
-                  "noobject_scale mask_scale class_scale map".split()),
-    "cost": {"type", "scale", "ratio", "noobj", "thresh"},
-    "batchnorm": set(),
-    "crop": set("crop_height crop_width flip angle saturation exposure shift noadjust".split()),
-    "reorg": {"stride", "reverse", "flatten", "extra"},
-    "reorg3d": {"stride", "reverse", "flatten", "extra"},
-    "l2norm": set(),
-    "logistic": set(),
-    "activation": {"activation"},
-}
+# What darknet_py itself reads: each layer class's cfg_keys (the [net] options' for [net]).
+# A Darknet key outside them is "not supported by darknet_py".  Section lookups refuse
+# undeclared keys, so the declarations cannot fall behind the code that reads them.
+DP_KEYS = {"net": set(NetOptions.cfg_keys),
+           **{t: set(cls.cfg_keys) for t, cls in LAYER_REGISTRY.items()}}
 
 HEAD_TYPES = ("yolo", "region", "gaussian_yolo", "detection")
 # layers whose make function never sets out_w/out_h/out_c: a flat output (spec darknet-core §2.2)

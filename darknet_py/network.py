@@ -19,8 +19,8 @@ from .atomic import atomic_write
 from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
 
 # Keys every layer section accepts (pj parse_network_cfg), read quietly.
-COMMON_KEYS = ("truth", "onlyforward", "stopbackward", "dontsave", "dontload", "dontloadscales",
-               "learning_rate", "smooth")
+COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "dontload",
+                         "dontloadscales", "learning_rate", "smooth"))
 # [net] keys that only the training/data code reads; listed so they are not reported as unknown.
 NET_DATA_KEYS = {
     "max_crop": int, "min_crop": int, "max_ratio": float, "min_ratio": float, "center": int,
@@ -43,8 +43,14 @@ UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normal
 class NetOptions:
     """The typed ``[net]`` options with Darknet's defaults (pj parse_net_options)."""
 
+    cfg_keys = frozenset((
+        "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
+        "width channels inputs policy burn_in power step scale gamma max_batches "
+        "learning_rate_min sgdr_cycle sgdr_mult steps scales").split()) | frozenset(NET_DATA_KEYS)
+
     def __init__(self, sec):
         self.section = sec
+        sec.reads = self.cfg_keys
         self.cfg_batch = sec.int("batch", 1, minimum=1)
         self.subdivisions = sec.int("subdivisions", 1, minimum=1)
         self.time_steps = sec.int("time_steps", 1, minimum=1)
@@ -159,6 +165,7 @@ class Network:
             raise NotSupportedError(f"[{section.name}] layers are not supported by darknet_py "
                                     "yet", section.path, section.line)
         cls = REGISTRY[section.type]
+        section.reads = cls.cfg_keys | COMMON_KEYS
         try:
             layer = cls.from_cfg(section, ctx)
         except (MemoryError, ValueError) as e:

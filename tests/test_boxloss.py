@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from darknet_py.boxloss import KINDS, score, score_gradient

@@ -157,3 +157,14 @@ def test_byte_order_mark_is_ignored(tmp_path):
 def test_absurd_sizes_are_a_cfg_error_not_a_crash():
     with pytest.raises(CfgError, match=r"t\.cfg:6: error: \[convolutional\] is too large"):
         build(NET + "[convolutional]\nfilters=100000000000\nsize=3\n")
+
+
+def test_a_layer_may_read_only_the_keys_it_declares():
+    """Layers declare their cfg_keys (what `cfg check` calls supported); a lookup of any other
+    key is a programming error, so the declarations cannot fall behind the code."""
+    from darknet_py.layers import REGISTRY
+    section = parse_cfg_text("[net]\n[maxpool]\nsize=2\ncolor=red\n", "t.cfg").layers[0]
+    section.reads = REGISTRY["maxpool"].cfg_keys
+    assert section.int("size") == 2 and section.int("stride", 1) == 1   # declared, set or not
+    with pytest.raises(AssertionError, match="reads 'color' from \\[maxpool\\] without declaring"):
+        section.str("color")

@@ -10,6 +10,7 @@ from .base import Layer
 
 class ActivationLayer(Layer):
     type = "activation"
+    cfg_keys = frozenset("activation".split())
 
     @classmethod
     def from_cfg(cls, section, ctx):

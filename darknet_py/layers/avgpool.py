@@ -5,6 +5,7 @@ from .base import Layer
 
 class AvgpoolLayer(Layer):
     type = "avgpool"
+    cfg_keys = frozenset()                # no keys of its own
     needs_image = True
 
     @classmethod

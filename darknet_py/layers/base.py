@@ -32,6 +32,9 @@ class UpdateArgs:
 
 class Layer:
     type = "layer"
+    #: the section keys ``from_cfg`` reads (besides network.COMMON_KEYS): reading another one
+    #: is a programming error, and ``cfg check`` calls any other Darknet key unsupported
+    cfg_keys = frozenset()
     #: names of the parameter arrays, each paired with ``<name>_updates`` style buffers
     params = ()
     #: the previous layer must give an image (c, h, w), not a flat vector

@@ -123,6 +123,7 @@ class BatchnormLayer(Layer):
     """
 
     type = "batchnorm"
+    cfg_keys = frozenset()                # no keys of its own
     params = ("scales", "biases")
 
     @classmethod

@@ -18,6 +18,7 @@ from .convolutional import ConvolutionalLayer, read_activation
 
 class ConnectedLayer(Layer):
     type = "connected"
+    cfg_keys = frozenset("output activation batch_normalize".split())
     params = ("weights", "biases", "scales")
 
     @classmethod

@@ -23,6 +23,10 @@ def read_activation(section, default):
 
 class ConvolutionalLayer(Layer):
     type = "convolutional"
+    cfg_keys = frozenset((
+        "filters size stride padding pad groups activation batch_normalize "
+        "binary xnor flipped dot"
+    ).split())
     params = ("weights", "biases", "scales")
     needs_image = True
 

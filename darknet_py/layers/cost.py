@@ -15,6 +15,7 @@ COST_TYPES = ("sse", "seg", "masked", "smooth", "L1", "wgan")
 
 class CostLayer(Layer):
     type = "cost"
+    cfg_keys = frozenset("type scale ratio noobj thresh".split())
 
     @classmethod
     def from_cfg(cls, section, ctx):

@@ -11,6 +11,7 @@ from .base import Layer
 
 class CropLayer(Layer):
     type = "crop"
+    cfg_keys = frozenset("crop_height crop_width flip angle saturation exposure shift noadjust".split())
     needs_image = True
 
     @classmethod

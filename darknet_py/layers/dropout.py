@@ -11,6 +11,7 @@ from .base import Layer
 
 class DropoutLayer(Layer):
     type = "dropout"
+    cfg_keys = frozenset("probability".split())
 
     @classmethod
     def from_cfg(cls, section, ctx):

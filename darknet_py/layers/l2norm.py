@@ -9,6 +9,7 @@ from .base import Layer
 
 class L2normLayer(Layer):
     type = "l2norm"
+    cfg_keys = frozenset()                # no keys of its own
 
     @classmethod
     def from_cfg(cls, section, ctx):

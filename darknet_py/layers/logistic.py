@@ -9,6 +9,7 @@ from .base import Layer
 
 class LogisticLayer(Layer):
     type = "logistic"
+    cfg_keys = frozenset()                # no keys of its own
 
     @classmethod
     def from_cfg(cls, section, ctx):

@@ -13,6 +13,7 @@ from .base import Layer
 
 class MaxpoolLayer(Layer):
     type = "maxpool"
+    cfg_keys = frozenset("stride size padding".split())
     needs_image = True
 
     @classmethod

@@ -16,6 +16,7 @@ from .base import Layer
 
 class ReorgLayer(Layer):
     type = "reorg"
+    cfg_keys = frozenset("stride reverse flatten extra".split())
     needs_image = True
 
     @classmethod

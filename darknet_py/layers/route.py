@@ -25,6 +25,7 @@ def resolve_indices(section, key, ctx, values):
 
 class RouteLayer(Layer):
     type = "route"
+    cfg_keys = frozenset("layers groups group_id".split())
 
     @classmethod
     def from_cfg(cls, section, ctx):

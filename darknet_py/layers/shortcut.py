@@ -19,6 +19,7 @@ from .route import resolve_indices
 
 class ShortcutLayer(Layer):
     type = "shortcut"
+    cfg_keys = frozenset("from activation alpha beta".split())
     needs_image = True
 
     @classmethod

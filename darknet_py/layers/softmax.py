@@ -12,6 +12,7 @@ from .base import Layer
 
 class SoftmaxLayer(Layer):
     type = "softmax"
+    cfg_keys = frozenset("groups temperature spatial noloss tree".split())
 
     @classmethod
     def from_cfg(cls, section, ctx):

@@ -11,6 +11,7 @@ from .base import Layer
 
 class UpsampleLayer(Layer):
     type = "upsample"
+    cfg_keys = frozenset("stride scale".split())
     needs_image = True
 
     @classmethod

@@ -108,6 +108,13 @@ def _new_stats():
 
 class YoloLayer(_DetectionHead):
     type = "yolo"
+    cfg_keys = frozenset((
+        "classes num mask anchors max jitter ignore_thresh truth_thresh random "
+        "map scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer "
+        "iou_thresh new_coords delta_normalizer beta_nms max_delta resize "
+        "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
+        "counters_per_class focal_loss show_details"
+    ).split())
     coords = 4
 
     @classmethod
@@ -257,6 +264,11 @@ class YoloLayer(_DetectionHead):
 
 class RegionLayer(_DetectionHead):
     type = "region"
+    cfg_keys = frozenset((
+        "coords classes num softmax background tree anchors log sqrt max "
+        "rescore classfix absolute random bias_match jitter thresh coord_scale "
+        "object_scale noobject_scale mask_scale class_scale map"
+    ).split())
 
     @classmethod
     def from_cfg(cls, section, ctx):
