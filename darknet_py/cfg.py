@@ -203,11 +203,17 @@ class CfgFile:
         return self.sections[1:]
 
 
-def parse_cfg_text(text, path="<cfg>"):
-    """Parse cfg text.  Raises CfgError on what Darknet itself cannot read."""
-    sections = []
-    diagnostics = []
-    current = None
+def scan_cfg(text):
+    """Darknet's line grammar, shared by the parser (which stops at the first error) and
+    ``cfg check`` (which reports them all).  Yields, for each line that is not blank or a
+    comment, ``(lineno, kind, a, b)``:
+
+    - ``("section", name, rest)``: a ``[name]`` header; ``rest`` is the text after ``]``
+      (None when the ``]`` is missing, and then ``name`` is everything after ``[``);
+    - ``("option", key, value, comment)``: ``key=value`` with an inline comment cut off
+      (``comment`` is that text, or None); ``key`` or ``value`` may be empty;
+    - ``("text", line)``: a line that is not ``key=value``.
+    """
     for lineno, raw in enumerate(text.split("\n"), start=1):   # fgetl: "\n" only
         line = _strip(raw)
         if not line or line[0] in "#;":
@@ -215,27 +221,46 @@ def parse_cfg_text(text, path="<cfg>"):
         if line[0] == "[":
             end = line.find("]")
             if end < 0:
-                raise CfgError(f"section header '{line}' has no closing ']'", path, lineno)
-            name = line[1:end]
-            rest = line[end + 1:]
-            if rest and rest[0] not in "#;":
-                raise CfgError(f"unexpected text '{rest}' after section header [{name}]",
-                               path, lineno)
-            current = Section(name, lineno, path)
-            sections.append(current)
+                yield lineno, "section", line[1:], None
+            else:
+                yield lineno, "section", line[1:end], line[end + 1:]
             continue
-        # An inline comment ends the value (Darknet would keep it as part of the value).
+        comment = None
         for mark in "#;":
             cut = line.find(mark)
             if cut > 0:
-                line = line[:cut]
+                comment, line = line[cut:], line[:cut]
+        if "=" not in line:
+            yield lineno, "text", line, None
+            continue
+        key, value = line.split("=", 1)
+        yield lineno, "option", (key, value), comment
+
+
+def parse_cfg_text(text, path="<cfg>"):
+    """Parse cfg text.  Raises CfgError on what Darknet itself cannot read."""
+    sections = []
+    diagnostics = []
+    current = None
+    for lineno, kind, a, b in scan_cfg(text):
+        if kind == "section":
+            if b is None:
+                raise CfgError(f"section header '[{a}' has no closing ']'", path, lineno)
+            if b and b[0] not in "#;":
+                raise CfgError(f"unexpected text '{b}' after section header [{a}]",
+                               path, lineno)
+            current = Section(a, lineno, path)
+            sections.append(current)
+            continue
+        # An inline comment ends the value (Darknet would keep it as part of the value).
+        line = a if kind == "text" else "=".join(a)
         if current is None:
             raise CfgError(f"option '{line}' appears before any [section]; "
                            "the file must start with [net]", path, lineno)
-        if "=" not in line:
+        if kind == "text":
             diagnostics.append(("warning", lineno, f"'{line}' is not key=value; ignored"))
             continue
-        key, value = line.split("=", 1)
+        key, value = a
         if not key:
             raise CfgError(f"'{line}' has no key before '='", path, lineno)
         if value == "":

@@ -55,7 +55,7 @@ import sys
 from fractions import Fraction
 
 from .activations import ACTIVATIONS as DP_ACTIVATIONS
-from .cfg import SECTION_TYPES, Option, Section, _strip
+from .cfg import SECTION_TYPES, Option, Section, scan_cfg
 from .layers import REGISTRY as LAYER_REGISTRY
 from .network import COMMON_KEYS as DP_COMMON_KEYS
 from .network import UNSUPPORTED_SECTIONS, NetOptions
@@ -323,46 +323,35 @@ class _Checker:
 
     # -- reading --------------------------------------------------------------------------
     def parse(self, text):
-        """Darknet's grammar (as darknet_py.cfg.parse_cfg_text reads it), never stopping."""
+        """Darknet's grammar (darknet_py.cfg.scan_cfg, as the parser reads it), never stopping."""
         sections = []
         current = None
-        for lineno, raw in enumerate(text.split("\n"), start=1):
-            line = _strip(raw)
-            if not line or line[0] in "#;":
-                continue
-            if line[0] == "[":
-                end = line.find("]")
-                if end < 0:
-                    name = line[1:]
-                    self.error(lineno, f"section header '{line}' has no closing ']': "
+        for lineno, kind, a, b in scan_cfg(text):
+            if kind == "section":
+                name, rest = a, b
+                if rest is None:
+                    self.error(lineno, f"section header '[{name}' has no closing ']': "
                                        f"write [{name}]")
-                else:
-                    name = line[1:end]
-                    rest = line[end + 1:]
-                    if rest and rest[0] not in "#;":
-                        self.error(lineno, f"unexpected text '{rest}' after [{name}]: Darknet "
-                                           f"reads the section type as '{line}'; put it on its "
-                                           "own line")
-                    elif rest:
-                        self.warn(lineno, f"comment after [{name}]: Darknet does not allow it "
-                                          f"(it reads the type '{line}', 'Type not "
-                                          "recognized'); put the comment on its own line")
+                elif rest and rest[0] not in "#;":
+                    self.error(lineno, f"unexpected text '{rest}' after [{name}]: Darknet "
+                                       f"reads the section type as '[{name}]{rest}'; put it "
+                                       "on its own line")
+                elif rest:
+                    self.warn(lineno, f"comment after [{name}]: Darknet does not allow it "
+                                      f"(it reads the type '[{name}]{rest}', 'Type not "
+                                      "recognized'); put the comment on its own line")
                 current = Section(name, lineno, self.path)
                 sections.append(current)
                 continue
-            comment = None
-            for mark in "#;":
-                cut = line.find(mark)
-                if cut > 0:
-                    comment, line = line[cut:], line[:cut]
+            line = a if kind == "text" else "=".join(a)
             if current is None:
                 self.error(lineno, f"option '{line}' comes before any [section]: the file must "
                                    "start with [net]")
                 continue
-            if "=" not in line:
+            if kind == "text":
                 self.warn(lineno, f"'{line}' is not key=value; Darknet ignores it")
                 continue
-            key, value = line.split("=", 1)
+            key, value = a
             if not key:
                 self.error(lineno, f"'{line}' has no key before '='")
                 continue
@@ -371,8 +360,8 @@ class _Checker:
                                    "('could parse') and uses the default; give a value or "
                                    "delete the line")
                 continue
-            if comment is not None:   # checked with the key's kind (parse_value)
-                self.comments[lineno] = comment
+            if b is not None:   # checked with the key's kind (parse_value)
+                self.comments[lineno] = b
             current.options.append(Option(key, value, lineno))
         return sections
 
