@@ -219,14 +219,9 @@ def _suppress(boxes: np.ndarray, keep: np.ndarray, thresh: np.float32,
                 keep[p + 1:] &= ~hits[i, p + 1 - r:]
 
 
-def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Detection]:
-    """pj ``do_nms_sort``, in place on the list (and on each ``prob``); returns ``dets``.
-
-    Detections with objectness 0 are swapped to the end (pj's swap loop) and ignored.  Then for
-    every class k: the rest is sorted by prob[k], descending (glibc's qsort is a stable merge
-    sort, so ties keep their order: Python's sort does the same), and each detection with
-    prob[k] != 0 zeroes prob[k] of every later one whose IoU with it exceeds ``thresh``.  The
-    list is left in the order of the last class's sort, as pj leaves its array."""
+def _zero_objectness_to_the_end(dets: list[Detection]) -> tuple[list[int], int]:
+    """pj's swap loop at the start of both NMS functions: detections with objectness 0 are
+    swapped to the end.  Returns the order (indexes into dets) and how many lead it."""
     order = list(range(len(dets)))
     k = len(order) - 1
     i = 0
@@ -236,7 +231,18 @@ def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Dete
             k -= 1
             i -= 1
         i += 1
-    total = k + 1
+    return order, k + 1
+
+
+def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Detection]:
+    """pj ``do_nms_sort``, in place on the list (and on each ``prob``); returns ``dets``.
+
+    Detections with objectness 0 are swapped to the end (pj's swap loop) and ignored.  Then for
+    every class k: the rest is sorted by prob[k], descending (glibc's qsort is a stable merge
+    sort, so ties keep their order: Python's sort does the same), and each detection with
+    prob[k] != 0 zeroes prob[k] of every later one whose IoU with it exceeds ``thresh``.  The
+    list is left in the order of the last class's sort, as pj leaves its array."""
+    order, total = _zero_objectness_to_the_end(dets)
     if total > 0 and classes > 0:
         live = order[:total]
         boxes = np.array([dets[d].bbox for d in live], F32).reshape(total, 4)
@@ -276,16 +282,7 @@ def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Dete
 def do_nms_obj(dets: list[Detection], classes: int, thresh: float) -> list[Detection]:
     """pj ``do_nms_obj`` (class-agnostic, used by the demo): sort by objectness and drop the
     later of two boxes with IoU > thresh entirely (objectness and every prob set to 0)."""
-    order = list(range(len(dets)))
-    k = len(order) - 1
-    i = 0
-    while i <= k:
-        if dets[order[i]].objectness == 0:
-            order[i], order[k] = order[k], order[i]
-            k -= 1
-            i -= 1
-        i += 1
-    total = k + 1
+    order, total = _zero_objectness_to_the_end(dets)
     live = sorted(order[:total], key=lambda d: -np.float32(dets[d].objectness))
     if total:
         keep = np.ones(total, bool)     # every live one has objectness != 0
