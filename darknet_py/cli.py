@@ -533,24 +533,37 @@ def cmd_data_mnist(args):
     return 0
 
 
+def _at_least(minimum):
+    """An argparse type: a whole number >= minimum (argparse then names the flag)."""
+    def parse(text):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, not {text!r}")
+        return value
+    return parse
+
+
 def _device_flags(p):
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                    help="where to compute (auto: the GPU when CuPy finds one)")
-    p.add_argument("-i", "--gpu-index", type=int, default=0, metavar="N",
+    p.add_argument("-i", "--gpu-index", type=_at_least(0), default=0, metavar="N",
                    help="which GPU (Darknet's -i)")
     p.add_argument("-nogpu", "--nogpu", action="store_true", help="use the CPU (Darknet's -nogpu)")
 
 
 def _train_flags(p):
     _device_flags(p)
-    p.add_argument("--max-batches", type=int, metavar="N",
+    p.add_argument("--max-batches", type=_at_least(1), metavar="N",
                    help="stop after N iterations (default: max_batches from the cfg)")
     p.add_argument("-clear", "--clear", action="store_true",
                    help="reset the seen-images counter of the loaded weights")
     p.add_argument("--resume", action="store_true",
                    help="continue from backup/<cfg>_last.weights with the same schedule")
     p.add_argument("--seed", type=int, help="seed for initialisation, data order and dropout")
-    p.add_argument("--backup-every", type=int, default=100, metavar="N",
+    p.add_argument("--backup-every", type=_at_least(1), default=100, metavar="N",
                    help="write backup/<cfg>_last.weights every N iterations (default 100)")
     p.add_argument("--darknet-lines", action="store_true",
                    help="print Darknet's per-iteration lines instead of a progress bar")
@@ -693,9 +706,9 @@ def build_parser():
                                 "-num_of_clusters K -width W -height H")
     danchors.add_argument("data")
     danchors.add_argument("-num_of_clusters", "--num-of-clusters", dest="num_of_clusters",
-                          type=int, default=6)
-    danchors.add_argument("-width", "--width", type=int, default=416)
-    danchors.add_argument("-height", "--height", type=int, default=416)
+                          type=_at_least(1), default=6)
+    danchors.add_argument("-width", "--width", type=_at_least(1), default=416)
+    danchors.add_argument("-height", "--height", type=_at_least(1), default=416)
     danchors.add_argument("--cfg", help="take the yolo masks from this cfg")
     danchors.set_defaults(func=cmd_detector_calc_anchors)
 

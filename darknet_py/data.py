@@ -9,6 +9,7 @@ the class of an image is the label that appears in its path) or an IDX image fil
 Images are float32 NCHW in [0, 1], like Darknet's; a 1-channel cfg gets grey images.
 """
 
+import contextlib
 import os
 import queue
 import threading
@@ -127,24 +128,37 @@ def resize_array(img, shape):
     return np.stack([grey] * c) if c > 1 else grey[None]
 
 
-def load_image(path, shape, letterbox=False):
-    """An image file as float32 (c, h, w) in [0, 1], resized (or letterboxed) to the net."""
+@contextlib.contextmanager
+def open_image(path):
+    """``with open_image(path) as im``: a Pillow image; a missing, unreadable or corrupt file
+    (also when decoding fails inside the block) is a one-line DarknetError naming it."""
     from PIL import Image, UnidentifiedImageError
-    c, h, w = shape
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB")
-            if letterbox and im.size != (w, h):
-                scale = min(w / im.width, h / im.height)
-                nw, nh = max(1, round(im.width * scale)), max(1, round(im.height * scale))
-                canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))
-                canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
-                im = canvas
-            elif im.size != (w, h):
-                im = im.resize((w, h), Image.BILINEAR)
-            a = np.asarray(im, dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as e:
-        raise DarknetError(f"cannot read image: {e}", str(path)) from None
+            yield im
+    except FileNotFoundError:
+        raise DarknetError("image file does not exist", str(path)) from None
+    except UnidentifiedImageError:
+        raise DarknetError("not an image file Pillow can read", str(path)) from None
+    except OSError as e:            # e.g. "image file is truncated" while decoding
+        raise DarknetError(f"cannot read image: {e.strerror or e}", str(path)) from None
+
+
+def load_image(path, shape, letterbox=False):
+    """An image file as float32 (c, h, w) in [0, 1], resized (or letterboxed) to the net."""
+    from PIL import Image
+    c, h, w = shape
+    with open_image(path) as im:
+        im = im.convert("L" if c == 1 else "RGB")
+        if letterbox and im.size != (w, h):
+            scale = min(w / im.width, h / im.height)
+            nw, nh = max(1, round(im.width * scale)), max(1, round(im.height * scale))
+            canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))
+            canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
+            im = canvas
+        elif im.size != (w, h):
+            im = im.resize((w, h), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .data import read_lines
+from .data import open_image, read_lines
 from .errors import DarknetError
 from .labels import label_path_for, read_labels
 
@@ -100,7 +100,7 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows."""
     from PIL import Image
     c, h, w = shape
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im = im.convert("RGB" if c == 3 else "L")
         iw, ih = im.size
         fill = 127 if c == 1 else (127, 127, 127)

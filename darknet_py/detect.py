@@ -42,10 +42,11 @@ def load_image_color(path) -> np.ndarray:
 
     Decoded with Pillow like pj's stb path (``load_image_stb``): greyscale is expanded to three
     equal channels, alpha is dropped, the EXIF orientation is *not* applied.  An unreadable file
-    raises (pj's OpenCV build would silently return a 10x10 black image)."""
-    from PIL import Image
+    is a one-line DarknetError (pj's OpenCV build would silently return a 10x10 black
+    image)."""
+    from .data import open_image
 
-    with Image.open(path) as img:
+    with open_image(path) as img:
         if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             # stb gives 8 bits per channel: the high byte of a 16-bit sample
             grey = (np.asarray(img, dtype=np.int64) >> 8).clip(0, 255).astype(np.uint8)
@@ -588,7 +589,8 @@ def _to_pil(image):
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as img:
+        from .data import open_image
+        with open_image(image) as img:
             return img.convert("RGB")
     a = _as_chw(image)
     if a.shape[0] == 1:

@@ -267,7 +267,11 @@ class Trainer:
                     step_net.world_size = self.world
                     before = snapshot(step_net) if self.world > 1 else None
                     for s in range(net.subdivisions):
-                        x, truth = batches.next()
+                        try:
+                            x, truth = batches.next()
+                        except DarknetError:      # e.g. a corrupt image: keep the work done
+                            self._stopped_by_data_error(k, clean=s == 0)
+                            raise
                         self._reseed(k, s)
                         loss += step_net.train_step(x, truth, update=False)
                         if self.darknet_lines:
@@ -330,6 +334,18 @@ class Trainer:
                 bar.close()
             self._bar = None
         return status
+
+    def _stopped_by_data_error(self, k, clean):
+        """Save before a data error ends training, when the state is whole (no sub-batch of
+        iteration k+1 accumulated yet); otherwise point at the last backup."""
+        if clean and self.rank == 0:
+            self.save_last()
+            where = f"saved {self.paths['last']} at iteration {k}"
+        else:
+            where = (f"the last backup is {self.paths['last']} (iteration "
+                     f"{self._saved_iteration()})")
+        print(f"\nTraining stopped by a data error; {where}. Fix the data and continue "
+              "with --resume.", file=sys.stderr)
 
     def _saved_iteration(self):
         from .weights import read_weights_file

@@ -62,6 +62,17 @@ def test_unknown_flag_is_rejected():
     assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
 
 
+@pytest.mark.parametrize("args,flag", [
+    (["train", "cfg/mnist.cfg", "data/mnist.data", "--max-batches", "-5"], "--max-batches"),
+    (["train", "cfg/mnist.cfg", "data/mnist.data", "--backup-every", "0"], "--backup-every"),
+    (["detector", "calc_anchors", "x.data", "-num_of_clusters", "0"], "-num_of_clusters"),
+])
+def test_counts_below_their_minimum_are_refused_naming_the_flag(args, flag):
+    r = run(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"argument {flag}" in r.stderr and "expected a whole number >= " in r.stderr
+
+
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_CFG), reason="Debian's darknet cfgs not installed")
 def test_every_debian_cfg_builds_or_names_the_unsupported_section():
     for name in sorted(os.listdir(DEBIAN_CFG)):

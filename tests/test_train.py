@@ -210,6 +210,36 @@ def test_cli_train_then_predict_a_list_file_dataset(tmp_path):
     assert "Enter Image Path: " in r.stdout and ": right" in r.stdout
 
 
+def test_a_corrupt_image_stops_training_with_one_line_and_keeps_the_work(tmp_path):
+    """A bad file met mid-training (images are read lazily) is a one-line error naming it,
+    after the weights so far are saved for --resume."""
+    from PIL import Image
+    images, labels = halves(48, np.random.default_rng(1))
+    names = ["left", "right"]
+    lines = []
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        folder = tmp_path / "images" / names[lab]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i}.png")
+        lines.append(str(folder / f"{i}.png"))
+    bad = tmp_path / "images" / "left" / "40.png"
+    bad.write_bytes(bad.read_bytes()[:30])                  # truncated mid-file
+    (tmp_path / "train.list").write_text("\n".join(lines) + "\n")
+    (tmp_path / "labels.txt").write_text("left\nright\n")
+    (tmp_path / "h.data").write_text(f"classes=2\ntrain={tmp_path}/train.list\n"
+                                     f"labels={tmp_path}/labels.txt\nbackup={tmp_path}/backup\n")
+    (tmp_path / "h.cfg").write_text(CFG.format(lr=0.05))
+    r = run_cli("train", str(tmp_path / "h.cfg"), str(tmp_path / "h.data"), "--seed", "3",
+                "--device", "cpu", "--no-progress")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert err[-1] == f"darknet_py: {bad}: error: not an image file Pillow can read", r.stderr
+    assert "Traceback" not in r.stderr
+    stopped = [line for line in err if line.startswith("Training stopped by a data error")]
+    assert stopped and "h_last.weights at iteration" in stopped[0], r.stderr
+    assert (tmp_path / "backup" / "h_last.weights").exists()
+
+
 def test_list_file_labels_must_match_exactly_one(tmp_path):
     from darknet_py.data import match_labels
     from darknet_py.errors import DarknetError
