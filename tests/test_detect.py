@@ -45,6 +45,7 @@ for _p in (str(HERE), str(ROOT)):
 
 from darknet_py import Network  # noqa: E402
 from darknet_py import detect as D  # noqa: E402
+from darknet_py.errors import DarknetError  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 
 F32 = np.float32
@@ -297,7 +298,7 @@ def test_load_image_color(tmp_path):
     Image.fromarray(rgb[:, :, 0], "L").save(tmp_path / "g.png")     # grey -> 3 equal planes
     g = D.load_image_color(tmp_path / "g.png")
     assert g.shape == (3, 2, 3) and (g[0] == g[1]).all() and (g[1] == g[2]).all()
-    with pytest.raises(OSError):
+    with pytest.raises(DarknetError, match="missing.png: error: image file does not exist"):
         D.load_image_color(tmp_path / "missing.png")
 
 
