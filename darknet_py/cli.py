@@ -127,7 +127,8 @@ def _train(args, cfg, data, weights, detector=False):
                   max_batches=args.max_batches, clear=args.clear, resume=args.resume,
                   seed=args.seed, backup_every=args.backup_every,
                   darknet_lines=args.darknet_lines, progress=not args.no_progress,
-                  map=args.map if detector else True)
+                  map=args.map if detector else True, save_weights_every=args.saveweights,
+                  chart=args.chart, map_epochs=args.map_epochs, show_imgs=args.show_imgs)
     return trainer.run()
 
 
@@ -420,6 +421,8 @@ def _load_for_inference(args, cfg, weights):
     from .network import Network
     net = Network.from_cfg(cfg, batch=1, device=_device(args), device_index=args.gpu_index)
     net.load_weights(weights)
+    if getattr(args, "letter_box", False):   # AB's -letter_box: letterbox whatever the cfg says
+        net.options.data["letter_box"] = 1
     return net
 
 
@@ -524,6 +527,71 @@ def cmd_reset(args):
     return 0
 
 
+def cmd_version(args):
+    from . import __version__
+    print(f"darknet_py {__version__}")
+    return 0
+
+
+def _ops(net):
+    """pj numops: 2*n*size*size*(c/groups)*out_h*out_w per conv, 2*inputs*outputs per connected."""
+    return sum(round(layer.bflops() * 1e9) for layer in net.layers)
+
+
+def cmd_ops(args):
+    """pj ``ops CFG``: the floating point operations of one forward pass (batch 1)."""
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1, seed=0)
+    ops = _ops(net)
+    print(f"Floating Point Operations: {ops}")
+    print(f"Floating Point Operations: {ops / 1e9:.2f} Bn")
+    return 0
+
+
+def cmd_speed(args):
+    """pj ``speed CFG [TICS]``: TICS forward passes of a blank image at batch 1, timed."""
+    import time
+    from .backend import on_gpu
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1, device=_device(args), device_index=args.gpu_index,
+                           seed=0)
+    x = net.xp.zeros((1, *net.input_shape), dtype=np.float32)
+    out = net.forward(x)                       # warm-up: GPU plans and memory pools
+    sync = net.xp.cuda.Device().synchronize if on_gpu(out) else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    for _ in range(args.tics):
+        net.forward(x)
+    sync()
+    seconds = time.perf_counter() - t
+    bn = _ops(net) / 1e9
+    print(f"\n{args.tics} evals, {seconds:f} Seconds")
+    print(f"Floating Point Operations: {bn:.2f} Bn")
+    print(f"FLOPS: {bn * args.tics / seconds:.2f} Bn")
+    print(f"Speed: {seconds / args.tics:f} sec/eval")
+    print(f"Speed: {args.tics / seconds:f} Hz")
+    return 0
+
+
+def cmd_rgbgr(args):
+    """pj ``rgbgr CFG WEIGHTS OUT``: swap the R and B input channels of the first conv layer's
+    filters (an RGB model becomes a BGR one and back)."""
+    from .network import Network
+    net = Network.from_cfg(args.cfg, batch=1, seed=0)
+    net.load_weights(args.weights)
+    conv = next((layer for layer in net.layers if layer.type == "convolutional"), None)
+    if conv is None:
+        raise DarknetError("rgbgr: the cfg has no [convolutional] layer", args.cfg)
+    if conv.weights.shape[1] != 3:
+        raise DarknetError(f"rgbgr: the first [convolutional] sees {conv.weights.shape[1]} "
+                           "channels per group, not 3 (Darknet leaves it as it is)",
+                           args.cfg, conv.line)
+    conv.weights[:, [0, 2]] = conv.weights[:, [2, 0]]
+    net.save_weights(args.out)
+    print(f"Saved {args.out} with layer {conv.index}'s R and B input channels swapped")
+    return 0
+
+
 def cmd_data_mnist(args):
     from .mnist_download import download_mnist
     download_mnist(args.dir)
@@ -574,6 +642,29 @@ def _train_flags(p):
     p.add_argument("-map", "--map", action="store_true",
                    help="detectors: mAP@0.5 on valid= every 4 epochs (at least 100 iterations) "
                         "and at the end; the best goes to _best.weights and the chart")
+    p.add_argument("-mAP_epochs", "--map-epochs", dest="map_epochs", type=_at_least(1),
+                   default=4, metavar="N", help="with -map: every N epochs (default 4)")
+    p.add_argument("-saveweights", "--save-weights-every", dest="saveweights",
+                   type=_at_least(1), metavar="N",
+                   help="write backup/<cfg>_N.weights every N iterations (default: saveweights= "
+                        "of the .data file, else 1000, or 10000 when max_batches >= 10000)")
+    p.add_argument("-chart", "--chart", metavar="PATH", help="where to draw the chart "
+                   "(default backup/chart.png)")
+    p.add_argument("-show_imgs", "--show-imgs", dest="show_imgs", action="store_true",
+                   help="detectors: save the first mini-batch as trained on, with its truth "
+                        "boxes (backup/aug_*.jpg), to check the labels")
+    _dont_show(p)
+
+
+def _dont_show(p):
+    p.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
+                   help="accepted for AlexeyAB's command lines: darknet_py never opens a window")
+
+
+def _letter_box(p):
+    p.add_argument("-letter_box", "--letter-box", dest="letter_box", action="store_true",
+                   help="letterbox the images (keep the aspect ratio) even where the cfg says "
+                        "letter_box=0")
 
 
 def build_parser():
@@ -672,9 +763,11 @@ def build_parser():
                        help="also print each box in pixels")
         p.add_argument("-out", "--out", help="write the detections as JSON to this file")
         p.add_argument("--out-dir", help="folder for the drawn pictures (default: here)")
-        p.add_argument("--save-labels", action="store_true",
+        p.add_argument("-save_labels", "--save-labels", dest="save_labels", action="store_true",
                        help="write YOLO label files next to the images")
         _device_flags(p)
+        _dont_show(p)
+        _letter_box(p)
     dtest.set_defaults(func=cmd_detector_test)
     detect.set_defaults(func=cmd_detect)
     dmap = dsub_.add_parser("map", help="detector map DATA CFG WEIGHTS: AP per class and mAP")
@@ -688,6 +781,8 @@ def build_parser():
     dmap.add_argument("-points", "--points", type=int, default=0,
                       help="0: area under the curve (default); 11: VOC2007's 11 points")
     _device_flags(dmap)
+    _dont_show(dmap)
+    _letter_box(dmap)
     dmap.set_defaults(func=cmd_detector_map)
     dvalid = dsub_.add_parser("valid", help="detector valid DATA CFG WEIGHTS: result files "
                               "(eval=voc per-class .txt, eval=coco JSON) for external scoring")
@@ -698,6 +793,7 @@ def build_parser():
         p.add_argument("cfg")
         p.add_argument("weights")
         _device_flags(p)
+        _letter_box(p)
     dvalid.add_argument("-prefix", "--prefix", help="output path prefix (default "
                         "results/comp4_det_test_)")
     dvalid.set_defaults(func=cmd_detector_valid)
@@ -710,6 +806,7 @@ def build_parser():
     danchors.add_argument("-width", "--width", type=_at_least(1), default=416)
     danchors.add_argument("-height", "--height", type=_at_least(1), default=416)
     danchors.add_argument("--cfg", help="take the yolo masks from this cfg")
+    _dont_show(danchors)
     danchors.set_defaults(func=cmd_detector_calc_anchors)
 
     classify = commands.add_parser("classify", help="classify CFG WEIGHTS [IMAGE...]: top-5")
@@ -738,6 +835,22 @@ def build_parser():
     reset.add_argument("out")
     reset.set_defaults(func=cmd_reset)
 
+    rgbgr = commands.add_parser("rgbgr", help="rgbgr CFG WEIGHTS OUT: swap the first conv "
+                                "layer's R and B input channels")
+    for name in ("cfg", "weights", "out"):
+        rgbgr.add_argument(name)
+    rgbgr.set_defaults(func=cmd_rgbgr)
+    ops = commands.add_parser("ops", help="ops CFG: floating point operations per image")
+    ops.add_argument("cfg")
+    ops.set_defaults(func=cmd_ops)
+    speed = commands.add_parser("speed", help="speed CFG [TICS]: time TICS forward passes")
+    speed.add_argument("cfg")
+    speed.add_argument("tics", nargs="?", type=_at_least(1), default=1000)
+    _device_flags(speed)
+    speed.set_defaults(func=cmd_speed)
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+
     data = commands.add_parser("data", help="datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True
@@ -755,9 +868,31 @@ def build_parser():
     return parser
 
 
+def _subcommands(parser):
+    """{command: {subcommand names}} of the commands that have subcommands."""
+    def choices(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices
+        return {}
+    return {name: set(choices(sub)) for name, sub in choices(parser).items() if choices(sub)}
+
+
+def _flags_after_subcommand(parser, argv):
+    """Darknet takes flags anywhere, HK's even before the subcommand
+    (``detector -map -dont_show train DATA CFG``): move those after it for argparse."""
+    if len(argv) > 2 and argv[1].startswith("-") and argv[1] not in ("-h", "--help"):
+        subs = _subcommands(parser).get(argv[0], set())
+        for i in range(2, len(argv)):
+            if argv[i] in subs:
+                return [argv[0], argv[i], *argv[1:i], *argv[i + 1:]]
+    return argv
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_flags_after_subcommand(parser, argv))
     warnings.showwarning = _show_warning
     try:
         return args.func(args)

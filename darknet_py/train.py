@@ -5,8 +5,10 @@ after the last), so one iteration is one weight update of ``batch`` images.  Pri
 loss (per image), ``avg_loss = 0.9 avg + 0.1 loss``, the learning rate, images/s.  After each
 epoch: top-1/top-k on the ``valid`` set.  Into the ``backup`` folder, all written atomically:
 ``<cfg>_last.weights`` (every ``backup_every`` iterations, at each epoch and on Ctrl-C),
-``<cfg>_best.weights`` (best top-1), ``<cfg>_final.weights``, ``<cfg>_last.state.npz`` (momentum
-buffers and counters, so ``--resume`` continues exactly), ``chart.png`` and ``<cfg>.log.jsonl``.
+``<cfg>_best.weights`` (best top-1), ``<cfg>_final.weights``, ``<cfg>_N.weights`` snapshots
+(AlexeyAB's ``saveweights`` rule), ``<cfg>_last.state.npz`` (momentum buffers and counters, so
+``--resume`` continues exactly), ``chart.png`` and ``<cfg>.log.jsonl``.  ``<cfg>`` is Darknet's
+``basecfg``: the cfg's file name up to its first dot.
 
 Reproducible: with ``--seed`` the data order and dropout masks are functions of (seed,
 iteration), so an interrupted and resumed run ends with the same weights as one that was not.
@@ -30,6 +32,19 @@ from .parallel import allreduce_gradients, snapshot
 from .atomic import atomic_write
 
 DEFAULT_BACKUP_EVERY = 100
+
+
+def basecfg(path):
+    """Darknet's basecfg: the file name without folders, cut at its first dot
+    (``cfg/yolov3.tiny.cfg`` -> ``yolov3``); backup files are named after it."""
+    name = os.path.basename(path)
+    return name.split(".", 1)[0] or name
+
+
+def snapshot_every(max_batches, data):
+    """AlexeyAB's numbered snapshots ``<cfg>_N.weights``: every ``saveweights=`` iterations
+    of the .data file, else every 1000 when max_batches < 10000 and every 10000 above."""
+    return data.int("saveweights", 1000 if max_batches < 10000 else 10000)
 
 
 class _Interrupt:
@@ -83,7 +98,8 @@ class Trainer:
 
     def __init__(self, cfg, data, weights=None, device="auto", gpu_index=0, max_batches=None,
                  clear=False, resume=False, seed=None, backup_every=DEFAULT_BACKUP_EVERY,
-                 darknet_lines=False, progress=True, out=sys.stdout, map=True, comm=None):
+                 darknet_lines=False, progress=True, out=sys.stdout, map=True, comm=None,
+                 save_weights_every=None, chart=None, map_epochs=4, show_imgs=False):
         from .parallel import communicator_from_env
         self.comm = comm if comm is not None else communicator_from_env()
         self.rank, self.world = self.comm.rank, self.comm.world_size
@@ -98,14 +114,16 @@ class Trainer:
         net.world_size = self.world
         self.images_per_iteration = net.update_batch     # over every replica
         self._setup_head()
-        self.base = os.path.splitext(os.path.basename(cfg))[0]
+        self.base = basecfg(cfg)
         self.backup = self.data.get("backup", "backup")     # an output folder: from the cwd
         os.makedirs(self.backup, exist_ok=True)
         self.paths = {kind: os.path.join(self.backup, f"{self.base}_{kind}.weights")
                       for kind in ("last", "best", "final")}
         self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
         self.log_path = os.path.join(self.backup, f"{self.base}.log.jsonl")
-        self.chart_path = os.path.join(self.backup, "chart.png")
+        self.chart_path = chart or os.path.join(self.backup, "chart.png")
+        self.map_epochs = map_epochs
+        self.show_imgs = show_imgs
         self.seed = int(np.random.SeedSequence().entropy % (2 ** 31)) if seed is None else seed
         self.avg_loss = -1.0
         self.best = -1.0
@@ -125,6 +143,11 @@ class Trainer:
         if self.max_batches <= 0:
             raise DarknetError("max_batches is 0: set max_batches= in [net] or pass "
                                "--max-batches N", net.path, net.options.section.line)
+        self.save_weights_every = save_weights_every or snapshot_every(self.max_batches,
+                                                                       self.data)
+        if self.save_weights_every < 1:
+            raise DarknetError("saveweights must be at least 1", self.data.path,
+                               self.data.lines.get("saveweights"))
         self._setup_data()
         self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
         self.eval_every = self._eval_every()
@@ -317,6 +340,8 @@ class Trainer:
                     if epoch_end or k % self.backup_every == 0 or interrupt.requested:
                         log.flush()
                         self.save_last()
+                    if k % self.save_weights_every == 0 and self.rank == 0:
+                        net.save_weights(os.path.join(self.backup, f"{self.base}_{k}.weights"))
                     if interrupt.requested:
                         self._say(f"Stopped at iteration {k}; saved {self.paths['last']}. "
                                   "Continue with --resume.")
@@ -466,8 +491,8 @@ class DetectorTrainer(Trainer):
             if "valid" in self.data else None
 
     def _eval_every(self):
-        # mAP like AlexeyAB's -map: every 4 epochs, but at least 100 iterations apart
-        return max(4 * self.per_epoch, 100)
+        # mAP like AlexeyAB's -map: every -mAP_epochs (4) epochs, at least 100 iterations apart
+        return max(self.map_epochs * self.per_epoch, 100)
 
     def _size_for(self, k):
         o = self.net.options
@@ -491,8 +516,27 @@ class DetectorTrainer(Trainer):
         idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
                                       self.seed, k))
         rng = np.random.default_rng([self.seed, k, 3, self.rank])
-        return self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
-                                    self.saturation, self.exposure, letterbox=self.letterbox)
+        x, truth = self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
+                                        self.saturation, self.exposure, letterbox=self.letterbox)
+        if self.show_imgs and self.rank == 0:
+            self.show_imgs = False                # the first mini-batch of this run only
+            self._save_augmented(k, x, truth)
+        return x, truth
+
+    def _save_augmented(self, k, x, truth, limit=16):
+        """-show_imgs: mini-batch k as the network sees it, with its truth boxes drawn
+        (``aug_<k>_<i>.jpg`` in the backup folder) -- the way to check labels."""
+        from .detect import Box, Detection, draw_detections
+        onehot = np.eye(self.classes, dtype=np.float32)
+        for i in range(min(len(x), limit)):
+            rows = truth[i].reshape(-1, 5)
+            rows = rows[rows[:, 2] > 0]           # x, y, w, h, class; w = 0 ends the list
+            dets = [Detection(Box(*map(float, r[:4])), 1.0, onehot[int(r[4])], self.classes)
+                    for r in rows]
+            draw_detections(x[i], dets, self.names, 0.5,
+                            os.path.join(self.backup, f"aug_{k}_{i}.jpg"), classes=self.classes)
+        self._say(f"-show_imgs: {min(len(x), limit)} augmented training images with their "
+                  f"truth boxes in {self.backup}/aug_{k}_*.jpg")
 
     def _evaluate(self, k):
         from .mapeval import evaluate_map

@@ -36,6 +36,31 @@ def rng():
     return rng_for_test()
 
 
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_darknet(available, why, what):
+    """Skip a test that needs Debian's Darknet when it is missing -- or fail it under CI,
+    which installs Darknet and must never skip the oracle silently."""
+    if available:
+        return
+    msg = f"Darknet oracle unavailable: {why}"
+    if under_ci():
+        pytest.fail(f"{msg} (CI is set: the {what} must not be skipped)", pytrace=False)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def darknet_binary():
+    """Debian's ``darknet`` command (the oracle for whole commands: ops, rgbgr, ...)."""
+    import shutil
+    path = shutil.which("darknet")
+    require_darknet(path is not None, "no darknet on PATH (apt-get install darknet)",
+                    "tests against the darknet command")
+    return path
+
+
 def pytest_report_header(config):
     extra = os.environ.get("DARKNET_PY_TEST_SEED")
     return f"random draws: seeded per test{f' (+{extra})' if extra else ''}"

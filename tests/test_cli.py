@@ -167,3 +167,48 @@ def test_cfg_new_writes_a_ready_cfg(tmp_path):
     assert text.count("filters=24  # classes=3: filters = 3 * (3 + 5)") == 2
     r = run("cfg", "summary", str(out))
     assert r.returncode == 0 and "24" in r.stdout
+
+
+# -- Darknet's other top-level commands, against the darknet command itself --------------------
+@pytest.mark.parametrize("cfg", ["yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "alexnet.cfg"])
+def test_ops_prints_what_darknet_ops_prints(cfg, darknet_binary):
+    path = os.path.join(DEBIAN_CFG, cfg)
+    theirs = subprocess.run([darknet_binary, "ops", path], capture_output=True, text=True)
+    want = [ln for ln in theirs.stdout.splitlines() if ln.startswith("Floating Point")]
+    r = run("ops", path)
+    assert r.returncode == 0 and len(want) == 2
+    assert r.stdout.splitlines() == want
+
+
+def test_rgbgr_writes_the_bytes_darknet_rgbgr_writes(tmp_path, darknet_binary):
+    from darknet_py import Network
+    cfg = os.path.join(DEBIAN_CFG, "yolov3-tiny.cfg")
+    weights = tmp_path / "in.weights"
+    Network.from_cfg(cfg, seed=5).save_weights(str(weights))
+    subprocess.run([darknet_binary, "rgbgr", cfg, str(weights), str(tmp_path / "dk.weights")],
+                   capture_output=True, check=True)
+    r = run("rgbgr", cfg, str(weights), str(tmp_path / "dp.weights"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "dp.weights").read_bytes() == (tmp_path / "dk.weights").read_bytes()
+    assert (tmp_path / "dp.weights").read_bytes() != weights.read_bytes()
+
+
+def test_speed_times_forward_passes():
+    r = run("speed", "cfg/mnist.cfg", "20", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[1].startswith("20 evals, ") and out[-1].startswith("Speed: ") \
+        and out[-1].endswith(" Hz")
+
+
+def test_flags_may_come_before_the_subcommand_like_the_hank_ai_fork():
+    """darknet detector -map -dont_show train ...: argv is rearranged, not rejected."""
+    from darknet_py.cli import _flags_after_subcommand, build_parser
+    parser = build_parser()
+    argv = ["detector", "-map", "-dont_show", "train", "a.data", "b.cfg"]
+    assert _flags_after_subcommand(parser, argv) == \
+        ["detector", "train", "-map", "-dont_show", "a.data", "b.cfg"]
+    args = parser.parse_args(_flags_after_subcommand(parser, argv))
+    assert args.map and args.dont_show and (args.data, args.cfg) == ("a.data", "b.cfg")
+    same = ["detector", "test", "-thresh", ".3", "d", "c", "w"]
+    assert _flags_after_subcommand(parser, same) == same

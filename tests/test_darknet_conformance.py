@@ -54,7 +54,6 @@ limit.  It prints the worst per-layer relative error::
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -72,6 +71,7 @@ for _p in (str(HERE), str(ROOT)):
         sys.path.insert(0, _p)
 
 from darknet_py import Network, NotSupportedError  # noqa: E402
+from conftest import require_darknet  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 
 DEBIAN_CFG = Path("/usr/share/darknet/cfg")
@@ -88,19 +88,10 @@ pytestmark = pytest.mark.darknet
 ORACLE_OK, ORACLE_WHY = DarknetOracle.available()
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def oracle():
     """Skip the whole module when libdarknet.so cannot be driven, or fail it under CI."""
-    if not ORACLE_OK:
-        msg = f"Darknet oracle unavailable: {ORACLE_WHY}"
-        if _ci():
-            pytest.fail(f"{msg} (CI is set: the Darknet conformance tests must not be skipped)",
-                        pytrace=False)
-        pytest.skip(msg)
+    require_darknet(ORACLE_OK, ORACLE_WHY, "Darknet conformance tests")
     DarknetOracle.lib()     # build the shim now: a compiler error is a failure, not a skip
     return DarknetOracle
 

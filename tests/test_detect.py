@@ -28,7 +28,6 @@ variable CI set (not ''/0/false/no) they fail instead.
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -46,6 +45,7 @@ for _p in (str(HERE), str(ROOT)):
 from darknet_py import Network  # noqa: E402
 from darknet_py import detect as D  # noqa: E402
 from darknet_py.errors import DarknetError  # noqa: E402
+from conftest import require_darknet  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 
 F32 = np.float32
@@ -60,19 +60,10 @@ PIXEL_TOL = 1.0         # boxes in pixels of the original image
 INPUT_TOL = 1e-5        # letterboxed network input
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(scope="module")
 def oracle():
     """The Darknet oracle: skip without it, or fail under CI."""
-    if not ORACLE_OK:
-        msg = f"Darknet oracle unavailable: {ORACLE_WHY}"
-        if _ci():
-            pytest.fail(f"{msg} (CI is set: the Darknet detection tests must not be skipped)",
-                        pytrace=False)
-        pytest.skip(msg)
+    require_darknet(ORACLE_OK, ORACLE_WHY, "Darknet detection tests")
     from oracle import darknet as dk
     dk._detect_lib()        # build the shim now: a compiler error is a failure, not a skip
     return dk

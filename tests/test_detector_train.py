@@ -180,3 +180,43 @@ def test_letter_box_0_makes_detection_stretch_the_image(shapes, tmp_path):
     detect_image(net, path, 0.5)
     expected = resize_image(load_image_color(path), 96, 96)
     np.testing.assert_array_equal(net.input[0], expected)
+
+
+def test_show_imgs_saves_the_first_mini_batch_with_its_truth_boxes(shapes, tmp_path):
+    """AlexeyAB's -show_imgs: what the network is trained on, boxes drawn, to check labels;
+    -dont_show and flags before the subcommand are accepted like Darknet's command lines."""
+    from PIL import Image
+    data = (shapes / "shapes.data").read_text()
+    data = re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk", data)
+    (tmp_path / "s.data").write_text(data)
+    r = run("detector", "-dont_show", "train", str(tmp_path / "s.data"),
+            str(shapes / "shapes-small.cfg"), "-show_imgs", "--max-batches", "1",
+            "--device", "cpu", "--no-progress", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    saved = sorted((tmp_path / "bk").glob("aug_0_*.jpg"))
+    assert len(saved) == 8 and "-show_imgs: 8 augmented training images" in r.stdout
+    with Image.open(saved[0]) as im:
+        assert im.format == "JPEG" and im.size == (96, 96)       # the network's input size
+
+
+def test_letter_box_flag_letterboxes_a_stretching_cfg(shapes, tmp_path):
+    """AlexeyAB's -letter_box: a letter_box=0 cfg sees the image letterboxed, as pj's default."""
+    import argparse
+    import numpy as np
+    from PIL import Image
+    from darknet_py import Network
+    from darknet_py.cli import _load_for_inference, build_parser
+    from darknet_py.detect import detect_image, letterbox, load_image_color
+    text = (shapes / "shapes-small.cfg").read_text()
+    (tmp_path / "stretch.cfg").write_text(text.replace("[net]\n", "[net]\nletter_box=0\n", 1))
+    Network.from_cfg(tmp_path / "stretch.cfg", seed=4, warn=False) \
+        .save_weights(str(tmp_path / "w.weights"))
+    image = str(tmp_path / "wide.png")          # not square: letterbox and stretch differ
+    with Image.open(open(shapes / "set" / "valid.txt").readline().strip()) as im:
+        im.crop((0, 18, 96, 78)).save(image)
+    args = build_parser().parse_args(["detector", "test", "d", str(tmp_path / "stretch.cfg"),
+                                      str(tmp_path / "w.weights"), "-letter_box", "-nogpu"])
+    assert isinstance(args, argparse.Namespace) and args.letter_box
+    net = _load_for_inference(args, args.cfg, args.weights)
+    detect_image(net, image, 0.5)
+    np.testing.assert_array_equal(net.input[0], letterbox(load_image_color(image), 96, 96))

@@ -104,6 +104,31 @@ def test_training_writes_backups_log_and_chart_and_learns(project):
     assert (backup / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_numbered_snapshots_follow_alexeyabs_saveweights_rule(project):
+    """<cfg>_N.weights every saveweights= iterations (of the .data file, or the flag); by
+    default every 1000 (10000 when max_batches >= 10000)."""
+    from darknet_py.train import snapshot_every
+    from darknet_py.data import DataCfg
+    data = DataCfg(str(project / "halves.data"))
+    assert (snapshot_every(3000, data), snapshot_every(10000, data)) == (1000, 10000)
+    with open(project / "halves.data", "a") as f:
+        f.write("saveweights=5\n")
+    t = trainer(project)
+    assert t.run() == 0
+    backup = project / "backup"
+    assert sorted(p.name for p in backup.glob("halves_[0-9]*.weights")) == \
+        ["halves_10.weights", "halves_5.weights"]
+    t = trainer(project, save_weights_every=4, max_batches=8, chart=str(project / "c.png"))
+    assert t.run() == 0
+    assert (backup / "halves_4.weights").exists() and (backup / "halves_8.weights").exists()
+    assert (project / "c.png").exists()
+
+
+def test_backup_names_use_darknets_basecfg():
+    from darknet_py.train import basecfg
+    assert basecfg("cfg/yolov3.tiny.cfg") == "yolov3" and basecfg("x/mnist.cfg") == "mnist"
+
+
 def test_ctrl_c_then_resume_ends_with_the_same_weights(project, monkeypatch):
     reference = trainer(project)
     assert reference.run() == 0
