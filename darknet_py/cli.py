@@ -369,7 +369,9 @@ def cmd_data_check(args):
     problems = []            # (level, text)
     if args.cfg:
         problems += [(f.level, str(f)) for f in check_cfg(args.cfg, args.data)]
+    net_w, net_h = _network_size_of(args.cfg) if args.cfg else (None, None)
     images = 0
+    reports = []
     for key in ("train", "valid"):
         if key not in data:
             continue
@@ -378,8 +380,11 @@ def cmd_data_check(args):
             problems.append(("error", f"{data.path}:{data.lines[key]}: error: {key}={data[key]}: "
                                       "no such file"))
             continue
+        report = _SplitReport(key, classes, net_w, net_h)
+        reports.append(report)
         for n, path in enumerate(read_lines(lst, f"{key} list"), start=1):
             images += 1
+            report.images += 1
             try:
                 with Image.open(path) as im:
                     im.verify()
@@ -396,16 +401,78 @@ def cmd_data_check(args):
                                           f"(looked for {label}; an empty file marks an image "
                                           "without objects)"))
                 continue
-            for p in read_labels(label, classes)[1]:
+            rows, label_problems = read_labels(label, classes)
+            report.add(rows, label)
+            for p in label_problems:
                 level = "warning" if getattr(p, "kind", "") == "outside" else "error"
                 problems.append((level, str(p).replace(": ", f": {level}: ", 1)
                                  if f": {level}: " not in str(p) else str(p)))
+    names = _names_for(args.data, classes) if "names" in data else None
+    for report in reports:
+        problems += report.warnings()
     for _, text in problems:
         print(text)
+    for report in reports:
+        print(report.summary(names))
     errors = sum(1 for level, _ in problems if level == "error")
     warnings_ = len(problems) - errors
     print(f"{args.data}: {images} images, {errors} error(s), {warnings_} warning(s)")
     return 1 if errors else 0
+
+
+def _network_size_of(cfg_path):
+    from .cfg import read_cfg
+    try:
+        net = read_cfg(cfg_path).net
+        return net.int("width", 0) or None, net.int("height", 0) or None
+    except DarknetError:            # cfg check reports it
+        return None, None
+
+
+class _SplitReport:
+    """What ``data check`` says of a train/valid list: images without objects, objects per
+    class, box sizes in network pixels (Darknet drops boxes under 1 pixel when training)."""
+
+    def __init__(self, key, classes, net_w=None, net_h=None):
+        self.key, self.classes, self.net_w, self.net_h = key, classes, net_w, net_h
+        self.images = self.negatives = self.tiny = 0
+        self.first_tiny = None      # the first label file with a box under 1 network pixel
+        self.per_class = np.zeros(classes, np.int64)
+        self.sizes = []             # (w, h) relative, one row per box
+
+    def add(self, rows, label):
+        if not len(rows):
+            self.negatives += 1
+            return
+        ids = rows[:, 0].astype(np.int64)
+        np.add.at(self.per_class, ids[(ids >= 0) & (ids < self.classes)], 1)
+        self.sizes.append(rows[:, 3:5])
+        if self.net_w and self.net_h:
+            tiny = int(((rows[:, 3] * self.net_w < 1) | (rows[:, 4] * self.net_h < 1)).sum())
+            if tiny and self.first_tiny is None:
+                self.first_tiny = label
+            self.tiny += tiny
+
+    def warnings(self):
+        if not self.tiny:
+            return []
+        return [("warning", f"{self.first_tiny}: warning: {self.tiny} box(es) of the {self.key} "
+                            f"set are under 1 pixel at the network's {self.net_w}x{self.net_h} "
+                            "and are dropped in training; raise width/height or remove them")]
+
+    def summary(self, names):
+        wh = np.concatenate(self.sizes) if self.sizes else np.zeros((0, 2), np.float32)
+        counts = ", ".join(f"{names[j] if names else j} {int(c)}"
+                           for j, c in enumerate(self.per_class))
+        line = (f"{self.key}: {self.images} images ({self.negatives} without objects), "
+                f"{len(wh)} objects: {counts}")
+        if len(wh) and self.net_w and self.net_h:
+            px = wh * np.array([self.net_w, self.net_h], np.float32)
+            med, low = np.median(px, axis=0), px[np.argmin(px.prod(axis=1))]
+            line += (f"\n  boxes at the network's {self.net_w}x{self.net_h}: median "
+                     f"{med[0]:.0f}x{med[1]:.0f} px, smallest {low[0]:.1f}x{low[1]:.1f} px, "
+                     f"{int(((px[:, 0] < 16) | (px[:, 1] < 16)).sum())} under 16 px")
+        return line
 
 
 def cmd_data_shapes(args):
@@ -527,9 +594,45 @@ def cmd_reset(args):
     return 0
 
 
+def _gpu_report():
+    """Lines on CuPy, CUDA, cuDNN and the GPUs, or why there is no GPU engine."""
+    try:
+        import cupy
+    except ImportError:
+        return ["GPU: CuPy is not installed, so darknet_py runs on the CPU "
+                "(pip install -e '.[gpu]' adds CuPy, cuDNN and the cuDNN Frontend)"]
+    except Exception as e:                  # a broken CUDA install fails at import
+        return [f"GPU: CuPy does not load: {str(e).splitlines()[0]}"]
+    rt = cupy.cuda.runtime
+    try:
+        count = rt.getDeviceCount()
+        lines = [f"CuPy {cupy.__version__}, CUDA runtime {rt.runtimeGetVersion()}, "
+                 f"driver {rt.driverGetVersion()}"]
+    except Exception as e:
+        return [f"GPU: CuPy {cupy.__version__} finds no usable GPU: {str(e).splitlines()[0]}"]
+    for i in range(count):
+        props = rt.getDeviceProperties(i)
+        lines.append(f"GPU {i}: {props['name'].decode()}, compute capability "
+                     f"{props['major']}.{props['minor']}, "
+                     f"{props['totalGlobalMem'] / 2 ** 30:.0f} GiB")
+    try:
+        import cudnn
+        lines.append(f"cuDNN Frontend {cudnn.__version__}, cuDNN {cudnn.backend_version()}")
+    except Exception as e:
+        lines.append(f"cuDNN Frontend: not usable ({str(e).splitlines()[0]}); convolutions and "
+                     "batch norm fall back to CuPy kernels")
+    return lines
+
+
 def cmd_version(args):
+    """The version and what darknet_py runs on (the first thing to send with a bug report)."""
+    import platform
+    import PIL
     from . import __version__
     print(f"darknet_py {__version__}")
+    print(f"Python {platform.python_version()}, NumPy {np.__version__}, Pillow {PIL.__version__}")
+    for line in _gpu_report():
+        print(line)
     return 0
 
 
@@ -848,7 +951,8 @@ def build_parser():
     speed.add_argument("tics", nargs="?", type=_at_least(1), default=1000)
     _device_flags(speed)
     speed.set_defaults(func=cmd_speed)
-    version = commands.add_parser("version", help="print the version")
+    version = commands.add_parser("version", help="the version, and the CUDA, cuDNN and GPUs "
+                                  "darknet_py finds")
     version.set_defaults(func=cmd_version)
 
     data = commands.add_parser("data", help="datasets")

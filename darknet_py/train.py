@@ -143,6 +143,14 @@ class Trainer:
         if self.max_batches <= 0:
             raise DarknetError("max_batches is 0: set max_batches= in [net] or pass "
                                "--max-batches N", net.path, net.options.section.line)
+        if self.iteration >= self.max_batches:
+            # Darknet would save _final at once and stop, which looks like a crash
+            done = self.paths["last"] if resume else weights
+            hint = "raise max_batches (or --max-batches) to train on" if resume else \
+                "add -clear to count from 0 (fine-tuning on new data), or raise max_batches"
+            raise DarknetError(f"the weights are already at iteration {self.iteration}, not "
+                               f"below max_batches={self.max_batches}: nothing to train; {hint}",
+                               done)
         self.save_weights_every = save_weights_every or snapshot_every(self.max_batches,
                                                                        self.data)
         if self.save_weights_every < 1:
@@ -296,7 +304,10 @@ class Trainer:
                             self._stopped_by_data_error(k, clean=s == 0)
                             raise
                         self._reseed(k, s)
-                        loss += step_net.train_step(x, truth, update=False)
+                        try:
+                            loss += step_net.train_step(x, truth, update=False)
+                        except MemoryError:       # NumPy's, or CuPy's OutOfMemoryError
+                            raise self._out_of_memory(k, step_net) from None
                         if self.darknet_lines:
                             for layer in step_net.layers:
                                 if hasattr(layer, "report") and layer.report():
@@ -359,6 +370,22 @@ class Trainer:
                 bar.close()
             self._bar = None
         return status
+
+    def _out_of_memory(self, k, step_net):
+        """The one-line answer to Darknet users' most frequent problem (a CUDA out-of-memory
+        at the first iterations): make each mini-batch smaller."""
+        net = self.net
+        _, h, w = step_net.input_shape
+        where = "host" if net.xp is np else "GPU"
+        hint = f"raise subdivisions (now {net.subdivisions}) in [net] so that each mini-batch " \
+               f"of batch/subdivisions images is smaller"
+        if getattr(self, "random", False):
+            hint += f", or set random=0 in the [yolo] layers (multi-scale reaches {w}x{h})"
+        last = self._saved_iteration()
+        return DarknetError(f"out of {where} memory at iteration {k + 1} with a mini-batch of "
+                            f"{net.batch} images at {w}x{h}: {hint}; the last backup is "
+                            f"{self.paths['last']} (iteration {last})", net.path,
+                            net.options.section.line_of("subdivisions"))
 
     def _stopped_by_data_error(self, k, clean):
         """Save before a data error ends training, when the state is whole (no sub-batch of

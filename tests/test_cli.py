@@ -212,3 +212,12 @@ def test_flags_may_come_before_the_subcommand_like_the_hank_ai_fork():
     assert args.map and args.dont_show and (args.data, args.cfg) == ("a.data", "b.cfg")
     same = ["detector", "test", "-thresh", ".3", "d", "c", "w"]
     assert _flags_after_subcommand(parser, same) == same
+
+
+def test_version_says_what_darknet_py_runs_on():
+    r = run("version")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("darknet_py ") and lines[1].startswith("Python ")
+    assert "NumPy " in lines[1] and "Pillow " in lines[1]
+    assert lines[2].startswith(("GPU: ", "CuPy "))

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from darknet_py.shapes import make_shapes
@@ -121,6 +122,37 @@ def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
     r = run("data", "check", str(shapes / "shapes.data"), os.path.join(ROOT, "cfg/shapes-tiny.cfg"),
             cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.splitlines()[-1].endswith("0 error(s), 0 warning(s)")
+
+
+def test_data_check_reports_negatives_objects_per_class_and_tiny_boxes(shapes, tmp_path):
+    import shutil
+    from darknet_py.labels import read_labels
+    d = tmp_path / "d"
+    shutil.copytree(shapes / "set", d)
+    for name in ("train.txt", "valid.txt", "shapes.data"):
+        (d / name).write_text((d / name).read_text().replace(str(shapes / "set"), str(d)))
+    train = (d / "train.txt").read_text().splitlines()
+    labels = [d / "labels" / (os.path.splitext(os.path.basename(p))[0] + ".txt") for p in train]
+    expected = np.zeros(4, int)
+    for label in labels[1:]:
+        np.add.at(expected, read_labels(label)[0][:, 0].astype(int), 1)
+    labels[0].write_text("")                                     # a negative sample
+    with open(labels[1], "a") as f:
+        f.write("2 0.5 0.5 0.005 0.3\n")                     # 0.5 px wide at 96x96
+    expected[2] += 1
+    cfg = tmp_path / "c.cfg"
+    cfg.write_text(re.sub(r"(?m)^(width|height)=.*$", r"\1=96",
+                          open(os.path.join(ROOT, "cfg/shapes-tiny.cfg")).read()))
+    r = run("data", "check", str(d / "shapes.data"), str(cfg), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    counts = ", ".join(f"{n} {c}" for n, c in zip(("circle", "square", "triangle", "star"),
+                                                   expected))
+    assert f"train: {len(train)} images (1 without objects), {expected.sum()} objects: " \
+        f"{counts}" in out
+    assert f"{labels[1]}: warning: 1 box(es) of the train set are under 1 pixel at the " \
+        "network's 96x96" in out
+    assert "boxes at the network's 96x96: median " in out and "smallest 0.5x28.8 px" in out
 
 
 def test_a_region_detector_from_cfg_new_trains(shapes, tmp_path):

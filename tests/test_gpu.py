@@ -176,3 +176,11 @@ def test_gpu_maxpool_kernel_matches_numpy_on_odd_sizes(size, stride, width):
     cpu.backward(dx_cpu)
     gpu.backward(dx_gpu)
     assert rel(dx_gpu, dx_cpu) < TOL
+
+
+def test_version_reports_the_gpu_cuda_and_cudnn(capsys):
+    from darknet_py.cli import main
+    assert main(["version"]) == 0
+    out = capsys.readouterr().out
+    assert "CuPy " in out and "CUDA runtime " in out and "GPU 0: " in out
+    assert "compute capability " in out and "cuDNN Frontend " in out

@@ -124,6 +124,41 @@ def test_numbered_snapshots_follow_alexeyabs_saveweights_rule(project):
     assert (project / "c.png").exists()
 
 
+def test_weights_already_at_max_batches_are_an_error_not_an_instant_final(project):
+    """Darknet saves _final at once and stops; darknet_py says why and what to do."""
+    from darknet_py.errors import DarknetError
+    assert trainer(project, max_batches=3).run() == 0
+    final = str(project / "backup" / "halves_final.weights")
+    with pytest.raises(DarknetError, match=r"halves_final.weights: error: the weights are "
+                                           r"already at iteration 3, not below max_batches=3: "
+                                           r"nothing to train; add -clear"):
+        ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"), final,
+                          device="cpu", max_batches=3, progress=False, out=open(os.devnull, "w"))
+    with pytest.raises(DarknetError, match="raise max_batches"):
+        trainer(project, max_batches=3, resume=True)
+    fine_tune = ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
+                                  final, device="cpu", max_batches=2, clear=True,
+                                  progress=False, out=open(os.devnull, "w"))
+    assert fine_tune.run() == 0 and fine_tune.iteration == 2
+
+
+def test_out_of_memory_says_to_raise_subdivisions(project, monkeypatch):
+    """CuPy's OutOfMemoryError is a MemoryError: training stops with Darknet users' fix."""
+    from darknet_py.errors import DarknetError
+    from darknet_py.network import Network
+    t = trainer(project, max_batches=5)
+
+    def no_memory(self, *a, **kw):
+        raise MemoryError("out of memory to allocate 123 bytes")
+    monkeypatch.setattr(Network, "train_step", no_memory)
+    with pytest.raises(DarknetError) as e:
+        t.run()
+    assert str(e.value).startswith(f"{project / 'halves.cfg'}:")
+    assert "out of host memory at iteration 1 with a mini-batch of 4 images at 12x12: " \
+           "raise subdivisions (now 2) in [net]" in str(e.value)
+    assert "the last backup is " in str(e.value) and "(iteration none yet)" in str(e.value)
+
+
 def test_backup_names_use_darknets_basecfg():
     from darknet_py.train import basecfg
     assert basecfg("cfg/yolov3.tiny.cfg") == "yolov3" and basecfg("x/mnist.cfg") == "mnist"
