@@ -195,7 +195,8 @@ def _detect(args, net, names, images):
             best = sorted(((float(d.prob[c]), c) for d in low for c in range(classes)),
                           reverse=True)[:3]
             shown = ", ".join(f"{names[c]} {100 * p:.1f}%" for p, c in best) or "none"
-            print(f"nothing above -thresh {args.thresh}; the highest scores: {shown}")
+            print(f"nothing above -thresh {args.thresh}; the highest scores: {shown}"
+                  f"{_young_weights_hint(net)}")
         out = "predictions.jpg" if len(paths) == 1 else \
             os.path.splitext(os.path.basename(path))[0] + "_predictions.jpg"
         if args.out_dir:
@@ -216,6 +217,16 @@ def _detect(args, net, names, images):
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
     return 0
+
+
+def _young_weights_hint(net, enough=1000):
+    """Darknet users' 'no detections after training': say when the weights are barely trained
+    (their header's seen counter, in iterations of this cfg's batch)."""
+    iterations = net.seen // max(1, net.options.cfg_batch)
+    if iterations >= enough:
+        return ""
+    return (f" (the weights have seen {net.seen} images, {iterations} iterations of batch "
+            f"{net.options.cfg_batch}: a detector usually needs thousands)")
 
 
 def _names_for(data_path, classes):

@@ -74,6 +74,19 @@ def test_detector_test_map_and_calc_anchors_commands(shapes, tmp_path):
     assert "anchors = " in r.stdout and "mask = 3,4,5" in r.stdout and "filters=27" in r.stdout
 
 
+def test_no_detections_says_the_weights_are_barely_trained(shapes, tmp_path):
+    weights = shapes / "backup" / "shapes-small_final.weights"
+    if not weights.exists():
+        pytest.skip("needs the training test's weights")
+    image = open(shapes / "set" / "valid.txt").readline().strip()
+    r = run("detector", "test", str(shapes / "shapes.data"), str(shapes / "shapes-small.cfg"),
+            str(weights), image, "-thresh", "0.999", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "nothing above -thresh 0.999; the highest scores: " in r.stdout
+    assert "(the weights have seen 240 images, 30 iterations of batch 8: a detector usually " \
+           "needs thousands)" in r.stdout
+
+
 def assert_trains_three_iterations(cfg, shapes):
     """A cfg made by cfg new, at batch 4 without burn-in, trains 3 iterations on shapes."""
     from darknet_py.cfgedit import CfgDocument
