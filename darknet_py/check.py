@@ -58,7 +58,8 @@ from .activations import ACTIVATIONS as DP_ACTIVATIONS
 from .cfg import SECTION_TYPES, Option, Section, scan_cfg
 from .layers import REGISTRY as LAYER_REGISTRY
 from .network import COMMON_KEYS as DP_COMMON_KEYS
-from .network import UNSUPPORTED_SECTIONS, NetOptions
+from .network import (NET_UNIMPLEMENTED, UNSUPPORTED_SECTIONS, NetOptions,
+                      asks_for_something)
 from .policies import POLICIES
 
 __all__ = ["Finding", "check_cfg", "main_check", "KNOWN_KEYS"]
@@ -466,6 +467,10 @@ class _Checker:
                 origin = _ORIGIN[sec.type].get(key, "Darknet")
                 self.warn(opt.line, f"option '{key}' in [{sec.name}] ({origin}) is not "
                                     "supported by darknet_py, which ignores it")
+            elif sec.type == "net" and key in NET_UNIMPLEMENTED and \
+                    asks_for_something(opt.value, NET_UNIMPLEMENTED[key]):
+                self.warn(opt.line, f"{key}={opt.value} in [{sec.name}]: darknet_py's training "
+                                    "does not implement it and trains without it")
         return opts, vals
 
     def unknown_key(self, sec, key, opt, opts, known):

@@ -99,10 +99,20 @@ class ClassificationSet:
     def __len__(self):
         return len(self.labels)
 
-    def batch(self, indexes, shape):
-        """float32 (n, c, h, w) in [0, 1] and one-hot truth (n, classes)."""
+    def batch(self, indexes, shape, augment=None, rng=None):
+        """float32 (n, c, h, w) in [0, 1] and one-hot truth (n, classes).  ``augment`` (a
+        classaug.ClassifierAugment, with ``rng``) crops image files the way pj's classifier
+        training does; without it they are resized to the network."""
         c, h, w = shape
-        if self.images is not None:
+        if self.images is None and augment is not None:
+            from .detdata import _pool
+            seeds = rng.integers(0, 2 ** 63, len(indexes))
+
+            def one(k):
+                img = load_image(self.paths[indexes[k]], (c, None, None))
+                return augment(img, np.random.default_rng(seeds[k]))
+            x = np.stack(list(_pool().map(one, range(len(indexes)))))
+        elif self.images is not None:
             x = self.images[indexes].astype(np.float32) / 255.0
             if x.ndim == 3:
                 x = x[:, None]
@@ -145,12 +155,15 @@ def open_image(path):
 
 
 def load_image(path, shape, letterbox=False):
-    """An image file as float32 (c, h, w) in [0, 1], resized (or letterboxed) to the net."""
+    """An image file as float32 (c, h, w) in [0, 1], resized (or letterboxed) to the net;
+    ``shape`` (c, None, None) keeps its size."""
     from PIL import Image
     c, h, w = shape
     with open_image(path) as im:
         im = im.convert("L" if c == 1 else "RGB")
-        if letterbox and im.size != (w, h):
+        if w is None:                       # as it is (the classifier's crops start from it)
+            pass
+        elif letterbox and im.size != (w, h):
             scale = min(w / im.width, h / im.height)
             nw, nh = max(1, round(im.width * scale)), max(1, round(im.height * scale))
             canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))

@@ -21,19 +21,39 @@ from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
 # Keys every layer section accepts (pj parse_network_cfg), read quietly.
 COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "dontload",
                          "dontloadscales", "learning_rate", "smooth"))
-# [net] keys that only the training/data code reads; listed so they are not reported as unknown.
-NET_DATA_KEYS = {
-    "max_crop": int, "min_crop": int, "max_ratio": float, "min_ratio": float, "center": int,
-    "angle": float, "aspect": float, "saturation": float, "exposure": float, "hue": float,
-    "random": float, "notruth": int, "mosaic": int, "cutmix": int, "mixup": int,
-    "letter_box": int, "flip": int, "blur": int, "gaussian_noise": int,
-    "label_smooth_eps": float, "resize_step": int, "loss_scale": float, "ema_alpha": float,
-    "try_fix_nan": int, "dynamic_minibatch": int, "optimized_memory": int,
-    "workspace_size_limit_MB": float, "max_chart_loss": float, "track": int,
-    "augment_speed": int, "sequential_subdivisions": int, "adversarial_lr": float,
-    "seq_scales": str, "contrastive": int, "unsupervised": int, "contrastive_jit_flip": int,
-    "contrastive_color": int, "attention": int, "adversarial": int,
+# [net] keys that only the training/data code reads (detection augmentation and the input
+# placement).
+NET_DATA_KEYS = {"saturation": float, "exposure": float, "hue": float, "letter_box": int,
+                 "flip": int}
+# Darknet's other [net] training keys, with the value that leaves training as darknet_py does
+# it (None: any value asks for something).  darknet_py does not implement them: a training run
+# (and `cfg check`) says so for each one set otherwise, instead of training silently without.
+NET_UNIMPLEMENTED = {
+    "random": 0, "notruth": 0, "mosaic": 0, "cutmix": 0, "mixup": 0,
+    "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32, "ema_alpha": 0,
+    "dynamic_minibatch": 0, "sequential_subdivisions": 0, "adversarial_lr": 0,
+    "seq_scales": None, "contrastive": 0, "unsupervised": 0, "contrastive_jit_flip": 0,
+    "contrastive_color": 0, "attention": 0, "adversarial": 0,
 }
+# The classifier's crop augmentation (darknet_py/classaug.py reads them when training).
+NET_CLASSIFIER_KEYS = ("max_crop", "min_crop", "max_ratio", "min_ratio", "center", "angle",
+                       "aspect")
+# Darknet [net] keys about its own machinery (fp16 loss scaling, workspace, chart, ...): no
+# effect on what darknet_py computes, accepted quietly.
+NET_MACHINERY_KEYS = ("loss_scale", "try_fix_nan", "optimized_memory", "workspace_size_limit_MB",
+                      "max_chart_loss", "track", "augment_speed")
+
+
+def asks_for_something(value, default):
+    """Whether a NET_UNIMPLEMENTED key's value differs from what darknet_py does anyway."""
+    if default is None:
+        return True
+    try:
+        return float(value) != default
+    except ValueError:
+        return True
+
+
 UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normalization", "rnn",
                         "gru", "lstm", "crnn", "scale_channels", "sam", "gaussian_yolo",
                         "conv_lstm", "history", "local_avgpool", "contrastive", "empty",
@@ -46,7 +66,9 @@ class NetOptions:
     cfg_keys = frozenset((
         "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
         "width channels inputs policy burn_in power step scale gamma max_batches "
-        "learning_rate_min sgdr_cycle sgdr_mult steps scales").split()) | frozenset(NET_DATA_KEYS)
+        "learning_rate_min sgdr_cycle sgdr_mult steps scales").split()) | \
+        frozenset(NET_DATA_KEYS) | frozenset(NET_UNIMPLEMENTED) | frozenset(NET_MACHINERY_KEYS) | \
+        frozenset(NET_CLASSIFIER_KEYS)
 
     def __init__(self, sec):
         self.section = sec
@@ -96,6 +118,12 @@ class NetOptions:
         self.data = {key: (sec.float(key, 0.0) if kind is float else
                            sec.int(key, 0) if kind is int else sec.str(key))
                      for key, kind in NET_DATA_KEYS.items() if sec.has(key)}
+        # (key, value, line) of the training options darknet_py does not implement
+        self.unimplemented = [(key, opt.value, opt.line) for key, default in
+                              NET_UNIMPLEMENTED.items() if (opt := sec.find(key)) is not None
+                              and asks_for_something(opt.value, default)]
+        for key in NET_MACHINERY_KEYS + NET_CLASSIFIER_KEYS:     # read where they are used
+            sec.find(key)
 
     @property
     def input_shape(self):

@@ -276,6 +276,10 @@ class Trainer:
               f"{'gpu' if net.xp.__name__ == 'cupy' else 'cpu'}", file=self.out)
         print(f"Learning Rate: {o.learning_rate:g}, Momentum: {o.momentum:g}, "
               f"Decay: {o.decay:g}", file=self.out, flush=True)
+        if self.rank == 0:
+            for key, value, line in o.unimplemented:
+                print(f"{net.path}:{line}: warning: {key}={value} in [net]: darknet_py's training "
+                      "does not implement it and trains without it", file=sys.stderr)
         start_k = self.iteration
         batches = Batches(self._make, start=net.seen // net.batch)
         bar = None
@@ -431,11 +435,24 @@ class ClassifierTrainer(Trainer):
         self.valid_set = load_classification(self.data, "valid", self.classes) \
             if "valid" in self.data else None
         self.names = class_names(self.data, self.classes)
+        o = self.net.options
+        self.augment = None
+        if self.train_set.paths is not None:     # image files: pj's crops, flips, HSV
+            from .classaug import ClassifierAugment
+            self.augment = ClassifierAugment.from_section(o.section, o.width)
+        else:
+            from .network import NET_CLASSIFIER_KEYS
+            for key in NET_CLASSIFIER_KEYS:
+                if o.section.has(key) and self.rank == 0:
+                    print(f"{self.net.path}:{o.section.line_of(key)}: warning: {key} in [net]: "
+                          "IDX images are used as they are (the crop augmentation is for "
+                          "image files)", file=sys.stderr)
 
     def _make(self, k):
         idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
                                       self.seed, k))
-        return self.train_set.batch(idx, self.net.input_shape)
+        rng = np.random.default_rng([self.seed, k, 5, self.rank])
+        return self.train_set.batch(idx, self.net.input_shape, self.augment, rng)
 
     def _evaluate(self, k):
         top1, topk = evaluate(self.net, self.valid_set, self.top)
@@ -498,6 +515,7 @@ class DetectorTrainer(Trainer):
         self.hue = aug.get("hue", 0.0)
         self.saturation = aug.get("saturation", 1.0) or 1.0
         self.exposure = aug.get("exposure", 1.0) or 1.0
+        self.flip = aug.get("flip", 1) != 0          # AlexeyAB's flip=0 (e.g. text, arrows)
         self._nets = {}
         from .detect import uses_letterbox
         self.letterbox = uses_letterbox(net.options)
@@ -544,7 +562,8 @@ class DetectorTrainer(Trainer):
                                       self.seed, k))
         rng = np.random.default_rng([self.seed, k, 3, self.rank])
         x, truth = self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
-                                        self.saturation, self.exposure, letterbox=self.letterbox)
+                                        self.saturation, self.exposure, flip=self.flip,
+                                        letterbox=self.letterbox)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
             self._save_augmented(k, x, truth)

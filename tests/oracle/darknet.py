@@ -357,6 +357,9 @@ def _detect_lib() -> ctypes.CDLL:
             "shim_max_boxes": (ctypes.c_int, [_VP]),
             "shim_load_image_color": (ctypes.c_int, [ctypes.c_char_p, _F32P, ctypes.c_int, ip]),
             "shim_resize_image": (None, [_F32P] + [ctypes.c_int] * 5 + [_F32P]),
+            "shim_rotate_crop_image": (None, [_F32P] + [ctypes.c_int] * 3
+                                       + [ctypes.c_float] * 2 + [ctypes.c_int] * 2
+                                       + [ctypes.c_float] * 3 + [_F32P]),
             "shim_letterbox_image": (None, [_F32P] + [ctypes.c_int] * 5 + [_F32P]),
             "shim_detect_image": (ctypes.c_int, [_VP, _F32P, ctypes.c_int, ctypes.c_int,
                                                  ctypes.c_int, ctypes.c_float, ctypes.c_float,
@@ -407,3 +410,14 @@ def resize_image(img, w: int, h: int) -> np.ndarray:
 def letterbox_image(img, w: int, h: int) -> np.ndarray:
     """Darknet's letterbox_image of a (c, h, w) float image into a w x h canvas."""
     return _image_op(_detect_lib().shim_letterbox_image, img, w, h)
+
+
+def rotate_crop_image(img, rad: float, s: float, w: int, h: int, dx: float, dy: float,
+                      aspect: float) -> np.ndarray:
+    """Darknet's rotate_crop_image of a (c, h, w) float image to (c, h, w)."""
+    a = np.ascontiguousarray(img, dtype=np.float32)
+    c, ih, iw = a.shape
+    out = np.empty((c, int(h), int(w)), np.float32)
+    _detect_lib().shim_rotate_crop_image(_ptr(a), iw, ih, c, rad, s, int(w), int(h), dx, dy,
+                                         aspect, _ptr(out))
+    return out

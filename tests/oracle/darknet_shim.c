@@ -225,6 +225,20 @@ void shim_resize_image(const float *src, int w, int h, int c, int nw, int nh, fl
     free_image(out);
 }
 
+/* pj image.c's rotate_crop_image (exported by libdarknet, not declared in darknet.h): the
+ * classifier's crop/scale/rotation/aspect augmentation, bilinear, 0 outside the image. */
+image rotate_crop_image(image im, float rad, float s, int w, int h, float dx, float dy,
+                        float aspect);
+
+void shim_rotate_crop_image(const float *src, int w, int h, int c, float rad, float s,
+                            int nw, int nh, float dx, float dy, float aspect, float *dst)
+{
+    image im = {w, h, c, (float *)src};
+    image out = rotate_crop_image(im, rad, s, nw, nh, dx, dy, aspect);
+    memcpy(dst, out.data, (size_t)nw * nh * c * sizeof(float));
+    free_image(out);
+}
+
 void shim_letterbox_image(const float *src, int w, int h, int c, int nw, int nh, float *dst)
 {
     image im = {w, h, c, (float *)src};
