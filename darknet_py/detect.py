@@ -197,13 +197,48 @@ def _iou_many(a: np.ndarray, bs: np.ndarray) -> np.ndarray:
     return iou.astype(F32)
 
 
-def _suppress(boxes: np.ndarray, keep: np.ndarray, thresh: np.float32,
-              over: np.ndarray | None = None, rows: np.ndarray | None = None) -> None:
-    """pj's greedy NMS pass over boxes sorted best first: each box still kept clears ``keep``
-    of every later box whose IoU with it exceeds thresh (in place).
+def _diou_many(a: np.ndarray, bs: np.ndarray, beta: float) -> np.ndarray:
+    """AlexeyAB's ``box_diounms(a, b, beta)`` = IoU - (d/c)^beta, d the squared distance of the
+    centres and c the squared diagonal of the enclosing box (IoU where c = 0); float32 like
+    the C, the power in double.  ``box_diou`` is the same with beta = 0.6."""
+    iou = _iou_many(a, bs)
+    two = F32(2)
+    a = np.asarray(a, F32)
+    ax, ay, aw, ah = (a[..., i, None] if a.ndim == 2 else a[i] for i in range(4))
+    bx, by, bw, bh = (bs[:, i] for i in range(4))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        w = (np.maximum(ax + aw / two, bx + bw / two) - np.minimum(ax - aw / two, bx - bw / two))
+        h = (np.maximum(ay + ah / two, by + bh / two) - np.minimum(ay - ah / two, by - bh / two))
+        c = (w * w + h * h).astype(F32)
+        d = ((ax - bx) * (ax - bx) + (ay - by) * (ay - by)).astype(F32)
+        u = np.power((d / np.where(c == 0, F32(1), c)).astype(F32).astype(np.float64),
+                     float(F32(beta))).astype(F32)
+        return np.where(c == 0, iou, (iou - u).astype(F32)).astype(F32)
 
-    ``over`` is a precomputed (IoU > thresh) matrix of all boxes and ``rows`` these boxes' rows
-    in it; without it, IoUs are computed a block of rows at a time, skipping suppressed rows."""
+
+# nms_kind of AlexeyAB's [yolo] -> the overlap score its NMS compares with the threshold
+# (AB's diounms_sort: greedynms compares box_diou, diounms box_diounms with beta_nms,
+# cornersnms box_iou -- its box merging is commented out in AB's code).
+NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
+
+
+def _overlap(kind: str, beta: float):
+    if kind == "greedynms":
+        return lambda a, bs: _diou_many(a, bs, 0.6)
+    if kind == "diounms":
+        return lambda a, bs: _diou_many(a, bs, beta)
+    return _iou_many
+
+
+def _suppress(boxes: np.ndarray, keep: np.ndarray, thresh: np.float32,
+              over: np.ndarray | None = None, rows: np.ndarray | None = None,
+              score=_iou_many) -> None:
+    """pj's greedy NMS pass over boxes sorted best first: each box still kept clears ``keep``
+    of every later box whose IoU (``score``) with it exceeds thresh (in place).
+
+    ``over`` is a precomputed (score > thresh) matrix of all boxes and ``rows`` these boxes'
+    rows in it; without it, scores are computed a block of rows at a time, skipping suppressed
+    rows."""
     m = len(keep)
     if over is not None:
         for p in np.flatnonzero(keep[:-1]):
@@ -214,7 +249,7 @@ def _suppress(boxes: np.ndarray, keep: np.ndarray, thresh: np.float32,
         block = r + np.flatnonzero(keep[r:r + 256])
         if not block.size:
             continue
-        hits = _iou_many(boxes[block], boxes[r:]) > thresh
+        hits = score(boxes[block], boxes[r:]) > thresh
         for i, p in enumerate(block):
             if keep[p]:
                 keep[p + 1:] &= ~hits[i, p + 1 - r:]
@@ -235,8 +270,11 @@ def _zero_objectness_to_the_end(dets: list[Detection]) -> tuple[list[int], int]:
     return order, k + 1
 
 
-def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Detection]:
+def do_nms_sort(dets: list[Detection], classes: int, thresh: float, kind: str = "default",
+                beta: float = 0.6) -> list[Detection]:
     """pj ``do_nms_sort``, in place on the list (and on each ``prob``); returns ``dets``.
+    ``kind`` greedynms or diounms: AlexeyAB's ``diounms_sort`` (the same loops, comparing
+    DIoU instead of IoU).
 
     Detections with objectness 0 are swapped to the end (pj's swap loop) and ignored.  Then for
     every class k: the rest is sorted by prob[k], descending (glibc's qsort is a stable merge
@@ -251,6 +289,7 @@ def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Dete
                          F32).reshape(total, classes)
         perm = np.arange(total)             # current array position -> row of boxes/probs
         t = F32(thresh)
+        score = _overlap(kind, beta)
         over = None
         # one IoU matrix for every class (<= 64 MiB) when the per-class passes would compute
         # more pairs than it has
@@ -258,7 +297,7 @@ def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Dete
         if total <= 8192 and pairs > total * total:
             over = np.empty((total, total), bool)
             for r in range(0, total, 256):
-                over[r:r + 256] = _iou_many(boxes[r:r + 256], boxes) > t
+                over[r:r + 256] = score(boxes[r:r + 256], boxes) > t
         for c in range(classes):
             perm = perm[np.argsort(-probs[perm, c], kind="stable")]
             col = probs[perm, c]            # a copy, kept in sync with probs below
@@ -267,7 +306,7 @@ def do_nms_sort(dets: list[Detection], classes: int, thresh: float) -> list[Dete
             nonzero = np.flatnonzero(col)
             m = int(nonzero[-1]) + 1 if nonzero.size else 0
             keep = col[:m] != 0
-            _suppress(boxes[perm[:m]], keep, t, over, perm[:m])
+            _suppress(boxes[perm[:m]], keep, t, over, perm[:m], score)
             probs[perm[:m][~keep], c] = 0
         for row, d in enumerate(live):
             prob = dets[d].prob
@@ -480,7 +519,7 @@ def network_classes(net) -> int:
 
 def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45):
     """pj test_detector for one image: load (a path, or a (3, h, w) float array), letterbox to
-    the network size, forward, get_network_boxes(relative=1), do_nms_sort when nms > 0.
+    the network size, forward, get_network_boxes(relative=1), NMS when nms > 0.
 
     Returns ``(image_chw, dets)``."""
     im = load_image_color(image) if isinstance(image, (str, os.PathLike)) else _as_chw(image)
@@ -490,8 +529,16 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
     net.forward(sized[None])
     dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1)
     if nms > 0:
-        do_nms_sort(dets, network_classes(net), nms)
+        network_nms(net, dets, nms)
     return im, dets
+
+
+def network_nms(net, dets: list[Detection], thresh: float) -> list[Detection]:
+    """The NMS a detector's test command runs: pj's do_nms_sort, or AlexeyAB's diounms_sort
+    when the last layer sets ``nms_kind`` (greedynms, diounms with ``beta_nms``)."""
+    last = net.layers[-1]
+    return do_nms_sort(dets, network_classes(net), thresh, getattr(last, "nms_kind", "default"),
+                       getattr(last, "beta_nms", 0.6))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -461,7 +461,7 @@ class ClassifierTrainer(Trainer):
 
 def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16):
     """Per valid image: the (class, prob, x, y, w, h) detections and the truths, as AB's map."""
-    from .detect import (do_nms_sort, get_network_boxes, letterbox, load_image_color,
+    from .detect import (get_network_boxes, letterbox, load_image_color, network_nms,
                          network_size, resize_image, uses_letterbox)
     net_w, net_h = network_size(net)
     fit = letterbox if uses_letterbox(net.options) else resize_image
@@ -474,7 +474,7 @@ def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16):
         for b, (i, im) in enumerate(zip(idx, images)):
             dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, 0.5, 1,
                                      batch_index=b)
-            do_nms_sort(dets, dataset.classes, nms)
+            network_nms(net, dets, nms)
             rows = [(c, d.prob[c], d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h)
                     for d in dets for c in range(dataset.classes) if d.prob[c] > thresh]
             detections.append(rows)

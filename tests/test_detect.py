@@ -107,6 +107,30 @@ def test_box_iou_zero_area_is_zero_not_nan():
 # NMS
 # ------------------------------------------------------------------------------------------------
 
+def test_diou_of_two_boxes_is_alexeyabs_box_diounms():
+    a, b = (0.5, 0.5, 0.2, 0.2), (0.6, 0.5, 0.2, 0.2)
+    iou = 0.02 / 0.06                                  # overlap 0.1 x 0.2 over the union
+    c, d = 0.3 ** 2 + 0.2 ** 2, 0.1 ** 2             # enclosing diagonal^2, centre distance^2
+    got = D._diou_many(np.float32(a), np.float32(b).reshape(1, 4), 0.6)[0]
+    assert got == pytest.approx(iou - (d / c) ** 0.6, abs=2e-6)
+    same = D._diou_many(np.float32(a), np.float32(a).reshape(1, 4), 0.6)[0]
+    assert same == pytest.approx(1.0)                # d = 0: DIoU is the IoU
+
+
+def test_yolo_nms_kind_selects_the_detectors_nms():
+    from conftest import build
+    net = build("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=12\n"
+                "size=1\nactivation=linear\n[yolo]\nmask=0,1\nnum=2\nanchors=1,1,2,2\n"
+                "classes=1\nnms_kind=diounms\nbeta_nms=0.7\n")
+    assert (net.layers[-1].nms_kind, net.layers[-1].beta_nms) == ("diounms", 0.7)
+    # two boxes whose IoU (0.5) passes .45 but whose DIoU does not: diounms keeps both
+    dets = [det(.5, .5, .3, .3, .9, [.9]), det(.5 + .3 / 3, .5, .3, .3, .9, [.8])]
+    kept = D.network_nms(net, [D.Detection(d.bbox, d.objectness, d.prob.copy(), 1)
+                              for d in dets], .45)
+    assert sum(float(d.prob[0]) > 0 for d in kept) == 2
+    assert sum(float(d.prob[0]) > 0 for d in D.do_nms_sort(dets, 1, .45)) == 1
+
+
 def test_do_nms_sort_handcrafted():
     # A and B overlap (IoU 0.6 > .45), C overlaps A weakly (IoU ~0.14), Z has objectness 0.
     A = det(.30, .30, .20, .20, .9, [.80, .00, .70])
@@ -159,8 +183,9 @@ def _pj_swap_zero_objectness_to_the_end(dets):
     return dets, k + 1
 
 
-def _pj_do_nms_sort(dets, classes, thresh):
-    """pj's do_nms_sort written out loop for loop (the reference for the vectorised one)."""
+def _pj_do_nms_sort(dets, classes, thresh, score=D._iou_many):
+    """pj's do_nms_sort (AB's diounms_sort with another ``score``) written out loop for loop,
+    the reference for the vectorised one."""
     dets, total = _pj_swap_zero_objectness_to_the_end(dets)
     for c in range(classes):
         dets[:total] = sorted(dets[:total], key=lambda d: -d.prob[c])      # stable, like glibc
@@ -169,13 +194,14 @@ def _pj_do_nms_sort(dets, classes, thresh):
             if dets[a].prob[c] == 0:
                 continue
             # for b in a+1..total: if box_iou(a, b) > thresh: prob[b][c] = 0 (a row at a time)
-            for b in np.flatnonzero(D._iou_many(boxes[a], boxes[a + 1:]) > F32(thresh)):
+            for b in np.flatnonzero(score(boxes[a], boxes[a + 1:]) > F32(thresh)):
                 dets[a + 1 + b].prob[c] = 0
     return dets
 
 
+@pytest.mark.parametrize("kind", ["default", "greedynms", "diounms"])
 @pytest.mark.parametrize("n,classes", [(40, 3), (600, 2), (300, 9)])
-def test_do_nms_sort_equals_pj_loops_on_crowded_random_boxes(n, classes, rng):
+def test_do_nms_sort_equals_pj_loops_on_crowded_random_boxes(n, classes, kind, rng):
     """Ties, zero objectness, repeated boxes and many overlaps; sizes that take the per-class
     path (few classes) and the shared IoU-matrix path (many), across 256-row blocks."""
     xy = rng.choice(np.linspace(.3, .7, 7), (n, 2))
@@ -184,7 +210,10 @@ def test_do_nms_sort_equals_pj_loops_on_crowded_random_boxes(n, classes, rng):
     objectness = rng.choice([0., .7], n, p=[.1, .9])
     make = lambda: [det(*xy[j], *wh[j], objectness[j], probs[j].copy())  # noqa: E731
                     for j in range(n)]
-    want, got = _pj_do_nms_sort(make(), classes, .45), D.do_nms_sort(make(), classes, .45)
+    score = {"default": D._iou_many, "greedynms": lambda a, b: D._diou_many(a, b, 0.6),
+             "diounms": lambda a, b: D._diou_many(a, b, 0.8)}[kind]
+    want = _pj_do_nms_sort(make(), classes, .45, score)
+    got = D.do_nms_sort(make(), classes, .45, kind, beta=0.8)
     assert [d.bbox for d in got] == [d.bbox for d in want]
     np.testing.assert_array_equal([d.prob for d in got], [d.prob for d in want])
     assert 0 < sum(int((d.prob == 0).sum()) for d in got) < n * classes

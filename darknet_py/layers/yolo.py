@@ -154,11 +154,15 @@ class YoloLayer(_DetectionHead):
         if section.bool("new_coords"):
             raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
                                     "darknet_py yet", section.path, section.line_of("new_coords"))
+        # AlexeyAB's NMS for this detector (detect.network_nms)
+        from ..detect import NMS_KINDS
+        layer.nms_kind = section.choice("nms_kind", "default", NMS_KINDS)
+        layer.beta_nms = section.float("beta_nms", 0.6)
         # read so they are not reported unused: inference does not depend on them
-        for key in ("delta_normalizer", "beta_nms", "max_delta", "resize", "label_smooth_eps",
+        for key in ("delta_normalizer", "max_delta", "resize", "label_smooth_eps",
                     "objectness_smooth"):
             section.float(key, 0.0)
-        for key in ("iou_thresh_kind", "nms_kind", "counters_per_class"):
+        for key in ("iou_thresh_kind", "counters_per_class"):
             section.str(key)
         for key in ("focal_loss", "show_details"):
             section.int(key, 0)
