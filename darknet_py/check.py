@@ -58,8 +58,7 @@ from .activations import ACTIVATIONS as DP_ACTIVATIONS
 from .cfg import SECTION_TYPES, Option, Section, scan_cfg
 from .layers import REGISTRY as LAYER_REGISTRY
 from .network import COMMON_KEYS as DP_COMMON_KEYS
-from .network import (NET_UNIMPLEMENTED, UNSUPPORTED_SECTIONS, NetOptions,
-                      asks_for_something)
+from .network import UNSUPPORTED_SECTIONS, NetOptions, asks_for_something
 from .policies import POLICIES
 
 __all__ = ["Finding", "check_cfg", "main_check", "KNOWN_KEYS"]
@@ -455,6 +454,8 @@ class _Checker:
         dp = DP_KEYS.get(sec.type)
         if dp is not None and sec.type != "net":
             dp = dp | set(DP_COMMON_KEYS)
+        reader = NetOptions if sec.type == "net" else LAYER_REGISTRY.get(sec.type)
+        unimplemented = getattr(reader, "training_unimplemented", {})
         for key, opt in opts.items():
             kind = known.get(key)
             if kind is None:
@@ -467,8 +468,7 @@ class _Checker:
                 origin = _ORIGIN[sec.type].get(key, "Darknet")
                 self.warn(opt.line, f"option '{key}' in [{sec.name}] ({origin}) is not "
                                     "supported by darknet_py, which ignores it")
-            elif sec.type == "net" and key in NET_UNIMPLEMENTED and \
-                    asks_for_something(opt.value, NET_UNIMPLEMENTED[key]):
+            elif key in unimplemented and asks_for_something(opt.value, unimplemented[key]):
                 self.warn(opt.line, f"{key}={opt.value} in [{sec.name}]: darknet_py's training "
                                     "does not implement it and trains without it")
         return opts, vals

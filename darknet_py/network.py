@@ -45,13 +45,23 @@ NET_MACHINERY_KEYS = ("loss_scale", "try_fix_nan", "optimized_memory", "workspac
 
 
 def asks_for_something(value, default):
-    """Whether a NET_UNIMPLEMENTED key's value differs from what darknet_py does anyway."""
+    """Whether the value of a key darknet_py's training does not implement differs from what
+    it does anyway (``default``; None: any value asks for something)."""
     if default is None:
         return True
+    if isinstance(default, str):
+        return value != default
     try:
         return float(value) != default
     except ValueError:
         return True
+
+
+def unimplemented_in(section, table):
+    """(key, value, line) of the keys of ``table`` that ``section`` sets to something that
+    matters (they are marked read)."""
+    return [(key, opt.value, opt.line) for key, default in table.items()
+            if (opt := section.find(key)) is not None and asks_for_something(opt.value, default)]
 
 
 UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normalization", "rnn",
@@ -62,6 +72,8 @@ UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normal
 
 class NetOptions:
     """The typed ``[net]`` options with Darknet's defaults (pj parse_net_options)."""
+
+    training_unimplemented = NET_UNIMPLEMENTED
 
     cfg_keys = frozenset((
         "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
@@ -119,9 +131,7 @@ class NetOptions:
                            sec.int(key, 0) if kind is int else sec.str(key))
                      for key, kind in NET_DATA_KEYS.items() if sec.has(key)}
         # (key, value, line) of the training options darknet_py does not implement
-        self.unimplemented = [(key, opt.value, opt.line) for key, default in
-                              NET_UNIMPLEMENTED.items() if (opt := sec.find(key)) is not None
-                              and asks_for_something(opt.value, default)]
+        self.unimplemented = unimplemented_in(sec, NET_UNIMPLEMENTED)
         for key in NET_MACHINERY_KEYS + NET_CLASSIFIER_KEYS:     # read where they are used
             sec.find(key)
 

@@ -277,9 +277,13 @@ class Trainer:
         print(f"Learning Rate: {o.learning_rate:g}, Momentum: {o.momentum:g}, "
               f"Decay: {o.decay:g}", file=self.out, flush=True)
         if self.rank == 0:
-            for key, value, line in o.unimplemented:
-                print(f"{net.path}:{line}: warning: {key}={value} in [net]: darknet_py's training "
-                      "does not implement it and trains without it", file=sys.stderr)
+            sections = [("net", o.unimplemented)] + [(layer.section_name, layer.unimplemented)
+                                                      for layer in net.layers]
+            for name, found in sections:
+                for key, value, line in found:
+                    print(f"{net.path}:{line}: warning: {key}={value} in [{name}]: darknet_py's "
+                          "training does not implement it and trains without it",
+                          file=sys.stderr)
         start_k = self.iteration
         batches = Batches(self._make, start=net.seen // net.batch)
         bar = None

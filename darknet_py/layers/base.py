@@ -35,6 +35,9 @@ class Layer:
     #: the section keys ``from_cfg`` reads (besides network.COMMON_KEYS): reading another one
     #: is a programming error, and ``cfg check`` calls any other Darknet key unsupported
     cfg_keys = frozenset()
+    #: keys of Darknet's training this layer reads but does not implement, with the value
+    #: that changes nothing (None: any); a training run and `cfg check` name the ones set
+    training_unimplemented = {}
     #: names of the parameter arrays, each paired with ``<name>_updates`` style buffers
     params = ()
     #: the previous layer must give an image (c, h, w), not a flat vector
@@ -42,6 +45,7 @@ class Layer:
 
     def __init__(self):
         self.index = 0
+        self.unimplemented = []      # (key, value, line): see training_unimplemented
         self.c = self.h = self.w = 0
         self.out_c = self.out_h = self.out_w = 0
         self.flat = False

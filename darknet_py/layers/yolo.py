@@ -115,6 +115,10 @@ class YoloLayer(_DetectionHead):
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details"
     ).split())
+    training_unimplemented = {"max_delta": None, "label_smooth_eps": 0, "focal_loss": 0,
+                              "objectness_smooth": 0, "delta_normalizer": 1,
+                              "counters_per_class": None, "iou_thresh_kind": "iou",
+                              "resize": 1}
     coords = 4
 
     @classmethod
@@ -158,14 +162,10 @@ class YoloLayer(_DetectionHead):
         from ..detect import NMS_KINDS
         layer.nms_kind = section.choice("nms_kind", "default", NMS_KINDS)
         layer.beta_nms = section.float("beta_nms", 0.6)
-        # read so they are not reported unused: inference does not depend on them
-        for key in ("delta_normalizer", "max_delta", "resize", "label_smooth_eps",
-                    "objectness_smooth"):
-            section.float(key, 0.0)
-        for key in ("iou_thresh_kind", "counters_per_class"):
-            section.str(key)
-        for key in ("focal_loss", "show_details"):
-            section.int(key, 0)
+        # AlexeyAB's training options darknet_py does not implement: named when training
+        from ..network import unimplemented_in
+        layer.unimplemented = unimplemented_in(section, cls.training_unimplemented)
+        section.int("show_details", 1)
         layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
         layer.net_options = ctx.net
         layer._shape_check(section, layer.n * (layer.classes + 5),
