@@ -48,19 +48,30 @@ class DetectionSet:
         return len(self.paths)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True, letterbox=True):
+              flip=True, letterbox=True, mosaic=False):
         """Augmented images and truths; images are prepared in parallel threads, each with its
-        own generator drawn from ``rng``, so the result does not depend on the thread count."""
+        own generator drawn from ``rng``, so the result does not depend on the thread count.
+        ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the batch's image and
+        three drawn from the whole set)."""
         c, h, w = shape
         x = np.empty((len(indexes), c, h, w), np.float32)
         truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
         seeds = rng.integers(0, 2 ** 63, len(indexes))
 
+        def load(i, r):
+            return augment(self.paths[i], self.boxes[i], (c, h, w), r, jitter, hue, saturation,
+                           exposure, flip, letterbox, placement=True)
+
         def one(k):
             r = np.random.default_rng(seeds[k])
             i = indexes[k]
-            x[k], rows = augment(self.paths[i], self.boxes[i], (c, h, w), r, jitter, hue,
-                                 saturation, exposure, flip, letterbox)
+            if mosaic and r.random() < 0.5:
+                others = r.integers(0, len(self.paths), 3)
+                parts = [load(j, r) for j in [i, *others]]
+                order = r.permutation(4)              # the batch's image in any quadrant
+                x[k], rows = mosaic_of([parts[q] for q in order], r)
+            else:
+                x[k], rows, _ = load(i, r)
             rows = rows[r.permutation(len(rows))][:self.max_boxes]
             truth[k, :rows.size] = rows.ravel()
 
@@ -94,10 +105,13 @@ def rand_scale(rng, s):
     return u if rng.random() < 0.5 else 1.0 / u
 
 
-def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True):
+def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
+            placement=False):
     """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
     on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
-    each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows."""
+    each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
+    (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
+    (left, top, right, bottom) in pixels, the rest being padding."""
     from PIL import Image
     c, h, w = shape
     with open_image(path) as im:
@@ -158,4 +172,48 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
         rows = out[(out[:, 2] >= 0.001) & (out[:, 3] >= 0.001)]
     else:
         rows = np.zeros((0, 5))
-    return np.ascontiguousarray(a), rows.astype(np.float32)
+    a, rows = np.ascontiguousarray(a), rows.astype(np.float32)
+    if not placement:
+        return a, rows
+    left, right = max(0.0, dx), min(float(w), dx + nw)
+    if flipped:
+        left, right = w - right, w - left
+    return a, rows, (left, max(0.0, dy), right, min(float(h), dy + nh))
+
+
+def mosaic_of(parts, rng):
+    """AlexeyAB's mosaic (data.c load_data_detection, mosaic=1) of four augmented images
+    ``(image, rows, placement)``: a split point uniform in [20%, 80%] of the width and height
+    cuts the canvas into four quadrants (top-left, top-right, bottom-left, bottom-right); each
+    takes the part of its image nearest the split, moved inward past the image's padding (AB's
+    left/right/top/bot_shift).  Boxes move with their pixels and are clipped to their quadrant
+    (AB's mosaic_bound=1; with its default a box may reach into a neighbour's pixels); those
+    under one pixel are dropped."""
+    c, h, w = parts[0][0].shape
+    cut_x = int(rng.integers(w * 20 // 100, w * 80 // 100 + 1))
+    cut_y = int(rng.integers(h * 20 // 100, h * 80 // 100 + 1))
+    out = np.empty((c, h, w), np.float32)
+    kept = []
+    for q, (img, rows, (left, top, right, bottom)) in enumerate(parts):
+        east, south = q in (1, 3), q in (2, 3)
+        qw, qh = (w - cut_x if east else cut_x), (h - cut_y if south else cut_y)
+        # source corner: the east quadrants start at the image's left edge (past its padding),
+        # the west ones end at its right edge; likewise vertically
+        sx = min(cut_x, max(0, int(left))) if east else \
+            w - cut_x - min(w - cut_x, max(0, int(w - right)))
+        sy = min(cut_y, max(0, int(top))) if south else \
+            h - cut_y - min(h - cut_y, max(0, int(h - bottom)))
+        ox, oy = (cut_x if east else 0), (cut_y if south else 0)
+        out[:, oy:oy + qh, ox:ox + qw] = img[:, sy:sy + qh, sx:sx + qw]
+        if not len(rows):
+            continue
+        r = rows.astype(np.float64)
+        x0 = np.clip((r[:, 0] - r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
+        x1 = np.clip((r[:, 0] + r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
+        y0 = np.clip((r[:, 1] - r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
+        y1 = np.clip((r[:, 1] + r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
+        moved = np.stack([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h,
+                          r[:, 4]], axis=1)
+        kept.append(moved[(x1 - x0 >= 1) & (y1 - y0 >= 1)])
+    rows = np.concatenate(kept) if kept else np.zeros((0, 5))
+    return out, rows.astype(np.float32)

@@ -1,0 +1,81 @@
+"""AlexeyAB's mosaic (mosaic=1): four images in four quadrants, boxes moved with their pixels."""
+
+import numpy as np
+import pytest
+
+from conftest import rng_for_test
+from darknet_py.detdata import DetectionSet, mosaic_of
+
+W, H = 96, 64
+
+
+def test_quadrants_split_between_20_and_80_percent_and_keep_each_image():
+    colours = np.float32([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+    parts = [(np.broadcast_to(col[:, None, None], (3, H, W)).copy(), np.zeros((0, 5)),
+              (0, 0, W, H)) for col in colours]
+    out, rows = mosaic_of(parts, np.random.default_rng(4))
+    assert out.shape == (3, H, W) and rows.shape == (0, 5)
+    cut_x = int(np.argmax(out[0, 0] != 1))               # where red stops on the top row
+    cut_y = int(np.argmax(out[2, :, 0] != 0))            # where red meets blue below it
+    assert .2 * W <= cut_x <= .8 * W and .2 * H <= cut_y <= .8 * H
+    for (y, x), col in zip([(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1)], colours):
+        np.testing.assert_array_equal(out[:, y, x], col)
+    np.testing.assert_array_equal(out[:, cut_y - 1, cut_x - 1], colours[0])
+    np.testing.assert_array_equal(out[:, cut_y, cut_x], colours[3])
+
+
+def test_a_box_moves_with_its_pixels_and_is_clipped_to_its_quadrant():
+    img = np.zeros((3, H, W), np.float32)
+    img[0, 20:60, 30:80] = 1                              # a red object, x 30..80, y 20..60
+    rows = np.float32([[55 / W, 40 / H, 50 / W, 40 / H, 2]])
+    blank = np.zeros_like(img)
+    parts = [(img, rows, (0, 0, W, H))] + [(blank, np.zeros((0, 5), np.float32), (0, 0, W, H))
+                                           for _ in range(3)]
+    out, moved = mosaic_of(parts, np.random.default_rng(1))
+    # quadrant 0 shows the bottom-right cut_x x cut_y of image 0: the object's pixels there
+    red = out[0] == 1
+    ys, xs = np.nonzero(red)
+    assert len(moved) == 1 and moved[0, 4] == 2
+    x, y, w, h = moved[0, :4] * [W, H, W, H]
+    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == \
+        pytest.approx((x - w / 2, x + w / 2, y - h / 2, y + h / 2), abs=1e-4)
+
+
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_every_mosaic_box_covers_its_object_and_every_object_has_a_box(tmp_path, letterbox):
+    """Images with red boxes on blue: after mosaics (jitter, flips, resizing), the red pixels
+    are those inside the truth boxes -- labels and pixels moved together."""
+    from PIL import Image
+    rng = rng_for_test()
+    lines = []
+    for i in range(6):
+        iw, ih = int(rng.integers(60, 140)), int(rng.integers(60, 140))
+        a = np.zeros((ih, iw, 3), np.uint8)
+        a[..., 2] = 255
+        rows = []
+        for _ in range(2):
+            bw, bh = int(rng.integers(12, iw // 2)), int(rng.integers(12, ih // 2))
+            x0, y0 = int(rng.integers(0, iw - bw)), int(rng.integers(0, ih - bh))
+            a[y0:y0 + bh, x0:x0 + bw] = (255, 0, 0)
+            rows.append(f"0 {(x0 + bw / 2) / iw} {(y0 + bh / 2) / ih} {bw / iw} {bh / ih}")
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+        (tmp_path / f"{i}.txt").write_text("\n".join(rows) + "\n")
+        lines.append(str(tmp_path / f"{i}.png"))
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    data = DetectionSet(str(tmp_path / "train.txt"), 1)
+    x, truth = data.batch(list(range(6)) * 3, (3, H, W), np.random.default_rng(3), jitter=.2,
+                          letterbox=letterbox, mosaic=True)
+    for img, t in zip(x, truth):
+        rows = t.reshape(-1, 5)
+        rows = rows[rows[:, 2] > 0]
+        inside = np.zeros((H, W), bool)
+        for cx, cy, bw, bh, _ in rows:
+            x0, x1 = int(round((cx - bw / 2) * W)), int(round((cx + bw / 2) * W))
+            y0, y1 = int(round((cy - bh / 2) * H)), int(round((cy + bh / 2) * H))
+            core = img[:, y0 + 1:y1 - 1, x0 + 1:x1 - 1]
+            if core.size:
+                assert (core[0] > .5).mean() > .9          # the box is red inside
+            inside[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = True
+        red = (img[0] > .6) & (img[2] < .4)
+        # no red object without a box: what is left are slivers under a pixel, dropped
+        assert (red & ~inside).sum() <= H * W // 100
