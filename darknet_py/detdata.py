@@ -48,11 +48,12 @@ class DetectionSet:
         return len(self.paths)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True, letterbox=True, mosaic=False):
+              flip=True, letterbox=True, mosaic=False, mixup=False):
         """Augmented images and truths; images are prepared in parallel threads, each with its
         own generator drawn from ``rng``, so the result does not depend on the thread count.
         ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the batch's image and
-        three drawn from the whole set)."""
+        three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup, the image
+        blended half and half with another one drawn from the set, with the boxes of both."""
         c, h, w = shape
         x = np.empty((len(indexes), c, h, w), np.float32)
         truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
@@ -70,6 +71,10 @@ class DetectionSet:
                 parts = [load(j, r) for j in [i, *others]]
                 order = r.permutation(4)              # the batch's image in any quadrant
                 x[k], rows = mosaic_of([parts[q] for q in order], r)
+            elif mixup and r.random() < 0.5:
+                (a, rows_a, _), (b, rows_b, _) = load(i, r), load(int(r.integers(len(self))), r)
+                x[k] = (a + b) * np.float32(0.5)
+                rows = np.concatenate([rows_a, rows_b])
             else:
                 x[k], rows, _ = load(i, r)
             rows = rows[r.permutation(len(rows))][:self.max_boxes]

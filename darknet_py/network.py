@@ -24,12 +24,12 @@ COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "do
 # [net] keys that only the training/data code reads (detection augmentation and the input
 # placement).
 NET_DATA_KEYS = {"saturation": float, "exposure": float, "hue": float, "letter_box": int,
-                 "flip": int, "mosaic": int}
+                 "flip": int, "mosaic": int, "mixup": int}
 # Darknet's other [net] training keys, with the value that leaves training as darknet_py does
 # it (None: any value asks for something).  darknet_py does not implement them: a training run
 # (and `cfg check`) says so for each one set otherwise, instead of training silently without.
 NET_UNIMPLEMENTED = {
-    "random": 0, "notruth": 0, "cutmix": 0, "mixup": 0,
+    "random": 0, "notruth": 0, "cutmix": 0,
     "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32, "ema_alpha": 0,
     "dynamic_minibatch": 0, "sequential_subdivisions": 0, "adversarial_lr": 0,
     "seq_scales": None, "contrastive": 0, "unsupervised": 0, "contrastive_jit_flip": 0,

@@ -521,6 +521,8 @@ class DetectorTrainer(Trainer):
         self.exposure = aug.get("exposure", 1.0) or 1.0
         self.flip = aug.get("flip", 1) != 0          # AlexeyAB's flip=0 (e.g. text, arrows)
         self.mosaic = aug.get("mosaic", 0) != 0
+        # AB's mixup=1; with mosaic=1 set too, AB's parser makes it a mosaic
+        self.mixup = aug.get("mixup", 0) != 0 and not self.mosaic
         self._nets = {}
         from .detect import uses_letterbox
         self.letterbox = uses_letterbox(net.options)
@@ -568,7 +570,8 @@ class DetectorTrainer(Trainer):
         rng = np.random.default_rng([self.seed, k, 3, self.rank])
         x, truth = self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
                                         self.saturation, self.exposure, flip=self.flip,
-                                        letterbox=self.letterbox, mosaic=self.mosaic)
+                                        letterbox=self.letterbox, mosaic=self.mosaic,
+                                        mixup=self.mixup)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
             self._save_augmented(k, x, truth)

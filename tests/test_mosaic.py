@@ -79,3 +79,29 @@ def test_every_mosaic_box_covers_its_object_and_every_object_has_a_box(tmp_path,
         red = (img[0] > .6) & (img[2] < .4)
         # no red object without a box: what is left are slivers under a pixel, dropped
         assert (red & ~inside).sum() <= H * W // 100
+
+
+def test_mixup_blends_two_images_and_keeps_the_boxes_of_both(tmp_path):
+    """AlexeyAB's mixup=1: half the images are the average of two, with both sets of boxes."""
+    from PIL import Image
+    lines = []
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        Image.new("RGB", (W, H), colour).save(tmp_path / f"{i}.png")
+        (tmp_path / f"{i}.txt").write_text(f"{i} 0.5 0.5 0.5 0.5\n")
+        lines.append(str(tmp_path / f"{i}.png"))
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    data = DetectionSet(str(tmp_path / "train.txt"), 2)
+    x, truth = data.batch([0] * 16, (3, H, W), np.random.default_rng(2), jitter=0, flip=False,
+                          letterbox=False, mixup=True)
+    pairs = 0
+    for k in range(16):
+        rows = truth[k].reshape(-1, 5)
+        classes = sorted(rows[rows[:, 2] > 0, 4].astype(int).tolist())
+        pixel = x[k, :, 5, 5]
+        if classes == [0, 1]:                     # blended with the blue image
+            pairs += 1
+            np.testing.assert_allclose(pixel, [0.5, 0, 0.5], atol=1 / 255)
+        else:                                     # alone, or blended with itself
+            assert classes in ([0], [0, 0])
+            np.testing.assert_allclose(pixel, [1, 0, 0], atol=1 / 255)
+    assert 0 < pairs < 16
