@@ -66,6 +66,23 @@ def bilinear_interpolate(img, rx, ry):
     return val.astype(F32)
 
 
+def validation_crop(img, w, h):
+    """pj ``validate_classifier_single``'s input: ``resize_min`` (the shorter side to w, pj's
+    integer arithmetic) then the centred w x h ``crop_image`` (edge pixels repeated)."""
+    from .detect import resize_image
+    c, ih, iw = img.shape
+    if iw < ih:
+        nw, nh = w, (ih * w) // iw
+    else:
+        nw, nh = (iw * w) // ih, w
+    if (nw, nh) != (iw, ih):
+        img = resize_image(img, nw, nh)
+    dx, dy = (nw - w) // 2, (nh - h) // 2
+    rows = np.clip(np.arange(h) + dy, 0, nh - 1)
+    cols = np.clip(np.arange(w) + dx, 0, nw - 1)
+    return np.ascontiguousarray(img[:, rows][:, :, cols], F32)
+
+
 @dataclass
 class ClassifierAugment:
     """The [net] augmentation options of classifier training (pj parse_net_options)."""

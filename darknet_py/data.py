@@ -99,12 +99,17 @@ class ClassificationSet:
     def __len__(self):
         return len(self.labels)
 
-    def batch(self, indexes, shape, augment=None, rng=None):
+    def batch(self, indexes, shape, augment=None, rng=None, validation=False):
         """float32 (n, c, h, w) in [0, 1] and one-hot truth (n, classes).  ``augment`` (a
         classaug.ClassifierAugment, with ``rng``) crops image files the way pj's classifier
-        training does; without it they are resized to the network."""
+        training does, ``validation`` the way its ``classifier valid`` does (the shorter side
+        resized to the network, the centre cropped); otherwise they are resized to it."""
         c, h, w = shape
-        if self.images is None and augment is not None:
+        if self.images is None and validation:
+            from .classaug import validation_crop
+            x = np.stack([validation_crop(load_image(self.paths[i], (c, None, None)), w, h)
+                          for i in indexes])
+        elif self.images is None and augment is not None:
             from .detdata import _pool
             seeds = rng.integers(0, 2 ** 63, len(indexes))
 

@@ -79,7 +79,7 @@ def evaluate(net, dataset, top=1, batch=256):
     hits1 = hitsk = 0
     for start in range(0, len(dataset), batch):
         idx = np.arange(start, min(start + batch, len(dataset)))
-        x, _ = dataset.batch(idx, net.input_shape)
+        x, _ = dataset.batch(idx, net.input_shape, validation=True)
         probs = to_numpy(net.forward(x, train=False)).reshape(len(idx), -1)
         order = np.argsort(-probs, axis=1)
         labels = dataset.labels[idx]

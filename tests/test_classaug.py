@@ -68,3 +68,14 @@ def test_a_crop_is_the_network_size_and_depends_on_the_draw():
     assert 0 <= one.min() and one.max() <= 1
     centre = ClassifierAugment(size=32, low=32, high=64, center=True)(img, np.random.default_rng(3))
     assert centre.shape == (3, 32, 32)
+
+
+def test_validation_takes_pj_valids_centre_crop():
+    """resize_min to the network width, then the centred crop (as validate_classifier_single)."""
+    from darknet_py.classaug import validation_crop
+    from darknet_py.detect import resize_image
+    img = rng_for_test().uniform(0, 1, (3, 20, 40)).astype(np.float32)
+    out = validation_crop(img, 10, 10)
+    np.testing.assert_array_equal(out, resize_image(img, 20, 10)[:, :, 5:15])
+    square = img[:, :, :20]
+    np.testing.assert_array_equal(validation_crop(square, 20, 20), square)   # nothing to do
