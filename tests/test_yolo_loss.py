@@ -199,6 +199,23 @@ def test_iou_losses_give_the_score_gradient_at_the_assigned_cell(kind):
     assert d[a, 4, j, i] == pytest.approx(1 - o[a, 4, j, i], rel=1e-5)
 
 
+def test_max_delta_clips_the_iou_loss_box_deltas_only():
+    """AlexeyAB's max_delta bounds the giou/diou/ciou box deltas; mse's are left alone."""
+    x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    deltas = {}
+    for name, extra in (("free", "iou_loss=ciou\n"),
+                        ("clipped", "iou_loss=ciou\nmax_delta=0.01\n"),
+                        ("mse", "max_delta=0.01\n"), ("mse free", "")):
+        net = _yolo_net(extra)
+        net.forward(x, train=True, truth=_one_truth())
+        deltas[name] = net.layers[0].delta.reshape(2, 6, 4, 4)[1, :, 2, 1].copy()
+    free, clipped = deltas["free"], deltas["clipped"]
+    assert np.abs(free[:4]).max() > 0.01
+    np.testing.assert_allclose(clipped[:4], np.clip(free[:4], -0.01, 0.01), rtol=1e-6)
+    np.testing.assert_array_equal(clipped[4:], free[4:])         # objectness and class
+    np.testing.assert_array_equal(deltas["mse"], deltas["mse free"])
+
+
 def test_ciou_training_moves_the_box_onto_the_truth():
     from conftest import build
     from darknet_py.boxloss import score

@@ -81,8 +81,12 @@ class _DetectionHead(Layer):
             # x = (i + sx)/W gives 1/W, w = exp(tw) anchor/net_w gives w (boxloss.py)
             gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
             n = self.iou_normalizer
-            d[a, 0, j, i], d[a, 1, j, i] = n * gx / self.w, n * gy / self.h
-            d[a, 2, j, i], d[a, 3, j, i] = n * gw * pw, n * gh * ph
+            deltas = (n * gx / self.w, n * gy / self.h, n * gw * pw, n * gh * ph)
+            limit = getattr(self, "max_delta", math.inf)
+            if limit != math.inf:             # AlexeyAB's max_delta: NaN/inf -> 0, then clip
+                deltas = tuple(min(max(v if math.isfinite(v) else 0.0, -limit), limit)
+                               for v in deltas)
+            d[a, 0, j, i], d[a, 1, j, i], d[a, 2, j, i], d[a, 3, j, i] = deltas
             return iou
         target = (t[0] * self.w - i, t[1] * self.h - j, math.log(t[2] * uw / aw),
                   math.log(t[3] * uh / ah))
@@ -115,7 +119,7 @@ class YoloLayer(_DetectionHead):
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details"
     ).split())
-    training_unimplemented = {"max_delta": None, "label_smooth_eps": 0, "focal_loss": 0,
+    training_unimplemented = {"label_smooth_eps": 0, "focal_loss": 0,
                               "objectness_smooth": 0, "delta_normalizer": 1,
                               "counters_per_class": None, "iou_thresh_kind": "iou",
                               "resize": 1}
@@ -155,6 +159,8 @@ class YoloLayer(_DetectionHead):
         layer.cls_normalizer = section.float("cls_normalizer", 1.0)
         layer.obj_normalizer = section.float("obj_normalizer", 1.0)
         layer.iou_thresh = section.float("iou_thresh", 1.0)
+        # clips the iou_loss box deltas (not mse's), as AlexeyAB's delta_yolo_box
+        layer.max_delta = section.float("max_delta", math.inf)
         if section.bool("new_coords"):
             raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
                                     "darknet_py yet", section.path, section.line_of("new_coords"))
