@@ -15,7 +15,7 @@ for _p in (str(HERE), str(HERE.parent)):
 from darknet_py import Network  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 from test_darknet_conformance import shrink_cfg  # noqa: E402
-from conftest import rng_for_test
+from conftest import build, rng_for_test
 
 DEBIAN_CFG = Path("/usr/share/darknet/cfg")
 pytestmark = pytest.mark.darknet
@@ -214,6 +214,21 @@ def test_max_delta_clips_the_iou_loss_box_deltas_only():
     np.testing.assert_allclose(clipped[:4], np.clip(free[:4], -0.01, 0.01), rtol=1e-6)
     np.testing.assert_array_equal(clipped[4:], free[4:])         # objectness and class
     np.testing.assert_array_equal(deltas["mse"], deltas["mse free"])
+
+
+def test_label_smooth_eps_moves_the_class_targets_towards_one_half():
+    """AlexeyAB's label_smooth_eps: targets y * (1 - eps) + eps / 2."""
+    x = rng_for_test().standard_normal((1, 14, 4, 4)).astype(np.float32) * 0.1
+    head = "[net]\nbatch=1\nchannels=14\nwidth=4\nheight=4\n[yolo]\nclasses=2\nnum=2\n" \
+           "mask=0,1\nanchors=1,1, 1.25,1.25\n"
+    net = build(head + "label_smooth_eps=0.1\n")
+    net.forward(x, train=True, truth=_one_truth())
+    o = net.layers[0].output.reshape(2, 7, 4, 4)
+    d = net.layers[0].delta.reshape(2, 7, 4, 4)
+    a, j, i = 1, 2, 1
+    np.testing.assert_allclose(d[a, 5:, j, i], [0.95 - o[a, 5, j, i], 0.05 - o[a, 6, j, i]],
+                               rtol=1e-5)
+    assert not net.layers[0].unimplemented
 
 
 def test_ciou_training_moves_the_box_onto_the_truth():

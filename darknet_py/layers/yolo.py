@@ -119,7 +119,7 @@ class YoloLayer(_DetectionHead):
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details"
     ).split())
-    training_unimplemented = {"label_smooth_eps": 0, "focal_loss": 0,
+    training_unimplemented = {"focal_loss": 0,
                               "objectness_smooth": 0, "delta_normalizer": 1,
                               "counters_per_class": None, "iou_thresh_kind": "iou",
                               "resize": 1}
@@ -161,6 +161,7 @@ class YoloLayer(_DetectionHead):
         layer.iou_thresh = section.float("iou_thresh", 1.0)
         # clips the iou_loss box deltas (not mse's), as AlexeyAB's delta_yolo_box
         layer.max_delta = section.float("max_delta", math.inf)
+        layer.label_smooth_eps = section.float("label_smooth_eps", 0.0)
         if section.bool("new_coords"):
             raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
                                     "darknet_py yet", section.path, section.line_of("new_coords"))
@@ -225,7 +226,8 @@ class YoloLayer(_DetectionHead):
                 for a, j, i in zip(*np.nonzero(best > self.truth_thresh)):
                     t = rows[best_t[a, j, i]]
                     delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
-                    self._class_delta(o, delta[b], a, j, i, int(t[4]), None)
+                    self._class_delta(o, delta[b], a, j, i, int(t[4]), None,
+                                      smooth=self.label_smooth_eps)
                     self._box_delta(t, o, delta[b], mask[a], a, j, i, 2 - t[2] * t[3])
             for t in rows:
                 i, j = int(t[0] * ww), int(t[1] * hh)
@@ -247,7 +249,8 @@ class YoloLayer(_DetectionHead):
                     stats["obj"] += o[a, 4, j, i]
                     delta[b, a, 4, j, i] = self.obj_normalizer * (1 - o[a, 4, j, i])
                     stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True,
-                                                      self.cls_normalizer)
+                                                      self.cls_normalizer,
+                                                      self.label_smooth_eps)
                     stats["count"] += 1
                     stats["iou"] += iou
                     stats["recall"] += iou > .5
@@ -258,14 +261,16 @@ class YoloLayer(_DetectionHead):
         return delta.reshape(output.shape).astype(output.dtype)
 
     @staticmethod
-    def _class_delta(o, d, a, j, i, cls, count, scale=1.0):
+    def _class_delta(o, d, a, j, i, cls, count, scale=1.0, smooth=0.0):
         """pj delta_yolo_class: if the cell already has class deltas only the truth's is set
-        (AB: times cls_normalizer)."""
+        (AB: times cls_normalizer).  AB's label_smooth_eps makes the targets
+        y * (1 - eps) + eps / 2 instead of 1 and 0."""
+        hit, miss = 1 - smooth + 0.5 * smooth, 0.5 * smooth
         if d[a, 5, j, i]:
-            d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i])
+            d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i])
             return o[a, 5 + cls, j, i]
-        d[a, 5:, j, i] = -scale * o[a, 5:, j, i]
-        d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i])
+        d[a, 5:, j, i] = scale * (miss - o[a, 5:, j, i])
+        d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i])
         return o[a, 5 + cls, j, i]
 
     def describe(self):
