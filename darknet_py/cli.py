@@ -263,7 +263,7 @@ def cmd_detector_map(args):
     data = DataCfg(args.data)
     classes = network_classes(net)
     valid = DetectionSet(data.file("valid", required=True), classes)
-    dets, truths = detections_for_map(net, valid)
+    dets, truths = detections_for_map(net, valid, progress=True)
     result = evaluate_map(dets, truths, classes, iou_thresh=args.iou_thresh,
                           conf_thresh=args.thresh, points=args.points)
     print(format_map_table(result, _names_for(args.data, classes)))
@@ -286,7 +286,9 @@ def cmd_detector_valid(args):
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     lines = {j: [] for j in range(classes)}
     coco = []
-    for n, path in enumerate(valid.paths, start=1):
+    from .train import progress_bar
+    bar = progress_bar(len(valid.paths), "valid")
+    for path in valid.paths:
         im, dets = detect_image(net, path, 0.005, 0.5, 0.45)
         h, w = im.shape[1], im.shape[2]
         image_id = os.path.splitext(os.path.basename(path))[0]
@@ -301,8 +303,8 @@ def cmd_detector_valid(args):
                     coco.append({"image_id": image_id, "category_id": j,
                                  "bbox": [xmin - 1, ymin - 1, xmax - xmin, ymax - ymin],
                                  "score": round(float(d.prob[j]), 5)})
-        if sys.stderr.isatty():
-            print(f"\r{n}/{len(valid.paths)}", end="", file=sys.stderr, flush=True)
+        bar.update(1)
+    bar.close()
     if kind == "coco":
         from .atomic import atomic_write
         out = prefix + "coco_results.json"

@@ -463,13 +463,21 @@ class ClassifierTrainer(Trainer):
         return top1, topk, f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}"
 
 
-def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16):
+def progress_bar(total, what):
+    """A tqdm bar on stderr for the long commands, shown only on a terminal (logs stay clean)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())
+
+
+def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16, progress=False):
     """Per valid image: the (class, prob, x, y, w, h) detections and the truths, as AB's map."""
     from .detect import (get_network_boxes, letterbox, load_image_color, network_nms,
                          network_size, resize_image, uses_letterbox)
     net_w, net_h = network_size(net)
     fit = letterbox if uses_letterbox(net.options) else resize_image
     detections, truths = [], []
+    bar = progress_bar(len(dataset), "mAP") if progress else None
     for start in range(0, len(dataset), batch):
         idx = range(start, min(start + batch, len(dataset)))
         images = [load_image_color(dataset.paths[i]) for i in idx]
@@ -483,6 +491,10 @@ def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16):
                     for d in dets for c in range(dataset.classes) if d.prob[c] > thresh]
             detections.append(rows)
             truths.append([(int(r[0]), r[1], r[2], r[3], r[4]) for r in dataset.boxes[i]])
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     return detections, truths
 
 
