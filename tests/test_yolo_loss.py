@@ -216,6 +216,18 @@ def test_max_delta_clips_the_iou_loss_box_deltas_only():
     np.testing.assert_array_equal(deltas["mse"], deltas["mse free"])
 
 
+@pytest.mark.parametrize("kind,count", [("iou", 2), ("diou", 2), ("giou", 1)])
+def test_iou_thresh_kind_is_the_score_the_other_anchors_must_pass(kind, count):
+    """A 0.4 x 0.15 truth: anchor 0.25 x 0.25 fits best (IoU .44); anchor 0.3125 has IoU .42
+    > iou_thresh=0.4 but crosses the truth, so its GIoU (.31) does not pass."""
+    truth = np.zeros((1, 450), np.float32)
+    truth[0, :5] = (0.3, 0.6, 0.4, 0.15, 0)
+    net = _yolo_net(f"iou_thresh=0.4\niou_thresh_kind={kind}\n")
+    x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
+    net.forward(x, train=True, truth=truth)
+    assert net.layers[0].stats["count"] == count and not net.layers[0].unimplemented
+
+
 def test_label_smooth_eps_moves_the_class_targets_towards_one_half():
     """AlexeyAB's label_smooth_eps: targets y * (1 - eps) + eps / 2."""
     x = rng_for_test().standard_normal((1, 14, 4, 4)).astype(np.float32) * 0.1

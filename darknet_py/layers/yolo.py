@@ -26,7 +26,7 @@ import numpy as np
 
 from ..activations import activate
 from ..backend import to_numpy
-from ..boxloss import score_gradient
+from ..boxloss import score, score_gradient
 from ..errors import CfgError, DarknetError, NotSupportedError
 from .base import Layer
 
@@ -121,8 +121,7 @@ class YoloLayer(_DetectionHead):
     ).split())
     training_unimplemented = {"focal_loss": 0,
                               "objectness_smooth": 0, "delta_normalizer": 1,
-                              "counters_per_class": None, "iou_thresh_kind": "iou",
-                              "resize": 1}
+                              "counters_per_class": None, "resize": 1}
     coords = 4
 
     @classmethod
@@ -162,6 +161,7 @@ class YoloLayer(_DetectionHead):
         # clips the iou_loss box deltas (not mse's), as AlexeyAB's delta_yolo_box
         layer.max_delta = section.float("max_delta", math.inf)
         layer.label_smooth_eps = section.float("label_smooth_eps", 0.0)
+        layer.iou_thresh_kind = section.str("iou_thresh_kind", "iou")   # AB: unknown -> iou
         if section.bool("new_coords"):
             raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
                                     "darknet_py yet", section.path, section.line_of("new_coords"))
@@ -237,7 +237,8 @@ class YoloLayer(_DetectionHead):
                 # the best anchor; with AB's iou_thresh < 1 also every other anchor of this
                 # layer whose shape IoU exceeds it
                 chosen = [best_n] + [k for k in range(len(anchors)) if k != best_n
-                                     and shape_iou[k] > self.iou_thresh]
+                                     and self._thresh_score(shape_iou[k], anchors[k], t)
+                                     > self.iou_thresh]
                 for anchor in chosen:
                     hits = np.nonzero(mask == anchor)[0]
                     if not hits.size:
@@ -259,6 +260,15 @@ class YoloLayer(_DetectionHead):
         stats["cells"] = B * n * hh * ww
         self.stats = stats
         return delta.reshape(output.shape).astype(output.dtype)
+
+    def _thresh_score(self, iou, anchor, t):
+        """AlexeyAB's box_iou_kind of the anchor's and the truth's shapes (same centre) for the
+        iou_thresh test: giou and ciou differ from the IoU there, diou (d = 0) does not."""
+        kind = self.iou_thresh_kind
+        if kind not in ("giou", "ciou") or iou <= 0:
+            return iou
+        return score((0.0, 0.0, anchor[0] / self.net_w, anchor[1] / self.net_h),
+                     (0.0, 0.0, float(t[2]), float(t[3])), kind)
 
     @staticmethod
     def _class_delta(o, d, a, j, i, cls, count, scale=1.0, smooth=0.0):
