@@ -112,12 +112,18 @@ def test_cfg_new_yolov3_tiny_passes_check_and_trains_on_shapes(shapes, tmp_path)
     assert_trains_three_iterations(out, shapes)
 
 
-def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
+def copy_of_the_set(shapes, folder):
+    """The shapes set copied to ``folder`` (its lists and .data pointing at the copy)."""
     import shutil
-    bad = tmp_path / "bad"
-    shutil.copytree(shapes / "set", bad)
+    shutil.copytree(shapes / "set", folder)
     for name in ("train.txt", "valid.txt", "shapes.data"):
-        (bad / name).write_text((bad / name).read_text().replace(str(shapes / "set"), str(bad)))
+        (folder / name).write_text((folder / name).read_text().replace(str(shapes / "set"),
+                                                                       str(folder)))
+    return folder
+
+
+def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
+    bad = copy_of_the_set(shapes, tmp_path / "bad")
     train = (bad / "train.txt").read_text().splitlines()
     first = os.path.splitext(os.path.basename(train[0]))[0]
     with open(bad / "labels" / f"{first}.txt", "a") as f:
@@ -138,12 +144,8 @@ def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
 
 
 def test_data_check_reports_negatives_objects_per_class_and_tiny_boxes(shapes, tmp_path):
-    import shutil
     from darknet_py.labels import read_labels
-    d = tmp_path / "d"
-    shutil.copytree(shapes / "set", d)
-    for name in ("train.txt", "valid.txt", "shapes.data"):
-        (d / name).write_text((d / name).read_text().replace(str(shapes / "set"), str(d)))
+    d = copy_of_the_set(shapes, tmp_path / "d")
     train = (d / "train.txt").read_text().splitlines()
     labels = [d / "labels" / (os.path.splitext(os.path.basename(p))[0] + ".txt") for p in train]
     expected = np.zeros(4, int)

@@ -228,18 +228,24 @@ def run_cli(*args, cwd=ROOT, stdin=None):
                           text=True, env=env, cwd=cwd, input=stdin)
 
 
+def halves_image_files(folder, n=48):
+    """The halves images as PNG files in Darknet's list-file layout (images/<label>/i.png);
+    returns their paths."""
+    from PIL import Image
+    images, labels = halves(n, np.random.default_rng(1))
+    lines = []
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        sub = folder / "images" / ("left", "right")[lab]
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(sub / f"{i}.png")
+        lines.append(str(sub / f"{i}.png"))
+    return lines
+
+
 def test_cli_train_then_predict_a_list_file_dataset(tmp_path):
     """Darknet's list-file layout: labels found in the image paths; predict prints top-k."""
     from PIL import Image
-    rng = np.random.default_rng(1)
-    images, labels = halves(48, rng)
-    names = ["left", "right"]
-    lines = []
-    for i, (img, lab) in enumerate(zip(images, labels)):
-        folder = tmp_path / "images" / names[lab]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(folder / f"{i}.png")
-        lines.append(str(folder / f"{i}.png"))
+    lines = halves_image_files(tmp_path)
     (tmp_path / "train.list").write_text("\n".join(lines) + "\n")
     (tmp_path / "labels.txt").write_text("left\nright\n")
     (tmp_path / "h.data").write_text(f"classes=2\ntrain={tmp_path}/train.list\n"
@@ -273,15 +279,7 @@ def test_cli_train_then_predict_a_list_file_dataset(tmp_path):
 def test_a_corrupt_image_stops_training_with_one_line_and_keeps_the_work(tmp_path):
     """A bad file met mid-training (images are read lazily) is a one-line error naming it,
     after the weights so far are saved for --resume."""
-    from PIL import Image
-    images, labels = halves(48, np.random.default_rng(1))
-    names = ["left", "right"]
-    lines = []
-    for i, (img, lab) in enumerate(zip(images, labels)):
-        folder = tmp_path / "images" / names[lab]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(folder / f"{i}.png")
-        lines.append(str(folder / f"{i}.png"))
+    lines = halves_image_files(tmp_path)
     bad = tmp_path / "images" / "left" / "40.png"
     bad.write_bytes(bad.read_bytes()[:30])                  # truncated mid-file
     (tmp_path / "train.list").write_text("\n".join(lines) + "\n")
