@@ -514,7 +514,7 @@ def cmd_classifier_valid(args):
     top = args.t or max(1, data.int("top", 1))
     net = _load_for_inference(args, args.cfg, args.weights)
     dataset = load_classification(data, "valid", classes)
-    top1, topk = evaluate(net, dataset, top)
+    top1, topk = evaluate(net, dataset, top, progress=True)
     print(f"{len(dataset)}: top 1: {top1:f}, top {top}: {topk:f}")
     return 0
 

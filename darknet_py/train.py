@@ -74,9 +74,10 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
-def evaluate(net, dataset, top=1, batch=256):
+def evaluate(net, dataset, top=1, batch=256, progress=False):
     """(top-1, top-k) accuracy of ``net`` in inference mode."""
     hits1 = hitsk = 0
+    bar = progress_bar(len(dataset), "valid") if progress else None
     for start in range(0, len(dataset), batch):
         idx = np.arange(start, min(start + batch, len(dataset)))
         x, _ = dataset.batch(idx, net.input_shape, validation=True)
@@ -85,6 +86,10 @@ def evaluate(net, dataset, top=1, batch=256):
         labels = dataset.labels[idx]
         hits1 += int((order[:, 0] == labels).sum())
         hitsk += int((order[:, :top] == labels[:, None]).any(axis=1).sum())
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     n = max(len(dataset), 1)
     return hits1 / n, hitsk / n
 
