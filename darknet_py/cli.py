@@ -176,7 +176,7 @@ def _detect(args, net, names, images):
     import json
     import time
     from .detect import (detect_image, detection_lines, detections_json, do_nms_sort,
-                         draw_detections, get_network_boxes, network_classes)
+                         draw_detections, get_network_boxes, heads_are_finite, network_classes)
     paths = list(_inputs(images))
     classes = network_classes(net)
     results = []
@@ -185,6 +185,9 @@ def _detect(args, net, names, images):
         im, dets = detect_image(net, path, args.thresh, 0.5, args.nms)
         h, w = im.shape[1], im.shape[2]
         print(f"{path}: Predicted in {(time.perf_counter() - t0) * 1000:f} milli-seconds.")
+        if not heads_are_finite(net):
+            print(f"warning: the network's outputs for {path} are not all finite (NaN or inf): "
+                  "the weights look untrained or broken", file=sys.stderr)
         lines = detection_lines(dets, names, args.thresh, w, h, ext_output=args.ext_output)
         for line in lines:
             print(line)

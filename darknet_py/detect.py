@@ -526,11 +526,19 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
     net_w, net_h = network_size(net)
     sized = letterbox(im, net_w, net_h) if uses_letterbox(net.options) else \
         resize_image(im, net_w, net_h)
-    net.forward(sized[None])
+    with np.errstate(all="ignore"):     # overflowing outputs are reported by heads_are_finite
+        net.forward(sized[None])
     dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1)
     if nms > 0:
         network_nms(net, dets, nms)
     return im, dets
+
+
+def heads_are_finite(net) -> bool:
+    """Whether the detection layers' last outputs are all finite numbers (untrained or broken
+    weights overflow to inf and NaN, as in Darknet)."""
+    return all(bool(np.isfinite(to_numpy(layer.output)).all()) for layer in net.layers
+               if layer.type in ("yolo", "region") and layer.output is not None)
 
 
 def network_nms(net, dets: list[Detection], thresh: float) -> list[Detection]:

@@ -759,3 +759,20 @@ def test_draw_detections_on_darknet_image(detect_case, tmp_path):
     names = (DEBIAN_DATA / "coco.names").read_text().splitlines()
     out = D.draw_detections(DOG, dets, names, case.thresh, tmp_path / "predictions.jpg")
     assert out.size == case.wh and (tmp_path / "predictions.jpg").stat().st_size > 0
+
+
+def test_overflowing_outputs_are_reported_not_warned_about():
+    """Untrained or broken weights overflow to inf/NaN (as in Darknet): detection stays quiet
+    and heads_are_finite says so, for the command to print one clear warning."""
+    import warnings
+    from conftest import build
+    net = build("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=12\nsize=1\n"
+                "activation=linear\n[yolo]\nmask=0,1\nnum=2\nanchors=1,1,2,2\nclasses=1\n")
+    image = np.full((3, 8, 8), 0.5, F32)
+    D.detect_image(net, image, 0.5)
+    assert D.heads_are_finite(net)
+    net.layers[0].weights[:] = 3e38                 # 3 x 3e38 x 0.5 overflows float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.detect_image(net, image, 0.5)
+    assert not D.heads_are_finite(net)
