@@ -228,6 +228,22 @@ def test_iou_thresh_kind_is_the_score_the_other_anchors_must_pass(kind, count):
     assert net.layers[0].stats["count"] == count and not net.layers[0].unimplemented
 
 
+def test_focal_loss_scales_the_class_deltas_by_alexeyabs_factor():
+    x = rng_for_test().standard_normal((1, 14, 4, 4)).astype(np.float32)
+    head = "[net]\nbatch=1\nchannels=14\nwidth=4\nheight=4\n[yolo]\nclasses=2\nnum=2\n" \
+           "mask=0,1\nanchors=1,1, 1.25,1.25\n"
+    plain, focal = build(head), build(head + "focal_loss=1\n")
+    for net in (plain, focal):
+        net.forward(x, train=True, truth=_one_truth())
+    a, j, i = 1, 2, 1
+    p0 = float(focal.layers[0].output.reshape(2, 7, 4, 4)[a, 5, j, i])
+    grad = -(1 - p0) * (2 * p0 * np.log(p0) + p0 - 1)
+    d0 = plain.layers[0].delta.reshape(2, 7, 4, 4)[a, 5:, j, i]
+    d1 = focal.layers[0].delta.reshape(2, 7, 4, 4)[a, 5:, j, i]
+    np.testing.assert_allclose(d1, d0 * 0.5 * grad, rtol=1e-5)
+    assert not focal.layers[0].unimplemented
+
+
 def test_label_smooth_eps_moves_the_class_targets_towards_one_half():
     """AlexeyAB's label_smooth_eps: targets y * (1 - eps) + eps / 2."""
     x = rng_for_test().standard_normal((1, 14, 4, 4)).astype(np.float32) * 0.1

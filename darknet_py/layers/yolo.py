@@ -119,8 +119,7 @@ class YoloLayer(_DetectionHead):
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details"
     ).split())
-    training_unimplemented = {"focal_loss": 0,
-                              "objectness_smooth": 0, "delta_normalizer": 1,
+    training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1,
                               "counters_per_class": None, "resize": 1}
     coords = 4
 
@@ -161,6 +160,7 @@ class YoloLayer(_DetectionHead):
         # clips the iou_loss box deltas (not mse's), as AlexeyAB's delta_yolo_box
         layer.max_delta = section.float("max_delta", math.inf)
         layer.label_smooth_eps = section.float("label_smooth_eps", 0.0)
+        layer.focal_loss = section.bool("focal_loss")
         layer.iou_thresh_kind = section.str("iou_thresh_kind", "iou")   # AB: unknown -> iou
         if section.bool("new_coords"):
             raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
@@ -227,7 +227,7 @@ class YoloLayer(_DetectionHead):
                     t = rows[best_t[a, j, i]]
                     delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
                     self._class_delta(o, delta[b], a, j, i, int(t[4]), None,
-                                      smooth=self.label_smooth_eps)
+                                      smooth=self.label_smooth_eps, focal=self.focal_loss)
                     self._box_delta(t, o, delta[b], mask[a], a, j, i, 2 - t[2] * t[3])
             for t in rows:
                 i, j = int(t[0] * ww), int(t[1] * hh)
@@ -251,7 +251,7 @@ class YoloLayer(_DetectionHead):
                     delta[b, a, 4, j, i] = self.obj_normalizer * (1 - o[a, 4, j, i])
                     stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True,
                                                       self.cls_normalizer,
-                                                      self.label_smooth_eps)
+                                                      self.label_smooth_eps, self.focal_loss)
                     stats["count"] += 1
                     stats["iou"] += iou
                     stats["recall"] += iou > .5
@@ -271,13 +271,21 @@ class YoloLayer(_DetectionHead):
                      (0.0, 0.0, float(t[2]), float(t[3])), kind)
 
     @staticmethod
-    def _class_delta(o, d, a, j, i, cls, count, scale=1.0, smooth=0.0):
+    def _class_delta(o, d, a, j, i, cls, count, scale=1.0, smooth=0.0, focal=False):
         """pj delta_yolo_class: if the cell already has class deltas only the truth's is set
         (AB: times cls_normalizer).  AB's label_smooth_eps makes the targets
-        y * (1 - eps) + eps / 2 instead of 1 and 0."""
+        y * (1 - eps) + eps / 2 instead of 1 and 0; AB's focal_loss=1 scales the (unsmoothed)
+        deltas by alpha * grad, alpha = 0.5, grad = -(1 - pt)(2 pt log pt + pt - 1), pt the
+        truth class's probability."""
         hit, miss = 1 - smooth + 0.5 * smooth, 0.5 * smooth
         if d[a, 5, j, i]:
             d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i])
+            return o[a, 5 + cls, j, i]
+        if focal:
+            pt = float(np.float32(o[a, 5 + cls, j, i]) + np.float32(1e-15))
+            grad = -(1 - pt) * (2 * pt * math.log(pt) + pt - 1)
+            d[a, 5:, j, i] = scale * (0 - o[a, 5:, j, i]) * 0.5 * grad
+            d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i]) * 0.5 * grad
             return o[a, 5 + cls, j, i]
         d[a, 5:, j, i] = scale * (miss - o[a, 5:, j, i])
         d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i])
