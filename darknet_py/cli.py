@@ -1022,9 +1022,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("darknet_py: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:            # e.g. `darknet_py cfg summary x.cfg | head`
-        sys.stdout = open(os.devnull, "w")
-        return 0
+    except OSError as e:               # a file that cannot be written (a full disk, a folder...)
+        if isinstance(e, BrokenPipeError):      # e.g. `darknet_py cfg summary x.cfg | head`
+            sys.stdout = open(os.devnull, "w")
+            return 0
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"darknet_py: {where}error: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -127,6 +127,11 @@ class Trainer:
         self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
         self.log_path = os.path.join(self.backup, f"{self.base}.log.jsonl")
         self.chart_path = chart or os.path.join(self.backup, "chart.png")
+        try:                            # fail now, not after the training
+            os.makedirs(os.path.dirname(os.path.abspath(self.chart_path)), exist_ok=True)
+        except OSError as e:
+            raise DarknetError(f"cannot create the chart's folder: {e.strerror}",
+                               self.chart_path) from None
         self.map_epochs = map_epochs
         self.show_imgs = show_imgs
         self.seed = int(np.random.SeedSequence().entropy % (2 ** 31)) if seed is None else seed

@@ -221,3 +221,12 @@ def test_version_says_what_darknet_py_runs_on():
     assert lines[0].startswith("darknet_py ") and lines[1].startswith("Python ")
     assert "NumPy " in lines[1] and "Pillow " in lines[1]
     assert lines[2].startswith(("GPU: ", "CuPy "))
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
+    from darknet_py import Network
+    Network.from_cfg("cfg/mnist.cfg", seed=1).save_weights(str(tmp_path / "w.weights"))
+    r = run("reset", "cfg/mnist.cfg", str(tmp_path / "w.weights"),
+            str(tmp_path / "no" / "such" / "dir" / "out.weights"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "error: No such file or directory" in r.stderr
