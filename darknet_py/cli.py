@@ -178,6 +178,9 @@ def _detect(args, net, names, images):
     from .detect import (detect_image, detection_lines, detections_json, do_nms_sort,
                          draw_detections, get_network_boxes, heads_are_finite, network_classes)
     paths = list(_inputs(images))
+    if not paths:
+        raise DarknetError(f"no images in {', '.join(map(str, images)) or 'the input'} "
+                           "(images, folders of images or .txt lists)")
     classes = network_classes(net)
     results = []
     for n, path in enumerate(paths):

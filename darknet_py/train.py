@@ -439,8 +439,10 @@ class ClassifierTrainer(Trainer):
             maker = next((l for l in reversed(net.layers)
                           if l.type in ("connected", "convolutional")), last)
             key = "output" if maker.type == "connected" else "filters"
+            says = f"says classes={self.classes}" if "classes" in self.data else \
+                f"sets no classes= (Darknet's default is {self.classes})"
             raise DarknetError(f"the network ends with {last.outputs} outputs but "
-                               f"{self.data.path} says classes={self.classes}: set {key}="
+                               f"{self.data.path} {says}: set {key}="
                                f"{self.classes} in this [{maker.section_name}]",
                                maker.path, maker.line)
 
