@@ -128,7 +128,8 @@ def _train(args, cfg, data, weights, detector=False):
                   seed=args.seed, backup_every=args.backup_every,
                   darknet_lines=args.darknet_lines, progress=not args.no_progress,
                   map=args.map if detector else True, save_weights_every=args.saveweights,
-                  chart=args.chart, map_epochs=args.map_epochs, show_imgs=args.show_imgs)
+                  chart=args.chart, map_epochs=args.map_epochs, show_imgs=args.show_imgs,
+                  loader_processes=args.loader_processes)
     return trainer.run()
 
 
@@ -775,6 +776,9 @@ def _train_flags(p):
     p.add_argument("-show_imgs", "--show-imgs", dest="show_imgs", action="store_true",
                    help="detectors: save the first mini-batch as trained on, with its truth "
                         "boxes (backup/aug_*.jpg), to check the labels")
+    p.add_argument("--loader-processes", type=_at_least(0), default=0, metavar="N",
+                   help="detectors: prepare the images in N worker processes instead of "
+                        "threads (for machines with many cores; the batches are the same)")
     _dont_show(p)
 
 

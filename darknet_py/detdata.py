@@ -48,39 +48,31 @@ class DetectionSet:
         return len(self.paths)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True, letterbox=True, mosaic=False, mixup=False):
-        """Augmented images and truths; images are prepared in parallel threads, each with its
-        own generator drawn from ``rng``, so the result does not depend on the thread count.
+              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+        """Augmented images and truths, prepared in parallel (threads; with ``processes`` a
+        pool of that many worker processes, which the GIL does not limit), each image with its
+        own generator drawn from ``rng``: the result depends on neither.
         ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the batch's image and
         three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup, the image
         blended half and half with another one drawn from the set, with the boxes of both."""
         c, h, w = shape
-        x = np.empty((len(indexes), c, h, w), np.float32)
         truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
         seeds = rng.integers(0, 2 ** 63, len(indexes))
+        options = dict(shape=(c, h, w), jitter=jitter, hue=hue, saturation=saturation,
+                       exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
+                       mixup=mixup, max_boxes=self.max_boxes)
+        tasks = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
+        if processes:
+            x, rows = _in_processes(self, tasks, options, processes)
+        else:
+            x = np.empty((len(indexes), c, h, w), np.float32)
 
-        def load(i, r):
-            return augment(self.paths[i], self.boxes[i], (c, h, w), r, jitter, hue, saturation,
-                           exposure, flip, letterbox, placement=True)
-
-        def one(k):
-            r = np.random.default_rng(seeds[k])
-            i = indexes[k]
-            if mosaic and r.random() < 0.5:
-                others = r.integers(0, len(self.paths), 3)
-                parts = [load(j, r) for j in [i, *others]]
-                order = r.permutation(4)              # the batch's image in any quadrant
-                x[k], rows = mosaic_of([parts[q] for q in order], r)
-            elif mixup and r.random() < 0.5:
-                (a, rows_a, _), (b, rows_b, _) = load(i, r), load(int(r.integers(len(self))), r)
-                x[k] = (a + b) * np.float32(0.5)
-                rows = np.concatenate([rows_a, rows_b])
-            else:
-                x[k], rows, _ = load(i, r)
-            rows = rows[r.permutation(len(rows))][:self.max_boxes]
-            truth[k, :rows.size] = rows.ravel()
-
-        list(_pool().map(one, range(len(indexes))))
+            def one(k):
+                x[k], r = prepare(self.paths, self.boxes, *tasks[k], options)
+                return r
+            rows = list(_pool().map(one, range(len(tasks))))
+        for k, r in enumerate(rows):
+            truth[k, :r.size] = r.ravel()
         return x, truth
 
     def plain(self, index, shape):
@@ -89,6 +81,76 @@ class DetectionSet:
         image = load_image_color(self.paths[index])
         c, h, w = shape
         return letterbox(image, w, h), image.shape[2], image.shape[1], self.boxes[index]
+
+
+def prepare(paths, boxes, i, seed, options):
+    """Training image i with its generator's draws (the same in a thread or a process):
+    a plain augmented image, a mosaic or a mixup; returns (image, shuffled truth rows)."""
+    r = np.random.default_rng(seed)
+    o = options
+
+    def load(j):
+        return augment(paths[j], boxes[j], o["shape"], r, o["jitter"], o["hue"],
+                       o["saturation"], o["exposure"], o["flip"], o["letterbox"],
+                       placement=True)
+
+    if o["mosaic"] and r.random() < 0.5:
+        others = r.integers(0, len(paths), 3)
+        parts = [load(j) for j in [i, *others]]
+        order = r.permutation(4)                      # the batch's image in any quadrant
+        image, rows = mosaic_of([parts[q] for q in order], r)
+    elif o["mixup"] and r.random() < 0.5:
+        (a, rows_a, _), (b, rows_b, _) = load(i), load(int(r.integers(len(paths))))
+        image, rows = (a + b) * np.float32(0.5), np.concatenate([rows_a, rows_b])
+    else:
+        image, rows, _ = load(i)
+    return image, rows[r.permutation(len(rows))][:o["max_boxes"]]
+
+
+# -- worker processes: each holds the dataset's lists; images come back in shared memory --------
+_PROCESSES = {}          # (id of the DetectionSet, worker count) -> its executor
+_WORKER_SET = None       # (paths, boxes) inside a worker
+
+
+def _worker_init(paths, boxes):
+    global _WORKER_SET
+    _WORKER_SET = (paths, boxes)
+
+
+def _worker_task(args):
+    """In a worker: prepare image k into the shared (n, c, h, w) block; return its rows."""
+    from multiprocessing import shared_memory
+    k, (i, seed), options, name, n = args
+    image, rows = prepare(*_WORKER_SET, i, seed, options)
+    block = shared_memory.SharedMemory(name=name)
+    try:
+        np.ndarray((n, *options["shape"]), np.float32, buffer=block.buf)[k] = image
+    finally:
+        block.close()
+    return rows
+
+
+def _in_processes(dataset, tasks, options, processes):
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context, shared_memory
+    key = (id(dataset), processes)
+    if key not in _PROCESSES:
+        # spawn: the workers never inherit CUDA state or the training threads
+        _PROCESSES[key] = ProcessPoolExecutor(processes, mp_context=get_context("spawn"),
+                                              initializer=_worker_init,
+                                              initargs=(dataset.paths, dataset.boxes))
+    n = len(tasks)
+    block = shared_memory.SharedMemory(create=True, size=max(1, n * 4 * int(np.prod(
+        options["shape"]))))
+    try:
+        jobs = [(k, task, options, block.name, n) for k, task in enumerate(tasks)]
+        chunk = max(1, n // (4 * processes))
+        rows = list(_PROCESSES[key].map(_worker_task, jobs, chunksize=chunk))
+        x = np.ndarray((n, *options["shape"]), np.float32, buffer=block.buf).copy()
+    finally:
+        block.close()
+        block.unlink()
+    return x, rows
 
 
 _POOL = None

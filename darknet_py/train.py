@@ -104,7 +104,8 @@ class Trainer:
     def __init__(self, cfg, data, weights=None, device="auto", gpu_index=0, max_batches=None,
                  clear=False, resume=False, seed=None, backup_every=DEFAULT_BACKUP_EVERY,
                  darknet_lines=False, progress=True, out=sys.stdout, map=True, comm=None,
-                 save_weights_every=None, chart=None, map_epochs=4, show_imgs=False):
+                 save_weights_every=None, chart=None, map_epochs=4, show_imgs=False,
+                 loader_processes=0):
         from .parallel import communicator_from_env
         self.comm = comm if comm is not None else communicator_from_env()
         self.rank, self.world = self.comm.rank, self.comm.world_size
@@ -134,6 +135,7 @@ class Trainer:
                                self.chart_path) from None
         self.map_epochs = map_epochs
         self.show_imgs = show_imgs
+        self.loader_processes = loader_processes
         self.seed = int(np.random.SeedSequence().entropy % (2 ** 31)) if seed is None else seed
         self.avg_loss = -1.0
         self.best = -1.0
@@ -595,7 +597,7 @@ class DetectorTrainer(Trainer):
         x, truth = self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
                                         self.saturation, self.exposure, flip=self.flip,
                                         letterbox=self.letterbox, mosaic=self.mosaic,
-                                        mixup=self.mixup)
+                                        mixup=self.mixup, processes=self.loader_processes)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
             self._save_augmented(k, x, truth)

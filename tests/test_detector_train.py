@@ -267,3 +267,13 @@ def test_letter_box_flag_letterboxes_a_stretching_cfg(shapes, tmp_path):
     net = _load_for_inference(args, args.cfg, args.weights)
     detect_image(net, image, 0.5)
     np.testing.assert_array_equal(net.input[0], letterbox(load_image_color(image), 96, 96))
+
+
+def test_training_with_loader_processes(shapes, tmp_path):
+    data = (shapes / "shapes.data").read_text()
+    (tmp_path / "s.data").write_text(re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk", data))
+    r = run("detector", "train", str(tmp_path / "s.data"), str(shapes / "shapes-small.cfg"),
+            "--max-batches", "2", "--loader-processes", "2", "--device", "cpu",
+            "--no-progress", "--seed", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "bk" / "shapes-small_final.weights").exists()

@@ -105,3 +105,29 @@ def test_mixup_blends_two_images_and_keeps_the_boxes_of_both(tmp_path):
             assert classes in ([0], [0, 0])
             np.testing.assert_allclose(pixel, [1, 0, 0], atol=1 / 255)
     assert 0 < pairs < 16
+
+
+def test_worker_processes_prepare_the_same_batch_as_threads(tmp_path):
+    """The process pool (no GIL) gives the thread pool's batch bit for bit, mosaics and
+    mixups included: each image's draws come from its own seed."""
+    from PIL import Image
+    rng = rng_for_test()
+    lines = []
+    for i in range(5):
+        a = rng.integers(0, 256, (50 + 7 * i, 70, 3), dtype=np.uint8)
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+        (tmp_path / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.4 0.3\n0 0.3 0.3 0.2 0.2\n")
+        lines.append(str(tmp_path / f"{i}.png"))
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    data = DetectionSet(str(tmp_path / "train.txt"), 2)
+    kw = dict(jitter=.2, hue=.1, saturation=1.5, exposure=1.5, mosaic=True)
+    threads = data.batch([0, 1, 2, 3, 4, 0, 1, 2], (3, H, W), np.random.default_rng(7), **kw)
+    procs = data.batch([0, 1, 2, 3, 4, 0, 1, 2], (3, H, W), np.random.default_rng(7),
+                       processes=2, **kw)
+    for a, b in zip(threads, procs):
+        np.testing.assert_array_equal(a, b)
+    kw["mosaic"], kw["mixup"] = False, True
+    threads = data.batch([4, 3, 2, 1], (3, H, W), np.random.default_rng(8), **kw)
+    procs = data.batch([4, 3, 2, 1], (3, H, W), np.random.default_rng(8), processes=2, **kw)
+    for a, b in zip(threads, procs):
+        np.testing.assert_array_equal(a, b)
