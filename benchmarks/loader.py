@@ -26,7 +26,7 @@ def images_per_second(data, size, batch, repeats, processes):
     rng = np.random.default_rng(0)
     kw = dict(jitter=.3, hue=.1, saturation=1.5, exposure=1.5, processes=processes)
     n = len(data)
-    data.batch(list(range(batch)), (3, size, size), rng, **kw)           # warm-up, pools start
+    data.batch([j % n for j in range(batch)], (3, size, size), rng, **kw)   # warm-up, pools start
     t = time.perf_counter()
     for r in range(repeats):
         data.batch([(r * batch + j) % n for j in range(batch)], (3, size, size), rng, **kw)

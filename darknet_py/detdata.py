@@ -130,10 +130,20 @@ def _worker_task(args):
     return rows
 
 
+def _shutdown_processes():
+    """At exit, before the interpreter tears modules down under the executors' threads."""
+    for executor in _PROCESSES.values():
+        executor.shutdown(wait=True)
+    _PROCESSES.clear()
+
+
 def _in_processes(dataset, tasks, options, processes):
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context, shared_memory
     key = (id(dataset), processes)
+    if not _PROCESSES:
+        import atexit
+        atexit.register(_shutdown_processes)
     if key not in _PROCESSES:
         # spawn: the workers never inherit CUDA state or the training threads
         _PROCESSES[key] = ProcessPoolExecutor(processes, mp_context=get_context("spawn"),
