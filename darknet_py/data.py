@@ -12,6 +12,7 @@ Images are float32 NCHW in [0, 1], like Darknet's; a 1-channel cfg gets grey ima
 import contextlib
 import os
 import queue
+import sys
 import threading
 
 import numpy as np
@@ -27,6 +28,7 @@ class DataCfg(dict):
         super().__init__()
         self.path = str(path)
         self.lines = {}
+        self.resolved = set()      # keys found relative to the .data file, not the cwd
         try:
             with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
@@ -66,6 +68,10 @@ class DataCfg(dict):
         while True:
             candidate = os.path.join(folder, value)
             if os.path.exists(candidate):
+                if key not in self.resolved:     # say it once: Darknet would not find it
+                    self.resolved.add(key)
+                    print(f"{self.path}:{self.lines[key]}: note: {key}={value} is not under "
+                          f"the working directory; using {candidate}", file=sys.stderr)
                 return candidate
             parent = os.path.dirname(folder)
             if parent == folder:

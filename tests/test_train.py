@@ -318,3 +318,19 @@ def test_backup_folder_is_relative_to_the_working_directory(project, tmp_path, m
     t = trainer(project, max_batches=1)
     assert t.run() == 0
     assert (work / "bk" / "halves_final.weights").exists()
+
+
+def test_data_paths_fall_back_to_the_data_files_folder_and_say_so(tmp_path, capsys):
+    """Darknet reads .data paths from the working directory only; darknet_py also tries the
+    .data file's folder (and its parents) and says which file it used, once per key."""
+    from darknet_py.data import DataCfg
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "train.txt").write_text("a.jpg\n")
+    (tmp_path / "x.data").write_text("classes=1\ntrain=sets/train.txt\n")
+    data = DataCfg(str(tmp_path / "x.data"))
+    found = data.file("train")
+    assert found == str(tmp_path / "sets" / "train.txt") and data.file("train") == found
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"{tmp_path / 'x.data'}:2: note: train=sets/train.txt is not under "
+                          f"the working directory; using {found}")
