@@ -13,6 +13,7 @@ for _p in (str(HERE), str(HERE.parent)):
         sys.path.insert(0, _p)
 
 from darknet_py import Network  # noqa: E402
+from darknet_py.errors import DarknetError  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 from test_darknet_conformance import shrink_cfg  # noqa: E402
 from conftest import build, rng_for_test
@@ -242,6 +243,29 @@ def test_focal_loss_scales_the_class_deltas_by_alexeyabs_factor():
     d1 = focal.layers[0].delta.reshape(2, 7, 4, 4)[a, 5:, j, i]
     np.testing.assert_allclose(d1, d0 * 0.5 * grad, rtol=1e-5)
     assert not focal.layers[0].unimplemented
+
+
+def test_counters_per_class_weigh_the_rare_classes_deltas():
+    """AlexeyAB's counters_per_class: multiplier max/count (capped at max_delta) on the box,
+    objectness and true-class deltas of a truth of that class."""
+    x = rng_for_test().standard_normal((1, 14, 4, 4)).astype(np.float32) * 0.1
+    head = "[net]\nbatch=1\nchannels=14\nwidth=4\nheight=4\n[yolo]\nclasses=2\nnum=2\n" \
+           "mask=0,1\nanchors=1,1, 1.25,1.25\n"
+    truth = _one_truth()
+    truth[0, 4] = 1                                   # the rare class
+    plain, weighted = build(head), build(head + "counters_per_class=100,25\n")
+    capped = build(head + "counters_per_class=100,25\nmax_delta=2\n")
+    for net in (plain, weighted, capped):
+        net.forward(x, train=True, truth=truth)
+    assert list(weighted.layers[0].class_multipliers) == [1, 4]
+    assert list(capped.layers[0].class_multipliers) == [1, 2]
+    a, j, i = 1, 2, 1
+    d0, d1 = (n.layers[0].delta.reshape(2, 7, 4, 4)[a, :, j, i] for n in (plain, weighted))
+    np.testing.assert_allclose(d1[:5], 4 * d0[:5], rtol=1e-6)      # box and objectness
+    np.testing.assert_allclose(d1[6], 4 * d0[6], rtol=1e-6)        # the true class
+    assert d1[5] == d0[5]                                           # the other class
+    with pytest.raises(DarknetError, match="counters_per_class has 3 values but classes=2"):
+        build(head + "counters_per_class=1,2,3\n")
 
 
 def test_label_smooth_eps_moves_the_class_targets_towards_one_half():

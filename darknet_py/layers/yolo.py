@@ -66,7 +66,7 @@ class _DetectionHead(Layer):
                 np.exp(o[:, 2]) * anchors[:, 0, None, None] / uw,
                 np.exp(o[:, 3]) * anchors[:, 1, None, None] / uh)
 
-    def _box_delta(self, t, o, d, anchor, a, j, i, scale):
+    def _box_delta(self, t, o, d, anchor, a, j, i, scale, weight=1.0):
         """pj delta_yolo_box / delta_region_box: scale * (target - output) for x, y, w, h of
         slot ``a`` at cell (j, i) with anchor ``anchor``; returns the predicted box's IoU."""
         uw, uh = self.anchor_units
@@ -80,7 +80,7 @@ class _DetectionHead(Layer):
             # loss = 1 - score(pred, truth): delta = +d score / d output, times iou_normalizer;
             # x = (i + sx)/W gives 1/W, w = exp(tw) anchor/net_w gives w (boxloss.py)
             gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
-            n = self.iou_normalizer
+            n = self.iou_normalizer * weight      # weight: AB's counters_per_class multiplier
             deltas = (n * gx / self.w, n * gy / self.h, n * gw * pw, n * gh * ph)
             limit = getattr(self, "max_delta", math.inf)
             if limit != math.inf:             # AlexeyAB's max_delta: NaN/inf -> 0, then clip
@@ -119,8 +119,7 @@ class YoloLayer(_DetectionHead):
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details"
     ).split())
-    training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1,
-                              "counters_per_class": None, "resize": 1}
+    training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1, "resize": 1}
     coords = 4
 
     @classmethod
@@ -161,6 +160,15 @@ class YoloLayer(_DetectionHead):
         layer.max_delta = section.float("max_delta", math.inf)
         layer.label_smooth_eps = section.float("label_smooth_eps", 0.0)
         layer.focal_loss = section.bool("focal_loss")
+        counts = section.int_list("counters_per_class")
+        layer.class_multipliers = None
+        if counts is not None:
+            if len(counts) != layer.classes:
+                raise CfgError(f"[{section.name}] counters_per_class has {len(counts)} values "
+                               f"but classes={layer.classes}", section.path,
+                               section.line_of("counters_per_class"))
+            counts = np.maximum(np.asarray(counts, np.float32), 1)
+            layer.class_multipliers = np.minimum(counts.max() / counts, layer.max_delta)
         layer.iou_thresh_kind = section.str("iou_thresh_kind", "iou")   # AB: unknown -> iou
         if section.bool("new_coords"):
             raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
@@ -225,10 +233,12 @@ class YoloLayer(_DetectionHead):
                 delta[b, :, 4][best > self.ignore_thresh] = 0
                 for a, j, i in zip(*np.nonzero(best > self.truth_thresh)):
                     t = rows[best_t[a, j, i]]
+                    m = self._class_weight(int(t[4]))
                     delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
                     self._class_delta(o, delta[b], a, j, i, int(t[4]), None,
-                                      smooth=self.label_smooth_eps, focal=self.focal_loss)
-                    self._box_delta(t, o, delta[b], mask[a], a, j, i, 2 - t[2] * t[3])
+                                      smooth=self.label_smooth_eps, focal=self.focal_loss,
+                                      weight=m)
+                    self._box_delta(t, o, delta[b], mask[a], a, j, i, (2 - t[2] * t[3]) * m, m)
             for t in rows:
                 i, j = int(t[0] * ww), int(t[1] * hh)
                 shape_iou = _iou(0, 0, anchors[:, 0] / self.net_w, anchors[:, 1] / self.net_h,
@@ -244,14 +254,16 @@ class YoloLayer(_DetectionHead):
                     if not hits.size:
                         continue
                     a = int(hits[0])
+                    m = self._class_weight(int(t[4]))   # AB's counters_per_class, else 1
                     iou = self._box_delta(t, o, delta[b], anchor, a, j, i,
-                                          (2 - t[2] * t[3]) * self.iou_normalizer)
+                                          (2 - t[2] * t[3]) * self.iou_normalizer * m, m)
 
                     stats["obj"] += o[a, 4, j, i]
-                    delta[b, a, 4, j, i] = self.obj_normalizer * (1 - o[a, 4, j, i])
+                    delta[b, a, 4, j, i] = m * self.obj_normalizer * (1 - o[a, 4, j, i])
                     stats["cls"] += self._class_delta(o, delta[b], a, j, i, int(t[4]), True,
                                                       self.cls_normalizer,
-                                                      self.label_smooth_eps, self.focal_loss)
+                                                      self.label_smooth_eps, self.focal_loss,
+                                                      m)
                     stats["count"] += 1
                     stats["iou"] += iou
                     stats["recall"] += iou > .5
@@ -270,8 +282,15 @@ class YoloLayer(_DetectionHead):
         return score((0.0, 0.0, anchor[0] / self.net_w, anchor[1] / self.net_h),
                      (0.0, 0.0, float(t[2]), float(t[3])), kind)
 
+    def _class_weight(self, cls):
+        """AlexeyAB's classes_multipliers: max count / count of the class (counts under 1
+        count as 1), at most max_delta; 1 without counters_per_class."""
+        m = getattr(self, "class_multipliers", None)
+        return 1.0 if m is None or not 0 <= cls < len(m) else float(m[cls])
+
     @staticmethod
-    def _class_delta(o, d, a, j, i, cls, count, scale=1.0, smooth=0.0, focal=False):
+    def _class_delta(o, d, a, j, i, cls, count, scale=1.0, smooth=0.0, focal=False,
+                     weight=1.0):
         """pj delta_yolo_class: if the cell already has class deltas only the truth's is set
         (AB: times cls_normalizer).  AB's label_smooth_eps makes the targets
         y * (1 - eps) + eps / 2 instead of 1 and 0; AB's focal_loss=1 scales the (unsmoothed)
@@ -279,7 +298,7 @@ class YoloLayer(_DetectionHead):
         truth class's probability."""
         hit, miss = 1 - smooth + 0.5 * smooth, 0.5 * smooth
         if d[a, 5, j, i]:
-            d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i])
+            d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i]) * weight
             return o[a, 5 + cls, j, i]
         if focal:
             pt = float(np.float32(o[a, 5 + cls, j, i]) + np.float32(1e-15))
@@ -288,7 +307,7 @@ class YoloLayer(_DetectionHead):
             d[a, 5 + cls, j, i] = scale * (1 - o[a, 5 + cls, j, i]) * 0.5 * grad
             return o[a, 5 + cls, j, i]
         d[a, 5:, j, i] = scale * (miss - o[a, 5:, j, i])
-        d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i])
+        d[a, 5 + cls, j, i] = scale * (hit - o[a, 5 + cls, j, i]) * weight
         return o[a, 5 + cls, j, i]
 
     def describe(self):
