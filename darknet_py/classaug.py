@@ -143,14 +143,10 @@ class ClassifierAugment:
 
 
 def distort(img, rng, hue, saturation, exposure):
-    """Hue shift U(-hue, hue) of a turn, saturation and exposure scaled by rand_scale, in
-    Pillow's byte HSV (as the detector's augmentation)."""
+    """detdata.distort_hsv (the detector's hue/saturation/exposure) on a float (3, h, w)
+    image."""
     from PIL import Image
-    from .detdata import rand_scale
+    from .detdata import distort_hsv
     rgb = Image.fromarray((np.clip(img, 0, 1) * 255 + .5).astype(np.uint8).transpose(1, 2, 0))
-    v = np.arange(256, dtype=F32)
-    lut = np.concatenate([(v + F32(rng.uniform(-hue, hue) * 256)) % 256,
-                          v * F32(rand_scale(rng, saturation)),
-                          v * F32(rand_scale(rng, exposure))])
-    out = rgb.convert("HSV").point(np.clip(lut, 0, 255).astype(np.uint8).tolist()).convert("RGB")
+    out = distort_hsv(rgb, rng, hue, saturation, exposure)
     return np.asarray(out, F32).transpose(2, 0, 1) / F32(255)

@@ -176,6 +176,19 @@ def _pool():
     return _POOL
 
 
+def distort_hsv(rgb, rng, hue, saturation, exposure):
+    """Darknet's random_distort_image on a Pillow RGB image, in Pillow's byte HSV: h += a hue
+    shift U(-hue, hue) of a turn (mod 256), s *= rand_scale(saturation), v *=
+    rand_scale(exposure), each clipped to a byte -- a function of the byte value alone, so
+    applied as 256-entry tables."""
+    v = np.arange(256, dtype=np.float32)
+    h_lut = (v + np.float32(rng.uniform(-hue, hue) * 256)) % 256
+    s_lut = v * np.float32(rand_scale(rng, saturation))
+    v_lut = v * np.float32(rand_scale(rng, exposure))
+    lut = np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8)
+    return rgb.convert("HSV").point(lut.tolist()).convert("RGB")
+
+
 def rand_scale(rng, s):
     """Darknet's rand_scale: u ~ U(1, s), or 1/u with probability 1/2."""
     u = rng.uniform(1, s) if s > 1 else 1.0
@@ -219,14 +232,7 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
             nw, nh = w * iw / cw, h * ih / chh           # the whole image's size on the canvas
             dx, dy = -pl * w / cw, -pt * h / chh
     if c == 3 and (hue or saturation != 1 or exposure != 1):
-        # h += hue shift (mod 256), s *= saturation scale, v *= exposure scale, each clipped to
-        # a byte: a function of the byte value alone, so applied as 256-entry tables by Pillow
-        v = np.arange(256, dtype=np.float32)
-        h_lut = (v + np.float32(rng.uniform(-hue, hue) * 256)) % 256
-        s_lut = v * np.float32(rand_scale(rng, saturation))
-        v_lut = v * np.float32(rand_scale(rng, exposure))
-        lut = np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8)
-        canvas = canvas.convert("HSV").point(lut.tolist()).convert("RGB")
+        canvas = distort_hsv(canvas, rng, hue, saturation, exposure)
     a = np.asarray(canvas)
     a = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32)
     a /= np.float32(255)
