@@ -174,12 +174,18 @@ def box_iou(a, b) -> float:
     return float(_iou_many(np.asarray(a, F32), np.asarray(b, F32).reshape(1, 4))[0])
 
 
+def _columns(a):
+    """x, y, w, h of one box (4,) as float32 scalars, or of boxes (k, 4) as (k, 1) columns
+    that broadcast against n other boxes."""
+    a = np.asarray(a, F32)
+    return tuple(a[..., i, None] if a.ndim == 2 else a[i] for i in range(4))
+
+
 def _iou_many(a: np.ndarray, bs: np.ndarray) -> np.ndarray:
     """box_iou of boxes a (k, 4) or one box (4,) against boxes bs (n, 4): (k, n) or (n,),
     float32 throughout like pj's C."""
     two = F32(2)
-    a = np.asarray(a, F32)
-    ax, ay, aw, ah = (a[..., i, None] if a.ndim == 2 else a[i] for i in range(4))
+    ax, ay, aw, ah = _columns(a)
 
     def overlap(x1, w1, x2, w2):
         l1, l2 = x1 - w1 / two, x2 - w2 / two
@@ -203,8 +209,7 @@ def _diou_many(a: np.ndarray, bs: np.ndarray, beta: float) -> np.ndarray:
     the C, the power in double.  ``box_diou`` is the same with beta = 0.6."""
     iou = _iou_many(a, bs)
     two = F32(2)
-    a = np.asarray(a, F32)
-    ax, ay, aw, ah = (a[..., i, None] if a.ndim == 2 else a[i] for i in range(4))
+    ax, ay, aw, ah = _columns(a)
     bx, by, bw, bh = (bs[:, i] for i in range(4))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         w = (np.maximum(ax + aw / two, bx + bw / two) - np.minimum(ax - aw / two, bx - bw / two))

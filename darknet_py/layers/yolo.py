@@ -33,6 +33,9 @@ from .base import Layer
 
 class _DetectionHead(Layer):
     needs_image = True
+    # what [region] (pj's box deltas) has of the [yolo] options its box deltas read
+    iou_loss = "mse"
+    max_delta = math.inf             # AlexeyAB's FLT_MAX: no clipping
 
     def _shape_check(self, section, expected, formula):
         if self.c != expected:
@@ -75,14 +78,14 @@ class _DetectionHead(Layer):
         pw = math.exp(o[a, 2, j, i]) * aw / uw
         ph = math.exp(o[a, 3, j, i]) * ah / uh
         iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
-        kind = getattr(self, "iou_loss", "mse")
+        kind = self.iou_loss
         if kind != "mse":
             # loss = 1 - score(pred, truth): delta = +d score / d output, times iou_normalizer;
             # x = (i + sx)/W gives 1/W, w = exp(tw) anchor/net_w gives w (boxloss.py)
             gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
             n = self.iou_normalizer * weight      # weight: AB's counters_per_class multiplier
             deltas = (n * gx / self.w, n * gy / self.h, n * gw * pw, n * gh * ph)
-            limit = getattr(self, "max_delta", math.inf)
+            limit = self.max_delta
             if limit != math.inf:             # AlexeyAB's max_delta: NaN/inf -> 0, then clip
                 deltas = tuple(min(max(v if math.isfinite(v) else 0.0, -limit), limit)
                                for v in deltas)
@@ -285,7 +288,7 @@ class YoloLayer(_DetectionHead):
     def _class_weight(self, cls):
         """AlexeyAB's classes_multipliers: max count / count of the class (counts under 1
         count as 1), at most max_delta; 1 without counters_per_class."""
-        m = getattr(self, "class_multipliers", None)
+        m = self.class_multipliers
         return 1.0 if m is None or not 0 <= cls < len(m) else float(m[cls])
 
     @staticmethod
