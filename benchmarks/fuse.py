@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from darknet_py.bench import bench_network, time_ms
-from darknet_py.backend import to_numpy
+from darknet_py.nn.backend import to_numpy
 
 
 def main():

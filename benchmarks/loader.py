@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from darknet_py.detdata import DetectionSet  # noqa: E402
-from darknet_py.shapes import make_shapes  # noqa: E402
+from darknet_py.data.detaug import DetectionSet  # noqa: E402
+from darknet_py.data.shapes import make_shapes  # noqa: E402
 
 
 def images_per_second(data, size, batch, repeats, processes):

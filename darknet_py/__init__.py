@@ -1,8 +1,8 @@
 """darknet_py: Darknet's cfg-driven networks in Python (NumPy on the CPU, CuPy on the GPU)."""
 
-from .cfg import read_cfg
+from .cfg.parser import read_cfg
 from .errors import CfgError, DarknetError, NotSupportedError, WeightsError
-from .network import Network
+from .nn.network import Network
 
 __version__ = "0.1.0"
 __all__ = ["Network", "read_cfg", "DarknetError", "CfgError", "WeightsError",

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from .cfg import Option, read_cfg
-from .network import Network
+from .cfg.parser import Option, read_cfg
+from .nn.network import Network
 
 HEADS = ("yolo", "region", "detection")
 

@@ -9,8 +9,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from darknet_py.cfg import parse_cfg_text  # noqa: E402
-from darknet_py.network import Network  # noqa: E402
+from darknet_py.cfg.parser import parse_cfg_text  # noqa: E402
+from darknet_py.nn.network import Network  # noqa: E402
 
 
 def build(text, seed=1, **kw):

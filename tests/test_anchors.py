@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from darknet_py.anchors import (anchors_report, boxes_wh_from_labels, calc_anchors,
+from darknet_py.detection.anchors import (anchors_report, boxes_wh_from_labels, calc_anchors,
                                 format_anchors, split_masks, wh_iou)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from darknet_py.layers.batchnorm import normalized_input
+from darknet_py.nn.layers.batchnorm import normalized_input
 
 from conftest import build
 

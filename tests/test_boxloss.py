@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from darknet_py.boxloss import KINDS, score, score_gradient
+from darknet_py.box import KINDS, score, score_gradient
 from conftest import rng_for_test
 
 

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from darknet_py.cfg import CfgWarning, parse_cfg_text
+from darknet_py.cfg.parser import CfgWarning, parse_cfg_text
 from darknet_py.errors import CfgError, NotSupportedError
 
 from conftest import build
@@ -148,7 +148,7 @@ def test_image_layer_after_flat_layer_is_refused():
 
 
 def test_byte_order_mark_is_ignored(tmp_path):
-    from darknet_py.cfg import read_cfg
+    from darknet_py.cfg.parser import read_cfg
     path = tmp_path / "bom.cfg"
     path.write_bytes(b"\xef\xbb\xbf[net]\nbatch=1\n")
     assert read_cfg(path).net.int("batch") == 1
@@ -162,7 +162,7 @@ def test_absurd_sizes_are_a_cfg_error_not_a_crash():
 def test_a_layer_may_read_only_the_keys_it_declares():
     """Layers declare their cfg_keys (what `cfg check` calls supported); a lookup of any other
     key is a programming error, so the declarations cannot fall behind the code."""
-    from darknet_py.layers import REGISTRY
+    from darknet_py.nn.layers import REGISTRY
     section = parse_cfg_text("[net]\n[maxpool]\nsize=2\ncolor=red\n", "t.cfg").layers[0]
     section.reads = REGISTRY["maxpool"].cfg_keys
     assert section.int("size") == 2 and section.int("stride", 1) == 1   # declared, set or not

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from darknet_py.cfg import parse_cfg_text
+from darknet_py.cfg.parser import parse_cfg_text
 from darknet_py.errors import DarknetError
-from darknet_py.network import Network
+from darknet_py.nn.network import Network
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = "t.cfg"

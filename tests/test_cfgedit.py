@@ -1,4 +1,4 @@
-"""darknet_py.cfgedit (lossless cfg editing/building) and darknet_py.cfgnew (new_cfg recipes)."""
+"""darknet_py.cfg.edit (lossless cfg editing/building) and darknet_py.cfg.new (new_cfg recipes)."""
 
 import difflib
 import glob
@@ -8,10 +8,10 @@ import stat
 import numpy as np
 import pytest
 
-from darknet_py.cfg import parse_cfg_text
-from darknet_py.cfgedit import CfgDocument, CfgValueError, format_value
-from darknet_py.cfgnew import new_cfg, template_dir, template_path
-from darknet_py.network import Network
+from darknet_py.cfg.parser import parse_cfg_text
+from darknet_py.cfg.edit import CfgDocument, CfgValueError, format_value
+from darknet_py.cfg.new import new_cfg, template_dir, template_path
+from darknet_py.nn.network import Network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_CFGS = sorted(glob.glob(os.path.join(ROOT, "cfg", "*.cfg")))
@@ -35,7 +35,7 @@ def changed_lines(before, after):
 
 
 def assert_agrees_with_parser(doc):
-    """What the document reports is what darknet_py.cfg.parse_cfg_text reads."""
+    """What the document reports is what darknet_py.cfg.parser.parse_cfg_text reads."""
     cfg = doc.cfg()
     assert [(s.name, s.line) for s in cfg.sections] == [(s.name, s.line) for s in doc.sections]
     for sec, parsed in zip(doc.sections, cfg.sections):
@@ -511,7 +511,7 @@ def test_new_cfg_gaussian_yolo_uses_classes_plus_9(tmp_path):
 
 def test_the_broken_corpus_round_trips_byte_identical():
     import glob
-    from darknet_py.cfgedit import CfgDocument
+    from darknet_py.cfg.edit import CfgDocument
     files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "cfg_corpus", "broken",
                                           "*.cfg")))
     assert len(files) >= 60
@@ -521,8 +521,8 @@ def test_the_broken_corpus_round_trips_byte_identical():
 
 
 def test_cfg_new_yolov3_tiny_3_classes_passes_cfg_check(tmp_path):
-    from darknet_py.cfgnew import new_cfg
-    from darknet_py.check import check_cfg
+    from darknet_py.cfg.new import new_cfg
+    from darknet_py.cfg.check import check_cfg
     out = tmp_path / "three.cfg"
     new_cfg("yolov3-tiny", 3).save(out)
     assert not [f for f in check_cfg(str(out)) if f.level == "error"]

@@ -1,4 +1,4 @@
-"""darknet_py.chart: PNG training charts drawn with Pillow."""
+"""darknet_py.train.chart: PNG training charts drawn with Pillow."""
 
 import math
 import os
@@ -6,8 +6,8 @@ import os
 import pytest
 from PIL import Image, ImageFont
 
-from darknet_py import chart
-from darknet_py.chart import LEFT_COLORS, RIGHT_COLORS, draw_chart, nice_ticks
+from darknet_py.train import chart
+from darknet_py.train.chart import LEFT_COLORS, RIGHT_COLORS, draw_chart, nice_ticks
 
 
 def count_near(path, color, tol=40):

@@ -1,4 +1,4 @@
-"""darknet_py.check: every cfg problem at once, with its line and its fix.
+"""darknet_py.cfg.check: every cfg problem at once, with its line and its fix.
 
 * tests/cfg_corpus/broken/*.cfg: one mistake each (made by tests/cfg_corpus/make_broken.py from
   real cfgs); line 1 says ``# expect: LINE: fragment`` (an error) or ``# expect-warning:``.
@@ -13,9 +13,9 @@ import re
 
 import pytest
 
-from darknet_py.cfg import parse_cfg_text, read_cfg
-from darknet_py.check import Finding, check_cfg, main_check
-from darknet_py.network import Network
+from darknet_py.cfg.parser import parse_cfg_text, read_cfg
+from darknet_py.cfg.check import Finding, check_cfg, main_check
+from darknet_py.nn.network import Network
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -200,8 +200,8 @@ def test_ab_and_darknet_py_agree_on_what_darknet_py_ignores(tmp_path):
 
 
 def test_dp_keys_cover_every_layer_darknet_py_builds():
-    from darknet_py.check import DP_KEYS
-    from darknet_py.layers import REGISTRY
+    from darknet_py.cfg.check import DP_KEYS
+    from darknet_py.nn.layers import REGISTRY
     assert set(DP_KEYS) - {"net"} == set(REGISTRY)
 
 
@@ -271,6 +271,20 @@ def test_missing_names_and_data_files(tmp_path):
     missing = str(tmp_path / "none.data")
     (f,) = check_cfg(Y3, missing)
     assert str(f) == f"{missing}: error: cannot read data file: No such file or directory"
+
+
+def test_training_and_cfg_check_read_a_repeated_data_key_alike(tmp_path):
+    """pj option_find takes the first of two lines: DataCfg (training) and `cfg check` agree."""
+    from darknet_py.data.datacfg import DataCfg
+    data = tmp_path / "x.data"
+    data.write_text("classes=2\nclasses=3\nnames=x.names\n")
+    (tmp_path / "x.names").write_text("a\nb\n")
+    assert DataCfg(data).int("classes", 0) == 2
+    classes, dup, _ = check_cfg(MNIST, str(data))
+    assert (classes.line, classes.level) == (1, "error")
+    assert classes.message.startswith("classes=2 but the cfg's network outputs 10 values")
+    assert (dup.line, dup.level) == (2, "warning")
+    assert dup.message == "duplicate 'classes': line 1 sets it first and wins"
 
 
 # -- output format and exit codes -----------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_partial_keeps_the_first_n_layers_and_reset_clears_seen(tmp_path):
 
 
 def test_device_gpu_without_cupy_is_a_one_line_error():
-    code = ("import sys; sys.modules['cupy'] = None; from darknet_py.cli import main; "
+    code = ("import sys; sys.modules['cupy'] = None; from darknet_py.commands import main; "
             "sys.exit(main(['classify', 'cfg/mnist.cfg', 'x.weights', 'x.png', "
             "'--device', 'gpu']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
@@ -203,7 +203,7 @@ def test_speed_times_forward_passes():
 
 def test_flags_may_come_before_the_subcommand_like_the_hank_ai_fork():
     """darknet detector -map -dont_show train ...: argv is rearranged, not rejected."""
-    from darknet_py.cli import _flags_after_subcommand, build_parser
+    from darknet_py.commands import _flags_after_subcommand, build_parser
     parser = build_parser()
     argv = ["detector", "-map", "-dont_show", "train", "a.data", "b.cfg"]
     assert _flags_after_subcommand(parser, argv) == \

@@ -580,8 +580,8 @@ def test_two_sgd_steps_equal_darknet_exactly_with_darknets_cpu_batchnorm_formula
     formulas in darknet_py's place, the loss, every parameter change and the rolling statistics
     agree to float32 rounding.  So the documented BN formula is the *only* difference in
     training."""
-    import darknet_py.layers.connected as connected
-    import darknet_py.layers.convolutional as convolutional
+    import darknet_py.nn.layers.connected as connected
+    import darknet_py.nn.layers.convolutional as convolutional
     for module in (convolutional, connected):
         monkeypatch.setattr(module, "batchnorm_forward", pj_cpu_batchnorm_forward)
         monkeypatch.setattr(module, "batchnorm_backward", pj_cpu_batchnorm_backward)

@@ -1,4 +1,4 @@
-"""darknet_py.detect: pj Darknet's detection post-processing (``detector test``).
+"""darknet_py.detection.detect: pj Darknet's detection post-processing (``detector test``).
 
 Unit tests (box_iou, NMS, letterbox, the letterbox box correction, yolo/region decoding,
 printing, drawing) run everywhere.  The tests marked ``darknet`` compare with the real Darknet
@@ -43,7 +43,7 @@ for _p in (str(HERE), str(ROOT)):
         sys.path.insert(0, _p)
 
 from darknet_py import Network  # noqa: E402
-from darknet_py import detect as D  # noqa: E402
+from darknet_py.detection import detect as D  # noqa: E402
 from darknet_py.errors import DarknetError  # noqa: E402
 from conftest import require_darknet  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from darknet_py.shapes import make_shapes
-from darknet_py.train import DetectorTrainer
+from darknet_py.data.shapes import make_shapes
+from darknet_py.train.trainer import DetectorTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +89,7 @@ def test_no_detections_says_the_weights_are_barely_trained(shapes, tmp_path):
 
 def assert_trains_three_iterations(cfg, shapes):
     """A cfg made by cfg new, at batch 4 without burn-in, trains 3 iterations on shapes."""
-    from darknet_py.cfgedit import CfgDocument
+    from darknet_py.cfg.edit import CfgDocument
     doc = CfgDocument.load(cfg)
     doc.net.set("batch", 4)
     doc.net.set("subdivisions", 1)
@@ -102,7 +102,7 @@ def assert_trains_three_iterations(cfg, shapes):
 
 
 def test_cfg_new_yolov3_tiny_passes_check_and_trains_on_shapes(shapes, tmp_path):
-    from darknet_py.check import check_cfg
+    from darknet_py.cfg.check import check_cfg
     out = tmp_path / "y3t.cfg"
     r = run("cfg", "new", "--from", "yolov3-tiny", "--classes", "4", "--size", "96x96",
             "--anchors", str(shapes / "shapes.data"), "-o", str(out), cwd=tmp_path)
@@ -144,7 +144,7 @@ def test_data_check_lists_every_problem_with_its_line(shapes, tmp_path):
 
 
 def test_data_check_reports_negatives_objects_per_class_and_tiny_boxes(shapes, tmp_path):
-    from darknet_py.labels import read_labels
+    from darknet_py.data.labels import read_labels
     d = copy_of_the_set(shapes, tmp_path / "d")
     train = (d / "train.txt").read_text().splitlines()
     labels = [d / "labels" / (os.path.splitext(os.path.basename(p))[0] + ".txt") for p in train]
@@ -204,8 +204,8 @@ def test_detector_valid_writes_darknets_result_files_and_recall_prints(shapes, t
 
 def test_stretch_mode_keeps_boxes_without_jitter(shapes):
     import numpy as np
-    from darknet_py.detdata import augment
-    from darknet_py.labels import label_path_for, read_labels
+    from darknet_py.data.detaug import augment
+    from darknet_py.data.labels import label_path_for, read_labels
     path = open(shapes / "set" / "train.txt").readline().strip()
     boxes, _ = read_labels(label_path_for(path), 4)
     rng = np.random.default_rng(0)
@@ -219,7 +219,7 @@ def test_stretch_mode_keeps_boxes_without_jitter(shapes):
 def test_letter_box_0_makes_detection_stretch_the_image(shapes, tmp_path):
     import numpy as np
     from darknet_py import Network
-    from darknet_py.detect import detect_image, resize_image, load_image_color
+    from darknet_py.detection.detect import detect_image, resize_image, load_image_color
     text = (shapes / "shapes-small.cfg").read_text().replace("[net]\n", "[net]\nletter_box=0\n", 1)
     (tmp_path / "s.cfg").write_text(text)
     net = Network.from_cfg(tmp_path / "s.cfg", batch=1, warn=False)
@@ -252,8 +252,8 @@ def test_letter_box_flag_letterboxes_a_stretching_cfg(shapes, tmp_path):
     import numpy as np
     from PIL import Image
     from darknet_py import Network
-    from darknet_py.cli import _load_for_inference, build_parser
-    from darknet_py.detect import detect_image, letterbox, load_image_color
+    from darknet_py.commands import _load_for_inference, build_parser
+    from darknet_py.detection.detect import detect_image, letterbox, load_image_color
     text = (shapes / "shapes-small.cfg").read_text()
     (tmp_path / "stretch.cfg").write_text(text.replace("[net]\n", "[net]\nletter_box=0\n", 1))
     Network.from_cfg(tmp_path / "stretch.cfg", seed=4, warn=False) \

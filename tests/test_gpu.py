@@ -7,7 +7,7 @@ max|gpu - cpu| / max|cpu| per array; fp32 on both sides.
 import numpy as np
 import pytest
 
-from darknet_py.backend import to_numpy
+from darknet_py.nn.backend import to_numpy
 
 from conftest import build, rng_for_test
 
@@ -121,7 +121,7 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
 
 
 def test_cudnn_is_really_used_for_conv_and_batchnorm():
-    from darknet_py.cudnn import get_ops
+    from darknet_py.nn.cudnn import get_ops
     _, gpu = pair(CASES["conv_bn_leaky"])
     gpu.forward(rng_for_test().standard_normal((4, 4, 8, 8)), train=True)
     ops = get_ops()
@@ -179,7 +179,7 @@ def test_gpu_maxpool_kernel_matches_numpy_on_odd_sizes(size, stride, width):
 
 
 def test_version_reports_the_gpu_cuda_and_cudnn(capsys):
-    from darknet_py.cli import main
+    from darknet_py.commands import main
     assert main(["version"]) == 0
     out = capsys.readouterr().out
     assert "CuPy " in out and "CUDA runtime " in out and "GPU 0: " in out

@@ -17,9 +17,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from darknet_py.cfg import parse_cfg_text
+from darknet_py.cfg.parser import parse_cfg_text
 from darknet_py.errors import CfgError, DarknetError
-from darknet_py.network import Network
+from darknet_py.nn.network import Network
 
 EPS = 1e-6          # central-difference step
 RTOL = 1e-6         # relative tolerance (normwise, see assert_grad_close)
@@ -650,7 +650,7 @@ def near_break(z, name, margin=MARGIN):
 
 
 def test_activation_list_is_complete():
-    from darknet_py.activations import ACTIVATIONS
+    from darknet_py.nn.activations import ACTIVATIONS
     assert set(ACTIVATION_BREAKS) <= set(ACTIVATIONS)
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from darknet_py.errors import DarknetError
-from darknet_py.idx import (find_idx_pairs, labels_path_for, load_images_labels, read_idx,
+from darknet_py.data.idx import (find_idx_pairs, labels_path_for, load_images_labels, read_idx,
                             write_idx)
-from darknet_py.mnist_download import DEFAULT_BASE_URLS, MNIST_FILES, download_mnist
+from darknet_py.data.mnist import DEFAULT_BASE_URLS, MNIST_FILES, download_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "data", "mnist")

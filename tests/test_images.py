@@ -2,8 +2,8 @@
 
 import pytest
 
-from darknet_py.data import load_image, open_image
-from darknet_py.detect import load_image_color
+from darknet_py.data.datasets import load_image, open_image
+from darknet_py.detection.detect import load_image_color
 from darknet_py.errors import DarknetError
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from darknet_py.labels import (ab_label_path, label_path_candidates, label_path_for,
+from darknet_py.data.labels import (ab_label_path, label_path_candidates, label_path_for,
                                pj_label_path, read_labels)
 
 

@@ -4,7 +4,7 @@ rank walk as a reference on random data."""
 import numpy as np
 import pytest
 
-from darknet_py.mapeval import box_iou, evaluate_map, format_map_table
+from darknet_py.detection.mapeval import box_iou, evaluate_map, format_map_table
 
 T1 = (0.25, 0.25, 0.2, 0.2)
 T2 = (0.75, 0.75, 0.2, 0.2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import rng_for_test
-from darknet_py.detdata import DetectionSet, mosaic_of
+from darknet_py.data.detaug import DetectionSet, mosaic_of
 
 W, H = 96, 64
 

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from darknet_py.parallel import (SingleProcess, ThreadGroup, allreduce_gradients, snapshot)
+from darknet_py.train.parallel import (SingleProcess, ThreadGroup, allreduce_gradients, snapshot)
 
 from conftest import build, rng_for_test
 
@@ -106,8 +106,8 @@ def test_learning_rate_is_not_multiplied_by_the_replicas():
 
 
 def test_two_threaded_trainers_stay_identical_and_only_rank_0_writes(tmp_path):
-    from darknet_py.idx import write_idx
-    from darknet_py.train import ClassifierTrainer
+    from darknet_py.data.idx import write_idx
+    from darknet_py.train.trainer import ClassifierTrainer
     rng = np.random.default_rng(0)
     for split, n in (("train", 32), ("t10k", 8)):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 255, (n, 6, 6),

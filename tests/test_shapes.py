@@ -6,9 +6,9 @@ import time
 import numpy as np
 from PIL import Image
 
-from darknet_py.data import DataCfg
-from darknet_py.labels import ab_label_path, label_path_for, pj_label_path, read_labels
-from darknet_py.shapes import CLASSES, image_rng, main, make_shapes, render_scene
+from darknet_py.data.datacfg import DataCfg
+from darknet_py.data.labels import ab_label_path, label_path_for, pj_label_path, read_labels
+from darknet_py.data.shapes import CLASSES, image_rng, main, make_shapes, render_scene
 
 
 def _listing(root):

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from darknet_py.data import Batches
-from darknet_py.idx import write_idx
-from darknet_py.train import ClassifierTrainer
+from darknet_py.data.datasets import Batches
+from darknet_py.data.idx import write_idx
+from darknet_py.train.trainer import ClassifierTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,8 +107,8 @@ def test_training_writes_backups_log_and_chart_and_learns(project):
 def test_numbered_snapshots_follow_alexeyabs_saveweights_rule(project):
     """<cfg>_N.weights every saveweights= iterations (of the .data file, or the flag); by
     default every 1000 (10000 when max_batches >= 10000)."""
-    from darknet_py.train import snapshot_every
-    from darknet_py.data import DataCfg
+    from darknet_py.train.trainer import snapshot_every
+    from darknet_py.data.datacfg import DataCfg
     data = DataCfg(str(project / "halves.data"))
     assert (snapshot_every(3000, data), snapshot_every(10000, data)) == (1000, 10000)
     with open(project / "halves.data", "a") as f:
@@ -145,7 +145,7 @@ def test_weights_already_at_max_batches_are_an_error_not_an_instant_final(projec
 def test_out_of_memory_says_to_raise_subdivisions(project, monkeypatch):
     """CuPy's OutOfMemoryError is a MemoryError: training stops with Darknet users' fix."""
     from darknet_py.errors import DarknetError
-    from darknet_py.network import Network
+    from darknet_py.nn.network import Network
     t = trainer(project, max_batches=5)
 
     def no_memory(self, *a, **kw):
@@ -160,7 +160,7 @@ def test_out_of_memory_says_to_raise_subdivisions(project, monkeypatch):
 
 
 def test_backup_names_use_darknets_basecfg():
-    from darknet_py.train import basecfg
+    from darknet_py.train.trainer import basecfg
     assert basecfg("cfg/yolov3.tiny.cfg") == "yolov3" and basecfg("x/mnist.cfg") == "mnist"
 
 
@@ -201,7 +201,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_weights(project, capsys):
     err = capsys.readouterr().err
     assert "loss became" in err and "last good weights" in err
     last = project / "backup" / "halves_last.weights"
-    from darknet_py.weights import read_weights_file
+    from darknet_py.nn.weights import read_weights_file
     header, payload = read_weights_file(last)
     assert np.isfinite(payload).all()
 
@@ -299,7 +299,7 @@ def test_a_corrupt_image_stops_training_with_one_line_and_keeps_the_work(tmp_pat
 
 
 def test_list_file_labels_must_match_exactly_one(tmp_path):
-    from darknet_py.data import match_labels
+    from darknet_py.data.datasets import match_labels
     from darknet_py.errors import DarknetError
     assert list(match_labels(["d/train/cat/1.png", "d/2_dog.png"], ["cat", "dog"], "l")) == [0, 1]
     with pytest.raises(DarknetError, match=r"1 image\(s\) match no label \(first: d/train/x.png\)"):
@@ -323,7 +323,7 @@ def test_backup_folder_is_relative_to_the_working_directory(project, tmp_path, m
 def test_data_paths_fall_back_to_the_data_files_folder_and_say_so(tmp_path, capsys):
     """Darknet reads .data paths from the working directory only; darknet_py also tries the
     .data file's folder (and its parents) and says which file it used, once per key."""
-    from darknet_py.data import DataCfg
+    from darknet_py.data.datacfg import DataCfg
     (tmp_path / "sets").mkdir()
     (tmp_path / "sets" / "train.txt").write_text("a.jpg\n")
     (tmp_path / "x.data").write_text("classes=1\ntrain=sets/train.txt\n")

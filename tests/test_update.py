@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from darknet_py.policies import current_rate
+from darknet_py.nn.policies import current_rate
 
 from conftest import build
 

@@ -183,7 +183,7 @@ def test_iou_thresh_assigns_a_truth_to_every_close_anchor():
 
 @pytest.mark.parametrize("kind", ["giou", "diou", "ciou"])
 def test_iou_losses_give_the_score_gradient_at_the_assigned_cell(kind):
-    from darknet_py.boxloss import score_gradient
+    from darknet_py.box import score_gradient
     net = _yolo_net(f"iou_loss={kind}\niou_normalizer=0.07\nnms_kind=greedynms\n")
     x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
     net.forward(x, train=True, truth=_one_truth())
@@ -285,7 +285,7 @@ def test_label_smooth_eps_moves_the_class_targets_towards_one_half():
 
 def test_ciou_training_moves_the_box_onto_the_truth():
     from conftest import build
-    from darknet_py.boxloss import score
+    from darknet_py.box import score
     net = build("[net]\nbatch=1\nchannels=1\nwidth=4\nheight=4\nlearning_rate=0.1\n"
                 "momentum=0.9\ndecay=0\n[convolutional]\nfilters=12\nsize=1\n"
                 "activation=linear\n[yolo]\nclasses=1\nnum=2\nmask=0,1\n"

@@ -40,9 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from darknet_py.chart import draw_chart  # noqa: E402
-from darknet_py.network import Network  # noqa: E402
-from darknet_py.train import ClassifierTrainer, evaluate  # noqa: E402
+from darknet_py.train.chart import draw_chart  # noqa: E402
+from darknet_py.nn.network import Network  # noqa: E402
+from darknet_py.train.trainer import ClassifierTrainer, evaluate  # noqa: E402
 
 VARIANTS = [  # (key, cfg, label)
     ("before", "cfg/mnist.cfg", "conv/connected -> BN -> leaky"),

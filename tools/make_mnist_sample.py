@@ -19,7 +19,7 @@ Each split is then put in a fixed pseudo-random order (``numpy.random.RandomStat
 stream NumPy keeps frozen across versions) so batches are not sorted by class.
 
 Outputs (``--out``, default data/mnist/ beside this script's repository): the four MNIST-named
-``.gz`` IDX files, written by darknet_py.idx.write_idx (reproducible: gzip mtime 0).
+``.gz`` IDX files, written by darknet_py.data.idx.write_idx (reproducible: gzip mtime 0).
 """
 
 import argparse
@@ -34,7 +34,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from darknet_py.idx import load_images_labels, write_idx  # noqa: E402
+from darknet_py.data.idx import load_images_labels, write_idx  # noqa: E402
 
 SIZE = 28
 HELD_OUT = 2000

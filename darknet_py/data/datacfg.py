@@ -1,0 +1,107 @@
+"""Darknet's ``.data`` files (pj:src/option_list.c read_data_cfg, option_find) and the list and
+names files they point to.
+
+A ``.data`` file is ``key=value`` lines (``classes``, ``train``, ``valid``, ``labels``, ``names``,
+``backup``, ``top``, ...); training, inference and ``cfg check`` all read it through
+:class:`DataCfg`, so they agree on what it says (a repeated key: the first line wins, as
+``option_find``).
+"""
+
+import os
+import sys
+
+from ..errors import DarknetError
+
+
+class DataCfg(dict):
+    """The options of a .data file, with where each came from."""
+
+    def __init__(self, path, lenient=False):
+        """Read ``path``.  A line that is not ``key=value`` is an error, or with ``lenient=True``
+        (``cfg check``) one of the ``problems`` (line, message) as Darknet only prints it."""
+        super().__init__()
+        self.path = str(path)
+        self.lines = {}
+        self.resolved = set()      # keys found relative to the .data file, not the cwd
+        self.problems = []         # (line, message): lines Darknet skips, repeated keys
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = getattr(e, "strerror", None) or "not a UTF-8 text file"
+            raise DarknetError(f"cannot read data file: {reason}", self.path) from None
+        for lineno, raw in enumerate(text.split("\n"), start=1):
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if "=" not in line:
+                if not lenient:
+                    raise DarknetError(f"'{line}' is not key=value", self.path, lineno)
+                self.problems.append((lineno, f"'{line}' is not key=value; Darknet ignores it"))
+                continue
+            key, value = (s.strip() for s in line.split("=", 1))
+            if key in self:
+                # pj option_find walks the list from the top: the first line wins
+                self.problems.append((lineno, f"duplicate '{key}': line {self.lines[key]} sets "
+                                              "it first and wins"))
+                continue
+            self[key] = value
+            self.lines[key] = lineno
+
+    def int(self, key, default):
+        if key not in self:
+            return default
+        try:
+            return int(self[key])
+        except ValueError:
+            raise DarknetError(f"{key}={self[key]}: expected an integer", self.path,
+                               self.lines[key]) from None
+
+    def file(self, key, default=None, required=False):
+        """A path option, resolved from the working directory, else from the .data file's place."""
+        if key not in self:
+            if required:
+                raise DarknetError(f"no '{key}=' line: it must name a file", self.path)
+            return default
+        value = self[key]
+        found = self.resolve(value)
+        if found != value and key not in self.resolved:   # say it once: Darknet would not
+            self.resolved.add(key)
+            print(f"{self.path}:{self.lines[key]}: note: {key}={value} is not under the "
+                  f"working directory; using {found}", file=sys.stderr)
+        return found
+
+    def resolve(self, value):
+        """A path as Darknet finds it (the working directory), else next to the .data file or in
+        one of its parents, so `darknet_py train cfg/x.cfg /elsewhere/repo/data/x.data` works."""
+        if os.path.exists(value) or os.path.isabs(value):
+            return value
+        folder = os.path.dirname(os.path.abspath(self.path))
+        while True:
+            candidate = os.path.join(folder, value)
+            if os.path.exists(candidate):
+                return candidate
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return value
+            folder = parent
+
+    def where(self, key):
+        return self.path, self.lines.get(key)
+
+
+def read_lines(path, what):
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [ln.strip() for ln in f if ln.strip()]
+    except OSError as e:
+        raise DarknetError(f"cannot read {what}: {e.strerror}", path) from None
+
+
+def class_names(data, classes):
+    path = data.file("names") or data.file("labels")
+    if path and os.path.exists(path):
+        names = read_lines(path, "names file")
+        if len(names) >= classes:
+            return names[:classes]
+    return [str(i) for i in range(classes)]

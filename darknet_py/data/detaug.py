@@ -1,0 +1,303 @@
+"""Detection training data (pj:src/data.c load_data_detection), loaded in a background thread.
+
+Per image, as Darknet: a canvas of the network size filled with 0.5; a random aspect change of up
+to ``jitter``; the image resized to (nw, nh) and placed at a random offset; hue / saturation /
+exposure distortion; a horizontal flip with probability 1/2; the YOLO boxes moved, clipped to
+[0, 1] and dropped when smaller than 0.001.  Truth rows are (x, y, w, h, class), at most
+``max_boxes`` per image (shuffled first), the rest zeros.
+"""
+
+import os
+
+import numpy as np
+
+from .datacfg import read_lines
+from .datasets import open_image
+from ..errors import DarknetError
+from .labels import label_path_for, read_labels
+
+
+class DetectionSet:
+    def __init__(self, list_path, classes, max_boxes=90):
+        self.list_path = list_path
+        self.paths = read_lines(list_path, "image list")
+        self.classes, self.max_boxes = classes, max_boxes
+        self.boxes = []
+        problems = []
+        for p in self.paths:
+            if not os.path.exists(p):
+                problems.append(f"{p}: image does not exist")
+                self.boxes.append(np.zeros((0, 5), np.float32))
+                continue
+            lp = label_path_for(p)
+            if not os.path.exists(lp):
+                problems.append(f"{lp}: label file missing for {p}")
+                self.boxes.append(np.zeros((0, 5), np.float32))
+                continue
+            boxes, issues = read_labels(lp, classes)
+            # boxes that stick out of the image a little are kept and clipped (as Darknet does);
+            # only problems that drop a line stop training
+            problems.extend(str(i) for i in issues if i.dropped)
+            self.boxes.append(boxes)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DarknetError(f"{len(problems)} problem(s) in the training data; first: "
+                               f"{problems[0]}{more}; run 'darknet_py data check' for the list",
+                               list_path)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
+              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+        """Augmented images and truths, prepared in parallel (threads; with ``processes`` a
+        pool of that many worker processes, which the GIL does not limit), each image with its
+        own generator drawn from ``rng``: the result depends on neither.
+        ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the batch's image and
+        three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup, the image
+        blended half and half with another one drawn from the set, with the boxes of both."""
+        c, h, w = shape
+        truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
+        seeds = rng.integers(0, 2 ** 63, len(indexes))
+        options = dict(shape=(c, h, w), jitter=jitter, hue=hue, saturation=saturation,
+                       exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
+                       mixup=mixup, max_boxes=self.max_boxes)
+        tasks = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
+        if processes:
+            x, rows = _in_processes(self, tasks, options, processes)
+        else:
+            x = np.empty((len(indexes), c, h, w), np.float32)
+
+            def one(k):
+                x[k], r = prepare(self.paths, self.boxes, *tasks[k], options)
+                return r
+            rows = list(_pool().map(one, range(len(tasks))))
+        for k, r in enumerate(rows):
+            truth[k, :r.size] = r.ravel()
+        return x, truth
+
+    def plain(self, index, shape):
+        """The image letterboxed for evaluation, and its boxes."""
+        from ..detection.detect import letterbox, load_image_color
+        image = load_image_color(self.paths[index])
+        c, h, w = shape
+        return letterbox(image, w, h), image.shape[2], image.shape[1], self.boxes[index]
+
+
+def prepare(paths, boxes, i, seed, options):
+    """Training image i with its generator's draws (the same in a thread or a process):
+    a plain augmented image, a mosaic or a mixup; returns (image, shuffled truth rows)."""
+    r = np.random.default_rng(seed)
+    o = options
+
+    def load(j):
+        return augment(paths[j], boxes[j], o["shape"], r, o["jitter"], o["hue"],
+                       o["saturation"], o["exposure"], o["flip"], o["letterbox"],
+                       placement=True)
+
+    if o["mosaic"] and r.random() < 0.5:
+        others = r.integers(0, len(paths), 3)
+        parts = [load(j) for j in [i, *others]]
+        order = r.permutation(4)                      # the batch's image in any quadrant
+        image, rows = mosaic_of([parts[q] for q in order], r)
+    elif o["mixup"] and r.random() < 0.5:
+        (a, rows_a, _), (b, rows_b, _) = load(i), load(int(r.integers(len(paths))))
+        image, rows = (a + b) * np.float32(0.5), np.concatenate([rows_a, rows_b])
+    else:
+        image, rows, _ = load(i)
+    return image, rows[r.permutation(len(rows))][:o["max_boxes"]]
+
+
+# -- worker processes: each holds the dataset's lists; images come back in shared memory --------
+_PROCESSES = {}          # (id of the DetectionSet, worker count) -> its executor
+_WORKER_SET = None       # (paths, boxes) inside a worker
+
+
+def _worker_init(paths, boxes):
+    global _WORKER_SET
+    _WORKER_SET = (paths, boxes)
+
+
+def _worker_task(args):
+    """In a worker: prepare image k into the shared (n, c, h, w) block; return its rows."""
+    from multiprocessing import shared_memory
+    k, (i, seed), options, name, n = args
+    image, rows = prepare(*_WORKER_SET, i, seed, options)
+    block = shared_memory.SharedMemory(name=name)
+    try:
+        np.ndarray((n, *options["shape"]), np.float32, buffer=block.buf)[k] = image
+    finally:
+        block.close()
+    return rows
+
+
+def _shutdown_processes():
+    """At exit, before the interpreter tears modules down under the executors' threads."""
+    for executor in _PROCESSES.values():
+        executor.shutdown(wait=True)
+    _PROCESSES.clear()
+
+
+def _in_processes(dataset, tasks, options, processes):
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context, shared_memory
+    key = (id(dataset), processes)
+    if not _PROCESSES:
+        import atexit
+        atexit.register(_shutdown_processes)
+    if key not in _PROCESSES:
+        # spawn: the workers never inherit CUDA state or the training threads
+        _PROCESSES[key] = ProcessPoolExecutor(processes, mp_context=get_context("spawn"),
+                                              initializer=_worker_init,
+                                              initargs=(dataset.paths, dataset.boxes))
+    n = len(tasks)
+    block = shared_memory.SharedMemory(create=True, size=max(1, n * 4 * int(np.prod(
+        options["shape"]))))
+    try:
+        jobs = [(k, task, options, block.name, n) for k, task in enumerate(tasks)]
+        chunk = max(1, n // (4 * processes))
+        rows = list(_PROCESSES[key].map(_worker_task, jobs, chunksize=chunk))
+        x = np.ndarray((n, *options["shape"]), np.float32, buffer=block.buf).copy()
+    finally:
+        block.close()
+        block.unlink()
+    return x, rows
+
+
+_POOL = None
+
+
+def _pool():
+    """Threads for image decoding and resizing (Pillow releases the GIL for both)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                   thread_name_prefix="darknet_py-data")
+    return _POOL
+
+
+def distort_hsv(rgb, rng, hue, saturation, exposure):
+    """Darknet's random_distort_image on a Pillow RGB image, in Pillow's byte HSV: h += a hue
+    shift U(-hue, hue) of a turn (mod 256), s *= rand_scale(saturation), v *=
+    rand_scale(exposure), each clipped to a byte -- a function of the byte value alone, so
+    applied as 256-entry tables."""
+    v = np.arange(256, dtype=np.float32)
+    h_lut = (v + np.float32(rng.uniform(-hue, hue) * 256)) % 256
+    s_lut = v * np.float32(rand_scale(rng, saturation))
+    v_lut = v * np.float32(rand_scale(rng, exposure))
+    lut = np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8)
+    return rgb.convert("HSV").point(lut.tolist()).convert("RGB")
+
+
+def rand_scale(rng, s):
+    """Darknet's rand_scale: u ~ U(1, s), or 1/u with probability 1/2."""
+    u = rng.uniform(1, s) if s > 1 else 1.0
+    return u if rng.random() < 0.5 else 1.0 / u
+
+
+def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
+            placement=False):
+    """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
+    on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
+    each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
+    (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
+    (left, top, right, bottom) in pixels, the rest being padding."""
+    from PIL import Image
+    c, h, w = shape
+    with open_image(path) as im:
+        im = im.convert("RGB" if c == 3 else "L")
+        iw, ih = im.size
+        fill = 127 if c == 1 else (127, 127, 127)
+        if letterbox:
+            dw, dh = jitter * iw, jitter * ih
+            ar = (iw + rng.uniform(-dw, dw)) / (ih + rng.uniform(-dh, dh))
+            if ar < 1:
+                nh = h
+                nw = max(1, int(nh * ar))
+            else:
+                nw = w
+                nh = max(1, int(nw / ar))
+            # pj rand_uniform(0, w - nw) swaps its bounds when the image is the larger
+            dx = int(rng.uniform(min(0, w - nw), max(0, w - nw)))
+            dy = int(rng.uniform(min(0, h - nh), max(0, h - nh)))
+            canvas = Image.new(im.mode, (w, h), fill)
+            canvas.paste(im.resize((nw, nh), Image.BILINEAR), (dx, dy))
+        else:
+            pl, pr = (int(rng.uniform(-jitter, jitter) * iw) for _ in range(2))
+            pt, pb = (int(rng.uniform(-jitter, jitter) * ih) for _ in range(2))
+            cw, chh = max(1, iw - pl - pr), max(1, ih - pt - pb)
+            crop = Image.new(im.mode, (cw, chh), fill)
+            crop.paste(im, (-pl, -pt))
+            canvas = crop.resize((w, h), Image.BILINEAR)
+            nw, nh = w * iw / cw, h * ih / chh           # the whole image's size on the canvas
+            dx, dy = -pl * w / cw, -pt * h / chh
+    if c == 3 and (hue or saturation != 1 or exposure != 1):
+        canvas = distort_hsv(canvas, rng, hue, saturation, exposure)
+    a = np.asarray(canvas)
+    a = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32)
+    a /= np.float32(255)
+    flipped = flip and rng.random() < 0.5
+    if flipped:
+        a = a[:, :, ::-1]
+    rows = boxes.astype(np.float64).copy()
+    if len(rows):
+        sx, sy = nw / w, nh / h
+        left = (rows[:, 1] - rows[:, 3] / 2) * sx + dx / w
+        right = (rows[:, 1] + rows[:, 3] / 2) * sx + dx / w
+        top = (rows[:, 2] - rows[:, 4] / 2) * sy + dy / h
+        bottom = (rows[:, 2] + rows[:, 4] / 2) * sy + dy / h
+        if flipped:
+            left, right = 1 - right, 1 - left
+        left, right = np.clip(left, 0, 1), np.clip(right, 0, 1)
+        top, bottom = np.clip(top, 0, 1), np.clip(bottom, 0, 1)
+        out = np.stack([(left + right) / 2, (top + bottom) / 2, right - left, bottom - top,
+                        rows[:, 0]], axis=1)
+        rows = out[(out[:, 2] >= 0.001) & (out[:, 3] >= 0.001)]
+    else:
+        rows = np.zeros((0, 5))
+    a, rows = np.ascontiguousarray(a), rows.astype(np.float32)
+    if not placement:
+        return a, rows
+    left, right = max(0.0, dx), min(float(w), dx + nw)
+    if flipped:
+        left, right = w - right, w - left
+    return a, rows, (left, max(0.0, dy), right, min(float(h), dy + nh))
+
+
+def mosaic_of(parts, rng):
+    """AlexeyAB's mosaic (data.c load_data_detection, mosaic=1) of four augmented images
+    ``(image, rows, placement)``: a split point uniform in [20%, 80%] of the width and height
+    cuts the canvas into four quadrants (top-left, top-right, bottom-left, bottom-right); each
+    takes the part of its image nearest the split, moved inward past the image's padding (AB's
+    left/right/top/bot_shift).  Boxes move with their pixels and are clipped to their quadrant
+    (AB's mosaic_bound=1; with its default a box may reach into a neighbour's pixels); those
+    under one pixel are dropped."""
+    c, h, w = parts[0][0].shape
+    cut_x = int(rng.integers(w * 20 // 100, w * 80 // 100 + 1))
+    cut_y = int(rng.integers(h * 20 // 100, h * 80 // 100 + 1))
+    out = np.empty((c, h, w), np.float32)
+    kept = []
+    for q, (img, rows, (left, top, right, bottom)) in enumerate(parts):
+        east, south = q in (1, 3), q in (2, 3)
+        qw, qh = (w - cut_x if east else cut_x), (h - cut_y if south else cut_y)
+        # source corner: the east quadrants start at the image's left edge (past its padding),
+        # the west ones end at its right edge; likewise vertically
+        sx = min(cut_x, max(0, int(left))) if east else \
+            w - cut_x - min(w - cut_x, max(0, int(w - right)))
+        sy = min(cut_y, max(0, int(top))) if south else \
+            h - cut_y - min(h - cut_y, max(0, int(h - bottom)))
+        ox, oy = (cut_x if east else 0), (cut_y if south else 0)
+        out[:, oy:oy + qh, ox:ox + qw] = img[:, sy:sy + qh, sx:sx + qw]
+        if not len(rows):
+            continue
+        r = rows.astype(np.float64)
+        x0 = np.clip((r[:, 0] - r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
+        x1 = np.clip((r[:, 0] + r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
+        y0 = np.clip((r[:, 1] - r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
+        y1 = np.clip((r[:, 1] + r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
+        moved = np.stack([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h,
+                          r[:, 4]], axis=1)
+        kept.append(moved[(x1 - x0 >= 1) & (y1 - y0 >= 1)])
+    rows = np.concatenate(kept) if kept else np.zeros((0, 5))
+    return out, rows.astype(np.float32)

@@ -1,0 +1,270 @@
+"""cuDNN on CuPy arrays through NVIDIA's cuDNN Frontend (``import cudnn``; CuPy 14 has no cuDNN).
+
+The one GPU adapter the layers call: convolution forward / backward-data / backward-filter and
+SPATIAL batch norm (training forward, backward, inference).  It owns the handle (bound to CuPy's
+current stream), one plan per shape (built once, reused every step), one workspace buffer from
+CuPy's memory pool, and turns cuDNN failures into errors naming the layer, op and shapes.
+
+Every method returns ``None`` when cuDNN has no engine for that shape (``check_support`` fails);
+the caller then uses its CuPy implementation (im2col + cuBLAS, or the xp batch-norm formulas),
+after a one-time warning, so training never dies on an unsupported shape.
+
+Exact fp32 by default: engines whose numerical notes say TENSOR_CORE or DOWN_CONVERT_INPUTS (TF32
+for fp32 data) are removed before plans are built, and ``NVIDIA_TF32_OVERRIDE=0`` is set for
+cuBLAS before CuPy loads it (see ``backend.get_xp``).
+
+Batch norm as Darknet calls cuDNN: epsilon 1e-5, exponential average factor 0.01, running variance
+fed with the unbiased batch variance, normalisation with the biased one; the backward returns
+dscale and dbias, which the caller *adds* to ``scale_updates``/``bias_updates`` -- cuDNN never
+changes scales or biases.
+"""
+
+import warnings
+
+from ..errors import DarknetError
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.01
+
+_OPS = None          # one CudnnOps per process (device 0 or the one chosen with -i)
+_UNAVAILABLE = None  # the reason the frontend could not be loaded
+
+
+def get_ops():
+    """The CudnnOps of this process, or None when the cuDNN Frontend cannot be used."""
+    global _OPS, _UNAVAILABLE
+    if _OPS is not None or _UNAVAILABLE is not None:
+        return _OPS
+    try:
+        _OPS = CudnnOps()
+    except Exception as e:   # ImportError, no libcudnn, no GPU
+        _UNAVAILABLE = f"{type(e).__name__}: {e}"
+        warnings.warn(f"cuDNN Frontend unavailable ({_UNAVAILABLE}); using CuPy kernels",
+                      RuntimeWarning, stacklevel=2)
+    return _OPS
+
+
+def _strides(shape):
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return list(reversed(out))
+
+
+class _Plan:
+    __slots__ = ("graph", "tensors", "workspace")
+
+    def __init__(self, graph, tensors, workspace):
+        self.graph, self.tensors, self.workspace = graph, tensors, workspace
+
+
+class CudnnOps:
+    def __init__(self):
+        import cudnn
+        import cupy
+        self.cudnn, self.cp = cudnn, cupy
+        self.handle = cudnn.create_handle()
+        self._stream = None
+        self._plans = {}
+        self._warned = set()
+        self._workspace = cupy.empty(1, dtype=cupy.uint8)
+        self.exact = True
+        self.F = cudnn.data_type.FLOAT
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _bind_stream(self):
+        ptr = self.cp.cuda.get_current_stream().ptr
+        if ptr != self._stream:
+            self.cudnn.set_stream(handle=self.handle, stream=ptr)
+            self._stream = ptr
+
+    def _tensor(self, g, name, shape):
+        return g.tensor(name=name, dim=list(shape), stride=_strides(shape), data_type=self.F)
+
+    def _plan(self, key, build, what):
+        """The cached plan for ``key``; built on first use; None when cuDNN has no engine."""
+        if key in self._plans:
+            return self._plans[key]
+        cudnn = self.cudnn
+        g = cudnn.pygraph(io_data_type=self.F, intermediate_data_type=self.F,
+                          compute_data_type=self.F, handle=self.handle)
+        tensors = build(g)
+        try:
+            g.validate()
+            g.build_operation_graph()
+            g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+            if self.exact:
+                g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE,
+                                          cudnn.numerical_note.DOWN_CONVERT_INPUTS])
+            g.check_support()
+            g.build_plans()
+        except Exception as e:
+            plan = None
+            if what not in self._warned:
+                self._warned.add(what)
+                warnings.warn(f"cuDNN has no engine for {what} ({str(e).splitlines()[0]}); "
+                              "using the CuPy kernel for it", RuntimeWarning, stacklevel=3)
+        else:
+            plan = _Plan(g, tensors, g.get_workspace_size())
+        self._plans[key] = plan
+        return plan
+
+    def _execute(self, plan, pointers, what):
+        self._bind_stream()
+        if plan.workspace > self._workspace.size:
+            self._workspace = self.cp.empty(plan.workspace, dtype=self.cp.uint8)
+        pack = {plan.tensors[name]: ptr for name, ptr in pointers.items()}
+        try:
+            plan.graph.execute(pack, self._workspace, handle=self.handle)
+        except Exception as e:
+            raise DarknetError(f"cuDNN failed in {what}: {str(e).splitlines()[0]}") from None
+
+    # -- convolution ---------------------------------------------------------------------------
+    def conv_forward(self, x, w, stride, pad, groups, what="conv forward"):
+        n, c, h, wd = x.shape
+        k, cg, r, s = w.shape
+        oh, ow = (h + 2 * pad - r) // stride + 1, (wd + 2 * pad - s) // stride + 1
+        key = ("fprop", x.shape, w.shape, stride, pad)
+
+        def build(g):
+            X, W = self._tensor(g, "x", x.shape), self._tensor(g, "w", w.shape)
+            Y = g.conv_fprop(image=X, weight=W, padding=[pad, pad], stride=[stride, stride],
+                             dilation=[1, 1], compute_data_type=self.F)
+            Y.set_output(True).set_dim([n, k, oh, ow]).set_stride(_strides((n, k, oh, ow)))
+            return {"x": X, "w": W, "y": Y}
+
+        plan = self._plan(key, build, f"{what} {x.shape}*{w.shape}")
+        if plan is None:
+            return None
+        x, w = self.cp.ascontiguousarray(x), self.cp.ascontiguousarray(w)
+        y = self.cp.empty((n, k, oh, ow), dtype=x.dtype)
+        self._execute(plan, {"x": x.data.ptr, "w": w.data.ptr, "y": y.data.ptr}, what)
+        return y
+
+    def conv_backward_data(self, dy, w, x_shape, stride, pad, groups, what="conv dgrad"):
+        key = ("dgrad", dy.shape, w.shape, tuple(x_shape), stride, pad)
+
+        def build(g):
+            DY, W = self._tensor(g, "dy", dy.shape), self._tensor(g, "w", w.shape)
+            DX = g.conv_dgrad(loss=DY, filter=W, padding=[pad, pad], stride=[stride, stride],
+                              dilation=[1, 1], compute_data_type=self.F)
+            DX.set_output(True).set_dim(list(x_shape)).set_stride(_strides(x_shape))
+            return {"dy": DY, "w": W, "dx": DX}
+
+        plan = self._plan(key, build, f"{what} {dy.shape}*{w.shape}")
+        if plan is None:
+            return None
+        dy, w = self.cp.ascontiguousarray(dy), self.cp.ascontiguousarray(w)
+        dx = self.cp.empty(tuple(x_shape), dtype=dy.dtype)
+        self._execute(plan, {"dy": dy.data.ptr, "w": w.data.ptr, "dx": dx.data.ptr}, what)
+        return dx
+
+    def conv_backward_filter(self, x, dy, w_shape, stride, pad, groups, what="conv wgrad"):
+        key = ("wgrad", x.shape, dy.shape, tuple(w_shape), stride, pad)
+
+        def build(g):
+            X, DY = self._tensor(g, "x", x.shape), self._tensor(g, "dy", dy.shape)
+            DW = g.conv_wgrad(image=X, loss=DY, padding=[pad, pad], stride=[stride, stride],
+                              dilation=[1, 1], compute_data_type=self.F)
+            DW.set_output(True).set_dim(list(w_shape)).set_stride(_strides(w_shape))
+            return {"x": X, "dy": DY, "dw": DW}
+
+        plan = self._plan(key, build, f"{what} {x.shape}/{dy.shape}")
+        if plan is None:
+            return None
+        x, dy = self.cp.ascontiguousarray(x), self.cp.ascontiguousarray(dy)
+        dw = self.cp.empty(tuple(w_shape), dtype=x.dtype)
+        self._execute(plan, {"x": x.data.ptr, "dy": dy.data.ptr, "dw": dw.data.ptr}, what)
+        return dw
+
+    # -- batch normalization (SPATIAL) -----------------------------------------------------
+    def _vec(self, g, name, c):
+        return g.tensor(name=name, dim=[1, c, 1, 1], stride=[c, 1, 1, 1], data_type=self.F)
+
+    def batchnorm_train(self, x, scales, biases, rolling_mean, rolling_variance,
+                        what="batchnorm forward"):
+        """y, saved mean, saved inverse std; the rolling statistics are updated in place."""
+        n, c, h, w = x.shape
+        key = ("bn_fwd", x.shape)
+        cudnn = self.cudnn
+
+        def build(g):
+            X = self._tensor(g, "x", x.shape)
+            S, B, RM, RV = (self._vec(g, nm, c) for nm in ("s", "b", "rm", "rv"))
+            eps = g.tensor_scalar(BN_EPSILON, cudnn.scalar_type.RUNTIME_PARAM)
+            mom = g.tensor_scalar(BN_MOMENTUM, cudnn.scalar_type.RUNTIME_PARAM)
+            Y, M, IV, NRM, NRV = g.batchnorm(name="bn", input=X, scale=S, bias=B,
+                                            in_running_mean=RM, in_running_var=RV,
+                                            epsilon=eps, momentum=mom)
+            for t in (Y, M, IV, NRM, NRV):
+                t.set_output(True).set_data_type(self.F)
+            Y.set_dim(list(x.shape)).set_stride(_strides(x.shape))
+            return {"x": X, "s": S, "b": B, "rm": RM, "rv": RV, "y": Y, "m": M, "iv": IV,
+                    "nrm": NRM, "nrv": NRV}
+
+        plan = self._plan(key, build, f"{what} {x.shape}")
+        if plan is None:
+            return None
+        cp = self.cp
+        x = cp.ascontiguousarray(x)
+        y = cp.empty_like(x)
+        mean = cp.empty(c, dtype=x.dtype)
+        inv_std = cp.empty(c, dtype=x.dtype)
+        self._execute(plan, {"x": x.data.ptr, "s": scales.data.ptr, "b": biases.data.ptr,
+                             "rm": rolling_mean.data.ptr, "rv": rolling_variance.data.ptr,
+                             "y": y.data.ptr, "m": mean.data.ptr, "iv": inv_std.data.ptr,
+                             "nrm": rolling_mean.data.ptr, "nrv": rolling_variance.data.ptr},
+                      what)
+        return y, mean, inv_std
+
+    def batchnorm_backward(self, dy, x, scales, mean, inv_std, what="batchnorm backward"):
+        """dx, dscale, dbias (with Darknet's delta as dy they are negative gradients)."""
+        n, c, h, w = x.shape
+        key = ("bn_bwd", x.shape)
+
+        def build(g):
+            DY, X = self._tensor(g, "dy", dy.shape), self._tensor(g, "x", x.shape)
+            S, M, IV = (self._vec(g, nm, c) for nm in ("s", "m", "iv"))
+            DX, DS, DB = g.batchnorm_backward(grad=DY, input=X, scale=S, mean=M,
+                                              inv_variance=IV)
+            for t in (DX, DS, DB):
+                t.set_output(True).set_data_type(self.F)
+            DX.set_dim(list(x.shape)).set_stride(_strides(x.shape))
+            return {"dy": DY, "x": X, "s": S, "m": M, "iv": IV, "dx": DX, "ds": DS, "db": DB}
+
+        plan = self._plan(key, build, f"{what} {x.shape}")
+        if plan is None:
+            return None
+        cp = self.cp
+        dy, x = cp.ascontiguousarray(dy), cp.ascontiguousarray(x)
+        dx = cp.empty_like(x)
+        ds = cp.empty(c, dtype=x.dtype)
+        db = cp.empty(c, dtype=x.dtype)
+        self._execute(plan, {"dy": dy.data.ptr, "x": x.data.ptr, "s": scales.data.ptr,
+                             "m": mean.data.ptr, "iv": inv_std.data.ptr, "dx": dx.data.ptr,
+                             "ds": ds.data.ptr, "db": db.data.ptr}, what)
+        return dx, ds, db
+
+    def batchnorm_inference(self, x, rolling_mean, inv_std, scales, biases,
+                            what="batchnorm inference"):
+        n, c, h, w = x.shape
+        key = ("bn_inf", x.shape)
+
+        def build(g):
+            X = self._tensor(g, "x", x.shape)
+            M, IV, S, B = (self._vec(g, nm, c) for nm in ("m", "iv", "s", "b"))
+            Y = g.batchnorm_inference(input=X, mean=M, inv_variance=IV, scale=S, bias=B)
+            Y.set_output(True).set_data_type(self.F)
+            Y.set_dim(list(x.shape)).set_stride(_strides(x.shape))
+            return {"x": X, "m": M, "iv": IV, "s": S, "b": B, "y": Y}
+
+        plan = self._plan(key, build, f"{what} {x.shape}")
+        if plan is None:
+            return None
+        cp = self.cp
+        x = cp.ascontiguousarray(x)
+        y = cp.empty_like(x)
+        self._execute(plan, {"x": x.data.ptr, "m": rolling_mean.data.ptr, "iv": inv_std.data.ptr,
+                             "s": scales.data.ptr, "b": biases.data.ptr, "y": y.data.ptr}, what)
+        return y

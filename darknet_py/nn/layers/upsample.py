@@ -1,0 +1,66 @@
+"""``[upsample]`` (pj:src/upsample_layer.c).
+
+stride s > 0: nearest neighbour, out[b,k,y,x] = scale * in[b,k,y//s,x//s]; backward sums each
+s x s block.  stride s < 0: a "downsample", out = scale * (sum over each |s| x |s| block) -- a
+sum, not an average, as in Darknet; backward spreads scale * delta over the block.
+"""
+
+from ...errors import CfgError
+from .base import Layer
+
+
+class UpsampleLayer(Layer):
+    type = "upsample"
+    cfg_keys = frozenset("stride scale".split())
+    needs_image = True
+
+    @classmethod
+    def from_cfg(cls, section, ctx):
+        layer = cls()
+        layer.set_input(ctx.shape, ctx.flat, section)
+        layer.stride = section.int("stride", 2)
+        layer.scale = section.float("scale", 1.0)
+        if layer.stride == 0:
+            raise CfgError(f"[{section.name}] stride must not be 0", section.path,
+                           section.line_of("stride"))
+        s = abs(layer.stride)
+        layer.reverse = layer.stride < 0
+        layer.out_c = layer.c
+        if layer.reverse:
+            layer.out_h, layer.out_w = layer.h // s, layer.w // s
+            if layer.out_h < 1 or layer.out_w < 1:
+                raise CfgError(f"[{section.name}] stride={layer.stride} is larger than the "
+                               f"{layer.w}x{layer.h} input", section.path,
+                               section.line_of("stride"))
+        else:
+            layer.out_h, layer.out_w = layer.h * s, layer.w * s
+        return layer
+
+    def _blocks(self, a, h, w):
+        s = abs(self.stride)
+        return a[:, :, :h * s, :w * s].reshape(a.shape[0], self.c, h, s, w, s)
+
+    def forward(self, net):
+        x = self.input_image(net.input)
+        s = abs(self.stride)
+        if self.reverse:
+            out = self._blocks(x, self.out_h, self.out_w).sum(axis=(3, 5))
+        else:
+            out = x.repeat(s, axis=2).repeat(s, axis=3)
+        self.output = self.scale * out
+
+    def backward(self, net):
+        if net.delta is None:
+            return
+        n = self.delta.shape[0]
+        dx = net.delta.reshape(n, self.c, self.h, self.w)
+        if self.reverse:
+            blocks = self._blocks(dx, self.out_h, self.out_w)
+            blocks += self.scale * self.delta[:, :, :, None, :, None]
+        else:
+            dx += self.scale * self._blocks(self.delta, self.h, self.w).sum(axis=(3, 5))
+
+    def describe(self):
+        word = "downsample" if self.reverse else "upsample"
+        return (f"{word:<18s} {abs(self.stride):2d}x  {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
+                f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")

@@ -1,0 +1,525 @@
+"""The network: built from a cfg, a loop over layers (pj:src/network.c, src/parser.c).
+
+    net = Network.from_cfg("cfg/mnist.cfg")
+    net.load_weights("mnist.weights")
+    probs = net.forward(x)                 # x: (N, C, H, W) float32, NCHW as Darknet
+    net.layers[3].output                   # each layer's output, NCHW
+    loss = net.train_step(x, truth)        # forward, backward, update every `subdivisions`
+"""
+
+import numpy as np
+
+from .backend import get_xp, to_numpy
+from ..cfg.parser import Diagnostics, read_cfg
+from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
+from .layers import REGISTRY
+from .layers.base import ADAM_B1, ADAM_B2, ADAM_EPS, UpdateArgs
+from .policies import POLICIES, current_rate
+from ..atomic import atomic_write
+from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
+
+# Keys every layer section accepts (pj parse_network_cfg), read quietly.
+COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "dontload",
+                         "dontloadscales", "learning_rate", "smooth"))
+# [net] keys that only the training/data code reads (detection augmentation and the input
+# placement).
+NET_DATA_KEYS = {"saturation": float, "exposure": float, "hue": float, "letter_box": int,
+                 "flip": int, "mosaic": int, "mixup": int}
+# Darknet's other [net] training keys, with the value that leaves training as darknet_py does
+# it (None: any value asks for something).  darknet_py does not implement them: a training run
+# (and `cfg check`) says so for each one set otherwise, instead of training silently without.
+NET_UNIMPLEMENTED = {
+    "random": 0, "notruth": 0, "cutmix": 0,
+    "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32, "ema_alpha": 0,
+    "dynamic_minibatch": 0, "sequential_subdivisions": 0, "adversarial_lr": 0,
+    "seq_scales": None, "contrastive": 0, "unsupervised": 0, "contrastive_jit_flip": 0,
+    "contrastive_color": 0, "attention": 0, "adversarial": 0,
+}
+# The classifier's crop augmentation (darknet_py/classaug.py reads them when training).
+NET_CLASSIFIER_KEYS = ("max_crop", "min_crop", "max_ratio", "min_ratio", "center", "angle",
+                       "aspect")
+# Darknet [net] keys about its own machinery (fp16 loss scaling, workspace, chart, ...): no
+# effect on what darknet_py computes, accepted quietly.
+NET_MACHINERY_KEYS = ("loss_scale", "try_fix_nan", "optimized_memory", "workspace_size_limit_MB",
+                      "max_chart_loss", "track", "augment_speed")
+
+
+def asks_for_something(value, default):
+    """Whether the value of a key darknet_py's training does not implement differs from what
+    it does anyway (``default``; None: any value asks for something)."""
+    if default is None:
+        return True
+    if isinstance(default, str):
+        return value != default
+    try:
+        return float(value) != default
+    except ValueError:
+        return True
+
+
+def unimplemented_in(section, table):
+    """(key, value, line) of the keys of ``table`` that ``section`` sets to something that
+    matters (they are marked read)."""
+    return [(key, opt.value, opt.line) for key, default in table.items()
+            if (opt := section.find(key)) is not None and asks_for_something(opt.value, default)]
+
+
+UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normalization", "rnn",
+                        "gru", "lstm", "crnn", "scale_channels", "sam", "gaussian_yolo",
+                        "conv_lstm", "history", "local_avgpool", "contrastive", "empty",
+                        "implicit"}
+
+
+class NetOptions:
+    """The typed ``[net]`` options with Darknet's defaults (pj parse_net_options)."""
+
+    training_unimplemented = NET_UNIMPLEMENTED
+
+    cfg_keys = frozenset((
+        "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
+        "width channels inputs policy burn_in power step scale gamma max_batches "
+        "learning_rate_min sgdr_cycle sgdr_mult steps scales").split()) | \
+        frozenset(NET_DATA_KEYS) | frozenset(NET_UNIMPLEMENTED) | frozenset(NET_MACHINERY_KEYS) | \
+        frozenset(NET_CLASSIFIER_KEYS)
+
+    def __init__(self, sec):
+        self.section = sec
+        sec.reads = self.cfg_keys
+        self.cfg_batch = sec.int("batch", 1, minimum=1)
+        self.subdivisions = sec.int("subdivisions", 1, minimum=1)
+        self.time_steps = sec.int("time_steps", 1, minimum=1)
+        if self.cfg_batch < self.subdivisions:
+            raise CfgError(f"[net] batch={self.cfg_batch} is smaller than subdivisions="
+                           f"{self.subdivisions}; the mini-batch would be empty",
+                           sec.path, sec.line_of("batch"))
+        self.batch = self.cfg_batch // self.subdivisions * self.time_steps
+        self.learning_rate = sec.float("learning_rate", 0.001)
+        self.momentum = sec.float("momentum", 0.9)
+        self.decay = sec.float("decay", 0.0001)
+        self.adam = sec.bool("adam")
+        self.b1 = sec.float("B1", ADAM_B1)
+        self.b2 = sec.float("B2", ADAM_B2)
+        self.eps = sec.float("eps", ADAM_EPS)
+        self.clip = sec.float("clip", 0.0)
+        self.height = sec.int("height", 0, minimum=0)
+        self.width = sec.int("width", 0, minimum=0)
+        self.channels = sec.int("channels", 0, minimum=0)
+        self.inputs = sec.int("inputs", self.height * self.width * self.channels, minimum=0)
+        if self.inputs == 0:
+            raise CfgError("[net] gives no input size: set width, height and channels",
+                           sec.path, sec.line)
+        self.policy = sec.choice("policy", "constant", POLICIES)
+        self.burn_in = sec.int("burn_in", 0, minimum=0)
+        self.power = sec.float("power", 4.0)
+        self.step = sec.int("step", 1)
+        self.scale = sec.float("scale", 1.0)
+        self.gamma = sec.float("gamma", 1.0)
+        self.max_batches = sec.int("max_batches", 0, minimum=0)
+        self.learning_rate_min = sec.float("learning_rate_min", 1e-5)
+        self.sgdr_cycle = sec.int("sgdr_cycle", self.max_batches or 1, minimum=1)
+        self.sgdr_mult = sec.int("sgdr_mult", 2, minimum=1)
+        self.steps = sec.int_list("steps", [])
+        self.scales = sec.float_list("scales", [])
+        if self.policy == "steps":
+            if not self.steps or not self.scales:
+                raise CfgError("[net] policy=steps needs both steps= and scales=", sec.path,
+                               sec.line_of("policy"))
+            if len(self.scales) < len(self.steps):
+                raise CfgError(f"[net] steps has {len(self.steps)} values but scales has "
+                               f"{len(self.scales)}", sec.path, sec.line_of("scales"))
+        self.data = {key: (sec.float(key, 0.0) if kind is float else
+                           sec.int(key, 0) if kind is int else sec.str(key))
+                     for key, kind in NET_DATA_KEYS.items() if sec.has(key)}
+        # (key, value, line) of the training options darknet_py does not implement
+        self.unimplemented = unimplemented_in(sec, NET_UNIMPLEMENTED)
+        for key in NET_MACHINERY_KEYS + NET_CLASSIFIER_KEYS:     # read where they are used
+            sec.find(key)
+
+    @property
+    def input_shape(self):
+        if self.height * self.width * self.channels == self.inputs:
+            return (self.channels, self.height, self.width)
+        return (self.inputs, 1, 1)
+
+
+class _BuildContext:
+    def __init__(self, xp, rng, net_options):
+        self.xp, self.rng, self.net = xp, rng, net_options
+        self.layers = []
+        self.index = 0
+        self.shape = net_options.input_shape
+        self.flat = self.shape[1:] == (1, 1) and net_options.height * net_options.width == 0
+
+
+class _State:
+    """What a layer sees during a pass (Darknet's by-value ``network net``)."""
+
+    def __init__(self, network, x, train, truth):
+        self.xp = network.xp
+        self.layers = network.layers
+        self.input = x
+        self.delta = None
+        self.train = train
+        self.truth = truth
+        self.index = 0
+        self.seen = network.seen       # images seen, including this mini-batch when training
+
+
+class Network:
+    def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True,
+                 device_index=0):
+        self.path = cfgfile.path
+        self.xp = get_xp(device, device_index)
+        self.diagnostics = Diagnostics(cfgfile.path, strict=strict, echo=warn)
+        for level, line, message in cfgfile.diagnostics:
+            if level == "error":
+                raise CfgError(message, cfgfile.path, line)
+            self.diagnostics.warn(line, message)
+        self.options = NetOptions(cfgfile.net)
+        self.diagnostics.report_unused(cfgfile.net)
+        self.batch = batch if batch is not None else self.options.batch
+        self.subdivisions = self.options.subdivisions
+        self.seen = 0
+        self.t = 0              # number of weight updates (Adam's t)
+        self.version = DEFAULT_VERSION
+        self.rng = np.random.default_rng(seed)
+        self.layers = []
+        ctx = _BuildContext(self.xp, self.rng, self.options)
+        for index, section in enumerate(cfgfile.layers):
+            ctx.index = index
+            self.layers.append(self._build_layer(section, ctx))
+            layer = self.layers[-1]
+            ctx.layers = self.layers
+            ctx.shape, ctx.flat = layer.out_shape, layer.flat
+        if not self.layers:
+            raise CfgError("the cfg has a [net] section but no layers", cfgfile.path,
+                           cfgfile.net.line)
+        self.input = self.truth = None
+        self.dtype = np.float32     # float64 is for gradient checks
+        self.world_size = 1         # data-parallel replicas (darknet_py.train.parallel)
+
+    def _build_layer(self, section, ctx):
+        if section.type in UNSUPPORTED_SECTIONS:
+            raise NotSupportedError(f"[{section.name}] layers are not supported by darknet_py "
+                                    "yet", section.path, section.line)
+        cls = REGISTRY[section.type]
+        section.reads = cls.cfg_keys | COMMON_KEYS
+        try:
+            layer = cls.from_cfg(section, ctx)
+        except (MemoryError, ValueError) as e:
+            # e.g. filters=100000000000: numpy cannot allocate (or even describe) the arrays
+            if isinstance(e, ValueError) and "too big" not in str(e) \
+                    and "Maximum allowed" not in str(e):
+                raise
+            detail = str(e).splitlines()[0] if str(e) else "out of memory"
+            raise CfgError(f"[{section.name}] is too large to build ({detail})",
+                           section.path, section.line) from None
+        layer.index = ctx.index
+        layer.path, layer.line, layer.section_name = section.path, section.line, section.name
+        layer.truth = section.bool("truth")
+        section.bool("onlyforward")
+        layer.stopbackward = section.bool("stopbackward")
+        layer.dontsave = section.bool("dontsave")
+        layer.dontload = section.bool("dontload")
+        layer.dontloadscales = section.bool("dontloadscales")
+        layer.learning_rate_scale = section.float("learning_rate", 1.0)
+        section.float("smooth", 0.0)
+        self.diagnostics.report_unused(section)
+        return layer
+
+    @classmethod
+    def from_cfg(cls, path, batch=None, device="cpu", strict=False, seed=None, warn=True,
+                 device_index=0):
+        """Build a network from a Darknet .cfg file (weights randomly initialised as Darknet).
+
+        ``device``: ``cpu`` (NumPy), ``gpu`` (CuPy + cuDNN) or ``auto`` (the GPU when CuPy sees
+        one); ``device_index`` picks the GPU (Darknet's ``-i``).
+        """
+        return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
+                   warn=warn, device_index=device_index)
+
+    def resized(self, width, height):
+        """The same network at another input size, sharing every parameter array (multi-scale
+        training, pj resize_network): updates through either change both."""
+        cfg = read_cfg(self.path)
+        for key, value in (("width", width), ("height", height)):
+            opt = cfg.net.find(key)
+            if opt is not None:
+                opt.value = str(value)
+        other = Network(cfg, batch=self.batch, device="gpu" if self.xp.__name__ == "cupy"
+                        else "cpu", seed=0, warn=False)
+        other.dtype = self.dtype
+        for mine, theirs in zip(self.layers, other.layers):
+            for name in mine.arrays() + [n for n in vars(mine) if n.endswith(("_m", "_v"))]:
+                setattr(theirs, name, getattr(mine, name))
+            if hasattr(mine, "batch_normalize"):
+                theirs.batch_normalize = mine.batch_normalize
+        other.seen, other.t = self.seen, self.t
+        return other
+
+    # -- shapes --------------------------------------------------------------------------
+    @property
+    def input_shape(self):
+        return self.options.input_shape
+
+    @property
+    def output_layer(self):
+        """The last layer that is not [cost] (pj get_network_output_layer)."""
+        for layer in reversed(self.layers):
+            if layer.type != "cost":
+                return layer
+        return self.layers[-1]
+
+    # -- passes --------------------------------------------------------------------------
+    def _as_input(self, x):
+        x = self.xp.asarray(x, dtype=self.dtype)
+        n = x.shape[0] if x.ndim > 1 else 1
+        if x.size != n * self.options.inputs:
+            raise DarknetError(f"input has shape {tuple(x.shape)}; the network takes "
+                               f"(N, {', '.join(map(str, self.input_shape))})")
+        return x.reshape((n,) + self.input_shape)
+
+    def forward(self, x, train=False, truth=None):
+        """Run every layer; returns the output layer's output (NCHW, on the network's device)."""
+        x = self._as_input(x)
+        if truth is not None:
+            truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
+        state = _State(self, x, train, truth)
+        self.input, self.truth, self.train = x, truth, train
+        for i, layer in enumerate(self.layers):
+            state.index = i
+            layer.delta = None
+            layer.forward(state)        # a loss layer sets its own delta (truth - output)
+            if train and layer.delta is None:
+                # zeroed in the forward pass so later layers can add into it (pj forward_network)
+                layer.delta = self.xp.zeros_like(layer.output)
+            state.input = layer.output
+            if layer.truth:
+                state.truth = layer.output
+        return self.output_layer.output
+
+    def backward(self, input_delta=None):
+        """Propagate deltas from the last layer to the first (pj backward_network).
+
+        Darknet gives layer 0 no input delta; pass ``input_delta`` (an array shaped like the
+        input, normally zeros) to have the gradient with respect to the input added into it.
+        """
+        state = _State(self, self.input, True, self.truth)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if layer.stopbackward:
+                break
+            if i > 0:
+                state.input = self.layers[i - 1].output
+                state.delta = self.layers[i - 1].delta
+            else:
+                state.input, state.delta = self.input, input_delta
+            state.index = i
+            layer.backward(state)
+
+    @property
+    def cost(self):
+        """Mean over the layers with a loss of their summed cost (pj calc_network_cost)."""
+        costs = [l.cost for l in self.layers if l.cost is not None]
+        return sum(costs) / len(costs) if costs else float("nan")
+
+    @property
+    def update_batch(self):
+        """B of Darknet's update: images per weight update, over every data-parallel replica."""
+        return self.batch * self.subdivisions * self.world_size
+
+    def current_rate(self):
+        return current_rate(self.options, self.seen // self.update_batch)
+
+    def update(self):
+        """Every layer applies its own accumulated updates (pj update_network)."""
+        o = self.options
+        self.t += 1
+        args = UpdateArgs(self.current_rate(), o.momentum, o.decay, self.update_batch,
+                          adam=o.adam, t=self.t, b1=o.b1, b2=o.b2, eps=o.eps)
+        for layer in self.layers:
+            layer.update(args)
+
+    def train_step(self, x, truth, update=True):
+        """One mini-batch (pj train_network_datum); updates after every `subdivisions` calls
+        (``update=False``: the caller does, e.g. after an all-reduce of the gradients).
+
+        ``seen`` counts the images of every data-parallel replica (``world_size``).
+        Returns the loss per image of this mini-batch.
+        """
+        x = self._as_input(x)
+        self.seen += x.shape[0] * self.world_size
+        self.forward(x, train=True, truth=truth)
+        self.backward()
+        if update and self.update_due():
+            self.update()
+        return self.cost / x.shape[0]
+
+    def update_due(self):
+        """True after the last mini-batch of an iteration (every ``subdivisions``)."""
+        return (self.seen // (self.batch * self.world_size)) % self.subdivisions == 0
+
+    # -- weights -------------------------------------------------------------------------
+    def astype(self, dtype):
+        """Cast every parameter and statistic (gradient checks run in float64)."""
+        self.dtype = dtype
+        for layer in self.layers:
+            for name in layer.arrays():
+                setattr(layer, name, getattr(layer, name).astype(dtype))
+        return self
+
+    def fold_batchnorm(self):
+        """Fold each conv/connected batch norm into its weights and biases, for inference.
+
+        With s = scales / sqrt(rolling_variance + 1e-5) (computed in float64, as AlexeyAB's
+        fuse_conv_batchnorm): W *= s per output channel, biases = biases - rolling_mean * s;
+        the layer then has ``batch_normalize = False``.  In inference mode the outputs do not
+        change; returns the number of layers folded.
+        """
+        from .layers.batchnorm import BN_EPSILON
+        folded = 0
+        for layer in self.layers:
+            if layer.type not in ("convolutional", "connected") or not layer.batch_normalize:
+                continue
+            xp = self.xp
+            s = layer.scales.astype(xp.float64) / xp.sqrt(
+                layer.rolling_variance.astype(xp.float64) + BN_EPSILON)
+            shape = (-1,) + (1,) * (layer.weights.ndim - 1)
+            layer.weights = (layer.weights * s.reshape(shape)).astype(layer.weights.dtype)
+            layer.biases = (layer.biases - layer.rolling_mean * s).astype(layer.biases.dtype)
+            layer.batch_normalize = False
+            for name in ("scales", "scale_updates", "rolling_mean", "rolling_variance"):
+                setattr(layer, name, None)
+            folded += 1
+        return folded
+
+    def load_weights(self, path, partial=False, cutoff=None, fuse=False):
+        """Load a Darknet .weights file; returns the number of layers filled.
+
+        A file shorter or longer than the cfg needs is an error naming the layer, unless
+        ``partial=True`` (Darknet's ``*.conv.N`` pre-trained backbones), which loads the
+        layers the file covers and leaves the rest as initialised.  ``fuse=True`` then folds
+        every batch norm into its layer's weights (an inference-only network).
+        """
+        filled = self._load_weights(path, partial, cutoff)
+        if fuse:
+            self.fold_batchnorm()
+        return filled
+
+    def _load_weights(self, path, partial, cutoff):
+        path = str(path)
+        header, payload = read_weights_file(path)
+        if header.seen_is_64bit:
+            self.version = (header.major, header.minor, header.revision)
+        self.seen = header.seen
+        self.t = self.seen // (self.batch * self.subdivisions)
+        pos = 0
+        filled = 0
+        layers = self.layers if cutoff is None else self.layers[:cutoff]
+        for layer in layers:
+            if layer.dontload:
+                continue
+            names = layer.weight_record()
+            if layer.dontloadscales:
+                names = [n for n in names if n not in ("scales", "rolling_mean",
+                                                       "rolling_variance")]
+            need = sum(getattr(layer, n).size for n in names)
+            if not names:
+                filled += 1
+                continue
+            if pos + need > payload.size:
+                if partial:
+                    break
+                raise WeightsError(
+                    f"file ends in layer {layer.index} ({layer.type}): it needs {need} more "
+                    f"floats but only {payload.size - pos} are left; the file does not match "
+                    "the cfg (use a partial load for a *.conv.N backbone)", path)
+            for name in names:
+                target = getattr(layer, name)
+                values = payload[pos:pos + target.size]
+                pos += target.size
+                values = self._orient(layer, name, values, header.transpose)
+                setattr(layer, name, self.xp.asarray(values.reshape(target.shape),
+                                                     dtype=self.dtype).copy())
+            filled += 1
+        if pos < payload.size and not partial and cutoff is None:
+            raise WeightsError(f"file has {payload.size - pos} floats more than the cfg's "
+                               f"{len(self.layers)} layers use; the file does not match the cfg",
+                               path)
+        return filled
+
+    @staticmethod
+    def _orient(layer, name, values, transpose):
+        if name != "weights":
+            return values
+        if layer.type == "connected" and transpose:
+            return values.reshape(layer.inputs, layer.out_c).T
+        if layer.type == "convolutional" and getattr(layer, "flipped", False):
+            n = layer.n
+            return values.reshape(-1, n).T
+        return values
+
+    def save_weights(self, path, cutoff=None):
+        """Write a Darknet .weights file (header 0.2.x, 64-bit seen), atomically."""
+        layers = self.layers if cutoff is None else self.layers[:cutoff]
+
+        def chunks():
+            yield header_bytes(self.seen, self.version)
+            for layer in layers:
+                if layer.dontsave:
+                    continue
+                for name in layer.weight_record():
+                    yield np.ascontiguousarray(to_numpy(getattr(layer, name)),
+                                               dtype="<f4").tobytes()
+        atomic_write(path, chunks())
+
+    # -- presentation --------------------------------------------------------------------
+    def receptive_fields(self):
+        """Per layer: (receptive field in input pixels, jump = input pixels per output step)."""
+        rf_jump = []
+        width = max(self.options.width, self.options.height, 1)
+        for layer in self.layers:
+            rf, jump = rf_jump[-1] if rf_jump else (1, 1.0)
+            t = layer.type
+            if t in ("convolutional", "maxpool"):
+                rf, jump = rf + (layer.size - 1) * jump, jump * layer.stride
+            elif t in ("reorg", "reorg3d") and not layer.reverse:
+                rf, jump = rf + (layer.stride - 1) * jump, jump * layer.stride
+            elif t == "upsample":
+                s = abs(layer.stride)
+                rf, jump = (rf + (s - 1) * jump, jump * s) if layer.reverse else (rf, jump / s)
+            elif t == "route":
+                rf = max(rf_jump[i][0] for i in layer.input_layers)
+                jump = rf_jump[layer.input_layers[0]][1]
+            elif t == "shortcut":
+                rf = max([rf] + [rf_jump[i][0] for i in layer.from_layers])
+            elif t in ("avgpool", "connected") or (layer.flat and t != "dropout"):
+                rf = width
+            rf_jump.append((int(min(rf, width)), jump))
+        return rf_jump
+
+    def summary(self):
+        """Darknet's layer table with receptive field, output memory, parameter counts, totals."""
+        lines = ["layer     filters    size              input                output"
+                 "                              rf    out/img      params"]
+        total_flops = 0.0
+        total_params = 0
+        total_bytes = 0
+        for layer, (rf, _) in zip(self.layers, self.receptive_fields()):
+            params = layer.n_params()
+            total_flops += layer.bflops()
+            total_params += params
+            out_bytes = layer.outputs * 4
+            total_bytes += out_bytes
+            lines.append(f"{layer.index:5d} {layer.describe():<78s} {rf:5d} "
+                         f"{_size(out_bytes):>10s} {params:>11,d}")
+        lines.append(f"Total BFLOPs {total_flops:.3f}, parameters {total_params:,d} "
+                     f"({_size(total_params * 4)}), layer outputs {_size(total_bytes)} per image")
+        return "\n".join(lines)
+
+
+def _size(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
