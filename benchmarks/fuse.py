@@ -30,10 +30,10 @@ def main():
             layer.rolling_mean[...] = net.xp.asarray(rng.uniform(-1, 1, layer.out_c))
             layer.rolling_variance[...] = net.xp.asarray(rng.uniform(0.5, 2, layer.out_c))
     x = net.xp.asarray(rng.random((a.batch,) + net.input_shape, dtype=np.float32))
-    unfused = time_ms(lambda: net.forward(x), 3, a.steps, net.xp)
+    unfused = time_ms(lambda: net.forward(x), 3, a.steps, net.device)
     reference = to_numpy(net.forward(x)).copy()
     folded = net.fold_batchnorm()
-    fused = time_ms(lambda: net.forward(x), 3, a.steps, net.xp)
+    fused = time_ms(lambda: net.forward(x), 3, a.steps, net.device)
     diff = np.abs(to_numpy(net.forward(x)) - reference).max() / np.abs(reference).max()
     print(json.dumps({"cfg": a.cfg, "batch": a.batch, "device": net.xp.__name__,
                       "layers_folded": folded, "unfused_ms": round(unfused, 3),

@@ -48,13 +48,13 @@ def bench_network(cfg_path, batch, size, device, seed=0):
     return net, heads
 
 
-def time_ms(fn, warmup, steps, xp):
+def time_ms(fn, warmup, steps, device):
     for _ in range(warmup):
         fn()
     times = []
-    gpu = xp.__name__ == "cupy"
+    xp = device.xp
     for _ in range(steps):
-        if gpu:
+        if device.on_gpu:
             start, end = xp.cuda.Event(), xp.cuda.Event()
             start.record()
             fn()
@@ -68,10 +68,10 @@ def time_ms(fn, warmup, steps, xp):
     return statistics.median(times)
 
 
-def profile(net, step, xp):
+def profile(net, step):
     """Milliseconds per (layer type, pass) over one step, each layer call timed on its own."""
     totals = {}
-    sync = xp.cuda.Device().synchronize if xp.__name__ == "cupy" else (lambda: None)
+    sync = net.xp.cuda.Device().synchronize if net.device.on_gpu else (lambda: None)
 
     def timed(layer, name):
         inner = getattr(layer, name)
@@ -128,12 +128,12 @@ def main(argv=None):
     def infer():
         net.forward(x, train=False)
 
-    train = time_ms(train_step, a.warmup, a.steps, xp)
+    train = time_ms(train_step, a.warmup, a.steps, net.device)
     if a.profile:
-        print(json.dumps({"profile_ms": profile(net, train_step, xp)}), flush=True)
-    inference = time_ms(infer, a.warmup, a.steps, xp)
-    if xp.__name__ == "cupy":
-        device = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"].decode()
+        print(json.dumps({"profile_ms": profile(net, train_step)}), flush=True)
+    inference = time_ms(infer, a.warmup, a.steps, net.device)
+    if net.device.on_gpu:
+        device = xp.cuda.runtime.getDeviceProperties(net.device.index)["name"].decode()
     else:
         device = "cpu"
     print(json.dumps({

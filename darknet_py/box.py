@@ -1,101 +1,354 @@
-"""IoU-family box losses for [yolo] training (AlexeyAB's iou_loss = iou | giou | diou | ciou).
+"""Boxes and detections (pj:src/box.c, include/darknet.h): the IoU family and NMS.
 
-For a predicted box p and a truth t (centre x, y and size w, h, image-relative) the loss is
-1 - score with
+A box is centre x, centre y, width, height.  The overlap scores take boxes as *columns*: four
+arrays x, y, w, h (or numbers) that broadcast against the other box's columns, so one call scores
+one pair, one box against n, or k against n as a (k, n) matrix (``columns`` splits (..., 4) rows).
+The arithmetic is done in the columns' float dtype (float64 for Python numbers), operation for
+operation as pj's C: float32 columns give pj's float32 results bit for bit.  ``score`` and
+``score_gradient`` (darknet_py's training) are float64.
 
-    iou  = I / U
-    giou = iou - (C - U) / C                         C: area of the smallest enclosing box
-    diou = iou - rho^2 / c^2                         rho: centre distance, c: enclosing diagonal
-    ciou = diou - alpha * v,  v = 4/pi^2 (atan(wt/ht) - atan(w/h))^2,
-                              alpha = v / (1 - iou + v), held constant (as the CIoU paper)
+    overlap(x1, w1, x2, w2) = min(x1 + w1/2, x2 + w2/2) - max(x1 - w1/2, x2 - w2/2)
+    I = ow * oh (0 when ow < 0 or oh < 0),         U = w1 h1 + w2 h2 - I
+    iou  = I / U  (0 when U <= 0 or undefined)
+    giou = iou - (C - U) / C                       C = cw ch, the smallest enclosing box
+    diou = iou - rho^2 / c^2                       rho: centre distance, c^2 = cw^2 + ch^2
+    ciou = diou - alpha v,  v = 4/pi^2 (atan(wt/ht) - atan(w/h))^2,
+                            alpha = v / (1 - iou + v), held constant (as the CIoU paper)
+    box_diounms = iou - (rho^2 / c^2)^beta         AlexeyAB's NMS score (iou where c^2 = 0)
 
-``score_gradient`` returns d score / d(x, y, w, h) of the prediction, exactly (darknet_py's own
-derivation; AlexeyAB's dx_box_iou uses its own approximations, e.g. it scales the w/h terms by
-exp(tw) without the anchor factor).  Where a min/max is tied the one-sided derivative is used.
+The iou_loss of AlexeyAB's [yolo] is 1 - ``score``; ``score_gradient`` is d score / d(x, y, w, h)
+of the prediction, exactly (darknet_py's own derivation; AlexeyAB's dx_box_iou uses its own
+approximations, e.g. it scales the w/h terms by exp(tw) without the anchor factor); where a min
+or max is tied the one-sided derivative is used.
 """
 
-import math
+from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+F32 = np.float32
 KINDS = ("iou", "giou", "diou", "ciou")
+_FOUR_PI2, _EIGHT_PI2 = 4 / math.pi ** 2, 8 / math.pi ** 2
+# score's squares and arctangents are libm's pow(v, 2) and atan, as Python's v ** 2 and
+# math.atan: NumPy's v * v and arctan differ from them in the last bit now and then.
+_atan = np.vectorize(math.atan, otypes=[np.float64])
+
+
+def _sq(v):
+    return np.float_power(v, 2)
+
+
+class Box(NamedTuple):
+    """Centre x, centre y, width, height (relative to the image unless stated otherwise)."""
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass
+class Detection:
+    """One pj ``detection``: a box, its objectness and one probability per class.
+
+    ``prob[j]`` is objectness * p(class j), or 0 where that is <= thresh (and after NMS
+    suppression).  ``do_nms_sort`` zeroes entries of ``prob`` in place, as pj does."""
+    bbox: Box
+    objectness: float
+    prob: np.ndarray
+    classes: int
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    def best_class(self) -> tuple[int, float]:
+        j = int(np.argmax(self.prob)) if self.classes else -1
+        return j, (float(self.prob[j]) if j >= 0 else 0.0)
+
+    def pixel_box(self, img_w: int, img_h: int) -> tuple[float, float, float, float]:
+        """(left, top, width, height) in pixels of an img_w x img_h image (not rounded)."""
+        x, y, w, h = (float(v) for v in self.bbox)
+        return (x - w / 2) * img_w, (y - h / 2) * img_h, w * img_w, h * img_h
+
+
+# ------------------------------------------------------------------------------------------------
+# the IoU family, on columns
+# ------------------------------------------------------------------------------------------------
+
+def columns(boxes, dtype=F32):
+    """x, y, w, h of box rows (..., 4) as four arrays of ``dtype``; rows (k, 1, 4) against
+    rows (n, 4) score as a (k, n) matrix."""
+    b = np.asarray(boxes, dtype)
+    return b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+
+
+def _floats(a, b, dtype=None):
+    """Both boxes' columns as arrays of one float dtype -- ``dtype``, else theirs (numbers and
+    arrays together keep the arrays' dtype; Python numbers alone are float64) -- and that
+    dtype's scalar type."""
+    dt = np.dtype(dtype or np.result_type(*a, *b))
+    if not np.issubdtype(dt, np.floating):
+        dt = np.dtype(np.float64)
+    a, b = (tuple(np.asarray(v, dt) for v in box) for box in (a, b))
+    return a, b, dt.type
+
+
+def _edges(box, two):
+    x, y, w, h = box
+    return x - w / two, x + w / two, y - h / two, y + h / two
+
+
+def _intersection(a, b, f):
+    """pj box_intersection's overlaps ow, oh (C's ternary min/max), the intersection and
+    the union of columns a and b (of scalar type f)."""
+    al, ar, at, ab = _edges(a, f(2))
+    bl, br, bt, bb = _edges(b, f(2))
+    ow = np.where(ar < br, ar, br) - np.where(al > bl, al, bl)
+    oh = np.where(ab < bb, ab, bb) - np.where(at > bt, at, bt)
+    inter = np.where((ow < 0) | (oh < 0), f(0), ow * oh)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return ow, oh, inter, union
+
+
+def _enclosing(a, b, f):
+    """Width and height of the smallest box enclosing columns a and b."""
+    al, ar, at, ab = _edges(a, f(2))
+    bl, br, bt, bb = _edges(b, f(2))
+    return np.maximum(ar, br) - np.minimum(al, bl), np.maximum(ab, bb) - np.minimum(at, bt)
+
+
+def _ratio(num, den, f, fallback=0):
+    """num / den where den > 0, else ``fallback`` (0 by default), without a warning."""
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, f(1)), fallback)
+
+
+def iou(a, b):
+    """pj ``box_iou`` of columns a and b: I / U, or 0 where U <= 0 or is NaN (pj would divide
+    by zero; a box of infinite size overlaps nothing)."""
+    a, b, f = _floats(a, b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        _, _, inter, union = _intersection(a, b, f)
+        return _ratio(inter, union, f).astype(f)[()]
+
+
+def diou_nms(a, b, beta):
+    """AlexeyAB's ``box_diounms(a, b, beta)`` of columns a and b: iou - (d/c)^beta, d the
+    squared distance of the centres, c the squared diagonal of the enclosing box (the iou where
+    c = 0); ``box_diou`` is beta = 0.6.  The power is double, of the float quotient, as AB's."""
+    a, b, f = _floats(a, b)
+    i = iou(a, b)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        cw, ch = _enclosing(a, b, f)
+        c = cw * cw + ch * ch
+        d = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
+        u = np.power((d / np.where(c == 0, f(1), c)).astype(f).astype(np.float64),
+                     float(F32(beta))).astype(f)
+        return np.where(c == 0, i, (i - u).astype(f)).astype(f)[()]
+
+
+def box_iou(a, b, dtype=F32):
+    """``iou`` of box rows a and b (..., 4), in ``dtype`` (pj's float32 by default)."""
+    return iou(columns(a, dtype), columns(b, dtype))
+
+
+def box_diounms(a, b, beta, dtype=F32):
+    """``diou_nms`` of box rows a and b (..., 4), in ``dtype`` (float32 as AlexeyAB's)."""
+    return diou_nms(columns(a, dtype), columns(b, dtype), beta)
 
 
 def score(p, t, kind):
-    x, y, w, h = p
-    tx, ty, tw, th = t
-    l, r, top, bot = x - w / 2, x + w / 2, y - h / 2, y + h / 2
-    tl, tr, tt, tb = tx - tw / 2, tx + tw / 2, ty - th / 2, ty + th / 2
-    iw = max(0.0, min(r, tr) - max(l, tl))
-    ih = max(0.0, min(bot, tb) - max(top, tt))
-    inter = iw * ih
-    union = w * h + tw * th - inter
-    iou = inter / union if union > 0 else 0.0
-    if kind == "iou":
-        return iou
-    cw, ch = max(r, tr) - min(l, tl), max(bot, tb) - min(top, tt)
-    if kind == "giou":
-        c = cw * ch
-        return iou - (c - union) / c if c > 0 else iou
-    c2 = cw * cw + ch * ch
-    d = ((x - tx) ** 2 + (y - ty) ** 2) / c2 if c2 > 0 else 0.0
-    if kind == "diou":
-        return iou - d
-    v = 4 / math.pi ** 2 * (math.atan(tw / th) - math.atan(w / h)) ** 2
-    alpha = v / (1 - iou + v) if (1 - iou + v) > 0 else 0.0
-    return iou - d - alpha * v
+    """The ``kind`` score (iou, giou, diou, ciou) of predicted box p and truth t, columns;
+    float64."""
+    p, t, f = _floats(p, t, np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        _, _, inter, union = _intersection(p, t, f)
+        iou_ = _ratio(inter, union, f)
+        if kind == "iou":
+            return iou_[()]
+        cw, ch = _enclosing(p, t, f)
+        if kind == "giou":
+            c = cw * ch
+            return (iou_ - _ratio(c - union, c, f))[()]
+        dx, dy = p[0] - t[0], p[1] - t[1]
+        d = _ratio(_sq(dx) + _sq(dy), cw * cw + ch * ch, f)
+        if kind == "diou":
+            return (iou_ - d)[()]
+        diff = _atan(t[2] / t[3]) - _atan(p[2] / p[3])
+        v = _FOUR_PI2 * _sq(diff)
+        return (iou_ - d - _ratio(v, 1 - iou_ + v, f) * v)[()]
 
 
 def score_gradient(p, t, kind):
-    """d score / d (x, y, w, h) of the predicted box ``p``."""
+    """d score / d (x, y, w, h) of the predicted box p (columns), as four float64 arrays."""
+    p, t, f = _floats(p, t, np.float64)
     x, y, w, h = p
-    tx, ty, tw, th = t
-    l, r, top, bot = x - w / 2, x + w / 2, y - h / 2, y + h / 2
-    tl, tr, tt, tb = tx - tw / 2, tx + tw / 2, ty - th / 2, ty + th / 2
-    iw = min(r, tr) - max(l, tl)
-    ih = min(bot, tb) - max(top, tt)
-    overlap = iw > 0 and ih > 0
-    iw, ih = max(iw, 0.0), max(ih, 0.0)
-    inter = iw * ih
-    union = w * h + tw * th - inter
-    # derivatives with respect to the edges l, r, top, bot of the prediction
-    dI = [0.0, 0.0, 0.0, 0.0]
-    if overlap:
-        dI = [-ih if l > tl else 0.0, ih if r < tr else 0.0,
-              -iw if top > tt else 0.0, iw if bot < tb else 0.0]
-    dA = [-h, h, -w, w]                         # d(w*h) / d edges
-    dU = [a - i for a, i in zip(dA, dI)]
-    iou = inter / union if union > 0 else 0.0
-    g = [(di * union - inter * du) / union ** 2 if union > 0 else 0.0
-         for di, du in zip(dI, dU)]
-    gx = gy = gw = gh = 0.0
-    if kind in ("giou", "diou", "ciou"):
-        cw, ch = max(r, tr) - min(l, tl), max(bot, tb) - min(top, tt)
-        dcw = [-1.0 if l < tl else 0.0, 1.0 if r > tr else 0.0, 0.0, 0.0]
-        dch = [0.0, 0.0, -1.0 if top < tt else 0.0, 1.0 if bot > tb else 0.0]
-        if kind == "giou":
-            c = cw * ch
-            if c > 0:
+    zero = f(0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        l, r, top, bot = _edges(p, f(2))
+        tl, tr, tt, tb = _edges(t, f(2))
+        iw, ih, inter, union = _intersection(p, t, f)
+        overlap = (iw > 0) & (ih > 0)
+        # derivatives with respect to the edges l, r, top, bot of the prediction
+        dI = [np.where(overlap & (l > tl), -ih, zero), np.where(overlap & (r < tr), ih, zero),
+              np.where(overlap & (top > tt), -iw, zero), np.where(overlap & (bot < tb), iw, zero)]
+        dU = [a - i for a, i in zip((-h, h, -w, w), dI)]      # d(w*h) / d edges, less dI
+        iou_ = _ratio(inter, union, f)
+        u2 = np.where(union > 0, _sq(union), zero)
+        g = [_ratio(di * union - inter * du, u2, f) for di, du in zip(dI, dU)]
+        gx = gy = gw = gh = zero
+        if kind in ("giou", "diou", "ciou"):
+            cw, ch = _enclosing(p, t, f)
+            dcw = [np.where(l < tl, f(-1), zero), np.where(r > tr, f(1), zero), zero, zero]
+            dch = [zero, zero, np.where(top < tt, f(-1), zero), np.where(bot > tb, f(1), zero)]
+            if kind == "giou":
+                c = cw * ch
+                c_2 = np.where(c > 0, _sq(c), zero)
                 dC = [a * ch + b * cw for a, b in zip(dcw, dch)]
-                g = [gi + (du * c - union * dc) / c ** 2 for gi, du, dc in zip(g, dU, dC)]
-        else:
-            c2 = cw * cw + ch * ch
-            if c2 > 0:
-                rho2 = (x - tx) ** 2 + (y - ty) ** 2
+                g = [gi + _ratio(du * c - union * dc, c_2, f) for gi, du, dc in zip(g, dU, dC)]
+            else:
+                c2 = cw * cw + ch * ch
+                rho2 = _sq(x - t[0]) + _sq(y - t[1])
                 dc2 = [2 * cw * a + 2 * ch * b for a, b in zip(dcw, dch)]
-                g = [gi + rho2 * dc / c2 ** 2 for gi, dc in zip(g, dc2)]
-                gx -= 2 * (x - tx) / c2
-                gy -= 2 * (y - ty) / c2
+                g = [gi + _ratio(rho2 * dc, _sq(c2), f) for gi, dc in zip(g, dc2)]
+                gx = gx - _ratio(2 * (x - t[0]), c2, f)
+                gy = gy - _ratio(2 * (y - t[1]), c2, f)
             if kind == "ciou":
-                diff = math.atan(tw / th) - math.atan(w / h)
-                v = 4 / math.pi ** 2 * diff ** 2
-                alpha = v / (1 - iou + v) if (1 - iou + v) > 0 else 0.0
+                diff = _atan(t[2] / t[3]) - _atan(w / h)
+                v = _FOUR_PI2 * _sq(diff)
+                alpha = _ratio(v, 1 - iou_ + v, f)
                 # d v / d w = -8/pi^2 * diff * h / (w^2 + h^2), d v / d h = +8/pi^2 * diff
                 # * w / (w^2 + h^2); the score has -alpha * v
-                k = 8 / math.pi ** 2 * diff / (w * w + h * h)
-                gw += alpha * k * h
-                gh -= alpha * k * w
-    # edges -> centre and size: l = x - w/2, r = x + w/2, ...
-    gx += g[0] + g[1]
-    gy += g[2] + g[3]
-    gw += (g[1] - g[0]) / 2
-    gh += (g[3] - g[2]) / 2
-    return gx, gy, gw, gh
+                k = _EIGHT_PI2 * diff / (w * w + h * h)
+                gw = gw + alpha * k * h
+                gh = gh - alpha * k * w
+        # edges -> centre and size: l = x - w/2, r = x + w/2, ...
+        return tuple(np.asarray(v, f)[()] for v in (gx + (g[0] + g[1]), gy + (g[2] + g[3]),
+                                                     gw + (g[1] - g[0]) / 2,
+                                                     gh + (g[3] - g[2]) / 2))
+
+
+# ------------------------------------------------------------------------------------------------
+# NMS (pj do_nms_sort, do_nms_obj; AlexeyAB's diounms_sort)
+# ------------------------------------------------------------------------------------------------
+
+# nms_kind of AlexeyAB's [yolo] -> the overlap score its NMS compares with the threshold
+# (AB's diounms_sort: greedynms compares box_diou, diounms box_diounms with beta_nms,
+# cornersnms box_iou -- its box merging is commented out in AB's code).
+NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
+
+
+def nms_score(kind: str = "default", beta: float = 0.6):
+    """The float32 overlap of box rows that NMS ``kind`` compares with its threshold."""
+    if kind == "greedynms":
+        return lambda a, b: box_diounms(a, b, 0.6)
+    if kind == "diounms":
+        return lambda a, b: box_diounms(a, b, beta)
+    return box_iou
+
+
+def _suppress(boxes: np.ndarray, keep: np.ndarray, thresh: np.float32,
+              over: np.ndarray | None = None, rows: np.ndarray | None = None,
+              score=box_iou) -> None:
+    """pj's greedy NMS pass over boxes sorted best first: each box still kept clears ``keep``
+    of every later box whose overlap ``score`` with it exceeds thresh (in place).
+
+    ``over`` is a precomputed (score > thresh) matrix of all boxes and ``rows`` these boxes'
+    rows in it; without it, scores are computed a block of rows at a time, skipping suppressed
+    rows."""
+    m = len(keep)
+    if over is not None:
+        for p in np.flatnonzero(keep[:-1]):
+            if keep[p]:
+                keep[p + 1:] &= ~over[rows[p], rows[p + 1:]]
+        return
+    for r in range(0, m, 256):
+        block = r + np.flatnonzero(keep[r:r + 256])
+        if not block.size:
+            continue
+        hits = score(boxes[block][:, None], boxes[r:]) > thresh
+        for i, p in enumerate(block):
+            if keep[p]:
+                keep[p + 1:] &= ~hits[i, p + 1 - r:]
+
+
+def _zero_objectness_to_the_end(dets: list[Detection]) -> tuple[list[int], int]:
+    """pj's swap loop at the start of both NMS functions: detections with objectness 0 are
+    swapped to the end.  Returns the order (indexes into dets) and how many lead it."""
+    order = list(range(len(dets)))
+    k = len(order) - 1
+    i = 0
+    while i <= k:                           # for(i = 0; i <= k; ++i) with --k; --i on a swap
+        if dets[order[i]].objectness == 0:
+            order[i], order[k] = order[k], order[i]
+            k -= 1
+            i -= 1
+        i += 1
+    return order, k + 1
+
+
+def do_nms_sort(dets: list[Detection], classes: int, thresh: float, kind: str = "default",
+                beta: float = 0.6) -> list[Detection]:
+    """pj ``do_nms_sort``, in place on the list (and on each ``prob``); returns ``dets``.
+    ``kind`` greedynms or diounms: AlexeyAB's ``diounms_sort`` (the same loops, comparing
+    DIoU instead of IoU).
+
+    Detections with objectness 0 are swapped to the end (pj's swap loop) and ignored.  Then for
+    every class k: the rest is sorted by prob[k], descending (glibc's qsort is a stable merge
+    sort, so ties keep their order: Python's sort does the same), and each detection with
+    prob[k] != 0 zeroes prob[k] of every later one whose IoU with it exceeds ``thresh``.  The
+    list is left in the order of the last class's sort, as pj leaves its array."""
+    order, total = _zero_objectness_to_the_end(dets)
+    if total > 0 and classes > 0:
+        live = order[:total]
+        boxes = np.array([dets[d].bbox for d in live], F32).reshape(total, 4)
+        probs = np.array([np.asarray(dets[d].prob, F32)[:classes] for d in live],
+                         F32).reshape(total, classes)
+        perm = np.arange(total)             # current array position -> row of boxes/probs
+        t = F32(thresh)
+        score = nms_score(kind, beta)
+        over = None
+        # one IoU matrix for every class (<= 64 MiB) when the per-class passes would compute
+        # more pairs than it has
+        pairs = (np.count_nonzero(probs, axis=0).astype(np.float64) ** 2).sum() / 2
+        if total <= 8192 and pairs > total * total:
+            over = np.empty((total, total), bool)
+            for r in range(0, total, 256):
+                over[r:r + 256] = score(boxes[r:r + 256][:, None], boxes) > t
+        for c in range(classes):
+            perm = perm[np.argsort(-probs[perm, c], kind="stable")]
+            col = probs[perm, c]            # a copy, kept in sync with probs below
+            # pj visits every pair, but a zero prob neither suppresses nor changes when
+            # suppressed: only the sorted run up to the last nonzero one matters
+            nonzero = np.flatnonzero(col)
+            m = int(nonzero[-1]) + 1 if nonzero.size else 0
+            keep = col[:m] != 0
+            _suppress(boxes[perm[:m]], keep, t, over, perm[:m], score)
+            probs[perm[:m][~keep], c] = 0
+        for row, d in enumerate(live):
+            prob = dets[d].prob
+            if isinstance(prob, np.ndarray) and prob.dtype == F32 and prob.flags.writeable:
+                prob[:classes] = probs[row]         # in place, like pj
+            else:
+                dets[d].prob = probs[row].copy()
+        order[:total] = [live[r] for r in perm]
+    dets[:] = [dets[d] for d in order]
+    return dets
+
+
+def do_nms_obj(dets: list[Detection], classes: int, thresh: float) -> list[Detection]:
+    """pj ``do_nms_obj`` (class-agnostic, used by the demo): sort by objectness and drop the
+    later of two boxes with IoU > thresh entirely (objectness and every prob set to 0)."""
+    order, total = _zero_objectness_to_the_end(dets)
+    live = sorted(order[:total], key=lambda d: -np.float32(dets[d].objectness))
+    if total:
+        keep = np.ones(total, bool)     # every live one has objectness != 0
+        _suppress(np.array([dets[d].bbox for d in live], F32).reshape(total, 4), keep,
+                  F32(thresh))
+        for q in np.flatnonzero(~keep):
+            b = dets[live[q]]
+            b.objectness = 0.0
+            b.prob = np.zeros_like(np.asarray(b.prob, F32))
+    dets[:] = [dets[d] for d in live + order[total:]]
+    return dets

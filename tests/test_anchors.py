@@ -1,4 +1,4 @@
-"""k-means anchors with 1 - IoU (spec §5.3) and the cfg report: masks per [yolo] layer, filters."""
+"""k-means anchors with 1 - IoU (ab:src/detector.c calc_anchors) and the cfg report: masks per [yolo] layer, filters."""
 
 import os
 import re

@@ -127,12 +127,12 @@ def test_empty_value_uses_default_with_warning():
 def test_lists_trailing_comma_and_relative_indices():
     net = build(NET + "[convolutional]\nfilters=2\n[convolutional]\nfilters=3\n"
                 "[route]\nlayers=-1,0,\n")
-    assert net.layers[2].input_layers == [1, 0]
+    assert net.layers[2].refs == [1, 0]
     assert net.layers[2].out_c == 5
 
 
 def test_route_out_of_range_names_the_line():
-    with pytest.raises(CfgError, match=r"t\.cfg:9: error: \[route\] layers=-3 points at layer -2"):
+    with pytest.raises(CfgError, match=r"t\.cfg:9: error: layers=-3 in \[route\] points at layer -2"):
         build(NET + "[convolutional]\nfilters=2\n[route]\nlayers=-3\n")
 
 

@@ -415,7 +415,7 @@ def test_forward_with_wrong_sized_input_or_truth_is_a_darknet_error():
     ("# c\n\n[net]\nbatch=1\nwidth=4\nheight=4\nchannels=1\n[convoluted]\n", 8),
     ("[net]\nbatch=1\nwidth=4\nheight=4\nchannels=1\n[route]\nlayers=1,\n", 7),
     ("[net]\nbatch=1\nwidth=4\nheight=4\nchannels=1\n[maxpool]\nsize=9\nstride=1\npadding=0\n",
-     6),
+     7),                                             # the size= that does not fit
     ("[net]\nbatch=1\nwidth=4\nheight=4\nchannels=1\n[net]\n", 6),
     ("[net]\nbatch=0\n", 2),
     ("[net\nbatch=1\n", 1),

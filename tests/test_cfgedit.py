@@ -526,3 +526,10 @@ def test_cfg_new_yolov3_tiny_3_classes_passes_cfg_check(tmp_path):
     out = tmp_path / "three.cfg"
     new_cfg("yolov3-tiny", 3).save(out)
     assert not [f for f in check_cfg(str(out)) if f.level == "error"]
+
+
+def test_the_public_import_path_is_darknet_py_cfgedit():
+    """README's `from darknet_py.cfgedit import CfgDocument` names the editor in darknet_py.cfg."""
+    import darknet_py.cfg.edit as edit
+    import darknet_py.cfgedit as public
+    assert public.CfgDocument is edit.CfgDocument and set(public.__all__) == set(edit.__all__)

@@ -69,7 +69,7 @@ def test_edge_cases_do_not_raise(tmp_path, series, right):
 def test_tiny_size_and_bitmap_font(tmp_path, monkeypatch):
     draw_chart(tmp_path / "tiny.png", {"loss": loss_curve()}, size=(120, 60))
     if hasattr(ImageFont, "load_default_imagefont"):  # Pillow >= 10.1: force the bitmap font
-        monkeypatch.setattr(chart, "_font", lambda size: ImageFont.load_default_imagefont())
+        monkeypatch.setattr(chart.image, "font", lambda size: ImageFont.load_default_imagefont())
     draw_chart(tmp_path / "bitmap.png", {"loss": loss_curve()}, right_series={"top-1": [(5, 0.9)]})
     with Image.open(tmp_path / "bitmap.png") as img:
         assert img.size == (900, 520)

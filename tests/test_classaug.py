@@ -73,7 +73,7 @@ def test_a_crop_is_the_network_size_and_depends_on_the_draw():
 def test_validation_takes_pj_valids_centre_crop():
     """resize_min to the network width, then the centred crop (as validate_classifier_single)."""
     from darknet_py.data.classaug import validation_crop
-    from darknet_py.detection.detect import resize_image
+    from darknet_py.image import resize_image
     img = rng_for_test().uniform(0, 1, (3, 20, 40)).astype(np.float32)
     out = validation_crop(img, 10, 10)
     np.testing.assert_array_equal(out, resize_image(img, 20, 10)[:, :, 5:15])

@@ -13,7 +13,7 @@ The error measure used everywhere below (``rel_err``)::
 That is the worst absolute deviation, relative to the array's own scale.  It is computed per layer
 (or per parameter array) and asserted separately, with a message naming the layer index and type.
 
-Known, documented differences between darknet_py and Darknet's CPU code (spec section 4.7), and
+Known, documented differences between darknet_py and Darknet's CPU code (docs/notes.md), and
 how the tests deal with them:
 
 * Inference BN: darknet_py divides by ``sqrt(rv + 1e-5)``, Darknet's CPU by ``sqrt(rv) + 1e-6``.
@@ -580,11 +580,9 @@ def test_two_sgd_steps_equal_darknet_exactly_with_darknets_cpu_batchnorm_formula
     formulas in darknet_py's place, the loss, every parameter change and the rolling statistics
     agree to float32 rounding.  So the documented BN formula is the *only* difference in
     training."""
-    import darknet_py.nn.layers.connected as connected
-    import darknet_py.nn.layers.convolutional as convolutional
-    for module in (convolutional, connected):
-        monkeypatch.setattr(module, "batchnorm_forward", pj_cpu_batchnorm_forward)
-        monkeypatch.setattr(module, "batchnorm_backward", pj_cpu_batchnorm_backward)
+    import darknet_py.nn.layers.epilogue as epilogue     # conv's and connected's BN calls
+    monkeypatch.setattr(epilogue, "batchnorm_forward", pj_cpu_batchnorm_forward)
+    monkeypatch.setattr(epilogue, "batchnorm_backward", pj_cpu_batchnorm_backward)
     res = train_both(tmp_path, small_classifier_cfg(conv_bn=True, fc_bn=True))
     check_costs(res, EXACT_RTOL)
     check_changes(res, lambda i, p: EXACT_BN_RTOL)

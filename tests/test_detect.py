@@ -1,4 +1,5 @@
-"""darknet_py.detection.detect: pj Darknet's detection post-processing (``detector test``).
+"""pj Darknet's detection post-processing (``detector test``): darknet_py.detection.detect with
+darknet_py.box (IoU, NMS) and darknet_py.image (images, letterbox, drawing).
 
 Unit tests (box_iou, NMS, letterbox, the letterbox box correction, yolo/region decoding,
 printing, drawing) run everywhere.  The tests marked ``darknet`` compare with the real Darknet
@@ -43,6 +44,7 @@ for _p in (str(HERE), str(ROOT)):
         sys.path.insert(0, _p)
 
 from darknet_py import Network  # noqa: E402
+from darknet_py import box, image as images  # noqa: E402
 from darknet_py.detection import detect as D  # noqa: E402
 from darknet_py.errors import DarknetError  # noqa: E402
 from conftest import require_darknet  # noqa: E402
@@ -70,7 +72,7 @@ def oracle():
 
 
 def det(x, y, w, h, obj, probs):
-    return D.Detection(D.Box(x, y, w, h), obj, np.asarray(probs, F32), len(probs))
+    return box.Detection(box.Box(x, y, w, h), obj, np.asarray(probs, F32), len(probs))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -86,7 +88,7 @@ def det(x, y, w, h, obj, probs):
     ((.5, .5, .2, .4), (.6, .5, .2, .4), None),                 # float32 like pj, below
 ])
 def test_box_iou_exact_values(a, b, expected):
-    got = D.box_iou(a, b)
+    got = box.box_iou(a, b)
     if expected is None:        # computed step by step in float32 as pj's overlap()
         two = F32(2)
         ax, ay, aw, ah = map(F32, a)
@@ -96,11 +98,11 @@ def test_box_iou_exact_values(a, b, expected):
         inter = F32(ow * oh)
         expected = float(inter / F32(aw * ah + bw * bh - inter))
     assert got == expected
-    assert D.box_iou(b, a) == got
+    assert box.box_iou(b, a) == got
 
 
 def test_box_iou_zero_area_is_zero_not_nan():
-    assert D.box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+    assert box.box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,9 +113,9 @@ def test_diou_of_two_boxes_is_alexeyabs_box_diounms():
     a, b = (0.5, 0.5, 0.2, 0.2), (0.6, 0.5, 0.2, 0.2)
     iou = 0.02 / 0.06                                  # overlap 0.1 x 0.2 over the union
     c, d = 0.3 ** 2 + 0.2 ** 2, 0.1 ** 2             # enclosing diagonal^2, centre distance^2
-    got = D._diou_many(np.float32(a), np.float32(b).reshape(1, 4), 0.6)[0]
+    got = box.box_diounms(np.float32(a), np.float32(b).reshape(1, 4), 0.6)[0]
     assert got == pytest.approx(iou - (d / c) ** 0.6, abs=2e-6)
-    same = D._diou_many(np.float32(a), np.float32(a).reshape(1, 4), 0.6)[0]
+    same = box.box_diounms(np.float32(a), np.float32(a).reshape(1, 4), 0.6)[0]
     assert same == pytest.approx(1.0)                # d = 0: DIoU is the IoU
 
 
@@ -125,10 +127,10 @@ def test_yolo_nms_kind_selects_the_detectors_nms():
     assert (net.layers[-1].nms_kind, net.layers[-1].beta_nms) == ("diounms", 0.7)
     # two boxes whose IoU (0.5) passes .45 but whose DIoU does not: diounms keeps both
     dets = [det(.5, .5, .3, .3, .9, [.9]), det(.5 + .3 / 3, .5, .3, .3, .9, [.8])]
-    kept = D.network_nms(net, [D.Detection(d.bbox, d.objectness, d.prob.copy(), 1)
+    kept = D.network_nms(net, [box.Detection(d.bbox, d.objectness, d.prob.copy(), 1)
                               for d in dets], .45)
     assert sum(float(d.prob[0]) > 0 for d in kept) == 2
-    assert sum(float(d.prob[0]) > 0 for d in D.do_nms_sort(dets, 1, .45)) == 1
+    assert sum(float(d.prob[0]) > 0 for d in box.do_nms_sort(dets, 1, .45)) == 1
 
 
 def test_do_nms_sort_handcrafted():
@@ -138,9 +140,9 @@ def test_do_nms_sort_handcrafted():
     C = det(.45, .30, .20, .20, .7, [.65, .00, .00])
     Z = det(.31, .30, .20, .20, 0., [.00, .00, .00])
     Far = det(.80, .80, .10, .10, .5, [.00, .00, .55])
-    assert D.box_iou(A.bbox, B.bbox) > .45 > D.box_iou(A.bbox, C.bbox)
+    assert box.box_iou(A.bbox, B.bbox) > .45 > box.box_iou(A.bbox, C.bbox)
     dets = [Z, A, B, C, Far]
-    out = D.do_nms_sort(dets, 3, .45)
+    out = box.do_nms_sort(dets, 3, .45)
     assert out is dets
     # class 0: A (.80) keeps, B (.60) suppressed by A, C (.65) survives (low IoU with A)
     # class 1: only B has it -> kept.  class 2: B (.72) beats A (.70) -> A's zeroed.
@@ -156,10 +158,10 @@ def test_do_nms_sort_handcrafted():
 def test_do_nms_sort_keeps_iou_equal_to_thresh():
     A = det(0, 0, 2, 2, .9, [.9])
     B = det(0, 0, 2, 1, .8, [.8])                       # IoU = 2 / 4 = .5 exactly
-    assert D.box_iou(A.bbox, B.bbox) == .5
-    D.do_nms_sort([A, B], 1, .5)
+    assert box.box_iou(A.bbox, B.bbox) == .5
+    box.do_nms_sort([A, B], 1, .5)
     assert B.prob[0] == F32(.8)                         # pj: suppress only if IoU > thresh
-    D.do_nms_sort([A, B], 1, .49)
+    box.do_nms_sort([A, B], 1, .49)
     assert B.prob[0] == 0
 
 
@@ -167,7 +169,7 @@ def test_do_nms_sort_swaps_zero_objectness_like_pj():
     # pj's loop swaps each objectness-0 detection with the current last one and re-examines i
     dets = [det(i / 10, .5, .01, .01, obj, [0.]) for i, obj in enumerate([0, .9, 0, .8, .7])]
     names = {id(d): i for i, d in enumerate(dets)}
-    D.do_nms_sort(dets, 1, .45)
+    box.do_nms_sort(dets, 1, .45)
     # swap(0,4) -> [4 1 2 3 0]; i=1 ok; i=2 zero: swap(2,3) -> [4 1 3 2 0]; total = 3
     assert [names[id(d)] for d in dets] == [4, 1, 3, 2, 0]
 
@@ -183,7 +185,7 @@ def _pj_swap_zero_objectness_to_the_end(dets):
     return dets, k + 1
 
 
-def _pj_do_nms_sort(dets, classes, thresh, score=D._iou_many):
+def _pj_do_nms_sort(dets, classes, thresh, score=box.box_iou):
     """pj's do_nms_sort (AB's diounms_sort with another ``score``) written out loop for loop,
     the reference for the vectorised one."""
     dets, total = _pj_swap_zero_objectness_to_the_end(dets)
@@ -210,10 +212,10 @@ def test_do_nms_sort_equals_pj_loops_on_crowded_random_boxes(n, classes, kind, r
     objectness = rng.choice([0., .7], n, p=[.1, .9])
     make = lambda: [det(*xy[j], *wh[j], objectness[j], probs[j].copy())  # noqa: E731
                     for j in range(n)]
-    score = {"default": D._iou_many, "greedynms": lambda a, b: D._diou_many(a, b, 0.6),
-             "diounms": lambda a, b: D._diou_many(a, b, 0.8)}[kind]
+    score = {"default": box.box_iou, "greedynms": lambda a, b: box.box_diounms(a, b, 0.6),
+             "diounms": lambda a, b: box.box_diounms(a, b, 0.8)}[kind]
     want = _pj_do_nms_sort(make(), classes, .45, score)
-    got = D.do_nms_sort(make(), classes, .45, kind, beta=0.8)
+    got = box.do_nms_sort(make(), classes, .45, kind, beta=0.8)
     assert [d.bbox for d in got] == [d.bbox for d in want]
     np.testing.assert_array_equal([d.prob for d in got], [d.prob for d in want])
     assert 0 < sum(int((d.prob == 0).sum()) for d in got) < n * classes
@@ -224,12 +226,12 @@ def test_do_nms_obj_equals_pj_loops_on_crowded_random_boxes(rng):
     xy, wh = rng.choice(np.linspace(.3, .7, 7), (n, 2)), rng.choice(np.linspace(.05, .4, 5), (n, 2))
     objectness = rng.choice(np.float32([0, .3, .5, .9]), n)
     make = lambda: [det(*xy[j], *wh[j], objectness[j], [.2, .1]) for j in range(n)]  # noqa: E731
-    got = D.do_nms_obj(make(), 2, .45)
+    got = box.do_nms_obj(make(), 2, .45)
     want, total = _pj_swap_zero_objectness_to_the_end(make())   # pj: then sort, then pairs
     live = sorted(want[:total], key=lambda d: -d.objectness)
     for a, da in enumerate(live):
         for db in live[a + 1:]:
-            if da.objectness != 0 and D.box_iou(da.bbox, db.bbox) > .45:
+            if da.objectness != 0 and box.box_iou(da.bbox, db.bbox) > .45:
                 db.objectness, db.prob = 0.0, np.zeros(2, F32)
     assert [(d.bbox, d.objectness) for d in got][:len(live)] == \
         [(d.bbox, d.objectness) for d in live]
@@ -239,7 +241,7 @@ def test_do_nms_obj_equals_pj_loops_on_crowded_random_boxes(rng):
 def test_do_nms_obj_class_agnostic():
     A = det(.30, .30, .20, .20, .9, [.10, .80])
     B = det(.32, .30, .20, .20, .8, [.70, .00])
-    out = D.do_nms_obj([B, A], 2, .45)
+    out = box.do_nms_obj([B, A], 2, .45)
     assert out[0] is A and B.objectness == 0 and not B.prob.any()
 
 
@@ -250,14 +252,14 @@ def test_do_nms_obj_class_agnostic():
 def test_letterbox_size_and_fill():
     rng = np.random.default_rng(0)
     wide = rng.random((3, 40, 80), dtype=F32)              # w=80, h=40 into 64x64
-    out = D.letterbox(wide, 64, 64)
+    out = images.letterbox(wide, 64, 64)
     assert out.shape == (3, 64, 64) and out.dtype == F32
-    assert D.letterbox_size(80, 40, 64, 64) == (64, 32)
+    assert images.letterbox_size(80, 40, 64, 64) == (64, 32)
     assert (out[:, :16] == F32(.5)).all() and (out[:, 48:] == F32(.5)).all()
-    assert np.array_equal(out[:, 16:48], D.resize_image(wide, 64, 32))
+    assert np.array_equal(out[:, 16:48], images.resize_image(wide, 64, 32))
     tall = rng.random((3, 50, 20), dtype=F32)              # w=20, h=50 into 40x30
-    assert D.letterbox_size(20, 50, 40, 30) == ((20 * 30) // 50, 30)     # (12, 30)
-    out = D.letterbox(tall, 40, 30)
+    assert images.letterbox_size(20, 50, 40, 30) == ((20 * 30) // 50, 30)     # (12, 30)
+    out = images.letterbox(tall, 40, 30)
     assert out.shape == (3, 30, 40)
     assert (out[:, :, :14] == F32(.5)).all() and (out[:, :, 26:] == F32(.5)).all()
     assert not (out[:, :, 14:26] == F32(.5)).all()
@@ -266,9 +268,9 @@ def test_letterbox_size_and_fill():
 def test_resize_image_identity_and_constant():
     rng = np.random.default_rng(1)
     im = rng.random((3, 7, 9), dtype=F32)
-    assert np.array_equal(D.resize_image(im, 9, 7), im)
+    assert np.array_equal(images.resize_image(im, 9, 7), im)
     const = np.full((1, 13, 17), .25, F32)
-    up = D.resize_image(const, 40, 31)
+    up = images.resize_image(const, 40, 31)
     # rows/cols interpolate 0.25 with 0.25; only the last row can lose its second term
     assert np.allclose(up[:, :-1], .25, atol=1e-7)
 
@@ -277,7 +279,7 @@ def test_resize_image_last_row_quirk():
     # 53 -> 23 rows: (23-1) * float32(52/22) = 51.999996 < 52, so pj's last row is
     # (1 - 0.999996) * source row 51 (its dy * row 52 term is skipped): nearly black
     const = np.ones((1, 53, 4), F32)
-    out = D.resize_image(const, 4, 23)
+    out = images.resize_image(const, 4, 23)
     assert np.allclose(out[0, :-1], 1, atol=1e-6)
     assert 0 < out[0, -1, 0] < 1e-5
 
@@ -305,21 +307,21 @@ def test_resize_image_matches_pj_formula_on_a_small_case():
         ref[r] = (F32(1) - dy) * part[iy]
         if r != 2:
             ref[r] += dy * part[iy + 1]
-    assert np.array_equal(D.resize_image(im, 5, 3)[0], ref)
+    assert np.array_equal(images.resize_image(im, 5, 3)[0], ref)
 
 
 def test_load_image_color(tmp_path):
     from PIL import Image
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
     Image.fromarray(rgb, "RGB").save(tmp_path / "a.png")
-    im = D.load_image_color(tmp_path / "a.png")
+    im = images.load_image_color(tmp_path / "a.png")
     assert im.shape == (3, 2, 3) and im.dtype == F32
     assert np.array_equal(im, (rgb.transpose(2, 0, 1) / 255.).astype(F32))
     Image.fromarray(rgb[:, :, 0], "L").save(tmp_path / "g.png")     # grey -> 3 equal planes
-    g = D.load_image_color(tmp_path / "g.png")
+    g = images.load_image_color(tmp_path / "g.png")
     assert g.shape == (3, 2, 3) and (g[0] == g[1]).all() and (g[1] == g[2]).all()
     with pytest.raises(DarknetError, match="missing.png: error: image file does not exist"):
-        D.load_image_color(tmp_path / "missing.png")
+        images.load_image_color(tmp_path / "missing.png")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,11 +339,11 @@ def test_correct_yolo_boxes_known_case():
     # wide image, inexact: new_h = 300*416/500 = 249 (integer division, not 249.6)
     out = D.correct_yolo_boxes(np.array([[.5, .5, 1., 1.]], F32), 500, 300, 416, 416)
     assert out[0].tolist() == pytest.approx([.5, .5, 1., 416 / 249], abs=1e-6)
-    assert D.letterbox_size(500, 300, 416, 416) == (416, 249)
+    assert images.letterbox_size(500, 300, 416, 416) == (416, 249)
     # tall image: the bands are left and right; pj's integer new_w = 300*416/500 = 249
     out = D.correct_region_boxes(np.array([[.5, .5, 1., 1.]], F32), 300, 500, 416, 416)
     assert out[0].tolist() == pytest.approx([.5, .5, 416 / 249, 1.], abs=1e-6)
-    assert D.letterbox_size(300, 500, 416, 416) == (249, 416)
+    assert images.letterbox_size(300, 500, 416, 416) == (249, 416)
 
 
 def _fake_yolo(lw=3, lh=2, n=2, classes=2):
@@ -455,10 +457,10 @@ def test_detection_lines_and_json():
 
 def test_get_color_palette():
     # class 0 of any count: offset 0 -> palette entry 0 (1,0,1): red = col 2, blue = col 0
-    assert D.class_color(0, 80) == (255, 0, 255)
+    assert images.class_color(0, 80) == (255, 0, 255)
     # pj's 'dog' (16 of 80): offset 16*123457 % 80 = 32, ratio 2 -> entry 2 (0,1,1)
-    assert D.class_color(16, 80) == (255, 255, 0)
-    assert D.get_color(2, 1, 2) == 0.5       # ratio 2.5: halfway between (0,1,1) and (0,1,0)
+    assert images.class_color(16, 80) == (255, 255, 0)
+    assert images.get_color(2, 1, 2) == 0.5       # ratio 2.5: halfway between (0,1,1) and (0,1,0)
 
 
 def test_draw_detections(tmp_path):
@@ -466,11 +468,11 @@ def test_draw_detections(tmp_path):
     im = np.full((3, 300, 400), .5, F32)
     dets = [det(.5, .5, .5, .5, .9, [.0, .8]), det(.2, .2, .1, .1, .3, [.3, .0])]
     out = tmp_path / "pred.png"
-    img = D.draw_detections(im, dets, ["a", "b"], .5, out)
+    img = images.draw_detections(im, dets, ["a", "b"], .5, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.png"]    # no temp files left
     saved = np.asarray(Image.open(out).convert("RGB"))
     assert saved.shape == (300, 400, 3) and np.array_equal(saved, np.asarray(img))
-    color = D.class_color(1, 2)
+    color = images.class_color(1, 2)
     width = int(300 * .006)                                    # 1
     left, top, right, bot = 100, 75, 300, 225
     assert tuple(saved[150, left]) == color and tuple(saved[150, right]) == color
@@ -483,7 +485,7 @@ def test_draw_detections(tmp_path):
     # an image path and a path without extension (pj's save_image appends .jpg)
     src = tmp_path / "src.png"
     Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(src)
-    D.draw_detections(src, dets, ["a", "b"], .5, tmp_path / "noext")
+    images.draw_detections(src, dets, ["a", "b"], .5, tmp_path / "noext")
     assert (tmp_path / "noext.jpg").is_file()
 
 
@@ -497,9 +499,9 @@ def test_an_overflowing_box_size_prints_draws_and_writes_json(tmp_path):
     obj, = json.loads(json.dumps(D.detections_json(dets, ["a"], .5, 200, 100), allow_nan=False))
     assert obj["relative_coordinates"]["width"] is None and obj["pixel_box"]["width"] is None
     assert obj["pixel_box"]["top"] == pytest.approx(37.5)
-    saved = np.asarray(D.draw_detections(np.full((3, 100, 200), .5, F32), dets, ["a"], .5,
+    saved = np.asarray(images.draw_detections(np.full((3, 100, 200), .5, F32), dets, ["a"], .5,
                                          tmp_path / "inf.png"))
-    assert tuple(saved[50, 0]) == D.class_color(0, 1) == tuple(saved[50, 199])
+    assert tuple(saved[50, 0]) == images.class_color(0, 1) == tuple(saved[50, 199])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -519,7 +521,7 @@ def test_load_image_color_equals_darknet(oracle, tmp_path):
     paths = [_png(tmp_path)] + ([DOG] if DOG.is_file() else [])
     for path in paths:
         ref = oracle.load_image_color(path)
-        got = D.load_image_color(path)
+        got = images.load_image_color(path)
         assert got.shape == ref.shape, path
         assert np.array_equal(got, ref), f"{path}: max diff {np.abs(got - ref).max()}"
 
@@ -534,7 +536,7 @@ RESIZES = [(53, 37, 160, 160), (53, 37, 20, 11), (768, 576, 160, 120), (768, 576
 def test_resize_image_equals_darknet(oracle, iw, ih, w, h):
     im = np.random.default_rng(iw * 1000 + ih).random((3, ih, iw), dtype=F32)
     ref = oracle.resize_image(im, w, h)
-    got = D.resize_image(im, w, h)
+    got = images.resize_image(im, w, h)
     assert np.abs(got - ref).max() <= INPUT_TOL
     assert np.array_equal(got, ref)                        # in fact bit for bit
 
@@ -546,7 +548,7 @@ def test_resize_image_equals_darknet(oracle, iw, ih, w, h):
 def test_letterbox_equals_darknet(oracle, iw, ih, w, h):
     im = np.random.default_rng(iw + ih).random((3, ih, iw), dtype=F32)
     ref = oracle.letterbox_image(im, w, h)
-    got = D.letterbox(im, w, h)
+    got = images.letterbox(im, w, h)
     assert got.shape == ref.shape
     assert np.abs(got - ref).max() <= INPUT_TOL
     assert np.array_equal(got, ref)
@@ -703,7 +705,7 @@ def test_detector_pipeline_equals_darknet(detect_case, name, image):
     im, dets = D.detect_image(case.net, image, thresh=case.thresh, hier_thresh=.5, nms=.45)
     assert im.shape == (3, h, w)
     # the letterboxed network input
-    got_sized = D.letterbox(im, *D.network_size(case.net))
+    got_sized = images.letterbox(im, *D.network_size(case.net))
     assert np.abs(got_sized - sized_ref).max() <= INPUT_TOL
     assert np.array_equal(got_sized, sized_ref)
     got = _as_rows(dets, case.classes)
@@ -733,7 +735,7 @@ def test_get_network_boxes_equals_darknet_without_nms_and_in_pixels(detect_case,
              what=" (no nms)")
     # relative=0: boxes in pixels, then NMS
     dets = D.get_network_boxes(case.net, w, h, case.thresh, .5, 0)
-    D.do_nms_sort(dets, case.classes, .45)
+    box.do_nms_sort(dets, case.classes, .45)
     _compare(name, _as_rows(dets, case.classes), case.runs[0.45, False][1].astype(np.float64),
              case.thresh, w, h, relative=False, what=" (pixels, nms .45)")
 
@@ -744,9 +746,9 @@ def test_do_nms_sort_equals_darknet_on_darknet_boxes(detect_case):
     for name in DETECT_CFGS:
         case = detect_case(name, DOG)
         raw = case.runs[0.0, True][1]
-        dets = [D.Detection(D.Box(*map(float, r[:4])), float(r[4]), r[5:].copy(), case.classes)
+        dets = [box.Detection(box.Box(*map(float, r[:4])), float(r[4]), r[5:].copy(), case.classes)
                 for r in raw]
-        D.do_nms_sort(dets, case.classes, .45)
+        box.do_nms_sort(dets, case.classes, .45)
         got = _as_rows(dets, case.classes).astype(F32)
         ref = case.runs[0.45, True][1]
         assert np.array_equal(got, ref), f"{name}: max diff {np.abs(got - ref).max()}"
@@ -757,7 +759,7 @@ def test_draw_detections_on_darknet_image(detect_case, tmp_path):
     case = detect_case("yolov3-tiny.cfg")
     _, dets = D.detect_image(case.net, DOG, thresh=case.thresh, nms=.45)
     names = (DEBIAN_DATA / "coco.names").read_text().splitlines()
-    out = D.draw_detections(DOG, dets, names, case.thresh, tmp_path / "predictions.jpg")
+    out = images.draw_detections(DOG, dets, names, case.thresh, tmp_path / "predictions.jpg")
     assert out.size == case.wh and (tmp_path / "predictions.jpg").stat().st_size > 0
 
 

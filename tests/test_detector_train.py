@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from darknet_py.data.shapes import make_shapes
-from darknet_py.train.trainer import DetectorTrainer
+from darknet_py.train.detector import DetectorTrainer
+from darknet_py.train.options import TrainOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,8 @@ def shapes(tmp_path_factory):
 
 def test_short_detector_training_halves_the_loss(shapes):
     trainer = DetectorTrainer(str(shapes / "shapes-small.cfg"), str(shapes / "shapes.data"),
-                              device="cpu", seed=1, progress=False, out=open(os.devnull, "w"))
+                              options=TrainOptions(device="cpu", seed=1, progress=False),
+                              out=open(os.devnull, "w"))
     assert trainer.run() == 0
     losses = [loss for _, loss, _ in trainer.losses]
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
@@ -95,8 +97,10 @@ def assert_trains_three_iterations(cfg, shapes):
     doc.net.set("subdivisions", 1)
     doc.net.set("burn_in", 0)
     doc.save(cfg)
-    trainer = DetectorTrainer(str(cfg), str(shapes / "shapes.data"), device="cpu", seed=1,
-                              max_batches=3, progress=False, out=open(os.devnull, "w"))
+    trainer = DetectorTrainer(str(cfg), str(shapes / "shapes.data"),
+                              options=TrainOptions(device="cpu", seed=1, max_batches=3,
+                                                   progress=False),
+                              out=open(os.devnull, "w"))
     assert trainer.run() == 0
     assert len(trainer.losses) == 3 and all(loss > 0 for _, loss, _ in trainer.losses)
 
@@ -219,7 +223,8 @@ def test_stretch_mode_keeps_boxes_without_jitter(shapes):
 def test_letter_box_0_makes_detection_stretch_the_image(shapes, tmp_path):
     import numpy as np
     from darknet_py import Network
-    from darknet_py.detection.detect import detect_image, resize_image, load_image_color
+    from darknet_py.detection.detect import detect_image
+    from darknet_py.image import load_image_color, resize_image
     text = (shapes / "shapes-small.cfg").read_text().replace("[net]\n", "[net]\nletter_box=0\n", 1)
     (tmp_path / "s.cfg").write_text(text)
     net = Network.from_cfg(tmp_path / "s.cfg", batch=1, warn=False)
@@ -252,8 +257,10 @@ def test_letter_box_flag_letterboxes_a_stretching_cfg(shapes, tmp_path):
     import numpy as np
     from PIL import Image
     from darknet_py import Network
-    from darknet_py.commands import _load_for_inference, build_parser
-    from darknet_py.detection.detect import detect_image, letterbox, load_image_color
+    from darknet_py.commands import build_parser
+    from darknet_py.commands.common import load_for_inference as _load_for_inference
+    from darknet_py.detection.detect import detect_image
+    from darknet_py.image import letterbox, load_image_color
     text = (shapes / "shapes-small.cfg").read_text()
     (tmp_path / "stretch.cfg").write_text(text.replace("[net]\n", "[net]\nletter_box=0\n", 1))
     Network.from_cfg(tmp_path / "stretch.cfg", seed=4, warn=False) \

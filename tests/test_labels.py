@@ -1,4 +1,4 @@
-"""Image -> label path rules (pjreddie and AlexeyAB, spec §2.5) and label-file checks."""
+"""Image -> label path rules (pj:src/data.c fill_truth_detection, ab:src/utils.c replace_image_to_label) and label-file checks."""
 
 import numpy as np
 import pytest

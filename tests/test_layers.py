@@ -1,4 +1,4 @@
-"""Layer forward semantics with exact expected values (Darknet's rules, spec darknet-core §2)."""
+"""Layer forward semantics with exact expected values (Darknet's rules, pj:src/*_layer.c)."""
 
 import numpy as np
 import pytest

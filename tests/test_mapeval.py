@@ -1,10 +1,15 @@
-"""AB-style mAP (spec §5.2) on hand-made cases with exact answers, plus a literal port of AB's
+"""AB-style mAP (ab:src/detector.c validate_detector_map) on hand-made cases with exact answers, plus a literal port of AB's
 rank walk as a reference on random data."""
+
+from functools import partial
 
 import numpy as np
 import pytest
 
-from darknet_py.detection.mapeval import box_iou, evaluate_map, format_map_table
+from darknet_py import box
+from darknet_py.detection.mapeval import evaluate_map, format_map_table
+
+box_iou = partial(box.box_iou, dtype=np.float64)        # the IoU mAP uses: float64
 
 T1 = (0.25, 0.25, 0.2, 0.2)
 T2 = (0.75, 0.75, 0.2, 0.2)

@@ -107,7 +107,8 @@ def test_learning_rate_is_not_multiplied_by_the_replicas():
 
 def test_two_threaded_trainers_stay_identical_and_only_rank_0_writes(tmp_path):
     from darknet_py.data.idx import write_idx
-    from darknet_py.train.trainer import ClassifierTrainer
+    from darknet_py.train.classifier import ClassifierTrainer
+    from darknet_py.train.options import TrainOptions
     rng = np.random.default_rng(0)
     for split, n in (("train", 32), ("t10k", 8)):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 255, (n, 6, 6),
@@ -120,8 +121,9 @@ def test_two_threaded_trainers_stay_identical_and_only_rank_0_writes(tmp_path):
     (tmp_path / "c.cfg").write_text(CFG.format(batch=4, sub=1).replace(
         "[net]\n", "[net]\nmax_batches=6\n"))
     group = ThreadGroup(2)
+    options = TrainOptions(device="cpu", seed=5, progress=False)
     trainers = [ClassifierTrainer(str(tmp_path / "c.cfg"), str(tmp_path / "d.data"),
-                                  device="cpu", seed=5, progress=False, comm=group.member(r),
+                                  options=options, comm=group.member(r),
                                   out=open("/dev/null", "w")) for r in range(2)]
     threads = [threading.Thread(target=t.run) for t in trainers]
     for th in threads:

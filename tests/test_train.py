@@ -1,17 +1,23 @@
 """Classifier training end to end: backups, logs, Ctrl-C + --resume, NaN, predict."""
 
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 from darknet_py.data.datasets import Batches
 from darknet_py.data.idx import write_idx
-from darknet_py.train.trainer import ClassifierTrainer
+from darknet_py.nn.backend import Device
+from darknet_py.nn.network import Network
+from darknet_py.train.classifier import ClassifierTrainer
+from darknet_py.train.options import TrainOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,12 +86,12 @@ def project(tmp_path):
     return tmp_path
 
 
-def trainer(project, **kw):
+def trainer(project, weights=None, **kw):
     kw.setdefault("seed", 7)
     kw.setdefault("progress", False)
     kw.setdefault("device", "cpu")
-    return ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
-                             out=open(os.devnull, "w"), **kw)
+    return ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"), weights,
+                             TrainOptions(**kw), out=open(os.devnull, "w"))
 
 
 def test_training_writes_backups_log_and_chart_and_learns(project):
@@ -107,7 +113,7 @@ def test_training_writes_backups_log_and_chart_and_learns(project):
 def test_numbered_snapshots_follow_alexeyabs_saveweights_rule(project):
     """<cfg>_N.weights every saveweights= iterations (of the .data file, or the flag); by
     default every 1000 (10000 when max_batches >= 10000)."""
-    from darknet_py.train.trainer import snapshot_every
+    from darknet_py.train.checkpoint import snapshot_every
     from darknet_py.data.datacfg import DataCfg
     data = DataCfg(str(project / "halves.data"))
     assert (snapshot_every(3000, data), snapshot_every(10000, data)) == (1000, 10000)
@@ -132,13 +138,10 @@ def test_weights_already_at_max_batches_are_an_error_not_an_instant_final(projec
     with pytest.raises(DarknetError, match=r"halves_final.weights: error: the weights are "
                                            r"already at iteration 3, not below max_batches=3: "
                                            r"nothing to train; add -clear"):
-        ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"), final,
-                          device="cpu", max_batches=3, progress=False, out=open(os.devnull, "w"))
+        trainer(project, final, max_batches=3, seed=None)
     with pytest.raises(DarknetError, match="raise max_batches"):
         trainer(project, max_batches=3, resume=True)
-    fine_tune = ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
-                                  final, device="cpu", max_batches=2, clear=True,
-                                  progress=False, out=open(os.devnull, "w"))
+    fine_tune = trainer(project, final, max_batches=2, clear=True, seed=None)
     assert fine_tune.run() == 0 and fine_tune.iteration == 2
 
 
@@ -160,7 +163,7 @@ def test_out_of_memory_says_to_raise_subdivisions(project, monkeypatch):
 
 
 def test_backup_names_use_darknets_basecfg():
-    from darknet_py.train.trainer import basecfg
+    from darknet_py.train.checkpoint import basecfg
     assert basecfg("cfg/yolov3.tiny.cfg") == "yolov3" and basecfg("x/mnist.cfg") == "mnist"
 
 
@@ -192,6 +195,66 @@ def test_ctrl_c_then_resume_ends_with_the_same_weights(project, monkeypatch):
     assert (project / "backup" / "halves_final.weights").read_bytes() == expected
     log = [json.loads(line) for line in open(project / "backup" / "halves.log.jsonl")]
     assert [r["iteration"] for r in log] == list(range(1, 13))
+
+
+ADAM_CFG = CFG.format(lr=0.01).replace("momentum=", "adam=1\nmomentum=")
+
+
+def test_adam_resume_ends_with_the_weights_of_an_uninterrupted_run(project):
+    """The state file holds Adam's moments: 12 iterations straight equal 5, then 7 resumed."""
+    (project / "halves.cfg").write_text(ADAM_CFG)
+    assert trainer(project).run() == 0
+    expected = (project / "backup" / "halves_final.weights").read_bytes()
+    shutil.rmtree(project / "backup")
+    assert trainer(project, max_batches=5).run() == 0
+    resumed = trainer(project, resume=True, seed=None)
+    assert resumed.iteration == 5
+    assert resumed.run() == 0
+    assert (project / "backup" / "halves_final.weights").read_bytes() == expected
+
+
+def test_a_state_file_without_adams_moments_resumes_and_says_so(project):
+    """A state file written without the moments still resumes, and one line says so."""
+    (project / "halves.cfg").write_text(ADAM_CFG)
+    assert trainer(project, max_batches=3).run() == 0
+    state = project / "backup" / "halves_last.state.npz"
+    with np.load(state) as saved:
+        kept = {k: saved[k] for k in saved.files if not k.endswith(("_m", "_v"))}
+    np.savez(state, **kept)
+    out = io.StringIO()
+    resumed = ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
+                                options=TrainOptions(device="cpu", resume=True, max_batches=4,
+                                                     progress=False), out=out)
+    assert out.getvalue() == (
+        f"Resuming from {project}/backup/halves_last.weights at iteration 3 (with its counters, "
+        f"but {state} has no 0/weights_m and 9 more: they start from zero, so the run will not "
+        "match an uninterrupted one)\n")
+    assert resumed.seed == 7 and resumed.net.t == 3
+    assert resumed.run() == 0
+
+
+def test_multi_scale_copies_stay_on_the_gpu_of_their_network(project, monkeypatch):
+    """random=1 trains on resized() copies: with -i 1 (or on rank 1 of -gpus) they must be
+    built on GPU 1, not 0.  The CuPy here is NumPy that records each GPU made current."""
+    used = []
+
+    class FakeGpu:
+        def __init__(self, index):
+            self.index = index
+
+        def use(self):
+            used.append(self.index)
+
+    cupy = types.ModuleType("cupy")
+    cupy.__getattr__ = lambda name: getattr(np, name)
+    cupy.cuda = types.SimpleNamespace(Device=FakeGpu, runtime=types.SimpleNamespace(
+        getDeviceCount=lambda: 2))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    net = Network.from_cfg(str(project / "halves.cfg"), device="gpu", device_index=1, warn=False)
+    assert used == [1] and net.device == Device("gpu", 1)
+    small = net.resized(8, 8)
+    assert small.input_shape == (1, 8, 8) and used == [1, 1] and small.device == net.device
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_weights(project, capsys):

@@ -85,6 +85,24 @@ def test_adam_as_darknet_defines_it():
     assert layer.weight_updates[0, 0] == 0.0
 
 
+def test_state_holds_the_update_buffers_and_with_adam_its_moments():
+    params = {"weights", "biases", "weight_updates", "bias_updates"}
+    assert set(one_weight_net().layers[0].state()) == params
+    layer = one_weight_net("adam=1\n").layers[0]
+    assert set(layer.state()) == params | {"weights_m", "weights_v", "biases_m", "biases_v"}
+    assert not layer.weights_m.any() and not layer.biases_v.any()
+
+
+def test_astype_casts_the_adam_moments():
+    net = one_weight_net("adam=1\n")
+    net.train_step(np.array([[1.0], [2.0]], np.float32), np.array([[1.0], [0.0]], np.float32))
+    net.astype(np.float64)
+    layer = net.layers[0]
+    for name in ("weights_m", "weights_v", "biases_m", "biases_v"):
+        assert getattr(layer, name).dtype == np.float64, name
+    assert all(array.dtype == np.float64 for array in layer.state().values())
+
+
 def options(**kw):
     base = dict(learning_rate=0.1, burn_in=0, power=4.0, policy="constant", step=1, scale=1.0,
                 steps=[], scales=[], gamma=1.0, max_batches=0, learning_rate_min=1e-5,

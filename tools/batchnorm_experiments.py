@@ -42,7 +42,8 @@ if ROOT not in sys.path:
 
 from darknet_py.train.chart import draw_chart  # noqa: E402
 from darknet_py.nn.network import Network  # noqa: E402
-from darknet_py.train.trainer import ClassifierTrainer, evaluate  # noqa: E402
+from darknet_py.train.classifier import ClassifierTrainer, evaluate  # noqa: E402
+from darknet_py.train.options import TrainOptions  # noqa: E402
 
 VARIANTS = [  # (key, cfg, label)
     ("before", "cfg/mnist.cfg", "conv/connected -> BN -> leaky"),
@@ -123,8 +124,8 @@ def warmup_check(run, data, seed, k):
     """Train ``run``'s cfg again for its first ``k`` iterations (the same ones: same seed, same
     batches) and evaluate with the rolling statistics as they are and divided by 1 - 0.99^k,
     which removes the weight their initial zeros still carry.  Returns (top-1, debiased top-1)."""
-    trainer = ClassifierTrainer(run["cfg_path"], data, device="cpu", max_batches=k, seed=seed,
-                                progress=False, out=io.StringIO())
+    trainer = ClassifierTrainer(run["cfg_path"], data, options=TrainOptions(
+        device="cpu", max_batches=k, seed=seed, progress=False), out=io.StringIO())
     trainer.run()
     net = trainer.net
     as_is = evaluate(net, trainer.valid_set)[0]
@@ -153,8 +154,8 @@ def main(argv=None):
         cfg_path = scaled_cfg(os.path.join(ROOT, cfg), os.path.join(tmp, os.path.basename(cfg)),
                               args.iterations)
         log = io.StringIO()
-        trainer = ClassifierTrainer(cfg_path, data, device="cpu", max_batches=args.iterations,
-                                    seed=args.seed, progress=False, out=log)
+        trainer = ClassifierTrainer(cfg_path, data, options=TrainOptions(
+            device="cpu", max_batches=args.iterations, seed=args.seed, progress=False), out=log)
         t0, c0 = time.perf_counter(), time.process_time()
         status = trainer.run()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -26,6 +26,7 @@ import numbers
 import os
 import re
 
+from .check import layer_geometry
 from .edit import CfgDocument, format_value
 
 __all__ = ["new_cfg", "template_path", "TEMPLATES", "template_dir"]
@@ -95,29 +96,10 @@ def _where(doc, sec):
 
 
 def _strides(doc):
-    """Each layer's downsampling factor relative to the network input (enough for the shapes of
-    detector templates: conv/maxpool/reorg strides, upsample, route)."""
-    out = []
-    current = 1.0
-    for i, sec in enumerate(doc.layers):
-        kind = sec.type
-        if kind in ("convolutional", "maxpool", "local", "reorg", "reorg3d"):
-            current *= max(1, sec.get("stride", 2 if kind.startswith("reorg") else 1, int))
-        elif kind == "deconvolutional":
-            current /= max(1, sec.get("stride", 1, int))
-        elif kind == "upsample":
-            s = sec.get("stride", 2, int) or 1
-            current = current * -s if s < 0 else current / s
-        elif kind == "route":
-            refs = sec.get("layers", [], list)
-            if refs and isinstance(refs[0], int):
-                j = i + refs[0] if refs[0] < 0 else refs[0]
-                if 0 <= j < len(out):
-                    current = out[j]
-        elif kind in ("shortcut", "scale_channels", "sam"):
-            pass
-        out.append(current)
-    return out
+    """Each layer's downsampling factor relative to the network input (the layer classes'
+    rules, as ``cfg check`` walks them)."""
+    return [float(field.jump[0]) if field is not None and field.jump else 1.0
+            for _, field in layer_geometry(doc.text(), doc.path or "<cfg>")]
 
 
 def _parse_size(size):

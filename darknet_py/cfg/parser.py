@@ -85,6 +85,7 @@ class Section:
         self.options = []
         # the keys its reader declares (a layer's cfg_keys); None: any key may be looked up
         self.reads = None
+        self.index = None      # the layer's position, set by whoever walks the layers
 
     def __repr__(self):
         return f"Section([{self.name}] at {self.path}:{self.line}, {len(self.options)} options)"
@@ -110,6 +111,10 @@ class Section:
         raise CfgError(f"[{self.name}] option '{opt.key}={opt.value}': expected {expected}",
                        self.path, opt.line)
 
+    def _below(self, opt, minimum):
+        raise CfgError(f"{opt.key}={opt.value} in [{self.name}] must be >= {minimum}",
+                       self.path, opt.line)
+
     def str(self, key, default=None):
         opt = self.find(key)
         return default if opt is None else opt.value
@@ -123,7 +128,7 @@ class Section:
         except ValueError:
             self._error(opt, "an integer")
         if minimum is not None and value < minimum:
-            self._error(opt, f"an integer >= {minimum}")
+            self._below(opt, minimum)
         return value
 
     def bool(self, key, default=False):
@@ -141,7 +146,7 @@ class Section:
         if not math.isfinite(value):
             self._error(opt, "a finite number")
         if minimum is not None and value < minimum:
-            self._error(opt, f"a number >= {minimum}")
+            self._below(opt, minimum)
         return value
 
     def _list(self, key, convert, expected):

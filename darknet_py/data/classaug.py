@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..image import distort_image, rand_scale, resize_image
+
 F32 = np.float32
 
 
@@ -69,7 +71,6 @@ def bilinear_interpolate(img, rx, ry):
 def validation_crop(img, w, h):
     """pj ``validate_classifier_single``'s input: ``resize_min`` (the shorter side to w, pj's
     integer arithmetic) then the centred w x h ``crop_image`` (edge pixels repeated)."""
-    from ..detection.detect import resize_image
     c, ih, iw = img.shape
     if iw < ih:
         nw, nh = w, (ih * w) // iw
@@ -112,7 +113,6 @@ class ClassifierAugment:
 
     def crop_args(self, rng, iw, ih):
         """pj ``random_augment_args``: (rad, scale, dx, dy, aspect)."""
-        from .detaug import rand_scale
         aspect = F32(rand_scale(rng, self.aspect))
         r = int(rng.integers(min(self.low, self.high), max(self.low, self.high) + 1))
         low = int(ih) if ih < iw * aspect else int(F32(iw) * aspect)   # int min = ...
@@ -128,7 +128,6 @@ class ClassifierAugment:
         """One training image (c, H, W) floats in [0, 1] -> (c, size, size)."""
         c, ih, iw = img.shape
         if self.center:
-            from ..detection.detect import resize_image
             m = min(iw, ih)
             top, left = (ih - m) // 2, (iw - m) // 2
             out = resize_image(img[:, top:top + m, left:left + m], self.size, self.size)
@@ -138,15 +137,5 @@ class ClassifierAugment:
         if rng.random() < 0.5:
             out = out[:, :, ::-1]
         if c == 3 and (self.hue or self.saturation != 1 or self.exposure != 1):
-            out = distort(out, rng, self.hue, self.saturation, self.exposure)
+            out = distort_image(out, rng, self.hue, self.saturation, self.exposure)
         return np.ascontiguousarray(out, F32)
-
-
-def distort(img, rng, hue, saturation, exposure):
-    """detdata.distort_hsv (the detector's hue/saturation/exposure) on a float (3, h, w)
-    image."""
-    from PIL import Image
-    from .detaug import distort_hsv
-    rgb = Image.fromarray((np.clip(img, 0, 1) * 255 + .5).astype(np.uint8).transpose(1, 2, 0))
-    out = distort_hsv(rgb, rng, hue, saturation, exposure)
-    return np.asarray(out, F32).transpose(2, 0, 1) / F32(255)

@@ -9,14 +9,17 @@ the class of an image is the label that appears in its path) or an IDX image fil
 Images are float32 NCHW in [0, 1], like Darknet's; a 1-channel cfg gets grey images.
 """
 
-import contextlib
 import os
 import queue
+import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import DarknetError
+from ..image import load_image, resize_array
+from .classaug import validation_crop
 from .datacfg import read_lines
 from .idx import labels_path_for, load_images_labels
 
@@ -43,17 +46,15 @@ class ClassificationSet:
         resized to the network, the centre cropped); otherwise they are resized to it."""
         c, h, w = shape
         if self.images is None and validation:
-            from .classaug import validation_crop
             x = np.stack([validation_crop(load_image(self.paths[i], (c, None, None)), w, h)
                           for i in indexes])
         elif self.images is None and augment is not None:
-            from .detaug import _pool
             seeds = rng.integers(0, 2 ** 63, len(indexes))
 
             def one(k):
                 img = load_image(self.paths[indexes[k]], (c, None, None))
                 return augment(img, np.random.default_rng(seeds[k]))
-            x = np.stack(list(_pool().map(one, range(len(indexes)))))
+            x = np.stack(list(thread_pool().map(one, range(len(indexes)))))
         elif self.images is not None:
             x = self.images[indexes].astype(np.float32) / 255.0
             if x.ndim == 3:
@@ -69,59 +70,22 @@ class ClassificationSet:
         return x, truth
 
 
-def resize_array(img, shape):
-    """Resize one (c, h, w) float image to ``shape`` with Pillow."""
-    from PIL import Image
-    c, h, w = shape
-    planes = [np.asarray(Image.fromarray(p).resize((w, h), Image.BILINEAR)) for p in img]
-    if c == len(planes):
-        return np.stack(planes)
-    grey = np.mean(planes, axis=0)
-    return np.stack([grey] * c) if c > 1 else grey[None]
+_POOL = None
 
 
-@contextlib.contextmanager
-def open_image(path):
-    """``with open_image(path) as im``: a Pillow image; a missing, unreadable or corrupt file
-    (also when decoding fails inside the block) is a one-line DarknetError naming it."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            yield im
-    except FileNotFoundError:
-        raise DarknetError("image file does not exist", str(path)) from None
-    except UnidentifiedImageError:
-        raise DarknetError("not an image file Pillow can read", str(path)) from None
-    except OSError as e:            # e.g. "image file is truncated" while decoding
-        raise DarknetError(f"cannot read image: {e.strerror or e}", str(path)) from None
-
-
-def load_image(path, shape, letterbox=False):
-    """An image file as float32 (c, h, w) in [0, 1], resized (or letterboxed) to the net;
-    ``shape`` (c, None, None) keeps its size."""
-    from PIL import Image
-    c, h, w = shape
-    with open_image(path) as im:
-        im = im.convert("L" if c == 1 else "RGB")
-        if w is None:                       # as it is (the classifier's crops start from it)
-            pass
-        elif letterbox and im.size != (w, h):
-            scale = min(w / im.width, h / im.height)
-            nw, nh = max(1, round(im.width * scale)), max(1, round(im.height * scale))
-            canvas = Image.new(im.mode, (w, h), 127 if c == 1 else (127, 127, 127))
-            canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
-            im = canvas
-        elif im.size != (w, h):
-            im = im.resize((w, h), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.float32) / 255.0
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+def thread_pool():
+    """Threads for image decoding and resizing (Pillow releases the GIL for both)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                   thread_name_prefix="darknet_py-data")
+    return _POOL
 
 
 def match_labels(paths, labels, list_path):
     """Darknet's rule (a label that appears in the path), stricter: the label must be a whole
     component of the path or the file name's stem, or a ``_``/``-``/``.``-separated word of it;
     the longest match wins.  Images with no or several equally good matches are reported."""
-    import re
     out = np.zeros(len(paths), np.int64)
     none, several = [], []
     for i, p in enumerate(paths):

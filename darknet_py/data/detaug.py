@@ -7,14 +7,20 @@ exposure distortion; a horizontal flip with probability 1/2; the YOLO boxes move
 ``max_boxes`` per image (shuffled first), the rest zeros.
 """
 
+import atexit
 import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context, shared_memory
 
 import numpy as np
+from PIL import Image
 
-from .datacfg import read_lines
-from .datasets import open_image
 from ..errors import DarknetError
+from ..image import distort_hsv, letterbox, load_image_color, open_image
+from .datacfg import read_lines
+from .datasets import thread_pool
 from .labels import label_path_for, read_labels
+
 
 
 class DetectionSet:
@@ -25,13 +31,10 @@ class DetectionSet:
         self.boxes = []
         problems = []
         for p in self.paths:
-            if not os.path.exists(p):
-                problems.append(f"{p}: image does not exist")
-                self.boxes.append(np.zeros((0, 5), np.float32))
-                continue
-            lp = label_path_for(p)
-            if not os.path.exists(lp):
-                problems.append(f"{lp}: label file missing for {p}")
+            lp = label_path_for(p) if os.path.exists(p) else None
+            if lp is None or not os.path.exists(lp):
+                problems.append(f"{p}: image does not exist" if lp is None
+                                else f"{lp}: label file missing for {p}")
                 self.boxes.append(np.zeros((0, 5), np.float32))
                 continue
             boxes, issues = read_labels(lp, classes)
@@ -71,14 +74,13 @@ class DetectionSet:
             def one(k):
                 x[k], r = prepare(self.paths, self.boxes, *tasks[k], options)
                 return r
-            rows = list(_pool().map(one, range(len(tasks))))
+            rows = list(thread_pool().map(one, range(len(tasks))))
         for k, r in enumerate(rows):
             truth[k, :r.size] = r.ravel()
         return x, truth
 
     def plain(self, index, shape):
         """The image letterboxed for evaluation, and its boxes."""
-        from ..detection.detect import letterbox, load_image_color
         image = load_image_color(self.paths[index])
         c, h, w = shape
         return letterbox(image, w, h), image.shape[2], image.shape[1], self.boxes[index]
@@ -120,7 +122,6 @@ def _worker_init(paths, boxes):
 
 def _worker_task(args):
     """In a worker: prepare image k into the shared (n, c, h, w) block; return its rows."""
-    from multiprocessing import shared_memory
     k, (i, seed), options, name, n = args
     image, rows = prepare(*_WORKER_SET, i, seed, options)
     block = shared_memory.SharedMemory(name=name)
@@ -139,11 +140,8 @@ def _shutdown_processes():
 
 
 def _in_processes(dataset, tasks, options, processes):
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context, shared_memory
     key = (id(dataset), processes)
     if not _PROCESSES:
-        import atexit
         atexit.register(_shutdown_processes)
     if key not in _PROCESSES:
         # spawn: the workers never inherit CUDA state or the training threads
@@ -164,38 +162,6 @@ def _in_processes(dataset, tasks, options, processes):
     return x, rows
 
 
-_POOL = None
-
-
-def _pool():
-    """Threads for image decoding and resizing (Pillow releases the GIL for both)."""
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
-                                   thread_name_prefix="darknet_py-data")
-    return _POOL
-
-
-def distort_hsv(rgb, rng, hue, saturation, exposure):
-    """Darknet's random_distort_image on a Pillow RGB image, in Pillow's byte HSV: h += a hue
-    shift U(-hue, hue) of a turn (mod 256), s *= rand_scale(saturation), v *=
-    rand_scale(exposure), each clipped to a byte -- a function of the byte value alone, so
-    applied as 256-entry tables."""
-    v = np.arange(256, dtype=np.float32)
-    h_lut = (v + np.float32(rng.uniform(-hue, hue) * 256)) % 256
-    s_lut = v * np.float32(rand_scale(rng, saturation))
-    v_lut = v * np.float32(rand_scale(rng, exposure))
-    lut = np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8)
-    return rgb.convert("HSV").point(lut.tolist()).convert("RGB")
-
-
-def rand_scale(rng, s):
-    """Darknet's rand_scale: u ~ U(1, s), or 1/u with probability 1/2."""
-    u = rng.uniform(1, s) if s > 1 else 1.0
-    return u if rng.random() < 0.5 else 1.0 / u
-
-
 def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
             placement=False):
     """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
@@ -203,7 +169,6 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
     (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
     (left, top, right, bottom) in pixels, the rest being padding."""
-    from PIL import Image
     c, h, w = shape
     with open_image(path) as im:
         im = im.convert("RGB" if c == 3 else "L")

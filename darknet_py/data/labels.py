@@ -1,7 +1,7 @@
 """YOLO detection label files: where Darknet looks for them, and reading them with checks.
 
-Image path -> label path (spec §2.5)
------------------------------------
+Image path -> label path (pj:src/data.c, ab:src/utils.c)
+-------------------------------------------------------
 * :func:`pj_label_path` is pjreddie/darknet's rule (``src/data.c::fill_truth_detection``): a chain
   of *first-occurrence substring* replacements anywhere in the path -- ``images``->``labels``,
   ``JPEGImages``->``labels``, ``raw``->``labels``, then ``.jpg``, ``.png``, ``.JPG``, ``.JPEG`` ->

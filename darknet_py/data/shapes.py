@@ -5,7 +5,7 @@ noisy backgrounds, with YOLO label files -- small enough to train a detector in 
     make_shapes("data/shapes", 1000)        # or: darknet_py data shapes data/shapes --n 1000
 
 Layout written under OUT (the PascalVOC layout, which both pjreddie's and AlexeyAB's label-path
-rules map correctly -- ``JPEGImages`` -> ``labels``, spec §2.5)::
+rules map correctly -- ``JPEGImages`` -> ``labels``, see ``labels.py``)::
 
     OUT/JPEGImages/000000.jpg ...   images (JPEG quality 90 without chroma subsampling, so thin
                                     star tips keep their colour; or PNG: image_format="png")

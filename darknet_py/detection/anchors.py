@@ -1,5 +1,5 @@
-"""Anchor boxes by k-means with the distance 1 - IoU (spec §5.3,
-``AB:src/detector.c::calc_anchors``) and the cfg lines that go with them (spec §7 #15: ``mask=``
+"""Anchor boxes by k-means with the distance 1 - IoU (ab:src/detector.c
+calc_anchors) and the cfg lines that go with them (``mask=``
 per [yolo] layer and ``filters=``).
 
     from darknet_py.detection.anchors import calc_anchors, anchors_report, boxes_wh_from_labels
@@ -20,18 +20,20 @@ any anchor.
 
 import numpy as np
 
+from ..box import iou
+from ..data.labels import read_labels
+
 __all__ = ["anchors_report", "boxes_wh_from_labels", "calc_anchors", "format_anchors",
            "split_masks", "wh_iou"]
 
 
 def wh_iou(wh, centres):
-    """Shape-only IoU matrix (n, k) between boxes ``wh`` (n, 2) and ``centres`` (k, 2)."""
+    """Shape-only IoU matrix (n, k) between boxes ``wh`` (n, 2) and ``centres`` (k, 2): the
+    IoU of the boxes centred at one point (float64)."""
     wh = np.asarray(wh, dtype=np.float64)
     centres = np.asarray(centres, dtype=np.float64)
-    inter = (np.minimum(wh[:, None, 0], centres[None, :, 0])
-             * np.minimum(wh[:, None, 1], centres[None, :, 1]))
-    union = (wh[:, 0] * wh[:, 1])[:, None] + (centres[:, 0] * centres[:, 1])[None, :] - inter
-    return inter / union
+    return iou((0.0, 0.0, wh[:, None, 0], wh[:, None, 1]),
+               (0.0, 0.0, centres[None, :, 0], centres[None, :, 1]))
 
 
 def _init_kmeanspp(wh, k, rng):
@@ -106,7 +108,6 @@ def boxes_wh_from_labels(label_files, width, height, classes=None):
     """Widths and heights (n, 2) in network pixels of every valid box in ``label_files``
     (paths, or arrays as returned by :func:`darknet_py.data.labels.read_labels`), plus nothing else:
     problems are skipped here -- run the dataset check to see them."""
-    from ..data.labels import read_labels
     out = []
     for item in label_files:
         if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__"):

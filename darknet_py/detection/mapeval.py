@@ -1,5 +1,5 @@
-"""Detection mAP the way AlexeyAB/darknet's ``detector map`` computes it (spec §5.2;
-``AB:src/detector.c::validate_detector_map``).
+"""Detection mAP the way AlexeyAB/darknet's ``detector map`` computes it
+(ab:src/detector.c validate_detector_map).
 
     from darknet_py.detection.mapeval import evaluate_map, format_map_table
     result = evaluate_map(dets, truths, classes=4)              # AP@0.5, area under the PR curve
@@ -49,22 +49,9 @@ numbers do not depend on the order of the rows.
 
 import numpy as np
 
-__all__ = ["box_iou", "evaluate_map", "format_map_table"]
+from ..box import box_iou
 
-
-def box_iou(box, boxes):
-    """IoU of one centre-format box ``(x, y, w, h)`` with each row of ``boxes`` (m, 4)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x, y, w, h = (float(v) for v in box)
-    left = np.maximum(x - w / 2, boxes[:, 0] - boxes[:, 2] / 2)
-    right = np.minimum(x + w / 2, boxes[:, 0] + boxes[:, 2] / 2)
-    top = np.maximum(y - h / 2, boxes[:, 1] - boxes[:, 3] / 2)
-    bottom = np.minimum(y + h / 2, boxes[:, 1] + boxes[:, 3] / 2)
-    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    union = w * h + boxes[:, 2] * boxes[:, 3] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return iou
+__all__ = ["evaluate_map", "format_map_table"]
 
 
 def _rows(x, ncols, what, index):
@@ -154,7 +141,7 @@ def evaluate_map(detections_per_image, truths_per_image, classes, iou_thresh=0.5
             c = int(d[j, 0])
             same = np.nonzero(t_cls == c)[0]
             if same.size:
-                ious = box_iou(d[j, 2:6], t[same, 1:5])
+                ious = box_iou(d[j, 2:6], t[same, 1:5], np.float64)
                 k = int(np.argmax(ious))        # first of equal maxima, like AB's strict '>'
                 if ious[k] > iou_thresh:
                     cand[j] = unique + same[k]
@@ -230,7 +217,7 @@ def evaluate_map(detections_per_image, truths_per_image, classes, iou_thresh=0.5
 
 
 def format_map_table(result, names=None):
-    """The result as AB's ``detector map`` prints it (placeholders of spec §5.2 item 6)."""
+    """The result as AB's ``detector map`` prints it (ab:src/detector.c validate_detector_map's printf lines)."""
     r = result
     lines = [f"detections_count = {r['detections_count']}, "
              f"unique_truth_count = {r['unique_truth_count']}"]

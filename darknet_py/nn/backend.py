@@ -1,14 +1,48 @@
 """The one backend seam: arrays are NumPy on the CPU and CuPy on the GPU.
 
-Layers call ``xp_of(array)`` (or use ``net.xp``) and write their math once.  Importing this
-module never imports CuPy; ``get_xp("gpu")`` does, and fails with a clear message without it.
+Layers call ``xp_of(array)`` (or use ``net.xp``) and write their math once.  A network lives on
+one ``Device`` (``net.device``); "is this on the GPU" is ``device.on_gpu`` for a network and
+``on_gpu(array)`` for an array.  Importing this module never imports CuPy;
+``resolve_device("gpu")`` does, and fails with a clear message without it.
 """
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import DarknetError
+
+DEVICE_NAMES = ("cpu", "gpu", "auto")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a network's arrays live: ``kind`` ``cpu`` or ``gpu``, ``index`` the GPU (Darknet's
+    ``-i N``; 0 on the CPU).  A resolved value: ``resolve_device`` checked that it exists."""
+
+    kind: str = "cpu"
+    index: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ("cpu", "gpu"):
+            raise DarknetError(f"unknown device kind '{self.kind}'; expected cpu or gpu")
+
+    @property
+    def on_gpu(self):
+        return self.kind == "gpu"
+
+    @property
+    def xp(self):
+        """The array module: NumPy, or CuPy (the caller's thread uses this GPU after
+        ``resolve_device``)."""
+        if not self.on_gpu:
+            return np
+        import cupy
+        return cupy
+
+
+CPU = Device()
 
 
 def xp_of(array):
@@ -27,29 +61,35 @@ def on_gpu(array):
     return not isinstance(array, np.ndarray) and type(array).__module__.startswith("cupy")
 
 
-def get_xp(device="cpu", index=0):
-    """The array module for a device name: ``cpu`` or ``gpu`` (``auto``: GPU when CuPy sees one).
+def resolve_device(device="cpu", index=0):
+    """The ``Device`` for ``cpu``, ``gpu`` or ``auto`` (the GPU when CuPy sees one), or a
+    ``Device`` itself; ``index`` picks the GPU (Darknet's ``-i N``), and that GPU becomes the
+    calling thread's current one.
 
-    ``index`` picks the GPU (Darknet's ``-i N``).  fp32 stays exact: TF32 is switched off for
-    cuBLAS/cuDNN (``NVIDIA_TF32_OVERRIDE=0``, unless the user set it) before CuPy loads them.
+    fp32 stays exact: TF32 is switched off for cuBLAS/cuDNN (``NVIDIA_TF32_OVERRIDE=0``, unless
+    the user set it) before CuPy loads them.
     """
+    if isinstance(device, Device):
+        device, index = device.kind, device.index
     if device in (None, "cpu"):
-        return np
-    if device in ("gpu", "auto"):
-        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
-        try:
-            import cupy
-            if cupy.cuda.runtime.getDeviceCount() > index:
-                cupy.cuda.Device(index).use()
-                return cupy
-        except Exception as e:  # ImportError, CUDA driver errors
-            if device == "gpu":
-                raise DarknetError(f"--device gpu needs CuPy and a CUDA GPU ({e})") from None
-            return np
+        return CPU
+    if device not in ("gpu", "auto"):
+        raise DarknetError(f"unknown device '{device}'; expected {', '.join(DEVICE_NAMES)}")
+    os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+    try:
+        import cupy
+        found = cupy.cuda.runtime.getDeviceCount() > index
+        if found:
+            cupy.cuda.Device(index).use()
+    except Exception as e:  # ImportError, CUDA driver errors
         if device == "gpu":
-            raise DarknetError(f"--device gpu: no CUDA GPU with index {index} found")
-        return np
-    raise DarknetError(f"unknown device '{device}'; expected cpu, gpu or auto")
+            raise DarknetError(f"--device gpu needs CuPy and a CUDA GPU ({e})") from None
+        return CPU
+    if found:
+        return Device("gpu", index)
+    if device == "gpu":
+        raise DarknetError(f"--device gpu: no CUDA GPU with index {index} found")
+    return CPU
 
 
 def to_numpy(array):

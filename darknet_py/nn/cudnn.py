@@ -11,10 +11,10 @@ after a one-time warning, so training never dies on an unsupported shape.
 
 Exact fp32 by default: engines whose numerical notes say TENSOR_CORE or DOWN_CONVERT_INPUTS (TF32
 for fp32 data) are removed before plans are built, and ``NVIDIA_TF32_OVERRIDE=0`` is set for
-cuBLAS before CuPy loads it (see ``backend.get_xp``).
+cuBLAS before CuPy loads it (see ``backend.resolve_device``).
 
-Batch norm as Darknet calls cuDNN: epsilon 1e-5, exponential average factor 0.01, running variance
-fed with the unbiased batch variance, normalisation with the biased one; the backward returns
+Batch norm as Darknet calls cuDNN (epsilon and exponential average factor come from
+``layers/batchnorm.py``, the one place they are defined), running variance fed with the unbiased batch variance, normalisation with the biased one; the backward returns
 dscale and dbias, which the caller *adds* to ``scale_updates``/``bias_updates`` -- cuDNN never
 changes scales or biases.
 """
@@ -22,9 +22,6 @@ changes scales or biases.
 import warnings
 
 from ..errors import DarknetError
-
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.01
 
 _OPS = None          # one CudnnOps per process (device 0 or the one chosen with -i)
 _UNAVAILABLE = None  # the reason the frontend could not be loaded
@@ -182,18 +179,19 @@ class CudnnOps:
     def _vec(self, g, name, c):
         return g.tensor(name=name, dim=[1, c, 1, 1], stride=[c, 1, 1, 1], data_type=self.F)
 
-    def batchnorm_train(self, x, scales, biases, rolling_mean, rolling_variance,
-                        what="batchnorm forward"):
-        """y, saved mean, saved inverse std; the rolling statistics are updated in place."""
+    def batchnorm_train(self, x, scales, biases, rolling_mean, rolling_variance, epsilon,
+                        momentum, what="batchnorm forward"):
+        """y, saved mean, saved inverse std; the rolling statistics are updated in place
+        (``momentum``: cuDNN's exponential average factor)."""
         n, c, h, w = x.shape
-        key = ("bn_fwd", x.shape)
+        key = ("bn_fwd", x.shape, epsilon, momentum)
         cudnn = self.cudnn
 
         def build(g):
             X = self._tensor(g, "x", x.shape)
             S, B, RM, RV = (self._vec(g, nm, c) for nm in ("s", "b", "rm", "rv"))
-            eps = g.tensor_scalar(BN_EPSILON, cudnn.scalar_type.RUNTIME_PARAM)
-            mom = g.tensor_scalar(BN_MOMENTUM, cudnn.scalar_type.RUNTIME_PARAM)
+            eps = g.tensor_scalar(epsilon, cudnn.scalar_type.RUNTIME_PARAM)
+            mom = g.tensor_scalar(momentum, cudnn.scalar_type.RUNTIME_PARAM)
             Y, M, IV, NRM, NRV = g.batchnorm(name="bn", input=X, scale=S, bias=B,
                                             in_running_mean=RM, in_running_var=RV,
                                             epsilon=eps, momentum=mom)

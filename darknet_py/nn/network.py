@@ -9,138 +9,16 @@
 
 import numpy as np
 
-from .backend import get_xp, to_numpy
+from .backend import resolve_device, to_numpy
 from ..cfg.parser import Diagnostics, read_cfg
 from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
 from .layers import REGISTRY
-from .layers.base import ADAM_B1, ADAM_B2, ADAM_EPS, UpdateArgs
-from .policies import POLICIES, current_rate
+from .layers.batchnorm import BN_EPSILON
+from .layers.base import Field, UpdateArgs, next_field
+from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
+from .policies import current_rate
 from ..atomic import atomic_write
 from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
-
-# Keys every layer section accepts (pj parse_network_cfg), read quietly.
-COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "dontload",
-                         "dontloadscales", "learning_rate", "smooth"))
-# [net] keys that only the training/data code reads (detection augmentation and the input
-# placement).
-NET_DATA_KEYS = {"saturation": float, "exposure": float, "hue": float, "letter_box": int,
-                 "flip": int, "mosaic": int, "mixup": int}
-# Darknet's other [net] training keys, with the value that leaves training as darknet_py does
-# it (None: any value asks for something).  darknet_py does not implement them: a training run
-# (and `cfg check`) says so for each one set otherwise, instead of training silently without.
-NET_UNIMPLEMENTED = {
-    "random": 0, "notruth": 0, "cutmix": 0,
-    "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32, "ema_alpha": 0,
-    "dynamic_minibatch": 0, "sequential_subdivisions": 0, "adversarial_lr": 0,
-    "seq_scales": None, "contrastive": 0, "unsupervised": 0, "contrastive_jit_flip": 0,
-    "contrastive_color": 0, "attention": 0, "adversarial": 0,
-}
-# The classifier's crop augmentation (darknet_py/classaug.py reads them when training).
-NET_CLASSIFIER_KEYS = ("max_crop", "min_crop", "max_ratio", "min_ratio", "center", "angle",
-                       "aspect")
-# Darknet [net] keys about its own machinery (fp16 loss scaling, workspace, chart, ...): no
-# effect on what darknet_py computes, accepted quietly.
-NET_MACHINERY_KEYS = ("loss_scale", "try_fix_nan", "optimized_memory", "workspace_size_limit_MB",
-                      "max_chart_loss", "track", "augment_speed")
-
-
-def asks_for_something(value, default):
-    """Whether the value of a key darknet_py's training does not implement differs from what
-    it does anyway (``default``; None: any value asks for something)."""
-    if default is None:
-        return True
-    if isinstance(default, str):
-        return value != default
-    try:
-        return float(value) != default
-    except ValueError:
-        return True
-
-
-def unimplemented_in(section, table):
-    """(key, value, line) of the keys of ``table`` that ``section`` sets to something that
-    matters (they are marked read)."""
-    return [(key, opt.value, opt.line) for key, default in table.items()
-            if (opt := section.find(key)) is not None and asks_for_something(opt.value, default)]
-
-
-UNSUPPORTED_SECTIONS = {"deconvolutional", "detection", "iseg", "local", "normalization", "rnn",
-                        "gru", "lstm", "crnn", "scale_channels", "sam", "gaussian_yolo",
-                        "conv_lstm", "history", "local_avgpool", "contrastive", "empty",
-                        "implicit"}
-
-
-class NetOptions:
-    """The typed ``[net]`` options with Darknet's defaults (pj parse_net_options)."""
-
-    training_unimplemented = NET_UNIMPLEMENTED
-
-    cfg_keys = frozenset((
-        "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
-        "width channels inputs policy burn_in power step scale gamma max_batches "
-        "learning_rate_min sgdr_cycle sgdr_mult steps scales").split()) | \
-        frozenset(NET_DATA_KEYS) | frozenset(NET_UNIMPLEMENTED) | frozenset(NET_MACHINERY_KEYS) | \
-        frozenset(NET_CLASSIFIER_KEYS)
-
-    def __init__(self, sec):
-        self.section = sec
-        sec.reads = self.cfg_keys
-        self.cfg_batch = sec.int("batch", 1, minimum=1)
-        self.subdivisions = sec.int("subdivisions", 1, minimum=1)
-        self.time_steps = sec.int("time_steps", 1, minimum=1)
-        if self.cfg_batch < self.subdivisions:
-            raise CfgError(f"[net] batch={self.cfg_batch} is smaller than subdivisions="
-                           f"{self.subdivisions}; the mini-batch would be empty",
-                           sec.path, sec.line_of("batch"))
-        self.batch = self.cfg_batch // self.subdivisions * self.time_steps
-        self.learning_rate = sec.float("learning_rate", 0.001)
-        self.momentum = sec.float("momentum", 0.9)
-        self.decay = sec.float("decay", 0.0001)
-        self.adam = sec.bool("adam")
-        self.b1 = sec.float("B1", ADAM_B1)
-        self.b2 = sec.float("B2", ADAM_B2)
-        self.eps = sec.float("eps", ADAM_EPS)
-        self.clip = sec.float("clip", 0.0)
-        self.height = sec.int("height", 0, minimum=0)
-        self.width = sec.int("width", 0, minimum=0)
-        self.channels = sec.int("channels", 0, minimum=0)
-        self.inputs = sec.int("inputs", self.height * self.width * self.channels, minimum=0)
-        if self.inputs == 0:
-            raise CfgError("[net] gives no input size: set width, height and channels",
-                           sec.path, sec.line)
-        self.policy = sec.choice("policy", "constant", POLICIES)
-        self.burn_in = sec.int("burn_in", 0, minimum=0)
-        self.power = sec.float("power", 4.0)
-        self.step = sec.int("step", 1)
-        self.scale = sec.float("scale", 1.0)
-        self.gamma = sec.float("gamma", 1.0)
-        self.max_batches = sec.int("max_batches", 0, minimum=0)
-        self.learning_rate_min = sec.float("learning_rate_min", 1e-5)
-        self.sgdr_cycle = sec.int("sgdr_cycle", self.max_batches or 1, minimum=1)
-        self.sgdr_mult = sec.int("sgdr_mult", 2, minimum=1)
-        self.steps = sec.int_list("steps", [])
-        self.scales = sec.float_list("scales", [])
-        if self.policy == "steps":
-            if not self.steps or not self.scales:
-                raise CfgError("[net] policy=steps needs both steps= and scales=", sec.path,
-                               sec.line_of("policy"))
-            if len(self.scales) < len(self.steps):
-                raise CfgError(f"[net] steps has {len(self.steps)} values but scales has "
-                               f"{len(self.scales)}", sec.path, sec.line_of("scales"))
-        self.data = {key: (sec.float(key, 0.0) if kind is float else
-                           sec.int(key, 0) if kind is int else sec.str(key))
-                     for key, kind in NET_DATA_KEYS.items() if sec.has(key)}
-        # (key, value, line) of the training options darknet_py does not implement
-        self.unimplemented = unimplemented_in(sec, NET_UNIMPLEMENTED)
-        for key in NET_MACHINERY_KEYS + NET_CLASSIFIER_KEYS:     # read where they are used
-            sec.find(key)
-
-    @property
-    def input_shape(self):
-        if self.height * self.width * self.channels == self.inputs:
-            return (self.channels, self.height, self.width)
-        return (self.inputs, 1, 1)
-
 
 class _BuildContext:
     def __init__(self, xp, rng, net_options):
@@ -169,7 +47,8 @@ class Network:
     def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True,
                  device_index=0):
         self.path = cfgfile.path
-        self.xp = get_xp(device, device_index)
+        self.device = resolve_device(device, device_index)
+        self.xp = self.device.xp
         self.diagnostics = Diagnostics(cfgfile.path, strict=strict, echo=warn)
         for level, line, message in cfgfile.diagnostics:
             if level == "error":
@@ -197,13 +76,16 @@ class Network:
         self.input = self.truth = None
         self.dtype = np.float32     # float64 is for gradient checks
         self.world_size = 1         # data-parallel replicas (darknet_py.train.parallel)
+        for layer in self.layers:       # Layer.state(): Adam's moments too when adam=1
+            layer.register_state(adam=self.options.adam)
 
     def _build_layer(self, section, ctx):
         if section.type in UNSUPPORTED_SECTIONS:
             raise NotSupportedError(f"[{section.name}] layers are not supported by darknet_py "
                                     "yet", section.path, section.line)
         cls = REGISTRY[section.type]
-        section.reads = cls.cfg_keys | COMMON_KEYS
+        section.reads = cls.cfg_keys | frozenset(cls.unsupported) | COMMON_KEYS
+        section.index = ctx.index
         try:
             layer = cls.from_cfg(section, ctx)
         except (MemoryError, ValueError) as e:
@@ -216,6 +98,7 @@ class Network:
                            section.path, section.line) from None
         layer.index = ctx.index
         layer.path, layer.line, layer.section_name = section.path, section.line, section.name
+        layer.section = section          # its options, for the shape and field rules
         layer.truth = section.bool("truth")
         section.bool("onlyforward")
         layer.stopbackward = section.bool("stopbackward")
@@ -233,25 +116,25 @@ class Network:
         """Build a network from a Darknet .cfg file (weights randomly initialised as Darknet).
 
         ``device``: ``cpu`` (NumPy), ``gpu`` (CuPy + cuDNN) or ``auto`` (the GPU when CuPy sees
-        one); ``device_index`` picks the GPU (Darknet's ``-i``).
+        one); ``device_index`` picks the GPU (Darknet's ``-i``).  A ``backend.Device`` is taken
+        as it is (its index, not ``device_index``).  The result is ``net.device``.
         """
         return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
                    warn=warn, device_index=device_index)
 
     def resized(self, width, height):
-        """The same network at another input size, sharing every parameter array (multi-scale
-        training, pj resize_network): updates through either change both."""
+        """The same network at another input size, on the same device and sharing every
+        layer's ``state()`` (multi-scale training, pj resize_network): updates through either
+        change both."""
         cfg = read_cfg(self.path)
         for key, value in (("width", width), ("height", height)):
             opt = cfg.net.find(key)
             if opt is not None:
                 opt.value = str(value)
-        other = Network(cfg, batch=self.batch, device="gpu" if self.xp.__name__ == "cupy"
-                        else "cpu", seed=0, warn=False)
+        other = Network(cfg, batch=self.batch, device=self.device, seed=0, warn=False)
         other.dtype = self.dtype
         for mine, theirs in zip(self.layers, other.layers):
-            for name in mine.arrays() + [n for n in vars(mine) if n.endswith(("_m", "_v"))]:
-                setattr(theirs, name, getattr(mine, name))
+            theirs.share_state(mine)
             if hasattr(mine, "batch_normalize"):
                 theirs.batch_normalize = mine.batch_normalize
         other.seen, other.t = self.seen, self.t
@@ -361,11 +244,11 @@ class Network:
 
     # -- weights -------------------------------------------------------------------------
     def astype(self, dtype):
-        """Cast every parameter and statistic (gradient checks run in float64)."""
+        """Cast every layer's ``state()`` (gradient checks run in float64)."""
         self.dtype = dtype
         for layer in self.layers:
-            for name in layer.arrays():
-                setattr(layer, name, getattr(layer, name).astype(dtype))
+            for name, array in layer.state().items():
+                setattr(layer, name, array.astype(dtype))
         return self
 
     def fold_batchnorm(self):
@@ -376,7 +259,6 @@ class Network:
         the layer then has ``batch_normalize = False``.  In inference mode the outputs do not
         change; returns the number of layers folded.
         """
-        from .layers.batchnorm import BN_EPSILON
         folded = 0
         for layer in self.layers:
             if layer.type not in ("convolutional", "connected") or not layer.batch_normalize:
@@ -388,8 +270,8 @@ class Network:
             layer.weights = (layer.weights * s.reshape(shape)).astype(layer.weights.dtype)
             layer.biases = (layer.biases - layer.rolling_mean * s).astype(layer.biases.dtype)
             layer.batch_normalize = False
-            for name in ("scales", "scale_updates", "rolling_mean", "rolling_variance"):
-                setattr(layer, name, None)
+            for name in ("scales", "rolling_mean", "rolling_variance"):
+                layer.remove_persistent(name)
             folded += 1
         return folded
 
@@ -475,28 +357,15 @@ class Network:
 
     # -- presentation --------------------------------------------------------------------
     def receptive_fields(self):
-        """Per layer: (receptive field in input pixels, jump = input pixels per output step)."""
-        rf_jump = []
-        width = max(self.options.width, self.options.height, 1)
+        """Per layer, its :class:`Field` (receptive field in input pixels, input pixels per
+        output step), from each layer class's window (the rule `cfg check` uses too)."""
+        extent = max(self.options.width, self.options.height, 1)
+        fields = []
         for layer in self.layers:
-            rf, jump = rf_jump[-1] if rf_jump else (1, 1.0)
-            t = layer.type
-            if t in ("convolutional", "maxpool"):
-                rf, jump = rf + (layer.size - 1) * jump, jump * layer.stride
-            elif t in ("reorg", "reorg3d") and not layer.reverse:
-                rf, jump = rf + (layer.stride - 1) * jump, jump * layer.stride
-            elif t == "upsample":
-                s = abs(layer.stride)
-                rf, jump = (rf + (s - 1) * jump, jump * s) if layer.reverse else (rf, jump / s)
-            elif t == "route":
-                rf = max(rf_jump[i][0] for i in layer.input_layers)
-                jump = rf_jump[layer.input_layers[0]][1]
-            elif t == "shortcut":
-                rf = max([rf] + [rf_jump[i][0] for i in layer.from_layers])
-            elif t in ("avgpool", "connected") or (layer.flat and t != "dropout"):
-                rf = width
-            rf_jump.append((int(min(rf, width)), jump))
-        return rf_jump
+            prev = fields[-1] if fields else Field.input()
+            refs = [fields[i] for i in getattr(layer, "refs", ())]
+            fields.append(next_field(type(layer), layer.section, layer.shape, prev, refs, extent))
+        return fields
 
     def summary(self):
         """Darknet's layer table with receptive field, output memory, parameter counts, totals."""
@@ -505,7 +374,8 @@ class Network:
         total_flops = 0.0
         total_params = 0
         total_bytes = 0
-        for layer, (rf, _) in zip(self.layers, self.receptive_fields()):
+        for layer, field in zip(self.layers, self.receptive_fields()):
+            rf = int(field.rf)
             params = layer.n_params()
             total_flops += layer.bflops()
             total_params += params

@@ -13,20 +13,13 @@ import math
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .. import image
 from ..atomic import atomic_open
 
 LEFT_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
                (127, 127, 127), (188, 189, 34)]
 RIGHT_COLORS = [(214, 39, 40), (23, 190, 207), (227, 119, 194), (0, 0, 0)]
 BACKGROUND, AXIS, GRID, TEXT = (255, 255, 255), (70, 70, 70), (228, 228, 228), (30, 30, 30)
-
-
-def _font(size):
-    """Pillow's default font at `size` px (Pillow >= 10.1), else its fixed bitmap font."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, ImportError, OSError):
-        return ImageFont.load_default()
 
 
 def _finite(points):
@@ -144,8 +137,8 @@ def draw_chart(path, series, title="", x_label="iteration", right_series=None, s
     plots = [(n, p, LEFT_COLORS[i % len(LEFT_COLORS)], False) for i, (n, p) in enumerate(left)]
     plots += [(n, p, RIGHT_COLORS[i % len(RIGHT_COLORS)], True) for i, (n, p) in enumerate(right)]
     size = (int(size[0]), int(size[1]))
-    k = 2 if isinstance(_font(13), ImageFont.FreeTypeFont) else 1
-    font, title_font = _font(13 * k), _font(17 * k)
+    k = 2 if isinstance(image.font(13), ImageFont.FreeTypeFont) else 1
+    font, title_font = image.font(13 * k), image.font(17 * k)
     width, height = size[0] * k, size[1] * k
     img = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(img)

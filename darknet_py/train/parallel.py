@@ -17,16 +17,16 @@ torchrun-style environment RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
 
 import os
 import threading
+import time
+from multiprocessing.connection import Client, Listener
 
 import numpy as np
 
-UPDATE_BUFFERS = ("weight_updates", "bias_updates", "scale_updates")
-
 
 def gradient_buffers(net):
-    """The (layer, name) of every update buffer, in a fixed order (the same on every rank)."""
-    return [(layer, name) for layer in net.layers for name in UPDATE_BUFFERS
-            if getattr(layer, name, None) is not None]
+    """The (layer, name) of every update buffer (``Layer.update_buffers``, a part of its
+    ``state()``), in a fixed order: the same on every rank."""
+    return [(layer, name) for layer in net.layers for name in layer.update_buffers()]
 
 
 def snapshot(net):
@@ -86,8 +86,6 @@ class NcclCommunicator:
     others through a socket at MASTER_ADDR:MASTER_PORT (torchrun's variables)."""
 
     def __init__(self, rank, world_size, addr, port):
-        from multiprocessing.connection import Client, Listener
-
         import cupy
         from cupy.cuda import nccl
         self.cp, self.nccl = cupy, nccl
@@ -100,7 +98,6 @@ class NcclCommunicator:
                     with listener.accept() as conn:
                         conn.send(uid)
         else:
-            import time
             for attempt in range(600):
                 try:
                     conn = Client((addr, port), authkey=key)

@@ -329,15 +329,15 @@ CASES = [
      "steps= is ignored because policy=poly; set policy=steps", ("steps=2000,2600", 1)),
     # -- valid Darknet that darknet_py does not support (warnings) -------------------------
     ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "warning",
-     "option 'dilation' in [convolutional] (AlexeyAB) is not supported by darknet_py", None),
+     "dilation=2 in [convolutional] (AlexeyAB) is valid Darknet but not supported by darknet_py", None),
     ("unsupported-new-coords", "y3", [I("num=6", "new_coords=1", 2)], "warning",
-     "new_coords=1 in [yolo] is not supported by darknet_py", None),
+     "new_coords=1 in [yolo] is valid Darknet but not supported by darknet_py", None),
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
      "warning", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
     ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "warning",
      "activation 'revleaky' (AlexeyAB) is not supported by darknet_py", None),
     ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "warning",
-     "binary=1 in [convolutional] is not supported by darknet_py", None),
+     "binary=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
 ]
 
 

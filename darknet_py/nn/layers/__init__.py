@@ -1,4 +1,5 @@
-"""The layer registry: canonical cfg section type -> layer class (one file per layer type)."""
+"""The layer registries: canonical cfg section type -> layer class (one file per layer type);
+``SHAPE_ONLY``: the sections darknet_py reads but cannot run (their shape rules, for ``cfg check``)."""
 
 from .activation import ActivationLayer
 from .avgpool import AvgpoolLayer
@@ -12,6 +13,7 @@ from .l2norm import L2normLayer
 from .logistic import LogisticLayer
 from .maxpool import MaxpoolLayer
 from .reorg import Reorg3dLayer, ReorgLayer
+from .shapeonly import SHAPE_ONLY
 from .route import RouteLayer
 from .shortcut import ShortcutLayer
 from .softmax import SoftmaxLayer
@@ -23,4 +25,4 @@ REGISTRY = {cls.type: cls for cls in (
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer)}
 
-__all__ = ["REGISTRY"] + [cls.__name__ for cls in REGISTRY.values()]
+__all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

@@ -14,11 +14,8 @@ class ActivationLayer(Layer):
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
+        layer = cls.build_shape(section, ctx, cls())
         layer.activation = section.choice("activation", "linear", ACTIVATIONS)
-        layer.out_c, layer.out_h, layer.out_w = ctx.shape
-        layer.flat = ctx.flat
         return layer
 
     def forward(self, net):

@@ -1,6 +1,6 @@
 """``[avgpool]`` (pj:src/avgpool_layer.c): global average, (c, h, w) -> (c, 1, 1)."""
 
-from .base import Layer
+from .base import Layer, Shape
 
 
 class AvgpoolLayer(Layer):
@@ -9,11 +9,16 @@ class AvgpoolLayer(Layer):
     needs_image = True
 
     @classmethod
+    def output_shape(cls, sec, inp, refs):
+        return Shape(inp.c, 1, 1)
+
+    @classmethod
+    def window(cls, sec):
+        return None
+
+    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.out_c, layer.out_h, layer.out_w = layer.c, 1, 1
-        return layer
+        return cls.build_shape(section, ctx, cls())
 
     def forward(self, net):
         x = self.input_image(net.input)

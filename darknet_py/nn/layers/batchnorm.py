@@ -43,7 +43,7 @@ def batchnorm_forward(layer, x, train):
     layer.bn_input = x
     if train:
         got = ops and ops.batchnorm_train(x, layer.scales, layer.biases, layer.rolling_mean,
-                                          layer.rolling_variance,
+                                          layer.rolling_variance, BN_EPSILON, BN_MOMENTUM,
                                           what=f"layer {layer.index} batchnorm forward")
         if got is not None:
             y, layer.mean, layer.inv_std = got
@@ -128,10 +128,7 @@ class BatchnormLayer(Layer):
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.out_c, layer.out_h, layer.out_w = ctx.shape
-        layer.flat = ctx.flat
+        layer = cls.build_shape(section, ctx, cls())
         xp = ctx.xp
         layer.biases = xp.zeros(layer.out_c, dtype="float32")
         layer.bias_updates = xp.zeros(layer.out_c, dtype="float32")

@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from ..activations import NEEDS_INPUT, activate, gradient
-from .base import Layer
-from .batchnorm import batchnorm_backward, batchnorm_forward, init_batchnorm
+from .base import Layer, Shape
+from .batchnorm import init_batchnorm
 from .convolutional import ConvolutionalLayer, read_activation
+from .epilogue import backward_epilogue, forward_epilogue
 
 
 class ConnectedLayer(Layer):
@@ -21,13 +21,21 @@ class ConnectedLayer(Layer):
     cfg_keys = frozenset("output activation batch_normalize".split())
     params = ("weights", "biases", "scales")
 
+    needs_input = False
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        """Darknet's 1x1xN image (darknet_py keeps it flat: see from_cfg)."""
+        return Shape(sec.int("output", 1, minimum=1), 1, 1)
+
+    @classmethod
+    def window(cls, sec):
+        return None
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.out_c = section.int("output", 1, minimum=1)
-        layer.out_h = layer.out_w = 1
-        layer.flat = True
+        layer = cls.build_shape(section, ctx, cls())
+        layer.flat = True           # an image layer after it is refused (set_input)
         layer.activation = read_activation(section, "logistic")
         layer.batch_normalize = section.bool("batch_normalize")
         xp = ctx.xp
@@ -44,20 +52,11 @@ class ConnectedLayer(Layer):
     def forward(self, net):
         x = net.input.reshape(net.input.shape[0], self.inputs)
         out = (x @ self.weights.T).reshape(-1, self.out_c, 1, 1)
-        if self.batch_normalize:
-            out = batchnorm_forward(self, out, net.train)
-        else:
-            out = out + self.biases.reshape(1, -1, 1, 1)
-        self.activation_input = out if self.activation in NEEDS_INPUT else None
-        self.output = activate(out, self.activation)
+        self.output = forward_epilogue(self, out, net.train)
 
     def backward(self, net):
         x = net.input.reshape(net.input.shape[0], self.inputs)
-        delta = self.delta * gradient(self.output, self.activation_input, self.activation)
-        if self.batch_normalize:
-            delta = batchnorm_backward(self, delta)
-        else:
-            self.bias_updates += delta.sum(axis=(0, 2, 3))
+        delta = backward_epilogue(self)
         d = delta.reshape(-1, self.out_c)
         self.weight_updates += d.T @ x
         if net.delta is not None:

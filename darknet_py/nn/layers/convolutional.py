@@ -9,12 +9,13 @@ import math
 
 import numpy as np
 
-from ..activations import ACTIVATIONS, NEEDS_INPUT, activate, gradient
+from ..activations import ACTIVATIONS
 from ..backend import cudnn_ops
-from ...errors import CfgError, NotSupportedError
+from ...errors import CfgError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
-from .base import Layer
-from .batchnorm import batchnorm_backward, batchnorm_forward, init_batchnorm
+from .base import Layer, Shape
+from .batchnorm import init_batchnorm
+from .epilogue import backward_epilogue, forward_epilogue
 
 
 def read_activation(section, default):
@@ -24,42 +25,67 @@ def read_activation(section, default):
 class ConvolutionalLayer(Layer):
     type = "convolutional"
     cfg_keys = frozenset((
-        "filters size stride padding pad groups activation batch_normalize "
-        "binary xnor flipped dot"
+        "filters size stride padding pad groups activation batch_normalize flipped dot"
     ).split())
     params = ("weights", "biases", "scales")
     needs_image = True
 
+    # AlexeyAB's options that change what a convolution computes (ab:src/parser.c
+    # parse_convolutional); darknet_py refuses them rather than computing something else
+    unsupported = {
+        "binary": (0, ""), "xnor": (0, ""),
+        "stride_x": (None, "AlexeyAB"), "stride_y": (None, "AlexeyAB"),
+        "dilation": (1, "AlexeyAB"), "antialiasing": (0, "AlexeyAB"),
+        "share_index": (None, "AlexeyAB"),
+    }
+
+    @staticmethod
+    def padding_of(sec, size):
+        """pj parse_convolutional: ``pad=1`` overrides ``padding=`` with size/2."""
+        return size // 2 if sec.bool("pad") else sec.int("padding", 0, minimum=0)
+
+    @classmethod
+    def check_options(cls, sec):
+        sec.int("filters", 1, minimum=1)
+        cls.window(sec)
+        cls.padding_of(sec, sec.int("size", 1))
+        sec.int("groups", 1, minimum=1)
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        n = sec.int("filters", 1)
+        size, sx, sy = cls.window(sec)
+        padding = cls.padding_of(sec, size)
+        groups = sec.int("groups", 1)
+        if inp.c % groups or n % groups:
+            raise CfgError(f"groups={groups} in [{sec.name}] must divide both the input "
+                           f"channels ({inp.c}) and filters ({n})", sec.path,
+                           sec.line_of("groups"))
+        shape = Shape(n, out_size(inp.h, size, sy, padding), out_size(inp.w, size, sx, padding))
+        if shape.h < 1 or shape.w < 1:
+            raise CfgError(f"size={size} in [{sec.name}] does not fit the {inp.w}x{inp.h} input "
+                           f"(padding {padding}): the output would be empty", sec.path,
+                           sec.line_of("size"))
+        return shape
+
+    @classmethod
+    def window(cls, sec):
+        stride = sec.int("stride", 1, minimum=1)
+        return (sec.int("size", 1, minimum=1), sec.int("stride_x", stride, minimum=1),
+                sec.int("stride_y", stride, minimum=1))
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.n = section.int("filters", 1, minimum=1)
-        layer.size = section.int("size", 1, minimum=1)
-        layer.stride = section.int("stride", 1, minimum=1)
-        layer.padding = section.int("padding", 0, minimum=0)
-        if section.bool("pad"):
-            layer.padding = layer.size // 2      # pad=1 overrides padding=
-        layer.groups = section.int("groups", 1, minimum=1)
+        layer = cls.build_shape(section, ctx, cls())
+        layer.n = layer.out_c
+        layer.size = section.int("size", 1)
+        layer.stride = section.int("stride", 1)
+        layer.padding = cls.padding_of(section, layer.size)
+        layer.groups = section.int("groups", 1)
         layer.activation = read_activation(section, "logistic")
         layer.batch_normalize = section.bool("batch_normalize")
-        for key in ("binary", "xnor"):
-            if section.bool(key):
-                raise NotSupportedError(f"[{section.name}] {key}=1 is not supported by darknet_py",
-                                        section.path, section.line_of(key))
         layer.flipped = section.bool("flipped")
         section.int("dot", 0)
-        if layer.c % layer.groups or layer.n % layer.groups:
-            raise CfgError(f"[{section.name}] groups={layer.groups} must divide both the input "
-                           f"channels ({layer.c}) and filters ({layer.n})",
-                           section.path, section.line_of("groups"))
-        layer.out_c = layer.n
-        layer.out_h = out_size(layer.h, layer.size, layer.stride, layer.padding)
-        layer.out_w = out_size(layer.w, layer.size, layer.stride, layer.padding)
-        if layer.out_h < 1 or layer.out_w < 1:
-            raise CfgError(f"[{section.name}] size={layer.size} does not fit the "
-                           f"{layer.w}x{layer.h} input (output would be empty)",
-                           section.path, section.line_of("size"))
         layer.init_params(ctx)
         return layer
 
@@ -83,20 +109,11 @@ class ConvolutionalLayer(Layer):
                                        what=f"layer {self.index} conv forward")
         if out is None:
             out = conv_forward(x, self.weights, self.stride, self.padding, self.groups)
-        if self.batch_normalize:
-            out = batchnorm_forward(self, out, net.train)
-        else:
-            out = out + self.biases.reshape(1, -1, 1, 1)
-        self.activation_input = out if self.activation in NEEDS_INPUT else None
-        self.output = activate(out, self.activation)
+        self.output = forward_epilogue(self, out, net.train)
 
     def backward(self, net):
         x = self.input_image(net.input)
-        delta = self.delta * gradient(self.output, self.activation_input, self.activation)
-        if self.batch_normalize:
-            delta = batchnorm_backward(self, delta)
-        else:
-            self.bias_updates += delta.sum(axis=(0, 2, 3))
+        delta = backward_epilogue(self)
         ops = cudnn_ops(x)
         dw = ops and ops.conv_backward_filter(x, delta, self.weights.shape, self.stride,
                                               self.padding, self.groups,

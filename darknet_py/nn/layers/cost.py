@@ -6,8 +6,7 @@ GPU uses; its CPU sign is inverted).  ``masked`` ignores elements whose truth is
 cost = sum(err) (no 1/2, as in Darknet); backward adds scale * delta.
 """
 
-from ...errors import NotSupportedError
-from .base import Layer
+from .base import Layer, Shape
 
 SECRET_NUM = -1234.0
 COST_TYPES = ("sse", "seg", "masked", "smooth", "L1", "wgan")
@@ -17,20 +16,25 @@ class CostLayer(Layer):
     type = "cost"
     cfg_keys = frozenset("type scale ratio noobj thresh".split())
 
+    unsupported = {"type": (frozenset(COST_TYPES) - {"wgan"}, "")}
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        sec.choice("type", "sse", COST_TYPES)
+        return Shape(inp.size, 1, 1, True)
+
+    @classmethod
+    def window(cls, sec):
+        return None
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
+        layer = cls.build_shape(section, ctx, cls())
         layer.cost_type = section.choice("type", "sse", COST_TYPES)
-        if layer.cost_type == "wgan":
-            raise NotSupportedError(f"[{section.name}] type=wgan is not supported by darknet_py",
-                                    section.path, section.line_of("type"))
         layer.scale = section.float("scale", 1.0)
         layer.ratio = section.float("ratio", 0.0)
         layer.noobject_scale = section.float("noobj", 1.0)
         layer.thresh = section.float("thresh", 0.0)
-        layer.out_c, layer.out_h, layer.out_w = layer.inputs, 1, 1
-        layer.flat = True
         layer.cost = 0.0
         return layer
 

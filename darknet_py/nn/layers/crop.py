@@ -6,7 +6,7 @@ No gradient flows through it (Darknet gives it no delta).
 """
 
 from ...errors import CfgError
-from .base import Layer
+from .base import Layer, Shape
 
 
 class CropLayer(Layer):
@@ -15,12 +15,17 @@ class CropLayer(Layer):
     needs_image = True
 
     @classmethod
+    def output_shape(cls, sec, inp, refs):
+        ch = sec.int("crop_height", 1, minimum=1)
+        cw = sec.int("crop_width", 1, minimum=1)
+        if ch > inp.h or cw > inp.w:
+            raise CfgError(f"[{sec.name}] crop {cw}x{ch} is larger than its {inp.w}x{inp.h} "
+                           "input", sec.path, sec.line)
+        return Shape(inp.c, ch, cw)
+
+    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.out_h = section.int("crop_height", 1, minimum=1)
-        layer.out_w = section.int("crop_width", 1, minimum=1)
-        layer.out_c = layer.c
+        layer = cls.build_shape(section, ctx, cls())
         layer.flip = section.bool("flip")
         # The GPU-only jitter options are read so they are not reported as unused.
         layer.angle = section.float("angle", 0.0)
@@ -28,9 +33,6 @@ class CropLayer(Layer):
         layer.exposure = section.float("exposure", 1.0)
         layer.shift = section.float("shift", 0.0)
         layer.noadjust = section.bool("noadjust")
-        if layer.out_h > layer.h or layer.out_w > layer.w:
-            raise CfgError(f"[{section.name}] crop {layer.out_w}x{layer.out_h} is larger than the "
-                           f"{layer.w}x{layer.h} input", section.path, section.line)
         layer.rng = ctx.rng
         return layer
 

@@ -14,16 +14,18 @@ class DropoutLayer(Layer):
     cfg_keys = frozenset("probability".split())
 
     @classmethod
+    def check_options(cls, sec):
+        p = sec.float("probability", 0.5)
+        if not 0 <= p < 1:
+            raise CfgError(f"probability={sec.str('probability')} in [{sec.name}] must be in "
+                           "[0, 1) (the fraction of values dropped; 1 would drop everything)",
+                           sec.path, sec.line_of("probability"))
+
+    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.probability = section.float("probability", 0.5, minimum=0.0)
-        if layer.probability >= 1:
-            raise CfgError(f"[{section.name}] probability must be below 1", section.path,
-                           section.line_of("probability"))
+        layer = cls.build_shape(section, ctx, cls())
+        layer.probability = section.float("probability", 0.5)
         layer.scale = 1.0 / (1.0 - layer.probability)
-        layer.out_c, layer.out_h, layer.out_w = ctx.shape
-        layer.flat = ctx.flat
         layer.rng = ctx.rng
         return layer
 

@@ -13,11 +13,7 @@ class L2normLayer(Layer):
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.out_c, layer.out_h, layer.out_w = ctx.shape
-        layer.flat = ctx.flat
-        return layer
+        return cls.build_shape(section, ctx, cls())
 
     def forward(self, net):
         xp = net.xp

@@ -13,10 +13,7 @@ class LogisticLayer(Layer):
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.out_c, layer.out_h, layer.out_w = ctx.shape
-        layer.flat = ctx.flat
+        layer = cls.build_shape(section, ctx, cls())
         layer.cost = 0.0
         return layer
 

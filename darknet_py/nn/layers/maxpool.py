@@ -8,7 +8,7 @@ out = (w + padding - size) // stride + 1.  Backward routes delta to each window'
 from .. import kernels
 from ..backend import on_gpu, xp_of
 from ...errors import CfgError
-from .base import Layer
+from .base import Layer, Shape
 
 
 class MaxpoolLayer(Layer):
@@ -16,19 +16,40 @@ class MaxpoolLayer(Layer):
     cfg_keys = frozenset("stride size padding".split())
     needs_image = True
 
+    unsupported = {
+        "stride_x": (None, "AlexeyAB"), "stride_y": (None, "AlexeyAB"),
+        "antialiasing": (0, "AlexeyAB"), "maxpool_depth": (0, "AlexeyAB"),
+        "out_channels": (None, "AlexeyAB"),
+    }
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        size, sx, sy = cls.window(sec)
+        padding = sec.int("padding", size - 1, minimum=0)
+        if sec.bool("maxpool_depth"):         # ab: the max over groups of channels
+            return Shape(sec.int("out_channels", 1, minimum=1), inp.h, inp.w)
+        # pj make_maxpool_layer: (h + padding - size) / stride + 1
+        shape = Shape(inp.c, (inp.h + padding - size) // sy + 1, (inp.w + padding - size) // sx + 1)
+        if shape.h < 1 or shape.w < 1:
+            raise CfgError(f"size={size} in [{sec.name}] does not fit the {inp.w}x{inp.h} input: "
+                           "the output would be empty", sec.path, sec.line_of("size"))
+        return shape
+
+    @classmethod
+    def window(cls, sec):
+        stride = sec.int("stride", 1, minimum=1)
+        sx = sec.int("stride_x", stride, minimum=1)
+        sy = sec.int("stride_y", stride, minimum=1)
+        if sec.bool("maxpool_depth"):
+            return (1, 1, 1)
+        return (sec.int("size", stride, minimum=1), sx, sy)
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.stride = section.int("stride", 1, minimum=1)
-        layer.size = section.int("size", layer.stride, minimum=1)
-        layer.padding = section.int("padding", layer.size - 1, minimum=0)
-        layer.out_c = layer.c
-        layer.out_h = (layer.h + layer.padding - layer.size) // layer.stride + 1
-        layer.out_w = (layer.w + layer.padding - layer.size) // layer.stride + 1
-        if layer.out_h < 1 or layer.out_w < 1:
-            raise CfgError(f"[{section.name}] size={layer.size} does not fit the "
-                           f"{layer.w}x{layer.h} input", section.path, section.line)
+        layer = cls.build_shape(section, ctx, cls())
+        layer.stride = section.int("stride", 1)
+        layer.size = section.int("size", layer.stride)
+        layer.padding = section.int("padding", layer.size - 1)
         return layer
 
     def _windows(self, x):

@@ -10,8 +10,10 @@ pj's reorg is NOT a plain space-to-depth.  For stride s the flat input is reinte
 Backward is the exact inverse permutation, added into the previous delta.
 """
 
-from ...errors import CfgError, NotSupportedError
-from .base import Layer
+from fractions import Fraction
+
+from ...errors import CfgError
+from .base import Layer, Shape
 
 
 class ReorgLayer(Layer):
@@ -19,32 +21,41 @@ class ReorgLayer(Layer):
     cfg_keys = frozenset("stride reverse flatten extra".split())
     needs_image = True
 
+    unsupported = {"flatten": (0, ""), "extra": (0, "")}
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        s = sec.int("stride", 1, minimum=1)
+        c, h, w = inp.c, inp.h, inp.w
+        if cls.type == "reorg" and sec.int("extra", 0):    # pj: a flat output with extra values
+            return Shape(inp.size + sec.int("extra", 0), 1, 1, True)
+        if sec.bool("reverse"):
+            if c % (s * s):
+                raise CfgError(f"reverse [{sec.name}] with stride={s} needs channels ({c}) "
+                               f"divisible by stride*stride={s * s}", sec.path,
+                               sec.line_of("stride"))
+            return Shape(c // (s * s), h * s, w * s)
+        if h % s or w % s:
+            raise CfgError(f"stride={s} in [{sec.name}] must divide the {w}x{h} input (a net "
+                           "width/height that is a multiple of the total stride avoids this)",
+                           sec.path, sec.line_of("stride"))
+        if cls.type == "reorg" and c % (s * s):
+            raise CfgError(f"[{sec.name}] with stride={s}: Darknet's reorg reads the input as "
+                           f"channels/{s * s} planes, so channels ({c}) must be divisible by "
+                           f"{s * s} (use [reorg3d] for a plain space-to-depth)", sec.path,
+                           sec.line_of("stride"))
+        return Shape(c * s * s, h // s, w // s)
+
+    @classmethod
+    def window(cls, sec):
+        s = sec.int("stride", 1, minimum=1)
+        return (1, Fraction(1, s), Fraction(1, s)) if sec.bool("reverse") else (s, s, s)
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        s = layer.stride = section.int("stride", 1, minimum=1)
+        layer = cls.build_shape(section, ctx, cls())
+        layer.stride = section.int("stride", 1)
         layer.reverse = section.bool("reverse")
-        for key in ("flatten", "extra"):
-            if section.int(key, 0):
-                raise NotSupportedError(f"[{section.name}] {key}= is not supported by darknet_py",
-                                        section.path, section.line_of(key))
-        c, h, w = ctx.shape
-        if layer.reverse:
-            if c % (s * s):
-                raise CfgError(f"[{section.name}] reverse reorg needs channels ({c}) divisible "
-                               f"by stride^2={s * s}", section.path, section.line_of("stride"))
-            layer.out_c, layer.out_h, layer.out_w = c // (s * s), h * s, w * s
-        else:
-            if h % s or w % s:
-                raise CfgError(f"[{section.name}] stride={s} must divide the {w}x{h} input",
-                               section.path, section.line_of("stride"))
-            if cls.type == "reorg" and c % (s * s):
-                raise CfgError(f"[{section.name}] Darknet's reorg reads the input as "
-                               f"channels/stride^2 planes: channels ({c}) must be divisible by "
-                               f"{s * s} (use [reorg3d] for a plain space-to-depth)",
-                               section.path, section.line_of("stride"))
-            layer.out_c, layer.out_h, layer.out_w = c * s * s, h // s, w // s
         return layer
 
     # pj mapping on the small side (C', H, W) = the side with fewer channels

@@ -7,59 +7,52 @@ Backward adds each slice of delta into its source's delta.
 """
 
 from ...errors import CfgError
-from .base import Layer
-
-
-def resolve_indices(section, key, ctx, values):
-    """Darknet's layer references: negative values are relative to the current layer."""
-    out = []
-    for v in values:
-        i = ctx.index + v if v < 0 else v
-        if not 0 <= i < ctx.index:
-            raise CfgError(f"[{section.name}] {key}={v} points at layer {i}, but only layers "
-                           f"0..{ctx.index - 1} come before layer {ctx.index}",
-                           section.path, section.line_of(key))
-        out.append(i)
-    return out
+from .base import Field, Layer, Shape
 
 
 class RouteLayer(Layer):
     type = "route"
     cfg_keys = frozenset("layers groups group_id".split())
 
+    refs_key = "layers"
+    needs_input = False
+    refs_doc = "the layers to concatenate, e.g. layers=-1,8"
+
+    @classmethod
+    def check_options(cls, sec):
+        groups = sec.int("groups", 1, minimum=1)
+        group_id = sec.int("group_id", 0, minimum=0)
+        if group_id >= groups:
+            raise CfgError(f"group_id={group_id} in [{sec.name}] must be below groups={groups}",
+                           sec.path, sec.line_of("group_id"))
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        groups = sec.int("groups", 1)
+        for i, src in refs:
+            if src.c % groups:
+                raise CfgError(f"groups={groups} in [{sec.name}] does not divide the {src.c} "
+                               f"channels of layer {i}", sec.path, sec.line_of("groups"))
+        refs = [s for _, s in refs]
+        first = refs[0]
+        if all(not s.flat and (s.w, s.h) == (first.w, first.h) for s in refs):
+            return Shape(sum(s.c for s in refs) // groups, first.h, first.w)
+        return Shape(sum(s.size for s in refs) // groups, 1, 1, True)   # pj: a flat output
+
+    @classmethod
+    def field(cls, sec, prev, refs, extent):
+        """The widest view among the routed layers, stepping as the first one."""
+        return Field(max(r.rf for r in refs), refs[0].jump)
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        values = section.int_list("layers")
-        if not values:
-            raise CfgError(f"[{section.name}] needs layers= (a list of layer indices)",
-                           section.path, section.line)
-        layer.input_layers = resolve_indices(section, "layers", ctx, values)
-        layer.groups = section.int("groups", 1, minimum=1)
-        layer.group_id = section.int("group_id", 0, minimum=0)
-        if layer.group_id >= layer.groups:
-            raise CfgError(f"[{section.name}] group_id={layer.group_id} must be below "
-                           f"groups={layer.groups}", section.path, section.line_of("group_id"))
-        sources = [ctx.layers[i] for i in layer.input_layers]
-        for src in sources:
-            if src.out_c % layer.groups:
-                raise CfgError(f"[{section.name}] groups={layer.groups} does not divide the "
-                               f"{src.out_c} channels of layer {src.index}",
-                               section.path, section.line_of("groups"))
-        first = sources[0]
-        total = sum(s.outputs for s in sources) // layer.groups
-        if all(not s.flat and s.out_w == first.out_w and s.out_h == first.out_h
-               for s in sources):
-            layer.out_w, layer.out_h = first.out_w, first.out_h
-            layer.out_c = total // (first.out_w * first.out_h)
-        else:
-            layer.out_c, layer.out_h, layer.out_w = total, 1, 1
-            layer.flat = True
+        layer = cls.build_shape(section, ctx, cls())
+        layer.groups = section.int("groups", 1)
+        layer.group_id = section.int("group_id", 0)
         return layer
 
     def _chunks(self, net_layers):
-        for i in self.input_layers:
+        for i in self.refs:
             src = net_layers[i]
             part = src.outputs // self.groups
             yield src, self.group_id * part, part
@@ -83,4 +76,4 @@ class RouteLayer(Layer):
             offset += part
 
     def describe(self):
-        return "route  " + " ".join(str(i) for i in self.input_layers)
+        return "route  " + " ".join(str(i) for i in self.refs)

@@ -13,8 +13,7 @@ Several ``from`` layers (AlexeyAB) are added one after the other with the same r
 
 from ..activations import ACTIVATIONS, NEEDS_INPUT, activate, gradient
 from ...errors import CfgError
-from .base import Layer
-from .route import resolve_indices
+from .base import Field, Layer
 
 
 class ShortcutLayer(Layer):
@@ -22,33 +21,45 @@ class ShortcutLayer(Layer):
     cfg_keys = frozenset("from activation alpha beta".split())
     needs_image = True
 
+    refs_key = "from"
+    refs_doc = "the layer to add, e.g. from=-3"
+    unsupported = {"weights_type": ("none", "AlexeyAB"),
+                   "weights_normalization": ("none", "AlexeyAB")}
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        """The previous layer's shape; each ``from`` layer must be as large or differ by the
+        same integer factor in width and height (pj's assert, stricter: see docs/notes.md)."""
+        b = inp
+        for i, a in refs:
+            fits = not a.flat and a.size > 0 and (
+                (a.w % b.w == 0 and a.h % b.h == 0 and a.w // b.w == a.h // b.h)
+                or (b.w % a.w == 0 and b.h % a.h == 0 and b.w // a.w == b.h // a.h))
+            if not fits:
+                raise CfgError(f"from={sec.str('from')} in [{sec.name}]: layer {i} is {a} but "
+                               f"the previous layer (layer {sec.index - 1}) is {b}; a shortcut "
+                               "adds maps of equal width and height (or sizes that differ by the "
+                               "same integer factor); point from= at a layer of the same size",
+                               sec.path, sec.line_of("from"))
+        return inp
+
+    @classmethod
+    def field(cls, sec, prev, refs, extent):
+        return Field(max([prev.rf] + [r.rf for r in refs]), prev.jump)
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        values = section.int_list("from")
-        if not values:
-            raise CfgError(f"[{section.name}] needs from= (the layer to add)", section.path,
-                           section.line)
-        layer.from_layers = resolve_indices(section, "from", ctx, values)
+        layer = cls.build_shape(section, ctx, cls())
         layer.activation = section.choice("activation", "linear", ACTIVATIONS)
         layer.alpha = section.float("alpha", 1.0)
         layer.beta = section.float("beta", 1.0)
-        layer.out_c, layer.out_h, layer.out_w = ctx.shape
-        if len(layer.from_layers) > 1 and layer.alpha != 1:
+        if len(layer.refs) > 1 and layer.alpha != 1:
             raise CfgError(f"[{section.name}] alpha= works with a single from= layer",
                            section.path, section.line_of("alpha"))
         layer.maps = []
-        for i in layer.from_layers:
-            src = ctx.layers[i]
-            c1, h1, w1 = src.out_shape
-            c2, h2, w2 = layer.out_shape
-            if src.flat or w1 == 0 or h1 == 0 or (w1 // w2) != (h1 // h2) \
-                    or (w2 // w1) != (h2 // h1):
-                raise CfgError(f"[{section.name}] from={i}: layer {i} is {w1}x{h1}x{c1}, which "
-                               f"cannot be added to {w2}x{h2}x{c2} (sizes must be equal or "
-                               "differ by the same integer factor in width and height)",
-                               section.path, section.line_of("from"))
+        c2, h2, w2 = layer.out_shape
+        for i in layer.refs:
+            c1, h1, w1 = ctx.layers[i].out_shape
             stride, sample = max(1, w1 // w2), max(1, w2 // w1)
             layer.maps.append((i, min(c1, c2), min(h1, h2), min(w1, w2), stride, sample))
         return layer
@@ -84,6 +95,6 @@ class ShortcutLayer(Layer):
             net.delta += dprev.reshape(net.delta.shape)
 
     def describe(self):
-        src = ",".join(str(i) for i in self.from_layers)
+        src = ",".join(str(i) for i in self.refs)
         return (f"res  {src:>3s}                {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
                 f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")

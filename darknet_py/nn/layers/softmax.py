@@ -6,36 +6,37 @@ softmax Jacobian is folded in, as in Darknet).
 """
 
 from ..backend import xp_of
-from ...errors import CfgError, NotSupportedError
-from .base import Layer
+from ...errors import CfgError
+from .base import Layer, Shape
 
 
 class SoftmaxLayer(Layer):
     type = "softmax"
     cfg_keys = frozenset("groups temperature spatial noloss tree".split())
 
+    unsupported = {"tree": (None, "hierarchical softmax")}
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        groups = sec.int("groups", 1, minimum=1)
+        temperature = sec.float("temperature", 1.0)
+        if temperature <= 0:
+            raise CfgError(f"temperature={sec.str('temperature')} in [{sec.name}] must be > 0",
+                           sec.path, sec.line_of("temperature"))
+        if inp.size % groups:
+            raise CfgError(f"groups={groups} in [{sec.name}] must divide its {inp.size} inputs",
+                           sec.path, sec.line_of("groups"))
+        if sec.bool("spatial"):
+            return inp
+        return Shape(inp.size, 1, 1, True)
+
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.groups = section.int("groups", 1, minimum=1)
+        layer = cls.build_shape(section, ctx, cls())
+        layer.groups = section.int("groups", 1)
         layer.temperature = section.float("temperature", 1.0)
         layer.spatial = section.bool("spatial")
         layer.noloss = section.bool("noloss")
-        if section.str("tree") is not None:
-            raise NotSupportedError(f"[{section.name}] tree= (hierarchical softmax) is not "
-                                    "supported by darknet_py", section.path, section.line_of("tree"))
-        if layer.inputs % layer.groups:
-            raise CfgError(f"[{section.name}] groups={layer.groups} must divide the "
-                           f"{layer.inputs} inputs", section.path, section.line_of("groups"))
-        if layer.temperature <= 0:
-            raise CfgError(f"[{section.name}] temperature must be > 0", section.path,
-                           section.line_of("temperature"))
-        if layer.spatial:
-            layer.out_c, layer.out_h, layer.out_w = layer.c, layer.h, layer.w
-        else:
-            layer.out_c, layer.out_h, layer.out_w = layer.inputs, 1, 1
-            layer.flat = True
         layer.cost = 0.0
         return layer
 

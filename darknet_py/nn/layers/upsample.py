@@ -5,8 +5,10 @@ s x s block.  stride s < 0: a "downsample", out = scale * (sum over each |s| x |
 sum, not an average, as in Darknet; backward spreads scale * delta over the block.
 """
 
+from fractions import Fraction
+
 from ...errors import CfgError
-from .base import Layer
+from .base import Layer, Shape
 
 
 class UpsampleLayer(Layer):
@@ -15,25 +17,31 @@ class UpsampleLayer(Layer):
     needs_image = True
 
     @classmethod
+    def output_shape(cls, sec, inp, refs):
+        stride = sec.int("stride", 2)
+        if stride == 0:
+            raise CfgError(f"stride=0 in [{sec.name}]: use stride=2 (or a negative stride to "
+                           "downsample)", sec.path, sec.line_of("stride"))
+        s = abs(stride)
+        if stride > 0:
+            return Shape(inp.c, inp.h * s, inp.w * s)
+        if inp.h < s or inp.w < s:
+            raise CfgError(f"stride={stride} in [{sec.name}] is larger than the {inp.w}x{inp.h} "
+                           "input", sec.path, sec.line_of("stride"))
+        return Shape(inp.c, inp.h // s, inp.w // s)
+
+    @classmethod
+    def window(cls, sec):
+        stride = sec.int("stride", 2)
+        s = abs(stride) or 1
+        return (s, s, s) if stride < 0 else (1, Fraction(1, s), Fraction(1, s))
+
+    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
+        layer = cls.build_shape(section, ctx, cls())
         layer.stride = section.int("stride", 2)
         layer.scale = section.float("scale", 1.0)
-        if layer.stride == 0:
-            raise CfgError(f"[{section.name}] stride must not be 0", section.path,
-                           section.line_of("stride"))
-        s = abs(layer.stride)
         layer.reverse = layer.stride < 0
-        layer.out_c = layer.c
-        if layer.reverse:
-            layer.out_h, layer.out_w = layer.h // s, layer.w // s
-            if layer.out_h < 1 or layer.out_w < 1:
-                raise CfgError(f"[{section.name}] stride={layer.stride} is larger than the "
-                               f"{layer.w}x{layer.h} input", section.path,
-                               section.line_of("stride"))
-        else:
-            layer.out_h, layer.out_w = layer.h * s, layer.w * s
         return layer
 
     def _blocks(self, a, h, w):

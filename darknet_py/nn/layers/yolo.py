@@ -26,9 +26,9 @@ import numpy as np
 
 from ..activations import activate
 from ..backend import to_numpy
-from ...box import score, score_gradient
+from ...box import NMS_KINDS, score, score_gradient
 from ...errors import CfgError, DarknetError, NotSupportedError
-from .base import Layer
+from .base import Layer, unimplemented_in
 
 
 class _DetectionHead(Layer):
@@ -36,6 +36,46 @@ class _DetectionHead(Layer):
     # what [region] (pj's box deltas) has of the [yolo] options its box deltas read
     iou_loss = "mse"
     max_delta = math.inf             # AlexeyAB's FLT_MAX: no clipping
+
+    @classmethod
+    def check_options(cls, sec):
+        """The head's options must describe anchors that exist."""
+        least = 0 if cls.type == "region" else 1
+        sec.int("classes", 20, minimum=least)
+        num = sec.int("num", 1, minimum=1)
+        for key in ("ignore_thresh", "thresh"):
+            if sec.has(key) and key in cls.cfg_keys and not 0 <= sec.float(key) <= 1:
+                raise CfgError(f"{key}={sec.str(key)} in [{sec.name}] must be in [0, 1]",
+                               sec.path, sec.line_of(key))
+        if sec.has("jitter") and not 0 <= sec.float("jitter") < 1:
+            raise CfgError(f"jitter={sec.str('jitter')} in [{sec.name}] must be in [0, 1) "
+                           "(usually .3)", sec.path, sec.line_of("jitter"))
+        sec.int("max", 90, minimum=1)
+        if cls.type == "region":
+            sec.int("coords", 4, minimum=1)
+        anchors = sec.float_list("anchors")
+        if cls.type != "region":
+            mask = sec.int_list("mask")
+            if mask is not None and not mask:
+                raise CfgError(f"mask= in [{sec.name}] is empty", sec.path, sec.line_of("mask"))
+            bad = [m for m in mask or () if not 0 <= m < num]
+            if bad:
+                pairs = len(anchors) // 2 if anchors else 0
+                fix = (f"set num={pairs} (the anchors give {pairs} pairs)"
+                       if max(mask) < pairs and min(mask) >= 0 else f"use indices 0..{num - 1}")
+                raise CfgError(f"mask={','.join(map(str, mask))} in [{sec.name}] uses anchor "
+                               f"{bad[0]} but num={num} (anchors are numbered 0..{num - 1}): "
+                               f"{fix}", sec.path, sec.line_of("mask"))
+        if anchors is not None:
+            if len(anchors) != 2 * num:
+                fix = ("an odd count means a width or height is missing" if len(anchors) % 2
+                       else f"set num={len(anchors) // 2} or give {2 * num} values")
+                raise CfgError(f"anchors in [{sec.name}] has {len(anchors)} values but num={num} "
+                               f"needs 2*num = {2 * num} (w,h pairs): {fix}", sec.path,
+                               sec.line_of("anchors"))
+            if any(a <= 0 for a in anchors):
+                raise CfgError(f"anchors in [{sec.name}] must all be > 0 (w,h pairs)", sec.path,
+                               sec.line_of("anchors"))
 
     def _shape_check(self, section, expected, formula):
         if self.c != expected:
@@ -77,11 +117,11 @@ class _DetectionHead(Layer):
         px, py = (i + o[a, 0, j, i]) / self.w, (j + o[a, 1, j, i]) / self.h
         pw = math.exp(o[a, 2, j, i]) * aw / uw
         ph = math.exp(o[a, 3, j, i]) * ah / uh
-        iou = float(_iou(px, py, pw, ph, t[0], t[1], t[2], t[3]))
+        iou = float(score((px, py, pw, ph), tuple(t[:4]), "iou"))
         kind = self.iou_loss
         if kind != "mse":
             # loss = 1 - score(pred, truth): delta = +d score / d output, times iou_normalizer;
-            # x = (i + sx)/W gives 1/W, w = exp(tw) anchor/net_w gives w (boxloss.py)
+            # x = (i + sx)/W gives 1/W, w = exp(tw) anchor/net_w gives w (darknet_py.box)
             gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
             n = self.iou_normalizer * weight      # weight: AB's counters_per_class multiplier
             deltas = (n * gx / self.w, n * gy / self.h, n * gw * pw, n * gh * ph)
@@ -118,31 +158,22 @@ class YoloLayer(_DetectionHead):
     cfg_keys = frozenset((
         "classes num mask anchors max jitter ignore_thresh truth_thresh random "
         "map scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer "
-        "iou_thresh new_coords delta_normalizer beta_nms max_delta resize "
+        "iou_thresh delta_normalizer beta_nms max_delta resize "
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details"
     ).split())
     training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1, "resize": 1}
+    unsupported = {"new_coords": (0, "")}
     coords = 4
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.classes = section.int("classes", 20, minimum=1)
-        layer.total = section.int("num", 1, minimum=1)
+        layer = cls.build_shape(section, ctx, cls())
+        layer.classes = section.int("classes", 20)
+        layer.total = section.int("num", 1)
         layer.mask = section.int_list("mask", list(range(layer.total)))
         layer.n = len(layer.mask)
-        for m in layer.mask:
-            if not 0 <= m < layer.total:
-                raise CfgError(f"[{section.name}] mask index {m} must be below num="
-                               f"{layer.total}", section.path, section.line_of("mask"))
-        anchors = section.float_list("anchors", [0.5] * (2 * layer.total))
-        if len(anchors) != 2 * layer.total:
-            raise CfgError(f"[{section.name}] anchors has {len(anchors)} values; num="
-                           f"{layer.total} needs {2 * layer.total} (w,h pairs)",
-                           section.path, section.line_of("anchors"))
-        layer.anchors = anchors
+        layer.anchors = section.float_list("anchors", [0.5] * (2 * layer.total))
         layer.max_boxes = section.int("max", 90)
         layer.jitter = section.float("jitter", 0.2)
         layer.ignore_thresh = section.float("ignore_thresh", 0.5)
@@ -173,15 +204,10 @@ class YoloLayer(_DetectionHead):
             counts = np.maximum(np.asarray(counts, np.float32), 1)
             layer.class_multipliers = np.minimum(counts.max() / counts, layer.max_delta)
         layer.iou_thresh_kind = section.str("iou_thresh_kind", "iou")   # AB: unknown -> iou
-        if section.bool("new_coords"):
-            raise NotSupportedError(f"[{section.name}] new_coords=1 is not supported by "
-                                    "darknet_py yet", section.path, section.line_of("new_coords"))
         # AlexeyAB's NMS for this detector (detect.network_nms)
-        from ...detection.detect import NMS_KINDS
         layer.nms_kind = section.choice("nms_kind", "default", NMS_KINDS)
         layer.beta_nms = section.float("beta_nms", 0.6)
         # AlexeyAB's training options darknet_py does not implement: named when training
-        from ..network import unimplemented_in
         layer.unimplemented = unimplemented_in(section, cls.training_unimplemented)
         section.int("show_details", 1)
         layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
@@ -229,8 +255,8 @@ class YoloLayer(_DetectionHead):
             stats["anyobj"] += o[:, 4].sum()
             delta[b, :, 4] = -o[:, 4]
             if len(rows):
-                ious = _iou(px[..., None], py[..., None], pw[..., None], ph[..., None],
-                            rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+                ious = score((px[..., None], py[..., None], pw[..., None], ph[..., None]),
+                             tuple(rows[:, :4].T), "iou")
                 best = ious.max(axis=-1)
                 best_t = ious.argmax(axis=-1)
                 delta[b, :, 4][best > self.ignore_thresh] = 0
@@ -244,8 +270,8 @@ class YoloLayer(_DetectionHead):
                     self._box_delta(t, o, delta[b], mask[a], a, j, i, (2 - t[2] * t[3]) * m, m)
             for t in rows:
                 i, j = int(t[0] * ww), int(t[1] * hh)
-                shape_iou = _iou(0, 0, anchors[:, 0] / self.net_w, anchors[:, 1] / self.net_h,
-                                 0, 0, t[2], t[3])
+                shape_iou = score((0, 0, anchors[:, 0] / self.net_w, anchors[:, 1] / self.net_h),
+                                  (0, 0, t[2], t[3]), "iou")
                 best_n = int(np.argmax(shape_iou)) if shape_iou.max() > 0 else 0
                 # the best anchor; with AB's iou_thresh < 1 also every other anchor of this
                 # layer whose shape IoU exceeds it
@@ -320,29 +346,21 @@ class YoloLayer(_DetectionHead):
 class RegionLayer(_DetectionHead):
     type = "region"
     cfg_keys = frozenset((
-        "coords classes num softmax background tree anchors log sqrt max "
+        "coords classes num softmax background anchors log sqrt max "
         "rescore classfix absolute random bias_match jitter thresh coord_scale "
         "object_scale noobject_scale mask_scale class_scale map"
     ).split())
+    unsupported = {"tree": (None, "YOLO9000")}
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls()
-        layer.set_input(ctx.shape, ctx.flat, section)
-        layer.coords = section.int("coords", 4, minimum=1)
-        layer.classes = section.int("classes", 20, minimum=0)
-        layer.n = section.int("num", 1, minimum=1)
+        layer = cls.build_shape(section, ctx, cls())
+        layer.coords = section.int("coords", 4)
+        layer.classes = section.int("classes", 20)
+        layer.n = section.int("num", 1)
         layer.softmax = section.bool("softmax")
         layer.background = section.bool("background")
-        if section.str("tree") is not None:
-            raise NotSupportedError(f"[{section.name}] tree= is not supported by darknet_py",
-                                    section.path, section.line_of("tree"))
-        anchors = section.float_list("anchors", [0.5] * (2 * layer.n))
-        if len(anchors) != 2 * layer.n:
-            raise CfgError(f"[{section.name}] anchors has {len(anchors)} values; num={layer.n} "
-                           f"needs {2 * layer.n} (w,h pairs)", section.path,
-                           section.line_of("anchors"))
-        layer.anchors = anchors
+        layer.anchors = section.float_list("anchors", [0.5] * (2 * layer.n))
         for key, default in (("log", 0), ("sqrt", 0), ("max", 30), ("rescore", 0),
                              ("classfix", 0), ("absolute", 0), ("random", 0), ("bias_match", 0)):
             setattr(layer, key, section.int(key, default))
@@ -417,8 +435,8 @@ class RegionLayer(_DetectionHead):
             stats["anyobj"] += o[:, c].sum()
             delta[b, :, c] = self.noobject_scale * ((1 if self.background else 0) - o[:, c])
             if len(rows):
-                best = _iou(px[..., None], py[..., None], pw[..., None], ph[..., None],
-                            rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]).max(axis=-1)
+                best = score((px[..., None], py[..., None], pw[..., None], ph[..., None]),
+                             tuple(rows[:, :4].T), "iou").max(axis=-1)
                 delta[b, :, c][best > self.thresh] = 0
             if seen < 12800:          # pull every box toward its anchor at the cell centre
                 for a in range(n):
@@ -434,7 +452,7 @@ class RegionLayer(_DetectionHead):
                 else:
                     sw = np.exp(o[:, 2, j, i]) * anchors[:, 0] / ww
                     sh = np.exp(o[:, 3, j, i]) * anchors[:, 1] / hh
-                shape_iou = _iou(0, 0, sw, sh, 0, 0, t[2], t[3])
+                shape_iou = score((0, 0, sw, sh), (0, 0, t[2], t[3]), "iou")
                 a = int(np.argmax(shape_iou)) if shape_iou.max() > 0 else 0
                 iou = self._box_delta(t, o, delta[b], a, a, j, i,
                                       self.coord_scale * (2 - t[2] * t[3]))
@@ -461,16 +479,3 @@ class RegionLayer(_DetectionHead):
 
     def describe(self):
         return "detection"
-
-
-def _iou(x1, y1, w1, h1, x2, y2, w2, h2):
-    """IoU of centre-size boxes (pj box_iou), broadcasting."""
-    def overlap(c1, s1, c2, s2):
-        left = np.maximum(c1 - s1 / 2, c2 - s2 / 2)
-        right = np.minimum(c1 + s1 / 2, c2 + s2 / 2)
-        return right - left
-    ow = overlap(x1, w1, x2, w2)
-    oh = overlap(y1, h1, y2, h2)
-    inter = np.where((ow < 0) | (oh < 0), 0.0, ow * oh)
-    union = w1 * h1 + w2 * h2 - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

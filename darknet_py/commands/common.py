@@ -1,0 +1,96 @@
+"""What several command groups share: Darknet's device flags (``-i``, ``-nogpu``), AlexeyAB's
+``-dont_show`` and ``-letter_box``, loading a network for inference and reading image paths."""
+
+import argparse
+import sys
+
+from ..data.datacfg import DataCfg, read_lines
+from ..data.labels import label_path_for
+from ..detection.anchors import boxes_wh_from_labels
+from ..nn.network import Network
+
+
+def at_least(minimum):
+    """An argparse type: a whole number >= minimum (argparse then names the flag)."""
+    def parse(text):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, not {text!r}")
+        return value
+    return parse
+
+
+def device_flags(p):
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="where to compute (auto: the GPU when CuPy finds one)")
+    p.add_argument("-i", "--gpu-index", type=at_least(0), default=0, metavar="N",
+                   help="which GPU (Darknet's -i)")
+    p.add_argument("-nogpu", "--nogpu", action="store_true", help="use the CPU (Darknet's -nogpu)")
+
+
+def dont_show(p):
+    p.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
+                   help="accepted for AlexeyAB's command lines: darknet_py never opens a window")
+
+
+def letter_box(p):
+    p.add_argument("-letter_box", "--letter-box", dest="letter_box", action="store_true",
+                   help="letterbox the images (keep the aspect ratio) even where the cfg says "
+                        "letter_box=0")
+
+
+def command_group(subparsers, name, help):
+    """A command with subcommands (``detector train``, ``cfg check``...): the subparsers of
+    ``name``, one of which is required."""
+    group = subparsers.add_parser(name, help=help)
+    sub = group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    sub.required = True
+    return sub
+
+
+def positionals(p, *names):
+    """Darknet's positional arguments, in its order (``DATA CFG WEIGHTS``, ``CFG WEIGHTS``...)."""
+    for name in names:
+        p.add_argument(name)
+
+
+def device(args):
+    """The --device of ``args``; Darknet's -nogpu wins."""
+    return "cpu" if getattr(args, "nogpu", False) else args.device
+
+
+def load_for_inference(args, cfg, weights):
+    """The network of ``cfg`` at batch 1 on the chosen device, with ``weights`` loaded."""
+    net = Network.from_cfg(cfg, batch=1, device=device(args), device_index=args.gpu_index)
+    net.load_weights(weights)
+    if getattr(args, "letter_box", False):   # AB's -letter_box: letterbox whatever the cfg says
+        net.options.data["letter_box"] = 1
+    return net
+
+
+def image_paths(images):
+    """``images``, or (none given) paths read from stdin after Darknet's prompt, as pj's
+    test_detector and predict_classifier do."""
+    if images:
+        return images
+
+    def prompt():
+        while True:
+            print("Enter Image Path: ", end="", flush=True)
+            line = sys.stdin.readline()
+            if not line:
+                return
+            if line.strip():
+                yield line.strip()
+    return prompt()
+
+
+def training_boxes(data_path, width, height, classes=None):
+    """The (n, 2) widths and heights, in pixels of a ``width`` x ``height`` network, of the
+    boxes labelled for the train= list of a .data file (the input of k-means anchors)."""
+    data = DataCfg(data_path)
+    paths = read_lines(data.file("train", required=True), "train list")
+    return boxes_wh_from_labels([label_path_for(p) for p in paths], width, height, classes)

@@ -1,0 +1,123 @@
+"""YOLO training (pj:examples/detector.c train_detector): augmentation as
+load_data_detection, multi-scale with ``random=1`` every 10 iterations (AlexeyAB's rule: a
+random scale in [1/1.4, 1.4] of the cfg size, rounded to 32; the cfg size in the first and the
+last 100 iterations), mAP@0.5 on ``valid`` every few epochs (best -> ``_best.weights``)."""
+
+import os
+
+import numpy as np
+
+from ..data.datacfg import class_names, read_lines
+from ..data.datasets import epoch_order
+from ..box import Box, Detection
+from ..data.detaug import DetectionSet
+from ..detection.detect import uses_letterbox
+from ..detection.evaluate import detections_for_map
+from ..detection.mapeval import evaluate_map
+from ..errors import DarknetError
+from ..image import draw_detections, rand_scale
+from .trainer import Trainer
+
+
+class DetectorTrainer(Trainer):
+    metric = "mAP@0.5"
+
+    def _setup_head(self):
+        net = self.net
+        heads = [l for l in net.layers if l.type in ("yolo", "region")]
+        if not heads:
+            raise DarknetError("no [yolo] or [region] layer: this cfg is not a detector",
+                               net.path)
+        last = heads[-1]
+        self.classes = last.classes
+        data_classes = self.data.int("classes", self.classes)
+        if data_classes != self.classes:
+            raise DarknetError(f"classes={data_classes} here but the cfg's detection layers have "
+                               f"classes={self.classes} ({last.path}:{last.line})",
+                               self.data.path, self.data.lines.get("classes"))
+        for head in heads:
+            if head.classes != self.classes:
+                raise DarknetError(f"[{head.type}] classes={head.classes} differs from the "
+                                   f"last head's {self.classes}", head.path, head.line)
+        self.heads = heads
+        self.random = bool(last.random)
+        self.jitter = last.jitter
+        self.max_boxes = last.max_boxes
+        aug = net.options.data
+        self.hue = aug.get("hue", 0.0)
+        self.saturation = aug.get("saturation", 1.0) or 1.0
+        self.exposure = aug.get("exposure", 1.0) or 1.0
+        self.flip = aug.get("flip", 1) != 0          # AlexeyAB's flip=0 (e.g. text, arrows)
+        self.mosaic = aug.get("mosaic", 0) != 0
+        # AB's mixup=1; with mosaic=1 set too, AB's parser makes it a mosaic
+        self.mixup = aug.get("mixup", 0) != 0 and not self.mosaic
+        self._nets = {}
+        self.letterbox = uses_letterbox(net.options)
+
+    def _setup_data(self):
+        self.names = class_names(self.data, self.classes)
+        names_file = self.data.file("names")
+        if names_file and os.path.exists(names_file):
+            count = len(read_lines(names_file, "names file"))
+            if count != self.classes:
+                raise DarknetError(f"{names_file} has {count} names but classes={self.classes}",
+                                   self.data.path, self.data.lines.get("names"))
+        self.train_set = DetectionSet(self.data.file("train", required=True), self.classes,
+                                      self.max_boxes)
+        self.valid_set = DetectionSet(self.data.file("valid"), self.classes, self.max_boxes) \
+            if "valid" in self.data else None
+
+    def _eval_every(self):
+        # mAP like AlexeyAB's -map: every -mAP_epochs (4) epochs, at least 100 iterations apart
+        return max(self.options.map_epochs * self.per_epoch, 100)
+
+    def _size_for(self, k):
+        o = self.net.options
+        if not self.random or k == 0 or k >= self.max_batches - 100:
+            return o.width, o.height
+        r = rand_scale(np.random.default_rng([self.seed, k // 10, 11]), 1.4)
+        return tuple(max(32, int(round(r * v / 32)) * 32) for v in (o.width, o.height))
+
+    def _train_net(self, k):
+        size = self._size_for(k)
+        if size == (self.net.options.width, self.net.options.height):
+            return self.net
+        if size not in self._nets:
+            self._nets[size] = self.net.resized(*size)
+        return self._nets[size]
+
+    def _make(self, k):
+        c = self.net.options.channels
+        w, h = self._size_for(k // self.net.subdivisions)
+        idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
+                                      self.seed, k))
+        rng = np.random.default_rng([self.seed, k, 3, self.rank])
+        x, truth = self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
+                                        self.saturation, self.exposure, flip=self.flip,
+                                        letterbox=self.letterbox, mosaic=self.mosaic,
+                                        mixup=self.mixup,
+                                        processes=self.options.loader_processes)
+        if self.show_imgs and self.rank == 0:
+            self.show_imgs = False                # the first mini-batch of this run only
+            self._save_augmented(k, x, truth)
+        return x, truth
+
+    def _save_augmented(self, k, x, truth, limit=16):
+        """-show_imgs: mini-batch k as the network sees it, with its truth boxes drawn
+        (``aug_<k>_<i>.jpg`` in the backup folder) -- the way to check labels."""
+        onehot = np.eye(self.classes, dtype=np.float32)
+        for i in range(min(len(x), limit)):
+            rows = truth[i].reshape(-1, 5)
+            rows = rows[rows[:, 2] > 0]           # x, y, w, h, class; w = 0 ends the list
+            dets = [Detection(Box(*map(float, r[:4])), 1.0, onehot[int(r[4])], self.classes)
+                    for r in rows]
+            draw_detections(x[i], dets, self.names, 0.5,
+                            os.path.join(self.backup, f"aug_{k}_{i}.jpg"), classes=self.classes)
+        self._say(f"-show_imgs: {min(len(x), limit)} augmented training images with their "
+                  f"truth boxes in {self.backup}/aug_{k}_*.jpg")
+
+    def _evaluate(self, k):
+        dets, truths = detections_for_map(self.net, self.valid_set)
+        result = evaluate_map(dets, truths, self.classes, iou_thresh=0.5)
+        m = result["map"]
+        return m, None, f"{k}: mean average precision (mAP@0.50) = {m:f}, or {m * 100:.2f} %"
