@@ -128,6 +128,42 @@ def test_device_gpu_without_cupy_is_a_one_line_error():
     assert r.stderr.strip().startswith("darknet_py: error: --device gpu needs CuPy")
 
 
+def test_inference_commands_fold_batch_norm_unless_no_fuse(tmp_path):
+    """detector test / classifier predict load with BN folded (AlexeyAB at load); --no-fuse keeps
+    the rolling-statistics step.  Both print the same predictions."""
+    import argparse
+
+    import numpy as np
+
+    from darknet_py import Network
+    from darknet_py.commands.common import load_for_inference
+    cfg = os.path.join(ROOT, "cfg/mnist.cfg")
+    net = Network.from_cfg(cfg, batch=1, seed=3, warn=False)
+    rng = rng_for_test()
+    for layer in net.layers:
+        if getattr(layer, "batch_normalize", False):
+            layer.rolling_mean[:] = rng.uniform(-1, 1, layer.rolling_mean.shape)
+            layer.rolling_variance[:] = rng.uniform(0.3, 2, layer.rolling_variance.shape)
+    weights = tmp_path / "m.weights"
+    net.save_weights(weights)
+    args = dict(device="cpu", gpu_index=0, nogpu=False)
+    fused = load_for_inference(argparse.Namespace(**args, no_fuse=False), cfg, weights)
+    exact = load_for_inference(argparse.Namespace(**args, no_fuse=True), cfg, weights)
+    assert [getattr(layer, "batch_normalize", False) for layer in fused.layers].count(True) == 0
+    assert [getattr(layer, "batch_normalize", False) for layer in exact.layers].count(True) == 3
+    x = rng.random((1, 1, 28, 28), dtype=np.float32)
+    expected = exact.forward(x)
+    np.testing.assert_allclose(fused.forward(x), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+    from PIL import Image
+    image = tmp_path / "digit.png"
+    Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8)).save(image)
+    outs = [run("classifier", "predict", "data/mnist.data", "cfg/mnist.cfg", str(weights),
+                str(image), *flag) for flag in ((), ("--no-fuse",))]
+    assert all(r.returncode == 0 for r in outs), [r.stderr for r in outs]
+    assert outs[0].stdout.splitlines()[-3:] == outs[1].stdout.splitlines()[-3:]
+
+
 def test_fuse_folds_bn_and_keeps_inference_outputs(tmp_path):
     import numpy as np
 

@@ -10,7 +10,7 @@ from ..data.datasets import load_classification
 from ..image import load_image
 from ..nn.backend import to_numpy
 from ..train.classifier import evaluate
-from .common import (command_group, device_flags, image_paths, load_for_inference,
+from .common import (command_group, image_paths, inference_flags, load_for_inference,
                      positionals)
 from .train import add_darknet_train, run_training
 
@@ -68,7 +68,7 @@ def register(subparsers):
         positionals(p, "data", "cfg", "weights")
         p.add_argument("-t", type=int, default=0, metavar="K",
                        help="top K (default: top= from the .data file)")
-        device_flags(p)
+        inference_flags(p)
     cpredict.add_argument("images", nargs="*", help="images (none: read paths from stdin)")
     cvalid.set_defaults(func=cmd_classifier_valid)
     cpredict.set_defaults(func=cmd_classifier_predict)
@@ -82,5 +82,5 @@ def register_classify(subparsers):
     classify.add_argument("weights")
     classify.add_argument("images", nargs="*")
     classify.add_argument("-t", type=int, default=0, metavar="K")
-    device_flags(classify)
+    inference_flags(classify)
     classify.set_defaults(func=cmd_classify)

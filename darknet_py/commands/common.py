@@ -31,6 +31,14 @@ def device_flags(p):
     p.add_argument("-nogpu", "--nogpu", action="store_true", help="use the CPU (Darknet's -nogpu)")
 
 
+def inference_flags(p):
+    """The device flags, and ``--no-fuse`` for the commands that only run the network forward."""
+    device_flags(p)
+    p.add_argument("--no-fuse", dest="no_fuse", action="store_true",
+                   help="keep batch norm as its own step with the rolling statistics (exact to "
+                        "the weights file) instead of folding it into the convolution weights")
+
+
 def dont_show(p):
     p.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
                    help="accepted for AlexeyAB's command lines: darknet_py never opens a window")
@@ -63,9 +71,11 @@ def device(args):
 
 
 def load_for_inference(args, cfg, weights):
-    """The network of ``cfg`` at batch 1 on the chosen device, with ``weights`` loaded."""
+    """The network of ``cfg`` at batch 1 on the chosen device, with ``weights`` loaded and,
+    unless ``--no-fuse``, every batch norm folded into its layer's weights (AlexeyAB's
+    fuse_conv_batchnorm at load: the same outputs to float rounding, one step less per layer)."""
     net = Network.from_cfg(cfg, batch=1, device=device(args), device_index=args.gpu_index)
-    net.load_weights(weights)
+    net.load_weights(weights, fuse=not getattr(args, "no_fuse", False))
     if getattr(args, "letter_box", False):   # AB's -letter_box: letterbox whatever the cfg says
         net.options.data["letter_box"] = 1
     return net

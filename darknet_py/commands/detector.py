@@ -19,7 +19,7 @@ from ..detection.mapeval import evaluate_map, format_map_table
 from ..errors import DarknetError
 from ..image import draw_detections
 from ..train.trainer import progress_bar
-from .common import (at_least, command_group, device_flags, dont_show, image_paths, letter_box,
+from .common import (at_least, command_group, dont_show, image_paths, inference_flags, letter_box,
                      load_for_inference, positionals, training_boxes)
 from .train import add_darknet_train, run_training
 
@@ -209,7 +209,7 @@ def _detect_flags(p):
     p.add_argument("--out-dir", help="folder for the drawn pictures (default: here)")
     p.add_argument("-save_labels", "--save-labels", dest="save_labels", action="store_true",
                    help="write YOLO label files next to the images")
-    device_flags(p)
+    inference_flags(p)
     dont_show(p)
     letter_box(p)
 
@@ -240,7 +240,7 @@ def register(subparsers):
                       default=0.5)
     dmap.add_argument("-points", "--points", type=int, default=0,
                       help="0: area under the curve (default); 11: VOC2007's 11 points")
-    device_flags(dmap)
+    inference_flags(dmap)
     dont_show(dmap)
     letter_box(dmap)
     dmap.set_defaults(func=cmd_detector_map)
@@ -250,7 +250,7 @@ def register(subparsers):
                               "per image")
     for p in (dvalid, drecall):
         positionals(p, "data", "cfg", "weights")
-        device_flags(p)
+        inference_flags(p)
         letter_box(p)
     dvalid.add_argument("-prefix", "--prefix", help="output path prefix (default "
                         "results/comp4_det_test_)")

@@ -81,3 +81,144 @@ def maxpool_backward(delta, idx, dx):
     grid, block = _grid(delta.size)
     _kernel("maxpool_backward", _MAXPOOL_BWD)(grid, block,
                                                (delta, idx, dx, cupy.int64(delta.size)))
+
+
+# -- the conv/connected epilogue and the SGD update, fused ---------------------------------------
+# Each activation as CUDA C: ACT(v) gives y from the pre-activation v; GRAD(y, x) gives dy/dx from
+# the output y (and the input x for the NEEDS_INPUT ones), the same formulas as activations.py
+# (pj:src/activation_kernels.cu, AlexeyAB's for relu6/swish/mish/hard_mish/gelu).
+_SIG = "(0.5f * (1.f + tanhf(0.5f * ({0}))))"
+_SOFTPLUS = "(fmaxf({0}, 0.f) + log1pf(expf(-fabsf({0}))))"
+_ACT = {
+    "linear": ("v", "1.f"),
+    "logistic": (_SIG.format("v"), "y * (1.f - y)"),
+    "loggy": ("2.f * " + _SIG.format("v") + " - 1.f",
+              "2.f * ((y + 1.f) * 0.5f) * (1.f - (y + 1.f) * 0.5f)"),
+    "relu": ("fmaxf(v, 0.f)", "(y > 0.f ? 1.f : 0.f)"),
+    "relu6": ("fminf(fmaxf(v, 0.f), 6.f)", "(y > 0.f && y < 6.f ? 1.f : 0.f)"),
+    "leaky": ("(v > 0.f ? v : 0.1f * v)", "(y > 0.f ? 1.f : 0.1f)"),
+    "relie": ("(v > 0.f ? v : 0.01f * v)", "(y > 0.f ? 1.f : 0.01f)"),
+    "ramp": ("(v > 0.f ? v : 0.f) + 0.1f * v", "(y > 0.f ? 1.f : 0.f) + 0.1f"),
+    "elu": ("(v >= 0.f ? v : expm1f(fminf(v, 0.f)))", "(y >= 0.f ? 1.f : y + 1.f)"),
+    "selu": ("(v >= 0.f ? 1.0507f * v : (float)(1.0507 * 1.6732) * expm1f(fminf(v, 0.f)))",
+             "(y >= 0.f ? 1.0507f : y + (float)(1.0507 * 1.6732))"),
+    "tanh": ("tanhf(v)", "1.f - y * y"),
+    "plse": ("(v < -4.f ? 0.01f * (v + 4.f) : (v > 4.f ? 0.01f * (v - 4.f) + 1.f "
+             ": 0.125f * v + 0.5f))", "((y < 0.f || y > 1.f) ? 0.01f : 0.125f)"),
+    "stair": ("(fmodf(floorf(v), 2.f) == 0.f ? floorf(v / 2.f) "
+              ": (v - floorf(v)) + floorf(v / 2.f))", "(floorf(y) != y ? 1.f : 0.f)"),
+    "hardtan": ("fminf(fmaxf(v, -1.f), 1.f)", "(y > -1.f && y < 1.f ? 1.f : 0.f)"),
+    "lhtan": ("(v < 0.f ? 0.001f * v : (v > 1.f ? 0.001f * (v - 1.f) + 1.f : v))",
+              "((y > 0.f && y < 1.f) ? 1.f : 0.001f)"),
+    "swish": ("v * " + _SIG.format("v"), "y + " + _SIG.format("x") + " * (1.f - y)"),
+    "mish": ("v * tanhf(" + _SOFTPLUS.format("v") + ")",
+             "x * (1.f - tanhf({sp}) * tanhf({sp})) * {sig} + tanhf({sp})".format(
+                 sp=_SOFTPLUS.format("x"), sig=_SIG.format("x"))),
+    "hard_mish": ("(v > 0.f ? v : (v > -2.f ? 0.5f * v * v + v : 0.f))",
+                  "(x > 0.f ? 1.f : (x > -2.f ? x + 1.f : 0.f))"),
+    "gelu": ("0.5f * v * (1.f + tanhf(0.797885f * v + 0.035677f * v * v * v))",
+             "0.5f * (1.f + tanhf(0.797885f * x + 0.035677f * x * x * x)) + 0.5f * x * "
+             "(1.f - tanhf(0.797885f * x + 0.035677f * x * x * x) * tanhf(0.797885f * x + "
+             "0.035677f * x * x * x)) * (0.797885f + 3.f * 0.035677f * x * x)"),
+}
+
+
+def _elementwise(name, params, outs, body):
+    if name not in _CACHE:
+        import cupy
+        _CACHE[name] = cupy.ElementwiseKernel(params, outs, body, name)
+    return _CACHE[name]
+
+
+def _per_channel(a):
+    """The (N, C, H, W) array's channel count and H*W, for the per-channel indexing."""
+    return a.shape[1], a.shape[2] * a.shape[3] if a.ndim == 4 else 1
+
+
+def normalize_activate(x, activation, mean=None, scale=None, shift=None, keep_input=False):
+    """act((x - mean[c]) * scale[c] + shift[c]) in one pass over a float32 (N, C, H, W) CuPy
+    array, each part optional (the same operations, in the same order, as batchnorm.py's
+    inference and the epilogue's bias); with ``keep_input`` also the pre-activation."""
+    import cupy
+    c, hw = _per_channel(x)
+    v = "x"
+    if mean is not None:
+        v = f"({v} - m[(i / hw) % c])"
+    if scale is not None:
+        v = f"{v} * s[(i / hw) % c]"
+    if shift is not None:
+        v = f"{v} + b[(i / hw) % c]"
+    parts = "".join("1" if p is not None else "0" for p in (mean, scale, shift))
+    kernel = _elementwise(
+        f"dp_normalize_activate_{activation}_{parts}_{int(keep_input)}",
+        "float32 x, raw float32 m, raw float32 s, raw float32 b, int64 hw, int64 c",
+        "float32 y, float32 a" if keep_input else "float32 y",
+        f"float v = {v}; y = {_ACT[activation][0]};" + (" a = v;" if keep_input else ""))
+    unused = cupy.zeros(1, cupy.float32)
+    args = [x] + [unused if p is None else p for p in (mean, scale, shift)] + [hw, c]
+    if keep_input:
+        return kernel(*args)
+    return kernel(*args), None
+
+
+_ACT_BACKWARD = r"""
+extern "C" __global__
+void {name}(const float* delta, const float* yy, const float* xx, float* out, float* partial,
+            long long images, int c, long long hw, int with_sums)
+{{
+    // block (chunk, channel): the chunk's part of one channel's images * hw values
+    int ch = blockIdx.y;
+    float sum = 0.f;
+    long long per_channel = images * hw;
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < per_channel;
+         k += (long long)gridDim.x * blockDim.x) {{
+        long long at = ((k / hw) * c + ch) * hw + k % hw;
+        float y = yy[at];
+        float x = xx[at];       // the pre-activation (the output itself when unused)
+        float d = delta[at] * ({grad});
+        out[at] = d;
+        sum += d;
+    }}
+    if (!with_sums) return;
+    __shared__ float s[256];
+    s[threadIdx.x] = sum;
+    __syncthreads();
+    for (int step = blockDim.x / 2; step > 0; step >>= 1) {{
+        if (threadIdx.x < step) s[threadIdx.x] += s[threadIdx.x + step];
+        __syncthreads();
+    }}
+    if (threadIdx.x == 0) partial[ch * gridDim.x + blockIdx.x] = s[0];
+}}
+"""
+
+
+def activation_backward(delta, y, x, activation, sums=None):
+    """delta * act'(y, x) of float32 (N, C, H, W) CuPy arrays in one pass; with ``sums`` (C,)
+    also adds the per-channel sums of the result into it (the bias gradient), deterministically:
+    each block writes its partial sum, then one small sum over the blocks."""
+    import cupy
+    name = f"dp_act_backward_{activation}"
+    kernel = _kernel(name, _ACT_BACKWARD.format(name=name, grad=_ACT[activation][1]))
+    delta, y = cupy.ascontiguousarray(delta), cupy.ascontiguousarray(y)
+    x = cupy.ascontiguousarray(x) if x is not None else y
+    c, hw = _per_channel(delta)
+    images = delta.shape[0]
+    per_channel = images * hw
+    chunks = int(min(max(1, (per_channel + 255) // 256), max(1, 4096 // c)))
+    out = cupy.empty_like(delta)
+    partial = cupy.empty((c, chunks), cupy.float32)
+    kernel((chunks, c), (256,), (delta, y, x, out, partial,
+                                 cupy.int64(images), cupy.int32(c), cupy.int64(hw),
+                                 cupy.int32(sums is not None)))
+    if sums is not None:
+        sums += partial.sum(axis=1)
+    return out
+
+
+def sgd_update(w, u, lr_over_batch, decay_times_batch, momentum):
+    """Darknet's SGD step of one array in one pass, in place (pj update_convolutional_layer):
+    u += -decay*B*w (decay_times_batch = 0: none); w += lr/B * u; u *= momentum."""
+    kernel = _elementwise(
+        "dp_sgd_update", "float32 lr, float32 dec, float32 mom", "float32 w, float32 u",
+        "float uu = u + (-dec) * w; w = w + lr * uu; u = uu * mom;")
+    kernel(lr_over_batch, decay_times_batch, momentum, w, u)

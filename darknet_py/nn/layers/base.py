@@ -20,6 +20,8 @@ import numpy as np
 
 from ..backend import xp_of
 from ...errors import CfgError, DarknetError, NotSupportedError
+from .. import kernels
+from ..backend import on_gpu
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 
@@ -338,6 +340,10 @@ class Layer:
             vhat = v / (1 - args.b2 ** t)
             w += lr * mhat / ((vhat ** 0.5) + args.eps)
             u *= 0
+            return
+        if on_gpu(w) and w.dtype == np.float32 and u.flags.c_contiguous:
+            kernels.sgd_update(w, u, lr / args.batch, args.decay * args.batch if decay else 0.0,
+                               args.momentum)       # the three lines below in one pass
             return
         if decay:
             u += -args.decay * args.batch * w

@@ -59,14 +59,24 @@ def batchnorm_forward(layer, x, train):
         layer.rolling_variance += BN_MOMENTUM * var * (n / max(n - 1, 1))
         layer.mean, layer.inv_std = mean, inv_std   # cuDNN's resultSaveMean / SaveInvVariance
         return centered * _c(inv_std * layer.scales) + _c(layer.biases)
-    layer.mean = layer.rolling_mean
-    layer.inv_std = 1 / xp.sqrt(layer.rolling_variance + BN_EPSILON)
+    mean, scale, shift = inference_terms(layer, x)
     y = ops and ops.batchnorm_inference(x, layer.rolling_mean, layer.inv_std, layer.scales,
                                         layer.biases,
                                         what=f"layer {layer.index} batchnorm inference")
     if y is None:
-        y = (x - _c(layer.mean)) * _c(layer.inv_std * layer.scales) + _c(layer.biases)
+        y = (x - _c(mean)) * _c(scale) + _c(shift)
     return y
+
+
+def inference_terms(layer, x):
+    """Inference BN as y = (x - mean) * scale + shift per channel: (rolling_mean,
+    scales / sqrt(rolling_variance + eps), biases); records what a backward would need."""
+    xp = xp_of(x)
+    layer.bn_train = False
+    layer.bn_input = x
+    layer.mean = layer.rolling_mean
+    layer.inv_std = 1 / xp.sqrt(layer.rolling_variance + BN_EPSILON)
+    return layer.mean, layer.inv_std * layer.scales, layer.biases
 
 
 def normalized_input(layer):

@@ -4,24 +4,54 @@ for both layers (pj forward_convolutional_layer / forward_connected_layer).
 forward:  batch_normalize ? BN(out) (``biases`` is BN's beta) : out + biases ; then activate
 backward: delta *= act'(y) ; BN backward, or bias_updates += sum(delta) ; returns the delta of
           the linear op's output
+
+On the GPU (float32 CuPy arrays) each line is one kernel (``nn/kernels.py``): the bias or the
+inference batch norm with the activation, and the activation gradient with the bias gradient;
+the same operations in the same order, so the result equals the NumPy path to float rounding.
 """
 
+import numpy as np
+
+from .. import kernels
 from ..activations import NEEDS_INPUT, activate, gradient
-from .batchnorm import batchnorm_backward, batchnorm_forward
+from ..backend import on_gpu
+from .batchnorm import batchnorm_backward, batchnorm_forward, inference_terms
+
+
+def _fused(a):
+    return on_gpu(a) and a.dtype == np.float32 and a.ndim == 4
 
 
 def forward_epilogue(layer, out, train):
     """``out`` (N, C, H, W) of the linear op -> the layer's output."""
+    keep = layer.activation in NEEDS_INPUT
+    if _fused(out):
+        if not layer.batch_normalize:
+            y, layer.activation_input = kernels.normalize_activate(
+                out, layer.activation, shift=layer.biases, keep_input=keep)
+        elif train:
+            y, layer.activation_input = kernels.normalize_activate(
+                batchnorm_forward(layer, out, train), layer.activation, keep_input=keep)
+        else:
+            mean, scale, shift = inference_terms(layer, out)
+            y, layer.activation_input = kernels.normalize_activate(
+                out, layer.activation, mean, scale, shift, keep_input=keep)
+        return y
     if layer.batch_normalize:
         out = batchnorm_forward(layer, out, train)
     else:
         out = out + layer.biases.reshape(1, -1, 1, 1)
-    layer.activation_input = out if layer.activation in NEEDS_INPUT else None
+    layer.activation_input = out if keep else None
     return activate(out, layer.activation)
 
 
 def backward_epilogue(layer):
     """The delta of the linear op's output; accumulates the bias (or BN) updates."""
+    if _fused(layer.delta):
+        sums = None if layer.batch_normalize else layer.bias_updates
+        delta = kernels.activation_backward(layer.delta, layer.output, layer.activation_input,
+                                            layer.activation, sums)
+        return batchnorm_backward(layer, delta) if layer.batch_normalize else delta
     delta = layer.delta * gradient(layer.output, layer.activation_input, layer.activation)
     if layer.batch_normalize:
         return batchnorm_backward(layer, delta)
