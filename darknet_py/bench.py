@@ -48,7 +48,16 @@ def bench_network(cfg_path, batch, size, device, seed=0):
     return net, heads
 
 
+def device_name(device):
+    """What the JSON lines call the device: the GPU's name, or ``cpu``."""
+    if not device.on_gpu:
+        return "cpu"
+    return device.xp.cuda.runtime.getDeviceProperties(device.index)["name"].decode()
+
+
 def time_ms(fn, warmup, steps, device):
+    """Median milliseconds of ``fn()`` over ``steps`` calls after ``warmup`` untimed ones:
+    CUDA events around each call on the GPU, the wall clock on the CPU."""
     for _ in range(warmup):
         fn()
     times = []
@@ -132,13 +141,10 @@ def main(argv=None):
     if a.profile:
         print(json.dumps({"profile_ms": profile(net, train_step)}), flush=True)
     inference = time_ms(infer, a.warmup, a.steps, net.device)
-    if net.device.on_gpu:
-        device = xp.cuda.runtime.getDeviceProperties(net.device.index)["name"].decode()
-    else:
-        device = "cpu"
     print(json.dumps({
-        "peer": "darknet_py", "device": device, "cfg": a.cfg, "batch": a.batch, "size": [h, w],
-        "mode": "fp32", "train_ms": round(train, 3), "infer_ms": round(inference, 3),
+        "peer": "darknet_py", "device": device_name(net.device), "cfg": a.cfg, "batch": a.batch,
+        "size": [h, w], "mode": "fp32", "train_ms": round(train, 3),
+        "infer_ms": round(inference, 3),
         "train_img_s": round(a.batch / train * 1e3, 1),
         "infer_img_s": round(a.batch / inference * 1e3, 1),
     }), flush=True)

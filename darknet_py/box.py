@@ -3,9 +3,11 @@
 A box is centre x, centre y, width, height.  The overlap scores take boxes as *columns*: four
 arrays x, y, w, h (or numbers) that broadcast against the other box's columns, so one call scores
 one pair, one box against n, or k against n as a (k, n) matrix (``columns`` splits (..., 4) rows).
-The arithmetic is done in the columns' float dtype (float64 for Python numbers), operation for
-operation as pj's C: float32 columns give pj's float32 results bit for bit.  ``score`` and
-``score_gradient`` (darknet_py's training) are float64.
+Columns are NumPy or CuPy arrays (or numbers); the result lives where they do.  The arithmetic
+is done in the columns' float dtype (float64 for Python numbers), operation for operation as
+pj's C: float32 columns give pj's float32 results bit for bit.  ``score`` and ``score_gradient``
+(darknet_py's training) are float64, with the array module's ``arctan`` (within an ulp or so of
+libm's ``atan``).
 
     overlap(x1, w1, x2, w2) = min(x1 + w1/2, x2 + w2/2) - max(x1 - w1/2, x2 - w2/2)
     I = ow * oh (0 when ow < 0 or oh < 0),         U = w1 h1 + w2 h2 - I
@@ -30,16 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .nn.backend import xp_of
+
 F32 = np.float32
 KINDS = ("iou", "giou", "diou", "ciou")
 _FOUR_PI2, _EIGHT_PI2 = 4 / math.pi ** 2, 8 / math.pi ** 2
-# score's squares and arctangents are libm's pow(v, 2) and atan, as Python's v ** 2 and
-# math.atan: NumPy's v * v and arctan differ from them in the last bit now and then.
-_atan = np.vectorize(math.atan, otypes=[np.float64])
-
-
-def _sq(v):
-    return np.float_power(v, 2)
 
 
 class Box(NamedTuple):
@@ -85,13 +82,16 @@ def columns(boxes, dtype=F32):
 
 def _floats(a, b, dtype=None):
     """Both boxes' columns as arrays of one float dtype -- ``dtype``, else theirs (numbers and
-    arrays together keep the arrays' dtype; Python numbers alone are float64) -- and that
-    dtype's scalar type."""
-    dt = np.dtype(dtype or np.result_type(*a, *b))
+    arrays together keep the arrays' dtype; Python numbers alone are float64) -- on the array
+    module of the first CuPy column (NumPy without one), that dtype's scalar type and the
+    module."""
+    cols = (*a, *b)
+    xp = next((m for m in map(xp_of, cols) if m is not np), np)
+    dt = np.dtype(dtype or np.result_type(*(getattr(v, "dtype", v) for v in cols)))
     if not np.issubdtype(dt, np.floating):
         dt = np.dtype(np.float64)
-    a, b = (tuple(np.asarray(v, dt) for v in box) for box in (a, b))
-    return a, b, dt.type
+    a, b = (tuple(xp.asarray(v, dt) for v in box) for box in (a, b))
+    return a, b, dt.type, xp
 
 
 def _edges(box, two):
@@ -99,53 +99,53 @@ def _edges(box, two):
     return x - w / two, x + w / two, y - h / two, y + h / two
 
 
-def _intersection(a, b, f):
+def _intersection(a, b, f, xp):
     """pj box_intersection's overlaps ow, oh (C's ternary min/max), the intersection and
     the union of columns a and b (of scalar type f)."""
     al, ar, at, ab = _edges(a, f(2))
     bl, br, bt, bb = _edges(b, f(2))
-    ow = np.where(ar < br, ar, br) - np.where(al > bl, al, bl)
-    oh = np.where(ab < bb, ab, bb) - np.where(at > bt, at, bt)
-    inter = np.where((ow < 0) | (oh < 0), f(0), ow * oh)
+    ow = xp.where(ar < br, ar, br) - xp.where(al > bl, al, bl)
+    oh = xp.where(ab < bb, ab, bb) - xp.where(at > bt, at, bt)
+    inter = xp.where((ow < 0) | (oh < 0), f(0), ow * oh)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return ow, oh, inter, union
 
 
-def _enclosing(a, b, f):
+def _enclosing(a, b, f, xp):
     """Width and height of the smallest box enclosing columns a and b."""
     al, ar, at, ab = _edges(a, f(2))
     bl, br, bt, bb = _edges(b, f(2))
-    return np.maximum(ar, br) - np.minimum(al, bl), np.maximum(ab, bb) - np.minimum(at, bt)
+    return xp.maximum(ar, br) - xp.minimum(al, bl), xp.maximum(ab, bb) - xp.minimum(at, bt)
 
 
-def _ratio(num, den, f, fallback=0):
+def _ratio(num, den, f, xp, fallback=0):
     """num / den where den > 0, else ``fallback`` (0 by default), without a warning."""
     ok = den > 0
-    return np.where(ok, num / np.where(ok, den, f(1)), fallback)
+    return xp.where(ok, num / xp.where(ok, den, f(1)), fallback)
 
 
 def iou(a, b):
     """pj ``box_iou`` of columns a and b: I / U, or 0 where U <= 0 or is NaN (pj would divide
     by zero; a box of infinite size overlaps nothing)."""
-    a, b, f = _floats(a, b)
+    a, b, f, xp = _floats(a, b)
     with np.errstate(invalid="ignore", over="ignore"):
-        _, _, inter, union = _intersection(a, b, f)
-        return _ratio(inter, union, f).astype(f)[()]
+        _, _, inter, union = _intersection(a, b, f, xp)
+        return _ratio(inter, union, f, xp).astype(f)[()]
 
 
 def diou_nms(a, b, beta):
     """AlexeyAB's ``box_diounms(a, b, beta)`` of columns a and b: iou - (d/c)^beta, d the
     squared distance of the centres, c the squared diagonal of the enclosing box (the iou where
     c = 0); ``box_diou`` is beta = 0.6.  The power is double, of the float quotient, as AB's."""
-    a, b, f = _floats(a, b)
+    a, b, f, xp = _floats(a, b)
     i = iou(a, b)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        cw, ch = _enclosing(a, b, f)
+        cw, ch = _enclosing(a, b, f, xp)
         c = cw * cw + ch * ch
         d = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
-        u = np.power((d / np.where(c == 0, f(1), c)).astype(f).astype(np.float64),
+        u = xp.power((d / xp.where(c == 0, f(1), c)).astype(f).astype(np.float64),
                      float(F32(beta))).astype(f)
-        return np.where(c == 0, i, (i - u).astype(f)).astype(f)[()]
+        return xp.where(c == 0, i, (i - u).astype(f)).astype(f)[()]
 
 
 def box_iou(a, b, dtype=F32):
@@ -161,70 +161,72 @@ def box_diounms(a, b, beta, dtype=F32):
 def score(p, t, kind):
     """The ``kind`` score (iou, giou, diou, ciou) of predicted box p and truth t, columns;
     float64."""
-    p, t, f = _floats(p, t, np.float64)
+    p, t, f, xp = _floats(p, t, np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        _, _, inter, union = _intersection(p, t, f)
-        iou_ = _ratio(inter, union, f)
+        _, _, inter, union = _intersection(p, t, f, xp)
+        iou_ = _ratio(inter, union, f, xp)
         if kind == "iou":
             return iou_[()]
-        cw, ch = _enclosing(p, t, f)
+        cw, ch = _enclosing(p, t, f, xp)
         if kind == "giou":
             c = cw * ch
-            return (iou_ - _ratio(c - union, c, f))[()]
+            return (iou_ - _ratio(c - union, c, f, xp))[()]
         dx, dy = p[0] - t[0], p[1] - t[1]
-        d = _ratio(_sq(dx) + _sq(dy), cw * cw + ch * ch, f)
+        d = _ratio(dx * dx + dy * dy, cw * cw + ch * ch, f, xp)
         if kind == "diou":
             return (iou_ - d)[()]
-        diff = _atan(t[2] / t[3]) - _atan(p[2] / p[3])
-        v = _FOUR_PI2 * _sq(diff)
-        return (iou_ - d - _ratio(v, 1 - iou_ + v, f) * v)[()]
+        diff = xp.arctan(t[2] / t[3]) - xp.arctan(p[2] / p[3])
+        v = _FOUR_PI2 * (diff * diff)
+        return (iou_ - d - _ratio(v, 1 - iou_ + v, f, xp) * v)[()]
 
 
 def score_gradient(p, t, kind):
     """d score / d (x, y, w, h) of the predicted box p (columns), as four float64 arrays."""
-    p, t, f = _floats(p, t, np.float64)
+    p, t, f, xp = _floats(p, t, np.float64)
     x, y, w, h = p
     zero = f(0)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         l, r, top, bot = _edges(p, f(2))
         tl, tr, tt, tb = _edges(t, f(2))
-        iw, ih, inter, union = _intersection(p, t, f)
+        iw, ih, inter, union = _intersection(p, t, f, xp)
         overlap = (iw > 0) & (ih > 0)
         # derivatives with respect to the edges l, r, top, bot of the prediction
-        dI = [np.where(overlap & (l > tl), -ih, zero), np.where(overlap & (r < tr), ih, zero),
-              np.where(overlap & (top > tt), -iw, zero), np.where(overlap & (bot < tb), iw, zero)]
+        dI = [xp.where(overlap & (l > tl), -ih, zero), xp.where(overlap & (r < tr), ih, zero),
+              xp.where(overlap & (top > tt), -iw, zero), xp.where(overlap & (bot < tb), iw, zero)]
         dU = [a - i for a, i in zip((-h, h, -w, w), dI)]      # d(w*h) / d edges, less dI
-        iou_ = _ratio(inter, union, f)
-        u2 = np.where(union > 0, _sq(union), zero)
-        g = [_ratio(di * union - inter * du, u2, f) for di, du in zip(dI, dU)]
+        iou_ = _ratio(inter, union, f, xp)
+        u2 = xp.where(union > 0, union * union, zero)
+        g = [_ratio(di * union - inter * du, u2, f, xp) for di, du in zip(dI, dU)]
         gx = gy = gw = gh = zero
         if kind in ("giou", "diou", "ciou"):
-            cw, ch = _enclosing(p, t, f)
-            dcw = [np.where(l < tl, f(-1), zero), np.where(r > tr, f(1), zero), zero, zero]
-            dch = [zero, zero, np.where(top < tt, f(-1), zero), np.where(bot > tb, f(1), zero)]
+            cw, ch = _enclosing(p, t, f, xp)
+            dcw = [xp.where(l < tl, f(-1), zero), xp.where(r > tr, f(1), zero), zero, zero]
+            dch = [zero, zero, xp.where(top < tt, f(-1), zero), xp.where(bot > tb, f(1), zero)]
             if kind == "giou":
                 c = cw * ch
-                c_2 = np.where(c > 0, _sq(c), zero)
+                c_2 = xp.where(c > 0, c * c, zero)
                 dC = [a * ch + b * cw for a, b in zip(dcw, dch)]
-                g = [gi + _ratio(du * c - union * dc, c_2, f) for gi, du, dc in zip(g, dU, dC)]
+                g = [gi + _ratio(du * c - union * dc, c_2, f, xp)
+                     for gi, du, dc in zip(g, dU, dC)]
             else:
                 c2 = cw * cw + ch * ch
-                rho2 = _sq(x - t[0]) + _sq(y - t[1])
+                dx, dy = x - t[0], y - t[1]
+                rho2 = dx * dx + dy * dy
                 dc2 = [2 * cw * a + 2 * ch * b for a, b in zip(dcw, dch)]
-                g = [gi + _ratio(rho2 * dc, _sq(c2), f) for gi, dc in zip(g, dc2)]
-                gx = gx - _ratio(2 * (x - t[0]), c2, f)
-                gy = gy - _ratio(2 * (y - t[1]), c2, f)
+                g = [gi + _ratio(rho2 * dc, c2 * c2, f, xp) for gi, dc in zip(g, dc2)]
+                gx = gx - _ratio(2 * dx, c2, f, xp)
+                gy = gy - _ratio(2 * dy, c2, f, xp)
             if kind == "ciou":
-                diff = _atan(t[2] / t[3]) - _atan(w / h)
-                v = _FOUR_PI2 * _sq(diff)
-                alpha = _ratio(v, 1 - iou_ + v, f)
+                diff = xp.arctan(t[2] / t[3]) - xp.arctan(w / h)
+                v = _FOUR_PI2 * (diff * diff)
+                alpha = _ratio(v, 1 - iou_ + v, f, xp)
                 # d v / d w = -8/pi^2 * diff * h / (w^2 + h^2), d v / d h = +8/pi^2 * diff
                 # * w / (w^2 + h^2); the score has -alpha * v
                 k = _EIGHT_PI2 * diff / (w * w + h * h)
                 gw = gw + alpha * k * h
                 gh = gh - alpha * k * w
         # edges -> centre and size: l = x - w/2, r = x + w/2, ...
-        return tuple(np.asarray(v, f)[()] for v in (gx + (g[0] + g[1]), gy + (g[2] + g[3]),
+        return tuple(xp.asarray(v, f)[()] for v in (gx + (g[0] + g[1]), gy + (g[2] + g[3]),
                                                      gw + (g[1] - g[0]) / 2,
                                                      gh + (g[3] - g[2]) / 2))
 

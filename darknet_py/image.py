@@ -190,12 +190,23 @@ def distort_hsv(rgb, rng, hue, saturation, exposure):
     shift U(-hue, hue) of a turn (mod 256), s *= rand_scale(saturation), v *=
     rand_scale(exposure), each clipped to a byte -- a function of the byte value alone, so
     applied as 256-entry tables."""
+    return apply_hsv(rgb, hsv_tables(rng, hue, saturation, exposure))
+
+
+def hsv_tables(rng, hue, saturation, exposure):
+    """``distort_hsv``'s draws: its three 256-entry tables (h, s, v), as Pillow's ``point``
+    takes them."""
     v = np.arange(256, dtype=np.float32)
     h_lut = (v + np.float32(rng.uniform(-hue, hue) * 256)) % 256
     s_lut = v * np.float32(rand_scale(rng, saturation))
     v_lut = v * np.float32(rand_scale(rng, exposure))
-    lut = np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8)
-    return rgb.convert("HSV").point(lut.tolist()).convert("RGB")
+    return np.clip(np.concatenate([h_lut, s_lut, v_lut]), 0, 255).astype(np.uint8).tolist()
+
+
+def apply_hsv(rgb, tables):
+    """A Pillow RGB image through ``hsv_tables``: pixel by pixel, so a part of an image
+    distorted alone equals that part of the whole image distorted."""
+    return rgb.convert("HSV").point(tables).convert("RGB")
 
 
 def distort_image(img, rng, hue, saturation, exposure) -> np.ndarray:

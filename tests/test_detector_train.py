@@ -284,3 +284,161 @@ def test_training_with_loader_processes(shapes, tmp_path):
             "--no-progress", "--seed", "3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "bk" / "shapes-small_final.weights").exists()
+
+
+def _head_cfg(head, filters):
+    return ("[net]\nbatch=1\nwidth=64\nheight=48\nchannels=3\n\n[convolutional]\n"
+            f"filters={filters}\nsize=1\nstride=1\npad=0\nactivation=linear\n\n{head}")
+
+
+HEADS = {
+    "yolo": _head_cfg("[yolo]\nmask=0,1\nanchors=8,8, 16,16\nclasses=3\nnum=2\n", 16),
+    "region": _head_cfg("[region]\nanchors=1,1, .5,2\nclasses=3\nnum=2\n", 16),
+    "region background": _head_cfg("[region]\nanchors=1,1, .5,2\nclasses=3\nnum=2\n"
+                                   "background=1\n", 16),
+    "region coords=6": _head_cfg("[region]\nanchors=1,1, .5,2\nclasses=3\nnum=2\ncoords=6\n",
+                                 20),
+}
+
+
+def _rows_after_nms(net, dets, classes, thresh):
+    from darknet_py.detection.detect import network_nms
+    network_nms(net, dets, 0.45)
+    return [(c, d.prob[c], *d.bbox) for d in dets for c in range(classes) if d.prob[c] > thresh]
+
+
+def _check_boxes_fetched_above_the_threshold(head, rng, monkeypatch, device):
+    import numpy as np
+    from conftest import build
+    from darknet_py.detection import detect
+    from darknet_py.nn.backend import to_numpy
+    net = build(HEADS[head], device=device)
+    sizes = [(64, 48), (30, 100), (100, 30), (1, 1000), (640, 480)]
+    net.forward(rng.random((len(sizes), 3, 48, 64), dtype=np.float32) * 4 - 2)
+    layer = net.layers[-1]
+    out = np.array(to_numpy(layer.output)).reshape(len(sizes), layer.n, -1, layer.out_h,
+                                                   layer.out_w)
+    obj = 4 if layer.type == "yolo" else layer.coords
+    shape = out[:, :, obj].shape
+    out[:, :, obj] = np.where(rng.random(shape) < .7, rng.random(shape) * .01, out[:, :, obj])
+    out[:, :, obj][rng.random(shape) < .05] = 0
+    out[:, :, 2][rng.random(shape) < .05] = 200               # exp(200): an infinite width
+    out[:, :, 0][rng.random(shape) < .02] = np.nan
+    out[:, :, obj + 1:] = np.round(out[:, :, obj + 1:], 1)      # ties for NMS's stable sort
+    layer.output = net.xp.asarray(out.reshape(layer.output.shape))
+    fetched = []
+    fetch = detect._fetch
+    monkeypatch.setattr(detect, "_fetch", lambda v, w: fetched.append(len(w)) or fetch(v, w))
+    for thresh in (0.005, 0.2):
+        fetched.clear()
+        with np.errstate(all="ignore"):
+            batch = detect.network_boxes_for_nms(net, sizes, thresh)
+            batch_fetched = list(fetched)
+            for b, (w, h) in enumerate(sizes):
+                every = detect.get_network_boxes(net, w, h, thresh, .5, 1, batch_index=b)
+                assert _rows_after_nms(net, batch[b], 3, thresh) == \
+                    _rows_after_nms(net, every, 3, thresh), (thresh, b)
+        if head == "yolo":          # only the cells above the threshold leave the device
+            assert batch_fetched == [int((out[:, :, 4] > np.float32(thresh)).sum())]
+    assert not batch[3] and batch[0]
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_boxes_fetched_above_the_threshold_give_nms_the_rows_of_every_box(head, rng,
+                                                                          monkeypatch):
+    """network_boxes_for_nms (the batch's cells above thresh, from the device) against
+    get_network_boxes (every box of one image), both through NMS: the same rows in the same
+    order, with objectness-0 cells, NaN and infinite boxes and tied probabilities among them,
+    letterboxed images of every shape (one with no room: every box infinite)."""
+    _check_boxes_fetched_above_the_threshold(head, rng, monkeypatch, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_boxes_fetched_above_the_threshold_on_the_gpu(head, rng, monkeypatch):
+    _check_boxes_fetched_above_the_threshold(head, rng, monkeypatch, "gpu")
+
+
+def test_map_detections_equal_the_per_image_decoding_of_every_box(shapes):
+    """detections_for_map's rows and mAP against the same batches decoded image by image from
+    every box on the host (get_network_boxes), on a network whose objectness straddles the
+    threshold; 8 images in batches of 3."""
+    import numpy as np
+    from darknet_py.data.detaug import DetectionSet
+    from darknet_py.detection.detect import get_network_boxes
+    from darknet_py.detection.evaluate import detections_for_map
+    from darknet_py.detection.mapeval import evaluate_map
+    from darknet_py.image import fit_image, load_image_color
+    from darknet_py.nn.network import Network
+    net = Network.from_cfg(str(shapes / "shapes-small.cfg"), seed=2, warn=False)
+    for layer in net.layers:
+        if layer.type == "yolo":       # objectness around sigmoid(-5): about half above .005
+            net.layers[layer.index - 1].biases.reshape(layer.n, -1)[:, 4] -= 5
+    valid = DetectionSet(str(shapes / "set" / "valid.txt"), 4)
+    got, truths = detections_for_map(net, valid, batch=3)
+    want = []
+    for start in range(0, len(valid), 3):
+        images = [load_image_color(p) for p in valid.paths[start:start + 3]]
+        net.forward(np.stack([fit_image(im, 96, 96) for im in images]))
+        for b, im in enumerate(images):
+            dets = get_network_boxes(net, im.shape[2], im.shape[1], .005, .5, 1, batch_index=b)
+            want.append(_rows_after_nms(net, dets, 4, .005))
+    assert len(got) == len(want) == len(valid) == len(truths)
+    assert [[(c, p, x, y, w, h) for c, p, x, y, w, h in rows] for rows in got] == want
+    assert 0 < sum(map(len, got)) < len(valid) * 2 * 3 * (6 * 6 + 12 * 12)
+    assert evaluate_map(got, truths, 4) == evaluate_map(want, truths, 4)
+
+
+def test_map_runs_while_the_loader_keeps_preparing_training_batches(shapes, tmp_path):
+    """-map at the end of the run (96 images, about a second): the training loader, slowed to
+    a batch every 0.25 s so that it is still behind when mAP starts, goes on making the next
+    batches meanwhile -- mAP neither pauses nor drains it."""
+    import time
+    valid = tmp_path / "valid.txt"
+    valid.write_text((shapes / "set" / "train.txt").read_text() * 3)
+    data = (shapes / "shapes.data").read_text()
+    data = re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk", data)
+    data = re.sub(r"(?m)^valid=.*$", f"valid={valid}", data)
+    (tmp_path / "s.data").write_text(data)
+    trainer = DetectorTrainer(str(shapes / "shapes-small.cfg"), str(tmp_path / "s.data"),
+                              options=TrainOptions(device="cpu", seed=1, max_batches=2,
+                                                   progress=False),
+                              out=open(os.devnull, "w"))
+    made, window = [], []
+    make, evaluate = trainer._make, trainer._evaluate
+
+    def slow_make(k):
+        if k >= 2:                  # the batches after the run's two
+            time.sleep(0.25)
+        batch = make(k)
+        made.append(time.perf_counter())
+        return batch
+
+    def timed_evaluate(k):
+        start = time.perf_counter()
+        result = evaluate(k)
+        window.extend([start, time.perf_counter()])
+        return result
+
+    trainer._make, trainer._evaluate = slow_make, timed_evaluate
+    assert trainer.run() == 0
+    start, end = window
+    assert sum(start < t < end for t in made) >= 2, (len(made), end - start)
+
+
+def test_profile_times_the_yolo_heads_loss_and_the_map(shapes, tmp_path):
+    import io
+    data = (shapes / "shapes.data").read_text()
+    (tmp_path / "s.data").write_text(re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk", data))
+    out = io.StringIO()
+    trainer = DetectorTrainer(str(shapes / "shapes-small.cfg"), str(tmp_path / "s.data"),
+                              options=TrainOptions(device="cpu", seed=1, max_batches=3,
+                                                   progress=False, profile=2),
+                              out=out)
+    assert trainer.run() == 0
+    log = tmp_path / "bk" / "shapes-small.log.jsonl"
+    report, = [json.loads(line)["profile"] for line in open(log) if '"profile"' in line]
+    assert report["iterations"] == [2, 3] and "profile of iterations 2-3" in out.getvalue()
+    ms = report["parts_ms"]
+    assert ms["loss"] > 0 and ms["forward"] > 0     # the two [yolo] heads apart from the rest
+    assert ms["validate"] > 0                       # -map's mAP after the last iteration

@@ -184,3 +184,212 @@ def test_version_reports_the_gpu_cuda_and_cudnn(capsys):
     out = capsys.readouterr().out
     assert "CuPy " in out and "CUDA runtime " in out and "GPU 0: " in out
     assert "compute capability " in out and "cuDNN Frontend " in out
+
+
+# ------------------------------------------------------------------------------------------------
+# the [yolo] and [region] losses on the device
+# ------------------------------------------------------------------------------------------------
+
+DETECTION_HEADS = {
+    "yolo": "",
+    "yolo_alexeyab": "iou_loss=ciou\niou_normalizer=0.07\ncls_normalizer=1.5\nobj_normalizer=2\n"
+                     "iou_thresh=0.2\niou_thresh_kind=giou\nmax_delta=5\nmask=0,1,2\n"
+                     "counters_per_class=10,20,30,5\nlabel_smooth_eps=0.1\ntruth_thresh=0.35\n"
+                     "ignore_thresh=0.3\n",
+    "yolo_focal_giou": "focal_loss=1\niou_loss=giou\ntruth_thresh=0.3\nignore_thresh=0.2\n",
+    "region_voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
+    "region_logistic": "softmax=0\nbias_match=0\nbackground=1\nthresh=0.2\n",
+}
+
+
+def _detection_head(case):
+    from test_yolo_loss import region_head, yolo_head
+    head = region_head if case.startswith("region") else yolo_head
+    return head(DETECTION_HEADS[case])
+
+
+def _same_stats(got, want):
+    for key in ("count", "recall", "recall75", "cells"):
+        assert got[key] == want[key], key
+    for key in ("iou", "cls", "obj", "anyobj"):
+        assert got[key] == pytest.approx(want[key], rel=TOL, abs=1e-9), key
+
+
+@pytest.mark.parametrize("seen", [0, 20000], ids=["anchor-prior", "after-12800-images"])
+@pytest.mark.parametrize("case", list(DETECTION_HEADS))
+def test_gpu_detection_loss_equals_numpy(case, seen):
+    """The loss functions on CuPy outputs and truths equal their NumPy results, on crowded
+    truth tables (duplicates, shared cells, rows after the end marker) and outputs with exact
+    0/1 probabilities (Darknet's class-delta test); the device keeps the whole truth table."""
+    import cupy
+    from darknet_py.nn.layers.yololoss import fetch_stats, region_loss, yolo_loss
+    from test_yolo_loss import BATCH, crowded_truths, head_output
+    rng = rng_for_test()
+    layer = _detection_head(case)
+    region = layer.type == "region"
+    cells = BATCH * layer.n * layer.h * layer.w
+    eps = getattr(layer, "label_smooth_eps", 0)
+    for _ in range(3):
+        out = head_output(rng, layer, saturate=(0.0, 1.0, 0.5 * eps, 1 - 0.5 * eps))
+        truth = crowded_truths(rng, BATCH, layer.classes, rows=30 if region else 90,
+                               zero_size=False)
+        args = (seen,) if region else ()
+        loss = region_loss if region else yolo_loss
+        d_cpu, t_cpu = loss(layer, out, truth, *args)
+        d_gpu, t_gpu = loss(layer, cupy.asarray(out), cupy.asarray(truth), *args)
+        assert isinstance(d_gpu, cupy.ndarray) and d_gpu.dtype == d_cpu.dtype
+        assert rel(d_gpu, d_cpu) < TOL
+        cost_gpu, stats_gpu = fetch_stats(t_gpu, cells)
+        cost_cpu, stats_cpu = fetch_stats(t_cpu, cells)
+        assert cost_gpu == pytest.approx(cost_cpu, rel=TOL)
+        _same_stats(stats_gpu, stats_cpu)
+
+
+@pytest.mark.parametrize("case", list(DETECTION_HEADS))
+def test_gpu_detection_head_training_forward_equals_numpy(case):
+    """A network's [yolo]/[region] forward in training (truth moved by Network.forward) gives
+    the NumPy network's deltas, cost and report line."""
+    from test_yolo_loss import BATCH, crowded_truths
+    rng = rng_for_test()
+    layer = _detection_head(case)
+    region = layer.type == "region"
+    head = ("[region]\nclasses=4\ncoords=4\nnum=3\nanchors=0.5,0.8, 1.5,1.5, 3,2.5\n" if region
+            else "[yolo]\nclasses=4\nnum=5\nmask=1,2,3\nanchors=1,1.5, 2,2, 3,2.5, 4,5, 6,6\n")
+    text = (f"[net]\nbatch={BATCH}\nchannels={layer.c}\nwidth=16\nheight=16\n"
+            f"[maxpool]\nsize=2\nstride=2\n{head}{DETECTION_HEADS[case]}")
+    cpu, gpu = build(text, seed=1), build(text, seed=1, device="gpu")
+    x = (rng.standard_normal((BATCH, layer.c, 16, 16)) * 2).astype(np.float32)
+    truth = crowded_truths(rng, BATCH, 4, rows=30 if region else 90, zero_size=False)
+    for net in (cpu, gpu):
+        net.forward(x, train=True, truth=truth)
+    lc, lg = cpu.layers[-1], gpu.layers[-1]
+    assert rel(lg.delta, lc.delta) < TOL
+    assert lg.cost == pytest.approx(lc.cost, rel=TOL)
+    _same_stats(lg.stats, lc.stats)
+    assert lg.report().split(",")[-1] == lc.report().split(",")[-1]        # count: N
+
+
+@pytest.mark.parametrize("case", ["yolo_alexeyab", "region_logistic"])
+def test_gpu_detection_loss_fetches_only_its_statistics(case, monkeypatch):
+    """The outputs stay on the device: the loss runs without a device-to-host copy (CuPy's
+    synchronisation detector, where this CuPy has it), and the forward fetches one array of
+    len(STATS) values."""
+    import warnings
+    from types import SimpleNamespace
+
+    import cupy
+    import cupyx
+    from darknet_py.nn.layers import yololoss
+    from test_yolo_loss import BATCH, crowded_truths, head_output
+    rng = rng_for_test()
+    layer = _detection_head(case)
+    region = layer.type == "region"
+    out = cupy.asarray(head_output(rng, layer))
+    truth = cupy.asarray(crowded_truths(rng, BATCH, layer.classes, rows=30 if region else 90))
+    args = (0,) if region else ()
+    loss = yololoss.region_loss if region else yololoss.yolo_loss
+    detector = getattr(cupyx, "allow_synchronize", None)
+    if detector is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with detector(False):
+                delta, totals = loss(layer, out, truth, *args)
+        assert isinstance(delta, cupy.ndarray) and totals.shape == (len(yololoss.STATS),)
+    fetched = []
+    real = yololoss.to_numpy
+    monkeypatch.setattr(yololoss, "to_numpy", lambda a: fetched.append(a.size) or real(a))
+    x = cupy.asarray(rng.standard_normal((BATCH, layer.c, layer.h, layer.w)), dtype=np.float32)
+    layer.forward(SimpleNamespace(xp=cupy, input=x, truth=truth, train=True, delta=None, seen=0))
+    assert fetched == [len(yololoss.STATS)]
+    assert isinstance(layer.delta, cupy.ndarray) and isinstance(layer.cost, float)
+
+
+# ------------------------------------------------------------------------------------------------
+# training batches copied to the device from pinned memory on a stream of their own
+# ------------------------------------------------------------------------------------------------
+
+def _random_batches(seed, shapes):
+    def make(k):
+        r = np.random.default_rng([seed, k])
+        n = shapes[k][0]
+        return r.random(shapes[k], dtype=np.float32), r.random((n, 10), dtype=np.float32)
+    return make
+
+
+def test_batches_reach_the_gpu_from_pinned_memory_equal_to_the_host_batches():
+    """Through a ring of device buffers that is reused, grown (a larger size, as multi-scale
+    training) and shrunk, every batch arrives as made; the host side is pinned."""
+    import cupy
+    from darknet_py.data.datasets import Batches
+    from darknet_py.nn.backend import resolve_device
+    seed = int(rng_for_test().integers(1 << 30))
+    shapes = [(4, 3, 8, 8)] * 6 + [(4, 3, 32, 32)] * 6 + [(2, 3, 8, 8)] * 6
+    make = _random_batches(seed, shapes)
+    batches = Batches(make, 0, prefetch=2, device=resolve_device("gpu"))
+    try:
+        for k in range(len(shapes)):
+            x, truth = batches.next()
+            assert isinstance(x, cupy.ndarray) and x.shape == shapes[k]
+            want_x, want_truth = make(k)
+            np.testing.assert_array_equal(cupy.asnumpy(x), want_x)
+            np.testing.assert_array_equal(cupy.asnumpy(truth), want_truth)
+        host = batches._stage._ring[0].host
+        attributes = cupy.cuda.runtime.pointerGetAttributes(host.ctypes.data)
+        assert attributes.type == 1           # cudaMemoryTypeHost: page-locked, not pageable
+    finally:
+        batches.close()
+
+
+def test_a_device_buffer_is_not_overwritten_while_the_training_stream_still_reads_it():
+    """The consumer queues long work, then reads each batch, and asks for the next batch
+    before the GPU got there: the copies that reuse a buffer must wait for that read."""
+    import cupy
+    from darknet_py.data.datasets import Batches
+    from darknet_py.nn.backend import resolve_device
+    seed = int(rng_for_test().integers(1 << 30))
+    shapes = [(8, 3, 64, 64)] * 24
+    make = _random_batches(seed, shapes)
+    batches = Batches(make, 0, prefetch=1, device=resolve_device("gpu"))
+    busy = cupy.ones((2048, 2048), np.float32) / 2048
+    sums = []
+    try:
+        for _ in shapes:
+            x, _ = batches.next()
+            for _ in range(8):                 # keeps the stream busy well past next()
+                busy = busy @ busy
+            sums.append((x * (1 + 0 * busy[0, 0])).sum(dtype=np.float64))
+        got = [float(s) for s in sums]
+    finally:
+        batches.close()
+    want = [float(make(k)[0].sum(dtype=np.float64)) for k in range(len(shapes))]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_detector_training_on_the_gpu_with_loader_processes(tmp_path):
+    """Worker processes feed a GPU detector through the device staging; the run ends with
+    finite losses and its weights."""
+    import os
+    import re
+    from darknet_py.data.shapes import make_shapes
+    from darknet_py.train.detector import DetectorTrainer
+    from darknet_py.train.options import TrainOptions
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    make_shapes(tmp_path / "set", 24, size=(96, 96), seed=int(rng_for_test().integers(100)),
+                absolute=True)
+    cfg = open(os.path.join(root, "cfg/shapes-tiny.cfg")).read()
+    for key, value in (("batch", 8), ("width", 96), ("height", 96), ("burn_in", 0)):
+        cfg = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", cfg)
+    (tmp_path / "s.cfg").write_text(cfg)
+    data = (tmp_path / "set" / "shapes.data").read_text()
+    (tmp_path / "s.data").write_text(re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk", data))
+    trainer = DetectorTrainer(str(tmp_path / "s.cfg"), str(tmp_path / "s.data"),
+                              options=TrainOptions(device="gpu", seed=2, progress=False,
+                                                   max_batches=6, loader_processes=2,
+                                                   map=False),
+                              out=open(os.devnull, "w"))
+    try:
+        assert trainer.run() == 0
+    finally:
+        trainer.train_set.close()
+    assert len(trainer.losses) == 6 and all(np.isfinite(l) for _, l, _ in trainer.losses)
+    assert (tmp_path / "bk" / "s_final.weights").exists()

@@ -1,6 +1,8 @@
-"""The [yolo] training loss equals Darknet's (pj forward_yolo_layer) on the same input and truth."""
+"""The [yolo] and [region] training losses: equal to Darknet's (pj forward_yolo_layer,
+forward_region_layer through libdarknet, the ``darknet`` tests) and, option by option, to the loop
+implementation kept in tests/yolo_reference.py (the vectorised loss reproduces its order-dependent
+writes: the later truth of a cell wins, pj's ``if (delta[index])`` class test)."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,20 +14,22 @@ for _p in (str(HERE), str(HERE.parent)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+import yolo_reference as reference  # noqa: E402
 from darknet_py import Network  # noqa: E402
 from darknet_py.errors import DarknetError  # noqa: E402
+from darknet_py.nn.layers.yololoss import fetch_stats, region_loss, yolo_loss  # noqa: E402
 from oracle.darknet import DarknetOracle  # noqa: E402
 from test_darknet_conformance import shrink_cfg  # noqa: E402
-from conftest import build, rng_for_test
+from conftest import build, require_darknet, rng_for_test  # noqa: E402
 
 DEBIAN_CFG = Path("/usr/share/darknet/cfg")
-pytestmark = pytest.mark.darknet
-
 _ok, _why = DarknetOracle.available()
-if not _ok:
-    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-        raise RuntimeError(f"CI needs Debian's darknet for the oracle tests: {_why}")
-    pytest.skip(_why, allow_module_level=True)
+
+
+@pytest.fixture
+def oracle():
+    """Skip a libdarknet test when it cannot be driven, or fail it under CI."""
+    require_darknet(_ok, _why, "[yolo]/[region] loss oracle tests")
 
 
 class _State:
@@ -43,8 +47,9 @@ def truths(rng, batch, per_image, classes):
     return t.reshape(batch, -1)
 
 
+@pytest.mark.darknet
 @pytest.mark.parametrize("cfg_name", ["yolov3-tiny.cfg", "yolov3.cfg"])
-def test_yolo_deltas_and_cost_equal_darknet(tmp_path, cfg_name):
+def test_yolo_deltas_and_cost_equal_darknet(tmp_path, cfg_name, oracle):
     if not (DEBIAN_CFG / cfg_name).exists():
         pytest.skip(f"{DEBIAN_CFG / cfg_name} not installed")
     cfg = shrink_cfg(DEBIAN_CFG / cfg_name, tmp_path / cfg_name, 96, batch=2)
@@ -88,8 +93,9 @@ def test_yolo_backward_adds_delta_without_the_logistic_derivative():
     assert net.layers[0].report().startswith("Region 0 Avg IOU: ")
 
 
+@pytest.mark.darknet
 @pytest.mark.parametrize("seen", [0, 20000], ids=["with-anchor-prior", "after-12800-images"])
-def test_region_deltas_and_cost_equal_darknet(tmp_path, seen):
+def test_region_deltas_and_cost_equal_darknet(tmp_path, seen, oracle):
     cfg_name = "yolov2-tiny-voc.cfg"
     if not (DEBIAN_CFG / cfg_name).exists():
         pytest.skip(f"{DEBIAN_CFG / cfg_name} not installed")
@@ -304,3 +310,235 @@ def test_ciou_training_moves_the_box_onto_the_truth():
         net.train_step(x, truth)
     after = assigned_score()
     assert after > before + 0.3 and after > 0.5, (before, after)
+
+
+# ------------------------------------------------------------------------------------------------
+# the vectorised loss equals the loop reference (tests/yolo_reference.py), option by option
+# ------------------------------------------------------------------------------------------------
+
+BATCH = 4
+ANCHORS = "anchors=1,1.5, 2,2, 3,2.5, 4,5, 6,6\n"        # net pixels of a 16x16 net: grid 8x8
+YOLO_CASES = {
+    "pj": "",
+    "normalizers": "iou_normalizer=0.07\ncls_normalizer=2\nobj_normalizer=0.5\n",
+    "iou": "iou_loss=iou\niou_normalizer=0.5\n",
+    "giou": "iou_loss=giou\niou_normalizer=0.07\n",
+    "diou": "iou_loss=diou\n",
+    "ciou": "iou_loss=ciou\niou_normalizer=0.07\nmask=0,1,2\n",
+    "ciou-max_delta": "iou_loss=ciou\nmax_delta=0.02\nmask=0,2,4\n",
+    "iou_thresh": "iou_thresh=0.3\n",
+    "iou_thresh_giou": "iou_thresh=0.2\niou_thresh_kind=giou\n",
+    "iou_thresh_ciou": "iou_thresh=0.2\niou_thresh_kind=ciou\n",
+    "iou_thresh_diou": "iou_thresh=0.2\niou_thresh_kind=diou\n",
+    "scale_x_y": "scale_x_y=1.1\n",
+    "counters_per_class": "counters_per_class=100,25,3,50\n",
+    "counters-max_delta": "counters_per_class=100,25,3,50\nmax_delta=3\n",
+    "label_smooth_eps": "label_smooth_eps=0.1\n",
+    "label_smooth_half": "label_smooth_eps=0.5\n",
+    "focal_loss": "focal_loss=1\n",
+    "focal-smooth-counters": "focal_loss=1\nlabel_smooth_eps=0.5\ncounters_per_class=9,3,1,0\n",
+    "truth_thresh": "truth_thresh=0.3\nignore_thresh=0.2\n",
+    "truth_thresh-giou": "truth_thresh=0.3\nignore_thresh=0.2\niou_loss=giou\nmax_delta=0.1\n"
+                        "counters_per_class=1,2,3,4\nlabel_smooth_eps=0.2\n",
+    "truth_thresh-focal": "truth_thresh=0.25\nfocal_loss=1\ncls_normalizer=0.5\n",
+    "ignore_thresh_0": "ignore_thresh=0\n",
+    "cls_normalizer_0": "cls_normalizer=0\n",
+    "mask_repeats": "mask=1,1,3\n",
+    "everything": "iou_loss=ciou\niou_normalizer=0.07\ncls_normalizer=1.5\nobj_normalizer=2\n"
+                  "iou_thresh=0.2\niou_thresh_kind=ciou\nscale_x_y=1.05\nmax_delta=5\n"
+                  "counters_per_class=10,20,30,5\nlabel_smooth_eps=0.1\ntruth_thresh=0.35\n"
+                  "ignore_thresh=0.3\nmask=0,1,2\n",
+}
+REGION_CASES = {
+    "voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
+    "logistic-classes": "softmax=0\nbias_match=0\n",
+    "rescore-logistic": "softmax=0\nrescore=1\nthresh=0.2\n",
+    "background": "background=1\nsoftmax=1\n",
+    "scales": "coord_scale=2\nobject_scale=5\nnoobject_scale=0.5\nclass_scale=0.7\n",
+    "class_scale_0": "class_scale=0\n",
+}
+
+
+def yolo_head(extra="", batch=BATCH, classes=4):
+    """A [yolo] of 3 slots and ``classes`` classes on an 8x8 grid of a 16x16 net."""
+    net = build(f"[net]\nbatch={batch}\nchannels={3 * (5 + classes)}\nwidth=16\nheight=16\n"
+                "[maxpool]\nsize=2\nstride=2\n"
+                f"[yolo]\nclasses={classes}\nnum=5\nmask=1,2,3\n{ANCHORS}" + extra)
+    return net.layers[-1]
+
+
+def region_head(extra="", batch=BATCH, classes=4, num=3):
+    net = build(f"[net]\nbatch={batch}\nchannels={num * (5 + classes)}\nwidth=16\nheight=16\n"
+                "[maxpool]\nsize=2\nstride=2\n"
+                f"[region]\nclasses={classes}\ncoords=4\nnum={num}\n"
+                "anchors=0.5,0.8, 1.5,1.5, 3,2.5\n" + extra)
+    return net.layers[-1]
+
+
+def head_output(rng, layer, batch=BATCH, saturate=(0.0, 1.0)):
+    """Activated outputs: x, y, objectness and classes in (0, 1), w and h raw; about a quarter
+    of the objectness and class values are exactly one of ``saturate`` (a saturated logistic,
+    or a label_smooth_eps target), which makes Darknet's "class delta is 0" test fire."""
+    planes = layer.c // layer.n
+    o = rng.random((batch, layer.n, planes, layer.h, layer.w))
+    o[:, :, 2:4] = rng.normal(0, 0.7, o[:, :, 2:4].shape)
+    exact = rng.random(o[:, :, 4:].shape) < 0.25
+    o[:, :, 4:] = np.where(exact, rng.choice(saturate, o[:, :, 4:].shape), o[:, :, 4:])
+    return o.reshape(batch, layer.c, layer.h, layer.w).astype(np.float32)
+
+
+def crowded_truths(rng, batch, classes, rows=90, most=14, zero_size=True):
+    """Truth tables Darknet's order matters for: per image 0..most truths (the first image
+    ``most``), among them exact duplicates, truths in the cell (and of about the shape) of an
+    earlier one with another class, truths of zero width or height (when ``zero_size``), then
+    the x == 0 end marker followed by rows that must be ignored."""
+    t = np.zeros((batch, rows, 5), np.float32)
+    for b in range(batch):
+        k = int(rng.integers(0, most + 1)) if b else most
+        for r in range(k):
+            kind = rng.random()
+            if r and kind < 0.2:
+                t[b, r] = t[b, rng.integers(0, r)]
+            elif r and kind < 0.45:
+                t[b, r] = t[b, rng.integers(0, r)]
+                t[b, r, :2] = np.clip(t[b, r, :2] + rng.uniform(-0.01, 0.01, 2), 0.001, 0.999)
+                t[b, r, 2:4] *= rng.uniform(0.9, 1.1, 2)
+                t[b, r, 4] = rng.integers(0, classes)
+            else:
+                t[b, r] = (*rng.uniform(0.02, 0.98, 2), *rng.uniform(0.03, 0.6, 2),
+                           rng.integers(0, classes))
+            if zero_size and rng.random() < 0.1:
+                t[b, r, 2 + rng.integers(0, 2)] = 0
+        t[b, k + 1:k + 3] = (0.5, 0.5, 0.2, 0.2, 1)            # after the end marker
+    return t.reshape(batch, -1)
+
+
+def assert_same_loss(got, ref, cells):
+    """Deltas and cost within 1e-5 relative; counts equal; summed statistics within 1e-5."""
+    delta, totals = got
+    ref_delta, ref_cost, ref_stats = ref
+    cost, stats = fetch_stats(totals, cells)
+    assert delta.dtype == ref_delta.dtype and delta.shape == ref_delta.shape
+    scale = float(np.abs(ref_delta).max())
+    np.testing.assert_allclose(delta, ref_delta, rtol=1e-5, atol=1e-6 * scale)
+    assert np.abs(delta - ref_delta).max() <= 1e-5 * scale
+    assert cost == pytest.approx(ref_cost, rel=1e-5)
+    for key in ("count", "recall", "recall75", "cells"):
+        assert stats[key] == ref_stats[key], key
+    for key in ("iou", "cls", "obj", "anyobj"):
+        assert stats[key] == pytest.approx(float(ref_stats[key]), rel=1e-5, abs=1e-9), key
+
+
+def uses_zero_size_truths(layer):
+    """A zero-size truth gets anchor 0; the reference's mse (math.log(0)) raises there, pj
+    writes -inf: only layers where that cannot happen get such truths."""
+    return layer.iou_loss != "mse" or 0 not in layer.mask
+
+
+@pytest.mark.parametrize("case", list(YOLO_CASES))
+def test_yolo_loss_equals_the_loop_reference(case):
+    rng = rng_for_test()
+    layer = yolo_head(YOLO_CASES[case])
+    eps = layer.label_smooth_eps
+    for _ in range(3):
+        out = head_output(rng, layer, saturate=(0.0, 1.0, 0.5 * eps, 1 - 0.5 * eps))
+        truth = crowded_truths(rng, BATCH, layer.classes, zero_size=uses_zero_size_truths(layer))
+        assert_same_loss(yolo_loss(layer, out, truth), reference.yolo_loss(layer, out, truth),
+                         BATCH * layer.n * layer.h * layer.w)
+
+
+@pytest.mark.parametrize("seen", [0, 12800], ids=["anchor-prior", "after-12800-images"])
+@pytest.mark.parametrize("case", list(REGION_CASES))
+def test_region_loss_equals_the_loop_reference(case, seen):
+    rng = rng_for_test()
+    layer = region_head(REGION_CASES[case])
+    for _ in range(3):
+        out = head_output(rng, layer)
+        truth = crowded_truths(rng, BATCH, layer.classes, rows=30, zero_size=False)
+        assert_same_loss(region_loss(layer, out, truth, seen),
+                         reference.region_loss(layer, out, truth, seen),
+                         BATCH * layer.n * layer.h * layer.w)
+
+
+def test_two_truths_in_one_cell_the_later_one_wins():
+    """pj loops over the truths in order: of two truths of one cell and anchor the later one's
+    box and objectness deltas stay; the earlier one wrote every class, the later one only its
+    own (the cell's class-0 delta was nonzero by then)."""
+    layer = yolo_head("counters_per_class=10,20,5,40\n", batch=1)
+    out = head_output(rng_for_test(), layer, 1, (0.5,))
+    truth = np.zeros((1, 450), np.float32)
+    truth[0, :10] = (0.3, 0.6, 0.2, 0.2, 0, 0.31, 0.61, 0.22, 0.2, 2)
+    later = truth.copy()
+    later[0, :5], later[0, 5:10] = later[0, 5:10], 0
+    delta, totals = yolo_loss(layer, out, truth)
+    alone, _ = yolo_loss(layer, out, later)
+    p = out.reshape(3, 9, 8, 8)
+    d, a = delta.reshape(3, 9, 8, 8), alone.reshape(3, 9, 8, 8)
+    hit = np.nonzero(a[:, 0])
+    assert len(hit[0]) == 1
+    s, j, i = (int(v[0]) for v in hit)
+    np.testing.assert_array_equal(d[s, :5, j, i], a[s, :5, j, i])      # box and objectness
+    assert d[s, 4, j, i] == pytest.approx(8 * (1 - p[s, 4, j, i]))     # class 2's 40/5
+    np.testing.assert_allclose(d[s, 5:, j, i], [4 * (1 - p[s, 5, j, i]), -p[s, 6, j, i],
+                                                8 * (1 - p[s, 7, j, i]), -p[s, 8, j, i]],
+                               rtol=1e-6)
+    assert fetch_stats(totals, 192)[1]["count"] == 2
+    assert_same_loss((delta, totals), reference.yolo_loss(layer, out, truth), 192)
+
+
+def test_a_class_0_delta_of_zero_lets_the_next_truth_write_every_class():
+    """pj's delta_yolo_class tests ``if (delta[index])``, the value of the class-0 delta: a
+    saturated class-0 probability of exactly 1 leaves it 0 after a class-0 truth, so the next
+    truth of that cell writes every class again (class 0: 0 - 1)."""
+    layer = yolo_head(batch=1)
+    truth = np.zeros((1, 450), np.float32)
+    truth[0, :10] = (0.3, 0.6, 0.2, 0.2, 0, 0.31, 0.61, 0.22, 0.2, 2)
+    out = head_output(rng_for_test(), layer, 1, (0.5,))
+    ref_delta = reference.yolo_loss(layer, out, truth)[0].reshape(3, 9, 8, 8)
+    s, j, i = (int(v[0]) for v in np.nonzero(ref_delta[:, 0]))
+    p = out.reshape(3, 9, 8, 8)
+    p[s, 5, j, i] = 1.0
+    delta, totals = yolo_loss(layer, out, truth)
+    d = delta.reshape(3, 9, 8, 8)
+    np.testing.assert_allclose(d[s, 5:, j, i], [-1, -p[s, 6, j, i], 1 - p[s, 7, j, i],
+                                                -p[s, 8, j, i]], rtol=1e-6)
+    assert_same_loss((delta, totals), reference.yolo_loss(layer, out, truth), 192)
+
+
+def test_region_single_class_writes_follow_the_same_rule():
+    """[region] with logistic classes: the later truth of a cell adds its class; with a
+    saturated probability 1 of class 0 the later truth rewrites every class."""
+    layer = region_head("softmax=0\nbias_match=1\n", batch=1)
+    truth = np.zeros((1, 150), np.float32)
+    truth[0, :10] = (0.3, 0.6, 0.2, 0.2, 0, 0.31, 0.61, 0.2, 0.2, 2)
+    for saturated in (False, True):
+        out = head_output(rng_for_test(), layer, 1, (0.5,))
+        if saturated:
+            out.reshape(3, 9, 8, 8)[:, 5] = 1.0
+        delta, totals = region_loss(layer, out, truth, 20000)
+        ref = reference.region_loss(layer, out, truth, 20000)
+        assert_same_loss((delta, totals), ref, 192)
+        d, p = delta.reshape(3, 9, 8, 8), out.reshape(3, 9, 8, 8)
+        s, j, i = (int(v[0]) for v in np.nonzero(d[:, 0]))
+        first = -1 if saturated else 1 - p[s, 5, j, i]
+        np.testing.assert_allclose(d[s, 5:, j, i], [first, -p[s, 6, j, i], 1 - p[s, 7, j, i],
+                                                    -p[s, 8, j, i]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["yolo", "region"])
+def test_ignore_mask_blocks_and_a_full_truth_table_change_nothing(kind, monkeypatch):
+    """The batched IoU is cut into blocks of images to bound its memory, and a device keeps
+    the whole truth table (rows after the end markers masked): one image per block and a
+    table whose first image fills every row give the reference's loss."""
+    from darknet_py.nn.layers import yololoss
+    rng = rng_for_test()
+    monkeypatch.setattr(yololoss, "_BLOCK", 1)
+    rows = 30 if kind == "region" else 90
+    layer = region_head() if kind == "region" else yolo_head("truth_thresh=0.3\n")
+    out = head_output(rng, layer)
+    truth = crowded_truths(rng, BATCH, layer.classes, rows=rows, most=rows, zero_size=False)
+    assert (truth.reshape(BATCH, rows, 5)[0, :, 0] != 0).all()
+    got = region_loss(layer, out, truth, 0) if kind == "region" else yolo_loss(layer, out, truth)
+    ref = (reference.region_loss(layer, out, truth, 0) if kind == "region"
+           else reference.yolo_loss(layer, out, truth))
+    assert_same_loss(got, ref, BATCH * layer.n * layer.h * layer.w)

@@ -76,6 +76,7 @@ def load_for_inference(args, cfg, weights):
     fuse_conv_batchnorm at load: the same outputs to float rounding, one step less per layer)."""
     net = Network.from_cfg(cfg, batch=1, device=device(args), device_index=args.gpu_index)
     net.load_weights(weights, fuse=not getattr(args, "no_fuse", False))
+    net.enable_graphs()                     # GPU: one launch per image instead of per layer
     if getattr(args, "letter_box", False):   # AB's -letter_box: letterbox whatever the cfg says
         net.options.data["letter_box"] = 1
     return net

@@ -11,6 +11,7 @@ from ..errors import DarknetError
 from ..train.classifier import ClassifierTrainer
 from ..train.detector import DetectorTrainer
 from ..train.options import TrainOptions
+from ..train.profile import DEFAULT_ITERATIONS, WARMUP
 from .common import at_least, device, device_flags, dont_show
 
 
@@ -45,9 +46,16 @@ def train_flags(p):
     p.add_argument("-show_imgs", "--show-imgs", dest="show_imgs", action="store_true",
                    help="detectors: save the first mini-batch as trained on, with its truth "
                         "boxes (backup/aug_*.jpg), to check the labels")
-    p.add_argument("--loader-processes", type=at_least(0), default=0, metavar="N",
-                   help="detectors: prepare the images in N worker processes instead of "
-                        "threads (for machines with many cores; the batches are the same)")
+    p.add_argument("--loader-processes", type=at_least(0), default=None, metavar="N",
+                   help="detectors: prepare the images in N worker processes (0: threads; "
+                        "default: cores - 2 processes when training on a GPU of a machine with "
+                        "8 or more cores, else threads; the batches are the same either way)")
+    p.add_argument("--profile", nargs="?", type=at_least(1), const=DEFAULT_ITERATIONS,
+                   default=0, metavar="N",
+                   help=f"after {WARMUP} warm-up iterations, time N (default "
+                        f"{DEFAULT_ITERATIONS}) and print where their time went: data wait, "
+                        "host->device copy, forward, loss, backward, update, logging, "
+                        "validation (also a 'profile' record in the log)")
     dont_show(p)
 
 
@@ -104,7 +112,7 @@ def run_training(args, detector=False):
                            map=args.map if detector else True,
                            save_weights_every=args.saveweights, chart=args.chart,
                            map_epochs=args.map_epochs, show_imgs=args.show_imgs,
-                           loader_processes=args.loader_processes)
+                           loader_processes=args.loader_processes, profile=args.profile)
     trainer = cls(args.cfg, args.data, args.weights, options)
     return trainer.run()
 

@@ -9,6 +9,7 @@ the class of an image is the label that appears in its path) or an IDX image fil
 Images are float32 NCHW in [0, 1], like Darknet's; a 1-channel cfg gets grey images.
 """
 
+import collections
 import os
 import queue
 import re
@@ -152,39 +153,131 @@ def epoch_order(n, batch, seed, k):
 
 
 class Batches:
-    """Mini-batches ``make(k)`` for k = start, start+1, ..., prepared by a background thread.
+    """Mini-batches ``make(k)`` for k = start, start+1, ..., prepared ahead by a background
+    thread (pj:examples/detector.c train_detector loads the next batch while one trains).
 
     ``make`` must be a function of k alone (the trainers derive data order and augmentation
-    from (seed, k)), so a resumed run sees exactly the batches an uninterrupted one would.
+    from (seed, k)), so a resumed run sees exactly the batches an uninterrupted one would.  It
+    returns (x, truth), or a pending batch (``result()`` -> (x, truth), ``release()``; see
+    data/workers.py): then ``ahead`` of them are in preparation at once, so that the workers
+    never wait for the slowest image of one batch.  What ``next()`` returns is valid until the
+    following ``next()`` or ``close()``, which hand its buffers back for reuse.  With
+    ``device`` on the GPU, x and truth arrive there, copied from pinned memory on a stream of
+    their own (data/staging.py); on the CPU they are the loader's arrays.
     """
 
-    def __init__(self, make, start, prefetch=3):
+    def __init__(self, make, start, prefetch=3, ahead=1, device=None):
         self.make = make
+        self.ahead = max(1, int(ahead))
         self._queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(start,), daemon=True)
+        self._current = None
+        self._stage = None
+        if device is not None and device.on_gpu:
+            from .staging import DeviceStaging
+            # a device buffer per batch that can be alive at once: those queued, the one
+            # waiting to be queued, the consumer's, and one being staged
+            self._stage = DeviceStaging(device.index, prefetch + 3, self._stop)
+        self._thread = threading.Thread(target=self._work, args=(start,), daemon=True,
+                                        name="darknet_py-batches")
         self._thread.start()
 
     def _work(self, k):
+        pending = collections.deque()
         try:
             while not self._stop.is_set():
-                item = self.make(k)
-                while not self._stop.is_set():
+                while len(pending) < self.ahead and not _failed(pending):
                     try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                k += 1
+                        pending.append(self.make(k))
+                    except BaseException as e:    # in its turn, after the batches before it
+                        pending.append(e)
+                    k += 1
+                made = pending.popleft()
+                if isinstance(made, BaseException):
+                    raise made
+                item = _Delivery(made, self._stage)
+                if not self._put(item):
+                    item.release()
         except BaseException as e:  # surfaced in the training thread
-            self._queue.put(e)
+            self._put(e)
+        finally:
+            for made in pending:
+                _release(made)
+
+    def _put(self, item):
+        """Queue ``item`` unless stopped first; True when queued."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def next(self):
+        self._release_current()
         item = self._queue.get()
         if isinstance(item, BaseException):
             raise item
-        return item
+        self._current = item
+        return item.take()
+
+    def _release_current(self):
+        if self._current is not None:
+            self._current.release()
+            self._current = None
 
     def close(self):
         self._stop.set()
+        self._release_current()
         self._thread.join(timeout=2)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, BaseException):
+                item.release()
+        if self._stage is not None and not self._thread.is_alive():
+            self._stage.close()
+
+
+def _failed(pending):
+    return bool(pending) and isinstance(pending[-1], BaseException)
+
+
+def _release(made):
+    if not isinstance(made, (tuple, BaseException)):
+        made.release()
+
+
+class _Delivery:
+    """A finished batch on its way to the consumer: ``take()`` gives (x, truth), ``release()``
+    frees its buffers (the loader's slot, or the device buffer it was staged into)."""
+
+    def __init__(self, made, stage):
+        if isinstance(made, tuple):
+            x, truth = made
+        else:
+            try:
+                x, truth = made.result()
+            except BaseException:
+                made.release()
+                raise
+        self._made, self._staged, self._batch = made, None, (x, truth)
+        if stage is not None:
+            try:
+                self._staged = stage.put(x, truth)      # copied to pinned memory here
+            finally:
+                _release(made)                         # so the host slot is free again
+            self._made = self._batch = None
+
+    def take(self):
+        return self._staged.take() if self._staged is not None else self._batch
+
+    def release(self):
+        if self._staged is not None:
+            self._staged.release()
+        elif self._made is not None:
+            _release(self._made)
+        self._made = self._staged = None

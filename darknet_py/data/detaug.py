@@ -1,4 +1,5 @@
-"""Detection training data (pj:src/data.c load_data_detection), loaded in a background thread.
+"""Detection training data (pj:src/data.c load_data_detection), prepared by threads or by
+worker processes writing into shared memory (data/workers.py).
 
 Per image, as Darknet: a canvas of the network size filled with 0.5; a random aspect change of up
 to ``jitter``; the image resized to (nw, nh) and placed at a random offset; hue / saturation /
@@ -7,20 +8,18 @@ exposure distortion; a horizontal flip with probability 1/2; the YOLO boxes move
 ``max_boxes`` per image (shuffled first), the rest zeros.
 """
 
-import atexit
 import os
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context, shared_memory
 
 import numpy as np
 from PIL import Image
 
 from ..errors import DarknetError
-from ..image import distort_hsv, letterbox, load_image_color, open_image
+from ..image import (apply_hsv, distort_hsv, hsv_tables, letterbox, load_image_color,
+                     open_image)
 from .datacfg import read_lines
 from .datasets import thread_pool
 from .labels import label_path_for, read_labels
-
+from .workers import ThreadBatch, WorkerPool
 
 
 class DetectionSet:
@@ -28,6 +27,7 @@ class DetectionSet:
         self.list_path = list_path
         self.paths = read_lines(list_path, "image list")
         self.classes, self.max_boxes = classes, max_boxes
+        self._pools = {}             # worker count -> its WorkerPool, started on first use
         self.boxes = []
         problems = []
         for p in self.paths:
@@ -51,33 +51,49 @@ class DetectionSet:
     def __len__(self):
         return len(self.paths)
 
-    def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
-        """Augmented images and truths, prepared in parallel (threads; with ``processes`` a
-        pool of that many worker processes, which the GIL does not limit), each image with its
-        own generator drawn from ``rng``: the result depends on neither.
-        ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the batch's image and
-        three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup, the image
-        blended half and half with another one drawn from the set, with the boxes of both."""
-        c, h, w = shape
-        truth = np.zeros((len(indexes), self.max_boxes * 5), np.float32)
+    def submit(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
+               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+        """Start preparing augmented images and truths: a pending batch whose ``result()`` is
+        (x, truth) and whose ``release()`` hands its buffers back.  Threads prepare it, or with
+        ``processes`` a pool of that many worker processes (which the GIL does not limit) writing
+        into shared memory.  Each image has its own generator, seeded from ``rng``: the result
+        depends on neither.  ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the
+        batch's image and three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup,
+        the image blended half and half with another one drawn from the set, with the boxes of
+        both."""
         seeds = rng.integers(0, 2 ** 63, len(indexes))
-        options = dict(shape=(c, h, w), jitter=jitter, hue=hue, saturation=saturation,
+        options = dict(shape=tuple(shape), jitter=jitter, hue=hue, saturation=saturation,
                        exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
                        mixup=mixup, max_boxes=self.max_boxes)
-        tasks = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
+        items = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
         if processes:
-            x, rows = _in_processes(self, tasks, options, processes)
-        else:
-            x = np.empty((len(indexes), c, h, w), np.float32)
+            return self._workers(processes).submit(items, options, shape, self.max_boxes * 5)
+        return ThreadBatch(thread_pool(), fill_row, (self.paths, self.boxes), items, options,
+                           shape, self.max_boxes * 5)
 
-            def one(k):
-                x[k], r = prepare(self.paths, self.boxes, *tasks[k], options)
-                return r
-            rows = list(thread_pool().map(one, range(len(tasks))))
-        for k, r in enumerate(rows):
-            truth[k, :r.size] = r.ravel()
-        return x, truth
+    def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
+              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+        """``submit``'s batch, waited for: (x, truth) arrays of its own."""
+        pending = self.submit(indexes, shape, rng, jitter, hue, saturation, exposure, flip,
+                              letterbox, mosaic, mixup, processes)
+        try:
+            x, truth = pending.result()
+            return (x.copy(), truth.copy()) if processes else (x, truth)
+        finally:
+            pending.release()
+
+    def close(self):
+        """Stop this set's worker processes (they also stop at exit)."""
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def _workers(self, processes):
+        """This set's pool of ``processes`` workers, started on first use."""
+        if processes not in self._pools:
+            self._pools[processes] = WorkerPool(processes, worker_state,
+                                                (self.paths, self.boxes), fill_row)
+        return self._pools[processes]
 
     def plain(self, index, shape):
         """The image letterboxed for evaluation, and its boxes."""
@@ -86,94 +102,61 @@ class DetectionSet:
         return letterbox(image, w, h), image.shape[2], image.shape[1], self.boxes[index]
 
 
-def prepare(paths, boxes, i, seed, options):
+def prepare(paths, boxes, i, seed, options, out=None):
     """Training image i with its generator's draws (the same in a thread or a process):
-    a plain augmented image, a mosaic or a mixup; returns (image, shuffled truth rows)."""
+    a plain augmented image, a mosaic or a mixup; returns (image, shuffled truth rows), the
+    image written into ``out`` when given."""
     r = np.random.default_rng(seed)
     o = options
 
-    def load(j):
+    def load(j, into=None):
         return augment(paths[j], boxes[j], o["shape"], r, o["jitter"], o["hue"],
                        o["saturation"], o["exposure"], o["flip"], o["letterbox"],
-                       placement=True)
+                       placement=True, out=into)
 
     if o["mosaic"] and r.random() < 0.5:
         others = r.integers(0, len(paths), 3)
         parts = [load(j) for j in [i, *others]]
         order = r.permutation(4)                      # the batch's image in any quadrant
-        image, rows = mosaic_of([parts[q] for q in order], r)
+        image, rows = mosaic_of([parts[q] for q in order], r, out)
     elif o["mixup"] and r.random() < 0.5:
         (a, rows_a, _), (b, rows_b, _) = load(i), load(int(r.integers(len(paths))))
-        image, rows = (a + b) * np.float32(0.5), np.concatenate([rows_a, rows_b])
+        image = np.add(a, b, out=out)
+        image *= np.float32(0.5)
+        rows = np.concatenate([rows_a, rows_b])
     else:
-        image, rows, _ = load(i)
+        image, rows, _ = load(i, out)
     return image, rows[r.permutation(len(rows))][:o["max_boxes"]]
 
 
-# -- worker processes: each holds the dataset's lists; images come back in shared memory --------
-_PROCESSES = {}          # (id of the DetectionSet, worker count) -> its executor
-_WORKER_SET = None       # (paths, boxes) inside a worker
+def worker_state(paths, boxes):
+    """What ``fill_row`` needs of the set, once in each worker process."""
+    return paths, boxes
 
 
-def _worker_init(paths, boxes):
-    global _WORKER_SET
-    _WORKER_SET = (paths, boxes)
-
-
-def _worker_task(args):
-    """In a worker: prepare image k into the shared (n, c, h, w) block; return its rows."""
-    k, (i, seed), options, name, n = args
-    image, rows = prepare(*_WORKER_SET, i, seed, options)
-    block = shared_memory.SharedMemory(name=name)
-    try:
-        np.ndarray((n, *options["shape"]), np.float32, buffer=block.buf)[k] = image
-    finally:
-        block.close()
-    return rows
-
-
-def _shutdown_processes():
-    """At exit, before the interpreter tears modules down under the executors' threads."""
-    for executor in _PROCESSES.values():
-        executor.shutdown(wait=True)
-    _PROCESSES.clear()
-
-
-def _in_processes(dataset, tasks, options, processes):
-    key = (id(dataset), processes)
-    if not _PROCESSES:
-        atexit.register(_shutdown_processes)
-    if key not in _PROCESSES:
-        # spawn: the workers never inherit CUDA state or the training threads
-        _PROCESSES[key] = ProcessPoolExecutor(processes, mp_context=get_context("spawn"),
-                                              initializer=_worker_init,
-                                              initargs=(dataset.paths, dataset.boxes))
-    n = len(tasks)
-    block = shared_memory.SharedMemory(create=True, size=max(1, n * 4 * int(np.prod(
-        options["shape"]))))
-    try:
-        jobs = [(k, task, options, block.name, n) for k, task in enumerate(tasks)]
-        chunk = max(1, n // (4 * processes))
-        rows = list(_PROCESSES[key].map(_worker_task, jobs, chunksize=chunk))
-        x = np.ndarray((n, *options["shape"]), np.float32, buffer=block.buf).copy()
-    finally:
-        block.close()
-        block.unlink()
-    return x, rows
+def fill_row(state, item, options, x_row, truth_row):
+    """Image ``item`` = (index, seed) prepared into ``x_row`` (a row of the batch, in a
+    worker's shared memory or the parent's array), its truth into ``truth_row``."""
+    paths, boxes = state
+    _, rows = prepare(paths, boxes, *item, options, out=x_row)
+    truth_row[:] = 0
+    truth_row[:rows.size] = rows.ravel()
 
 
 def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
-            placement=False):
+            placement=False, out=None):
     """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
     on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
     each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
     (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
-    (left, top, right, bottom) in pixels, the rest being padding."""
+    (left, top, right, bottom) in pixels, the rest being padding.  ``out``: a (c, h, w)
+    float32 array to write the image into (a row of the batch)."""
     c, h, w = shape
     with open_image(path) as im:
         im = im.convert("RGB" if c == 3 else "L")
         iw, ih = im.size
         fill = 127 if c == 1 else (127, 127, 127)
+        distort = c == 3 and (hue or saturation != 1 or exposure != 1)
         if letterbox:
             dw, dh = jitter * iw, jitter * ih
             ar = (iw + rng.uniform(-dw, dw)) / (ih + rng.uniform(-dh, dh))
@@ -186,8 +169,20 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
             # pj rand_uniform(0, w - nw) swaps its bounds when the image is the larger
             dx = int(rng.uniform(min(0, w - nw), max(0, w - nw)))
             dy = int(rng.uniform(min(0, h - nh), max(0, h - nh)))
+            placed, at = im.resize((nw, nh), Image.BILINEAR), (dx, dy)
+            if distort:
+                # the colour distortion maps each pixel alone: the visible part of the image
+                # and the padding's colour distorted apart make the distorted canvas, without
+                # converting the padding (a quarter of the canvas on average) to HSV and back
+                box = (max(0, -dx), max(0, -dy), min(nw, w - dx), min(nh, h - dy))
+                if box != (0, 0, nw, nh):
+                    placed, at = placed.crop(box), (max(0, dx), max(0, dy))
+                tables = hsv_tables(rng, hue, saturation, exposure)
+                placed = apply_hsv(placed, tables)
+                fill = apply_hsv(Image.new("RGB", (1, 1), fill), tables).getpixel((0, 0))
+                distort = False
             canvas = Image.new(im.mode, (w, h), fill)
-            canvas.paste(im.resize((nw, nh), Image.BILINEAR), (dx, dy))
+            canvas.paste(placed, at)
         else:
             pl, pr = (int(rng.uniform(-jitter, jitter) * iw) for _ in range(2))
             pt, pb = (int(rng.uniform(-jitter, jitter) * ih) for _ in range(2))
@@ -197,14 +192,16 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
             canvas = crop.resize((w, h), Image.BILINEAR)
             nw, nh = w * iw / cw, h * ih / chh           # the whole image's size on the canvas
             dx, dy = -pl * w / cw, -pt * h / chh
-    if c == 3 and (hue or saturation != 1 or exposure != 1):
+    if distort:
         canvas = distort_hsv(canvas, rng, hue, saturation, exposure)
     a = np.asarray(canvas)
-    a = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32)
-    a /= np.float32(255)
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     flipped = flip and rng.random() < 0.5
     if flipped:
         a = a[:, :, ::-1]
+    # byte / 255 in float32, flipped and laid out as (c, h, w) in one pass over the output
+    a = np.divide(a, np.float32(255), out=np.empty((c, h, w), np.float32) if out is None
+                  else out, dtype=np.float32)
     rows = boxes.astype(np.float64).copy()
     if len(rows):
         sx, sy = nw / w, nh / h
@@ -221,7 +218,7 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
         rows = out[(out[:, 2] >= 0.001) & (out[:, 3] >= 0.001)]
     else:
         rows = np.zeros((0, 5))
-    a, rows = np.ascontiguousarray(a), rows.astype(np.float32)
+    rows = rows.astype(np.float32)
     if not placement:
         return a, rows
     left, right = max(0.0, dx), min(float(w), dx + nw)
@@ -230,18 +227,19 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     return a, rows, (left, max(0.0, dy), right, min(float(h), dy + nh))
 
 
-def mosaic_of(parts, rng):
+def mosaic_of(parts, rng, out=None):
     """AlexeyAB's mosaic (data.c load_data_detection, mosaic=1) of four augmented images
     ``(image, rows, placement)``: a split point uniform in [20%, 80%] of the width and height
     cuts the canvas into four quadrants (top-left, top-right, bottom-left, bottom-right); each
     takes the part of its image nearest the split, moved inward past the image's padding (AB's
     left/right/top/bot_shift).  Boxes move with their pixels and are clipped to their quadrant
     (AB's mosaic_bound=1; with its default a box may reach into a neighbour's pixels); those
-    under one pixel are dropped."""
+    under one pixel are dropped.  The image is written into ``out`` when given."""
     c, h, w = parts[0][0].shape
     cut_x = int(rng.integers(w * 20 // 100, w * 80 // 100 + 1))
     cut_y = int(rng.integers(h * 20 // 100, h * 80 // 100 + 1))
-    out = np.empty((c, h, w), np.float32)
+    if out is None:
+        out = np.empty((c, h, w), np.float32)
     kept = []
     for q, (img, rows, (left, top, right, bottom)) in enumerate(parts):
         east, south = q in (1, 3), q in (2, 3)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..box import Box, Detection, do_nms_sort
 from ..image import as_chw, class_name, fit_image, letterbox_size, load_image_color
-from ..nn.backend import to_numpy
+from ..nn.backend import to_numpy, xp_of
 
 
 F32 = np.float32
@@ -64,12 +64,25 @@ def correct_boxes(boxes: np.ndarray, img_w: int, img_h: int, net_w: int, net_h: 
 correct_yolo_boxes = correct_region_boxes = correct_boxes
 
 
-def _layer_planes(layer, batch_index: int) -> np.ndarray:
-    """The layer's output for one image as (anchors, entries, h, w), float32 NumPy."""
-    out = np.asarray(to_numpy(layer.output), F32)
-    per = layer.out_c * layer.out_h * layer.out_w
-    return out.reshape(out.shape[0], per)[batch_index].reshape(
-        layer.n, -1, layer.out_h, layer.out_w)
+def _head_values(layer):
+    """The layer's output as (images, anchors, entries, h, w), on the network's device."""
+    out = layer.output
+    return out.reshape(out.shape[0], layer.n, -1, layer.out_h, layer.out_w)
+
+
+def _fetch(values, where):
+    """The entries of the cells ``where`` ((m, 4) rows image, anchor, row, column, on the
+    device) of ``values`` (_head_values): ``where`` and (m, entries) float32, on the host."""
+    b, k, r, c = (where[:, i] for i in range(4))
+    return np.asarray(to_numpy(where), np.int64), np.asarray(to_numpy(values[b, k, :, r, c]), F32)
+
+
+def _yolo_cells(values, thresh):
+    """The cells of a [yolo] output (_head_values) with objectness > thresh, in pj's order:
+    per image, cells row-major and anchors inner."""
+    xp = xp_of(values)
+    keep = values[:, :, 4].astype(F32) > F32(thresh)
+    return _fetch(values, xp.argwhere(keep.transpose(0, 2, 3, 1))[:, [0, 3, 1, 2]])
 
 
 def _detections(boxes, objectness, probs, width, masks=None) -> list[Detection]:
@@ -85,26 +98,16 @@ def _detections(boxes, objectness, probs, width, masks=None) -> list[Detection]:
     return out
 
 
-def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True,
-                        classes=None, batch_index=0) -> list[Detection]:
-    """pj ``get_yolo_detections``: every (cell, anchor) with objectness > thresh, cells in
-    row-major order and anchors inner; bx = (i + x)/lw, by = (j + y)/lh,
-    bw = exp(w) * anchor_w / net_w, bh likewise; prob = objectness * p(class), zeroed when
-    <= thresh; then the letterbox correction."""
-    p = _layer_planes(layer, batch_index)                 # (n, 5 + C, lh, lw)
-    n, _, lh, lw = p.shape
+def _yolo_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes):
+    """pj get_yolo_detections' arithmetic for the cells ``where`` with entries ``v``."""
+    ks, rows, cols = where[:, 1], where[:, 2], where[:, 3]
+    lh, lw = layer.out_h, layer.out_w
     t = F32(thresh)
-    # order of pj's loops: for cell i (row-major), for anchor n
-    obj = p[:, 4].transpose(1, 2, 0)                      # (lh, lw, n)
-    rows, cols, ks = np.nonzero(obj > t)
-    if rows.size == 0:
-        return []
-    objectness = obj[rows, cols, ks]
-    tx, ty = p[ks, 0, rows, cols], p[ks, 1, rows, cols]
-    tw, th = p[ks, 2, rows, cols], p[ks, 3, rows, cols]
+    objectness = v[:, 4]
+    tx, ty, tw, th = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
     anchors = np.asarray(layer.anchors, F32).reshape(-1, 2)
     a = anchors[np.asarray(layer.mask, np.int64)[ks]]
-    boxes = np.empty((rows.size, 4), F32)
+    boxes = np.empty((len(v), 4), F32)
     boxes[:, 0] = (cols.astype(F32) + tx) / F32(lw)
     boxes[:, 1] = (rows.astype(F32) + ty) / F32(lh)
     # exp() is double in C: exp((double)t) * (double)anchor / netw, then rounded to float.
@@ -116,9 +119,51 @@ def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True
     boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative,
                           uses_letterbox(layer_net_options(layer)))
     ncls = layer.classes
-    probs = (objectness[:, None] * p[ks, 5:5 + ncls, rows, cols]).astype(F32)
+    probs = (objectness[:, None] * v[:, 5:5 + ncls]).astype(F32)
     probs = np.where(probs > t, probs, F32(0))
     return _detections(boxes, objectness, probs, layer.classes if classes is None else classes)
+
+
+def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True,
+                        classes=None, batch_index=0) -> list[Detection]:
+    """pj ``get_yolo_detections``: every (cell, anchor) with objectness > thresh, cells in
+    row-major order and anchors inner; bx = (i + x)/lw, by = (j + y)/lh,
+    bw = exp(w) * anchor_w / net_w, bh likewise; prob = objectness * p(class), zeroed when
+    <= thresh; then the letterbox correction."""
+    where, v = _yolo_cells(_head_values(layer)[batch_index:batch_index + 1], thresh)
+    if len(v) == 0:
+        return []
+    return _yolo_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes)
+
+
+def _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes):
+    """pj get_region_detections' arithmetic for the cells ``where`` with entries ``v``."""
+    ks, rows, cols = where[:, 1], where[:, 2], where[:, 3]
+    lh, lw = layer.out_h, layer.out_w
+    coords = layer.coords
+    t = F32(thresh)
+    scale = np.ones(len(v), F32) if layer.background else v[:, coords]
+    a = np.asarray(layer.anchors, F32).reshape(-1, 2)[:layer.n][ks]
+    boxes = np.empty((len(v), 4), F32)
+    boxes[:, 0] = (cols.astype(F32) + v[:, 0]) / F32(lw)
+    boxes[:, 1] = (rows.astype(F32) + v[:, 1]) / F32(lh)
+    boxes[:, 2] = (np.exp(v[:, 2].astype(np.float64)) * a[:, 0] / lw).astype(F32)
+    boxes[:, 3] = (np.exp(v[:, 3].astype(np.float64)) * a[:, 1] / lh).astype(F32)
+    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative,
+                          uses_letterbox(layer_net_options(layer)))
+    objectness = np.where(scale > t, scale, F32(0))
+    ncls = layer.classes
+    # pj reads the classes at entry coords + 1 (whether or not the layer has a background)
+    probs = (scale[:, None] * v[:, coords + 1:coords + 1 + ncls]).astype(F32)
+    probs = np.where((probs > t) & (objectness[:, None] != 0), probs, F32(0))
+    masks = v[:, 4:coords] if coords > 4 else None
+    return _detections(boxes, objectness, probs, layer.classes if classes is None else classes,
+                       masks)
+
+
+def _no_tree(layer):
+    if getattr(layer, "softmax_tree", None):
+        raise NotImplementedError("[region] tree= (YOLO9000) is not supported")
 
 
 def get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True,
@@ -128,38 +173,11 @@ def get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=Tr
     in grid cells); objectness = obj if > thresh else 0 (1 with ``background``); probs only
     where objectness != 0: obj * p(class), zeroed when <= thresh; then the letterbox
     correction."""
-    if getattr(layer, "softmax_tree", None):
-        raise NotImplementedError("[region] tree= (YOLO9000) is not supported")
-    p = _layer_planes(layer, batch_index)                 # (n, coords + 1 + C, lh, lw)
-    n, _, lh, lw = p.shape
-    coords = layer.coords
-    t = F32(thresh)
-    cols = np.tile(np.arange(lw), lh)
-    rows = np.repeat(np.arange(lh), lw)
-    flat = p.reshape(n, p.shape[1], lh * lw)              # (n, entries, cells)
-    if layer.background:
-        scale = np.ones((n, lh * lw), F32)
-    else:
-        scale = flat[:, coords]
-    anchors = np.asarray(layer.anchors, F32).reshape(-1, 2)[:n]
-    boxes = np.empty((n, lh * lw, 4), F32)
-    boxes[..., 0] = (cols.astype(F32)[None] + flat[:, 0]) / F32(lw)
-    boxes[..., 1] = (rows.astype(F32)[None] + flat[:, 1]) / F32(lh)
-    boxes[..., 2] = (np.exp(flat[:, 2].astype(np.float64)) * anchors[:, 0:1] / lw).astype(F32)
-    boxes[..., 3] = (np.exp(flat[:, 3].astype(np.float64)) * anchors[:, 1:2] / lh).astype(F32)
-    boxes = correct_boxes(boxes.reshape(-1, 4), img_w, img_h, net_w, net_h, relative,
-                          uses_letterbox(layer_net_options(layer)))
-    objectness = np.where(scale > t, scale, F32(0)).reshape(-1)
-    ncls = layer.classes
-    # pj reads the classes at entry coords + 1 (whether or not the layer has a background)
-    cls = flat[:, coords + 1:coords + 1 + ncls].transpose(0, 2, 1).reshape(-1, ncls)
-    probs = (scale.reshape(-1)[:, None] * cls).astype(F32)
-    probs = np.where((probs > t) & (objectness[:, None] != 0), probs, F32(0))
-    masks = None
-    if coords > 4:
-        masks = flat[:, 4:coords].transpose(0, 2, 1).reshape(-1, coords - 4)
-    return _detections(boxes, objectness, probs, layer.classes if classes is None else classes,
-                       masks)
+    _no_tree(layer)
+    values = _head_values(layer)[batch_index:batch_index + 1]
+    xp = xp_of(values)
+    where, v = _fetch(values, xp.argwhere(xp.ones(values[:, :, 0].shape, bool)))
+    return _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes)
 
 
 def uses_letterbox(options) -> bool:
@@ -200,6 +218,94 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
                                           classes, batch_index)
     # a diverged network can give infinite boxes: they can be neither drawn nor scored
     return [d for d in dets if np.isfinite(np.asarray(d.bbox, np.float64)).all()]
+
+
+def _safe_cells(layer, values, sizes, net_w, net_h, relative):
+    """The cells of a [region] output whose box is finite for every image of ``sizes``, by a
+    bound with e (2.7) of headroom over float32's range: x, y finite and exp(tw), exp(th) far
+    enough below it once scaled by the anchor and the letterbox correction."""
+    xp = xp_of(values)
+    unit = np.array([[0.5, 0.5, 1, 1]], F32)
+    letterboxed = uses_letterbox(layer_net_options(layer))
+    with np.errstate(all="ignore"):
+        factors = np.array([correct_boxes(unit, w, h, net_w, net_h, relative, letterboxed)[0]
+                            for w, h in sizes], np.float64).reshape(-1, 4)
+        anchors = np.abs(np.asarray(layer.anchors, np.float64).reshape(-1, 2)[:layer.n])
+        limits = [np.log(np.finfo(F32).max) - 1 - np.log(
+            anchors[:, i].max(initial=0) / grid * factors[:, 2 + i].max(initial=0))
+            for i, grid in ((0, layer.out_w), (1, layer.out_h))]
+    if not np.isfinite(factors).all():
+        limits = [-np.inf, -np.inf]
+    # a NaN fails every comparison, and so does an infinite tw (times a zero anchor: NaN)
+    return (xp.isfinite(values[:, :, 0]) & xp.isfinite(values[:, :, 1])
+            & (values[:, :, 2] < limits[0]) & (values[:, :, 3] < limits[1]))
+
+
+def _nms_order(live):
+    """Where pj's swap loop (box.do_nms_sort) puts the detections with objectness != 0
+    (``live``) of a list: the ones in the first ``live.sum()`` places stay, and the others
+    fill the gaps left by the objectness-0 ones there, the last one first.  Indexes into the
+    list."""
+    total = int(live.sum())
+    order = np.arange(total)
+    order[np.flatnonzero(~live[:total])] = (np.flatnonzero(live[total:]) + total)[::-1]
+    return order
+
+
+def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
+                          relative: int = 1) -> list[list[Detection]]:
+    """get_network_boxes for every image of the last forward pass, as NMS sees them: per image
+    (``sizes``: the original images' (w, h)), the detections with objectness != 0 in the order
+    pj's do_nms_sort gives them after moving the objectness-0 ones out, so that NMS over these
+    keeps the same boxes and probabilities as over get_network_boxes' list (``thresh`` >= 0:
+    the objectness-0 ones have no probability above it).
+
+    For the batch at once on the network's device: only the cells with objectness above
+    ``thresh`` are copied to the host (and, of [region] heads, the few whose box may be
+    infinite: those leave the list before NMS, which changes the order)."""
+    net_w, net_h = network_size(net)
+    classes = getattr(net.layers[-1], "classes", 0)
+    live = [[] for _ in sizes]      # per image, per head: the live flags of its finite boxes
+    kept = [[] for _ in sizes]      # per image: the live detections, in list order
+    for layer in net.layers:
+        if layer.type not in ("yolo", "region"):
+            continue
+        values = _head_values(layer)
+        if layer.type == "yolo":
+            where, v = _yolo_cells(values, thresh)
+            decode, cells = _yolo_decode, None
+        else:
+            _no_tree(layer)
+            xp = xp_of(values)
+            score = xp.ones(values[:, :, 0].shape, bool) if layer.background else \
+                values[:, :, layer.coords].astype(F32) > F32(thresh)
+            unsafe = ~_safe_cells(layer, values, sizes, net_w, net_h, relative)
+            where, v = _fetch(values, xp.argwhere(score | unsafe))
+            decode, cells = _region_decode, layer.n * layer.out_h * layer.out_w
+        bounds = np.searchsorted(where[:, 0], np.arange(len(sizes) + 1))
+        for b, (w, h) in enumerate(sizes):
+            part = slice(bounds[b], bounds[b + 1])
+            dets = decode(layer, where[part], v[part], w, h, net_w, net_h, thresh, relative,
+                          classes) if bounds[b + 1] > bounds[b] else []
+            finite = np.array([np.isfinite(np.asarray(d.bbox, np.float64)).all()
+                               for d in dets], bool)
+            alive = np.array([d.objectness != 0 for d in dets], bool) & finite
+            if cells is None:           # [yolo]: its list is these cells
+                flags = alive[finite]
+            else:                       # [region]: every cell, the others finite and 0
+                k, r, c = where[part, 1], where[part, 2], where[part, 3]
+                at = (k * layer.out_h + r) * layer.out_w + c
+                flags, keep = np.zeros(cells, bool), np.ones(cells, bool)
+                flags[at], keep[at] = alive, finite
+                flags = flags[keep]
+            live[b].append(flags)
+            kept[b].extend(d for d, a in zip(dets, alive) if a)
+    out = []
+    for flags, dets in zip(live, kept):
+        flags = np.concatenate(flags) if flags else np.zeros(0, bool)
+        rank = np.cumsum(flags) - 1     # list place -> index into dets
+        out.append([dets[rank[i]] for i in _nms_order(flags)])
+    return out
 
 
 def network_classes(net) -> int:

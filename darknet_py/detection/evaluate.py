@@ -8,37 +8,51 @@ result files of pj validate_detector and the running recall of pj validate_detec
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 
 from ..box import Box, box_iou
 from ..image import fit_image, load_image_color
-from .detect import detect_image, get_network_boxes, network_nms, network_size, uses_letterbox
+from .detect import (detect_image, network_boxes_for_nms, network_nms, network_size,
+                     uses_letterbox)
 
 
 def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16, progress=None):
     """Per image of ``dataset``: the (class, prob, x, y, w, h) detections above ``thresh``
     (image-relative boxes) and the (class, x, y, w, h) truths, as AB's validate_detector_map.
-    The images go through the network ``batch`` at a time."""
+
+    The images go through the network ``batch`` at a time, and only the boxes above ``thresh``
+    leave its device (network_boxes_for_nms).  The next batch is read and letterboxed on a
+    thread of its own while the network runs: not on the training loader's threads or
+    processes, so that training's batches keep being prepared while ``-map`` runs."""
     net_w, net_h = network_size(net)
     letterboxed = uses_letterbox(net.options)
-    detections, truths = [], []
-    for start in range(0, len(dataset), batch):
+
+    def read(start):
         idx = range(start, min(start + batch, len(dataset)))
         images = [load_image_color(dataset.paths[i]) for i in idx]
         x = np.stack([fit_image(im, net_w, net_h, letterboxed) for im in images])
-        net.forward(x, train=False)
-        for b, (i, im) in enumerate(zip(idx, images)):
-            dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, 0.5, 1,
-                                     batch_index=b)
-            network_nms(net, dets, nms)
-            rows = [(c, d.prob[c], d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h)
-                    for d in dets for c in range(dataset.classes) if d.prob[c] > thresh]
-            detections.append(rows)
-            truths.append([(int(r[0]), r[1], r[2], r[3], r[4]) for r in dataset.boxes[i]])
-        if progress is not None:
-            progress(len(idx))
+        return idx, [(im.shape[2], im.shape[1]) for im in images], x
+
+    detections, truths = [], []
+    starts = range(0, len(dataset), batch)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="darknet_py-map") as reader:
+        coming = reader.submit(read, starts[0]) if starts else None
+        for j in range(len(starts)):
+            idx, sizes, x = coming.result()
+            if j + 1 < len(starts):
+                coming = reader.submit(read, starts[j + 1])
+            net.forward(x, train=False)
+            for i, dets in zip(idx, network_boxes_for_nms(net, sizes, thresh)):
+                network_nms(net, dets, nms)
+                detections.append([(c, d.prob[c], d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h)
+                                   for d in dets for c in range(dataset.classes)
+                                   if d.prob[c] > thresh])
+                truths.append([(int(r[0]), r[1], r[2], r[3], r[4]) for r in dataset.boxes[i]])
+            if progress is not None:
+                progress(len(idx))
     return detections, truths
 
 

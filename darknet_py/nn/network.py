@@ -14,6 +14,7 @@ from ..cfg.parser import Diagnostics, read_cfg
 from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
 from .layers import REGISTRY
 from .layers.batchnorm import BN_EPSILON
+from .graphs import GraphedForward
 from .layers.base import Field, UpdateArgs, next_field
 from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
@@ -44,6 +45,12 @@ class _State:
 
 
 class Network:
+    #: a train.profile.Profiler while ``--profile`` times this network's training passes: the
+    #: passes mark where their parts end (None: no marks, no device synchronisation)
+    profiler = None
+    #: a GraphedForward after enable_graphs() (GPU inference)
+    graphs = None
+
     def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True,
                  device_index=0):
         self.path = cfgfile.path
@@ -163,22 +170,52 @@ class Network:
         return x.reshape((n,) + self.input_shape)
 
     def forward(self, x, train=False, truth=None):
-        """Run every layer; returns the output layer's output (NCHW, on the network's device)."""
+        """Run every layer; returns the output layer's output (NCHW, on the network's device).
+        After :meth:`enable_graphs`, an inference forward replays a CUDA graph."""
+        if self.graphs is not None and not train and truth is None:
+            return self.graphs(x)
+        return self.eager_forward(x, train, truth)
+
+    def enable_graphs(self):
+        """Replay the inference forward from CUDA graphs (``nn/graphs.py``); a no-op on the
+        CPU.  Returns whether graphs are on."""
+        if self.device.on_gpu:
+            self.graphs = GraphedForward(self)
+        return self.graphs is not None
+
+    def forget_graphs(self):
+        """Drop the captured graphs (after arrays were replaced, not updated in place)."""
+        if self.graphs is not None:
+            self.graphs.captured.clear()
+
+    def eager_forward(self, x, train=False, truth=None):
+        """:meth:`forward`, one layer after the other."""
         x = self._as_input(x)
         if truth is not None:
             truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
         state = _State(self, x, train, truth)
         self.input, self.truth, self.train = x, truth, train
+        prof = self.profiler
+        if prof is not None:
+            prof.lap("h2d")             # train_step's and these copies of x and truth
         for i, layer in enumerate(self.layers):
             state.index = i
             layer.delta = None
-            layer.forward(state)        # a loss layer sets its own delta (truth - output)
+            # a loss layer sets its own delta (truth - output); --profile times it apart
+            if prof is not None and layer.cost is not None:
+                prof.lap("forward")
+                layer.forward(state)
+                prof.lap("loss")
+            else:
+                layer.forward(state)
             if train and layer.delta is None:
                 # zeroed in the forward pass so later layers can add into it (pj forward_network)
                 layer.delta = self.xp.zeros_like(layer.output)
             state.input = layer.output
             if layer.truth:
                 state.truth = layer.output
+        if prof is not None:
+            prof.lap("forward")
         return self.output_layer.output
 
     def backward(self, input_delta=None):
@@ -199,6 +236,8 @@ class Network:
                 state.input, state.delta = self.input, input_delta
             state.index = i
             layer.backward(state)
+        if self.profiler is not None:
+            self.profiler.lap("backward")
 
     @property
     def cost(self):
@@ -222,6 +261,8 @@ class Network:
                           adam=o.adam, t=self.t, b1=o.b1, b2=o.b2, eps=o.eps)
         for layer in self.layers:
             layer.update(args)
+        if self.profiler is not None:
+            self.profiler.lap("update")
 
     def train_step(self, x, truth, update=True):
         """One mini-batch (pj train_network_datum); updates after every `subdivisions` calls
@@ -249,6 +290,7 @@ class Network:
         for layer in self.layers:
             for name, array in layer.state().items():
                 setattr(layer, name, array.astype(dtype))
+        self.forget_graphs()          # they hold the replaced arrays' addresses
         return self
 
     def fold_batchnorm(self):
@@ -273,6 +315,7 @@ class Network:
             for name in ("scales", "rolling_mean", "rolling_variance"):
                 layer.remove_persistent(name)
             folded += 1
+        self.forget_graphs()          # they hold the replaced arrays' addresses
         return folded
 
     def load_weights(self, path, partial=False, cutoff=None, fuse=False):
@@ -286,6 +329,7 @@ class Network:
         filled = self._load_weights(path, partial, cutoff)
         if fuse:
             self.fold_batchnorm()
+        self.forget_graphs()          # they hold the replaced arrays' addresses
         return filled
 
     def _load_weights(self, path, partial, cutoff):

@@ -83,7 +83,8 @@ def truncate_log(path, iteration, write=True):
         kept = [line for line in f if json.loads(line)["iteration"] <= iteration]
     if write:
         atomic_write(path, [line.encode() for line in kept])
-    return [(rec["iteration"], rec["loss"], rec["avg_loss"]) for rec in map(json.loads, kept)]
+    return [(rec["iteration"], rec["loss"], rec["avg_loss"]) for rec in map(json.loads, kept)
+            if "loss" in rec]      # not the --profile record
 
 
 def saved_iteration(weights_path, images_per_iteration):

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.datacfg import class_names, read_lines
 from ..data.datasets import epoch_order
+from ..data.threads import batches_ahead, default_loader_processes
 from ..box import Box, Detection
 from ..data.detaug import DetectionSet
 from ..detection.detect import uses_letterbox
@@ -66,6 +67,10 @@ class DetectorTrainer(Trainer):
                                       self.max_boxes)
         self.valid_set = DetectionSet(self.data.file("valid"), self.classes, self.max_boxes) \
             if "valid" in self.data else None
+        chosen = self.options.loader_processes
+        self.loader_processes = default_loader_processes(self.net.device.on_gpu) \
+            if chosen is None else chosen
+        self.loader_ahead = batches_ahead(self.loader_processes, self.net.batch)
 
     def _eval_every(self):
         # mAP like AlexeyAB's -map: every -mAP_epochs (4) epochs, at least 100 iterations apart
@@ -92,15 +97,16 @@ class DetectorTrainer(Trainer):
         idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
                                       self.seed, k))
         rng = np.random.default_rng([self.seed, k, 3, self.rank])
-        x, truth = self.train_set.batch(idx, (c, h, w), rng, self.jitter, self.hue,
-                                        self.saturation, self.exposure, flip=self.flip,
-                                        letterbox=self.letterbox, mosaic=self.mosaic,
-                                        mixup=self.mixup,
-                                        processes=self.options.loader_processes)
+        # a pending batch: worker processes or threads prepare it while Batches hands over
+        # the ones before it
+        batch = self.train_set.submit(idx, (c, h, w), rng, self.jitter, self.hue,
+                                      self.saturation, self.exposure, flip=self.flip,
+                                      letterbox=self.letterbox, mosaic=self.mosaic,
+                                      mixup=self.mixup, processes=self.loader_processes)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
-            self._save_augmented(k, x, truth)
-        return x, truth
+            self._save_augmented(k, *batch.result())
+        return batch
 
     def _save_augmented(self, k, x, truth, limit=16):
         """-show_imgs: mini-batch k as the network sees it, with its truth boxes drawn

@@ -7,6 +7,7 @@ defaults are those of a plain ``darknet_py train cfg data``.
 from dataclasses import dataclass
 
 from ..nn.backend import Device
+from .profile import WARMUP
 
 DEFAULT_BACKUP_EVERY = 100
 
@@ -41,5 +42,10 @@ class TrainOptions:
     map_epochs: int = 4
     #: draw the first mini-batch with its truth boxes into the backup folder (``-show_imgs``)
     show_imgs: bool = False
-    #: processes that load and augment the detector's images (0: this one)
-    loader_processes: int = 0
+    #: processes that load and augment the detector's images (0: threads of this one; None:
+    #: chosen from the cores, data/threads.py default_loader_processes)
+    loader_processes: int | None = None
+    #: print where the time of this many iterations went (``--profile N``; 0: do not profile)
+    profile: int = 0
+    #: iterations left untimed before the profiled ones (fewer when the run is shorter)
+    profile_warmup: int = WARMUP

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..data.datacfg import DataCfg
 from ..data.datasets import Batches
+from ..data.threads import blas_threads, limit_blas
 from ..errors import DarknetError
 from ..nn.network import Network
 from .chart import draw_chart
@@ -35,6 +36,7 @@ from .checkpoint import (basecfg, restore_state, save_state, saved_iteration,
                          snapshot_every, truncate_log)
 from .options import TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
+from .profile import Profiler, profile_table
 
 
 def progress_bar(total, what):
@@ -81,7 +83,10 @@ class Trainer:
 
     metric = "top-1"
     random = False          # multi-scale training (the detector's random=1)
+    loader_processes = 0    # worker processes preparing the data (the detector's; 0: threads)
+    loader_ahead = 1        # batches in preparation at once (data.datasets.Batches)
     _bar = None
+    _prof = None            # the profiler while it times the iteration in progress
 
     def __init__(self, cfg, data, weights=None, options=None, out=sys.stdout, comm=None):
         self.options = o = options if options is not None else TrainOptions()
@@ -108,6 +113,9 @@ class Trainer:
         self._setup_data()
         self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
         self.eval_every = self._eval_every()
+        self.profiler = Profiler.for_run(self.net.device, o.profile, self.iteration,
+                                         self.max_batches, o.profile_warmup) \
+            if o.profile else None
 
     # -- setup -----------------------------------------------------------------------------
     def _setup_files(self, cfg):
@@ -213,11 +221,13 @@ class Trainer:
         """Train to max_batches; returns 0 when done, 130 when stopped by Ctrl-C (saved for
         --resume) and 1 when the loss diverged."""
         self._announce()
-        batches = Batches(self._make, start=self.net.seen // self.net.batch)
+        batches = Batches(self._make, start=self.net.seen // self.net.batch,
+                          ahead=self.loader_ahead, device=self.net.device)
         self._bar = self._progress()
         try:
             log_target = self.log_path if self.rank == 0 else os.devnull
             with _Interrupt() as interrupt, open(log_target, "a") as log, \
+                    limit_blas(blas_threads(self.loader_processes)), \
                     np.errstate(all="ignore"):      # a diverging loss is reported below
                 while self.iteration < self.max_batches:
                     k, loss, seconds = self._train_iteration(batches)
@@ -268,17 +278,25 @@ class Trainer:
         the update.  Returns (the iteration reached, the loss per image, seconds)."""
         net = self.net
         k = self.iteration
+        prof = self._prof = self._profiling(k)
         t0 = time.perf_counter()
         step_net = self._train_net(k)     # a resized copy when multi-scale
         step_net.seen, step_net.t = net.seen, net.t
         step_net.world_size = self.world
         before = snapshot(step_net) if self.world > 1 else None
+        if prof is not None:              # the passes mark their parts (not validation's)
+            step_net.profiler = prof
+            prof.lap("other")
         loss = 0.0
         for s in range(net.subdivisions):
             loss += self._train_minibatch(step_net, batches, k, s)
         if before is not None:            # sum the replicas' gradients
             allreduce_gradients(step_net, self.comm, before)
+            if prof is not None:
+                prof.lap("allreduce")
         step_net.update()
+        if prof is not None:
+            step_net.profiler = None
         net.seen, net.t = step_net.seen, step_net.t
         return k + 1, loss / net.subdivisions, time.perf_counter() - t0
 
@@ -290,6 +308,8 @@ class Trainer:
             self._stopped_by_data_error(k, clean=s == 0)
             raise
         self._reseed(k, s)
+        if self._prof is not None:
+            self._prof.lap("data")
         try:
             loss = step_net.train_step(x, truth, update=False)
         except MemoryError:       # NumPy's, or CuPy's OutOfMemoryError
@@ -298,7 +318,17 @@ class Trainer:
             for layer in step_net.layers:
                 if hasattr(layer, "report") and layer.report():
                     print(layer.report(), file=self.out)
+            if self._prof is not None:
+                self._prof.lap("log")
         return loss
+
+    def _profiling(self, k):
+        """The profiler when the iteration after ``k`` is one it times, else None."""
+        prof = self.profiler
+        if prof is None or not prof.covers(k):
+            return None
+        prof.begin()
+        return prof
 
     def _reseed(self, k, s):
         """Dropout and crop draw from net.rng; make their draws a function of the iteration."""
@@ -324,6 +354,8 @@ class Trainer:
             self._bar.set_postfix(loss=f"{loss:.4f}", avg=f"{self.avg_loss:.4f}",
                                   lr=f"{rate:.2g}", img_s=f"{ips:.0f}", refresh=False)
             self._bar.update(1)
+        if self._prof is not None:
+            self._prof.lap("log")
 
     def _after_iteration(self, k, log, interrupt):
         """Validation, chart, backups and snapshots due after iteration ``k``; True when
@@ -331,6 +363,8 @@ class Trainer:
         if k % self.eval_every == 0 or k == self.max_batches:
             log.flush()
             self._validate(k)
+            if self._prof is not None:
+                self._prof.lap("validate")
             self._chart()
         if k % self.per_epoch == 0 or k % self.backup_every == 0 or interrupt.requested:
             log.flush()
@@ -340,7 +374,22 @@ class Trainer:
         if interrupt.requested:
             self._say(f"Stopped at iteration {k}; saved {self.paths['last']}. "
                       "Continue with --resume.")
+        if self._prof is not None:
+            self._profiled(k, log, interrupt.requested)
         return interrupt.requested
+
+    def _profiled(self, k, log, stopping):
+        """End a timed iteration; after the last one (or when the run stops) print the profile
+        and log it as one record."""
+        prof, self._prof = self._prof, None
+        if not prof.end() and not stopping:
+            return
+        self.profiler = None
+        report = prof.report(self.images_per_iteration)
+        log.write(json.dumps({"iteration": k, "profile": report}) + "\n")
+        log.flush()
+        for line in profile_table(report):
+            self._say(line)
 
     def _finish(self):
         self.save_last()
