@@ -271,9 +271,10 @@ def test_gpu_detection_head_training_forward_equals_numpy(case):
 
 @pytest.mark.parametrize("case", ["yolo_alexeyab", "region_logistic"])
 def test_gpu_detection_loss_fetches_only_its_statistics(case, monkeypatch):
-    """The outputs stay on the device: the loss runs without a device-to-host copy (CuPy's
-    synchronisation detector, where this CuPy has it), and the forward fetches one array of
-    len(STATS) values."""
+    """The outputs stay on the device: with the truth table on the host (the loader's) the
+    loss runs without a device-to-host copy (CuPy's synchronisation detector, where this CuPy
+    has it); the loss plans the truths' writes on the host, so a truth table on the device is
+    fetched once, and the forward fetches it and one array of len(STATS) values."""
     import warnings
     from types import SimpleNamespace
 
@@ -285,7 +286,7 @@ def test_gpu_detection_loss_fetches_only_its_statistics(case, monkeypatch):
     layer = _detection_head(case)
     region = layer.type == "region"
     out = cupy.asarray(head_output(rng, layer))
-    truth = cupy.asarray(crowded_truths(rng, BATCH, layer.classes, rows=30 if region else 90))
+    host_truth = crowded_truths(rng, BATCH, layer.classes, rows=30 if region else 90)
     args = (0,) if region else ()
     loss = yololoss.region_loss if region else yololoss.yolo_loss
     detector = getattr(cupyx, "allow_synchronize", None)
@@ -293,14 +294,16 @@ def test_gpu_detection_loss_fetches_only_its_statistics(case, monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with detector(False):
-                delta, totals = loss(layer, out, truth, *args)
+                delta, totals = loss(layer, out, host_truth, *args)
         assert isinstance(delta, cupy.ndarray) and totals.shape == (len(yololoss.STATS),)
     fetched = []
     real = yololoss.to_numpy
-    monkeypatch.setattr(yololoss, "to_numpy", lambda a: fetched.append(a.size) or real(a))
+    monkeypatch.setattr(yololoss, "to_numpy", lambda a: (
+        fetched.append(a.size) if isinstance(a, cupy.ndarray) else None) or real(a))
+    truth = cupy.asarray(host_truth)
     x = cupy.asarray(rng.standard_normal((BATCH, layer.c, layer.h, layer.w)), dtype=np.float32)
     layer.forward(SimpleNamespace(xp=cupy, input=x, truth=truth, train=True, delta=None, seen=0))
-    assert fetched == [len(yololoss.STATS)]
+    assert fetched == [truth.size, len(yololoss.STATS)]
     assert isinstance(layer.delta, cupy.ndarray) and isinstance(layer.cost, float)
 
 

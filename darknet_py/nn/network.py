@@ -40,6 +40,7 @@ class _State:
         self.delta = None
         self.train = train
         self.truth = truth
+        self.truth_host = None         # the same truth as a host array, when it came as one
         self.index = 0
         self.seen = network.seen       # images seen, including this mini-batch when training
 
@@ -191,9 +192,13 @@ class Network:
     def eager_forward(self, x, train=False, truth=None):
         """:meth:`forward`, one layer after the other."""
         x = self._as_input(x)
+        host_truth = None
         if truth is not None:
+            if isinstance(truth, np.ndarray):   # the loader's: the box losses plan on the host
+                host_truth = np.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
             truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
         state = _State(self, x, train, truth)
+        state.truth_host = host_truth
         self.input, self.truth, self.train = x, truth, train
         prof = self.profiler
         if prof is not None:
@@ -213,7 +218,7 @@ class Network:
                 layer.delta = self.xp.zeros_like(layer.output)
             state.input = layer.output
             if layer.truth:
-                state.truth = layer.output
+                state.truth, state.truth_host = layer.output, None
         if prof is not None:
             prof.lap("forward")
         return self.output_layer.output

@@ -97,6 +97,13 @@ class _DetectionHead(Layer):
                 f".5R: {f(s['recall'])}, .75R: {f(s['recall75'])},  count: {c}")
 
 
+def _host_first(net):
+    """The truth table, as the host array the loader gave when there is one: the losses plan
+    their truth-only work on the host (yololoss.py), so a device copy would be fetched back."""
+    host = getattr(net, "truth_host", None)     # states built by hand (tests) have none
+    return net.truth if host is None else host
+
+
 class YoloLayer(_DetectionHead):
     type = "yolo"
     cfg_keys = frozenset((
@@ -175,7 +182,7 @@ class YoloLayer(_DetectionHead):
             if net.truth is None:
                 raise DarknetError(f"layer {self.index} [yolo] trains on box truths; none given",
                                    self.path, self.line)
-            self._learn(*yolo_loss(self, self.output, net.truth))
+            self._learn(*yolo_loss(self, self.output, _host_first(net)))
 
     def backward(self, net):
         if net.delta is not None:
@@ -243,7 +250,7 @@ class RegionLayer(_DetectionHead):
             if self.coords != 4:
                 raise NotSupportedError(f"training a [region] with coords={self.coords} is not "
                                         "supported (coords=4 is)", self.path, self.line)
-            self._learn(*region_loss(self, self.output, net.truth, net.seen))
+            self._learn(*region_loss(self, self.output, _host_first(net), net.seen))
 
     def backward(self, net):
         """The deltas of the logistic outputs (x, y and obj) get the logistic's derivative, as

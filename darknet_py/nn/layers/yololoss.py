@@ -1,7 +1,9 @@
 """The ``[yolo]`` and ``[region]`` training losses, vectorised over the batch, the anchor slots
 and the truths: one formula for NumPy and CuPy (``xp_of``), in float64, on the outputs' device.
-Only the truth table travels (to the outputs); the cost and the report statistics come back as
-one small array (``STATS``), read once by ``fetch_stats``.
+What depends only on the truths and the anchors is planned on the host with NumPy (at most
+batch x 90 truths); the plan's indices and values travel to the outputs' device in one copy per
+dtype.  The cost and the report statistics come back as one small array (``STATS``), read once
+by ``fetch_stats``.
 
 Truth: per image rows (x, y, w, h, class) up to the first with x == 0 ([region]: of the first
 30).  The box of anchor slot a at cell (j, i) is ((i + x)/W, (j + y)/H, exp(w) anchor_w / U_w,
@@ -33,18 +35,16 @@ A truth is written at cell (int(y H), int(x W)).
   object_scale (y - obj), y = 0 with background, the box's IoU with rescore, else 1; classes
   class_scale ([c == class] - p).
 
-cost = the sum of the squared deltas.  Darknet writes the truths one after another; the
-vectorised loss reproduces that order:
-
-* box and objectness: of the ops (truth-to-cell writes) of one cell the last one wins;
-* classes: pj's delta_yolo_class / delta_region_class write every class unless the cell's
-  class-0 delta is already nonzero (``if (delta[index])``; [region]: and no softmax), and then
-  only the truth's class.  Each op maps "the class-0 delta is 0" before it to after it; a
-  segmented prefix scan of these maps over the ops sorted by (cell, truth) gives every op's
-  branch in log2(T) steps.  A cell ends as the last every-class write left it plus the
-  single-class writes of the ops after it (such a write depends only on the cell and the class);
-* the writes of masked-out ops go to a spare slot row: every scatter has a fixed size and
-  nothing is counted on the host.
+cost = the sum of the squared deltas.  Darknet writes the truths one after another, and the
+loss keeps that order: an op is one truth's write at one cell; the op of rank r in its cell
+(r earlier ops there) goes to round r, and round after round writes its ops, each to a cell of
+its own.  So the later truth of a cell wins the box and objectness, and pj's class rule --
+delta_yolo_class / delta_region_class write every class unless the cell's class-0 delta is
+already nonzero (``if (delta[index])``; [region]: and no softmax), and then only the truth's
+class -- reads the deltas the earlier rounds left.  Round 0 of a cell no earlier write touched
+writes every class.  Where the device picks the slot ([region] without bias_match) the rounds
+go by the image's cell.  The IoU of an op's box with its truth is read from the ignore mask's
+IoU matrix (the same numbers).
 """
 
 import math
@@ -60,137 +60,70 @@ _BLOCK = 1 << 22        # predictions x truths of one batched IoU block
 
 
 class _Grid:
-    """A head's output as float64 planes ``o`` (B*n + 1, C, H*W) and its deltas ``d`` (zeros, the
-    same shape); row B*n is the spare row of the masked-out writes."""
+    """A head's output as float64 ``o`` (B, n, C, H, W), its deltas ``d`` (zeros, the same
+    shape) and both flat, for gathers and scatters at host-computed places."""
 
     def __init__(self, output, n, planes, h, w):
         self.xp = xp = xp_of(output)
         self.batch, self.n, self.planes, self.h, self.w = output.shape[0], n, planes, h, w
-        self.spare = self.batch * n
-        self.o = xp.zeros((self.spare + 1, planes, h * w))
-        self.o[:-1] = output.reshape(self.spare, planes, h * w)
+        self.o = output.reshape(self.batch, n, planes, h, w).astype(xp.float64)
         self.d = xp.zeros_like(self.o)
+        self.o_flat, self.d_flat = self.o.reshape(-1), self.d.reshape(-1)
 
-    def view(self, a):
-        """o or d as (B, n, C, H, W), without the spare row."""
-        return a[:-1].reshape(self.batch, self.n, self.planes, self.h, self.w)
+    def place(self, b, a, j, i):
+        """The flat index of plane 0 at image b, slot a, cell (j, i) (host arrays)."""
+        return ((b * self.n + a) * self.planes * self.h + j) * self.w + i
 
-    def _flat(self, row, plane, col):
-        return (row * self.planes + plane) * (self.h * self.w) + col
+    def planes_at(self, place):
+        """(ops, C) flat indices of every plane at the ops' places."""
+        return place[..., None] + np.arange(self.planes) * (self.h * self.w)
 
-    def get(self, row, plane, col):
-        return self.o.reshape(-1)[self._flat(row, plane, col)]
-
-    def put(self, where, row, plane, col, values):
-        """d[row, plane, col] = values where ``where`` (distinct places there)."""
-        row = self.xp.where(where, row, self.spare)
-        self.d.reshape(-1)[self._flat(row, plane, col)] = values
-
-    def finish(self, output, alive, iou, p_class, p_obj, obj_plane):
-        """The deltas in ``output``'s shape and dtype, and the STATS array of the live ops'
-        IoU, class and objectness probabilities."""
+    def finish(self, output, iou, p_class, p_obj, count):
+        """The deltas in ``output``'s shape and dtype, and the STATS array of the ops' IoU,
+        class and objectness probabilities (``count``: a device array of one value)."""
         xp = self.xp
-        deltas = self.d[:-1]
-        total = lambda v: xp.where(alive, v, 0).sum()          # noqa: E731
-        stats = xp.stack([(deltas * deltas).sum(), total(iou), total(p_class), total(p_obj),
-                          obj_plane.sum(), total(iou > .5), total(iou > .75), total(1.0)])
-        return deltas.reshape(output.shape).astype(output.dtype), stats
+        sums = xp.stack((iou, p_class, p_obj, iou > .5, iou > .75)).sum(axis=1)
+        stats = xp.concatenate(((self.d * self.d).sum()[None], sums[:3],
+                                self.o[:, :, 4].sum()[None], sums[3:], count))
+        return self.d.reshape(output.shape).astype(output.dtype), stats
 
 
-class _Ops:
-    """Truth-to-cell writes as flat arrays: ``row`` (b*n + a), ``col`` (j*W + i), ``cell``,
-    ``order`` (the truth's index, < ``span``) and ``alive``."""
-
-    def __init__(self, grid, b, a, j, i, order, alive, span):
-        xp = grid.xp
-        shape = np.broadcast_shapes(*(v.shape for v in (b, a, j, i, order, alive)))
-        b, a, j, i, self.order, self.alive = (xp.broadcast_to(v, shape).reshape(-1)
-                                              for v in (b, a, j, i, order, alive))
-        self.row, self.col, self.i, self.j, self.span = b * grid.n + a, j * grid.w + i, i, j, span
-        self.spare = grid.spare * grid.h * grid.w
-        self.cell = self.row * (grid.h * grid.w) + self.col
-
-    def key(self, mask):
-        """The cell where ``mask``, else one spare cell past the last."""
-        return xp_of(self.cell).where(mask, self.cell, self.spare)
-
-    def last(self, mask):
-        """Whether each op is, of the ops in ``mask``, the last (in truth order) of its cell."""
-        xp = xp_of(self.cell)
-        perm, cells = self.sorted(mask)
-        return mask & _unsort(perm, xp.concatenate((cells[1:] != cells[:-1], xp.ones(1, bool))))
-
-    def sorted(self, mask):
-        """The permutation that sorts the ops by (cell, truth), those outside ``mask`` last, and
-        the sorted cells."""
-        key = self.key(mask)
-        perm = xp_of(key).argsort(key * self.span + self.order)
-        return perm, key[perm]
-
-    def put_last(self, grid, planes):
-        """Box and objectness: the last op of each cell writes {plane: op values}."""
-        last = self.last(self.alive)
-        for plane, values in planes.items():
-            grid.put(last, self.row, plane, self.col, values)
-
-
-def _unsort(perm, sorted_values):
-    out = xp_of(perm).empty_like(sorted_values)
-    out[perm] = sorted_values
+def _upload(xp, arrays):
+    """The host arrays on ``xp``'s device: one copy of the int64 ones, one of the float64
+    ones, each a view of its copy."""
+    out = {}
+    for dtype in (np.int64, np.float64):
+        names = [k for k, v in arrays.items() if v.dtype == dtype]
+        sizes = np.cumsum([0] + [arrays[k].size for k in names])
+        flat = xp.asarray(np.concatenate([arrays[k].ravel() for k in names] +
+                                         [np.zeros(0, dtype)]))
+        out.update({k: flat[sizes[q]:sizes[q + 1]].reshape(arrays[k].shape)
+                    for q, k in enumerate(names)})
     return out
 
 
-def _writes_every_class(ops, zero_after_full, zero_after_single, zero_before):
-    """Whether each op finds its cell's class-0 delta 0 and so writes every class.
-
-    ``zero_before``: it is 0 before the cell's first op; ``zero_after_full`` /
-    ``zero_after_single``: it is 0 after the op's every-class / single-class write (one of
-    another class leaves it as it was: nonzero).  The op is the map z -> zero_after_full if z
-    else zero_after_single; a segmented Hillis-Steele scan composes each cell's maps."""
-    xp = xp_of(ops.cell)
-    perm, cells = ops.sorted(ops.alive)
-    if_zero, if_not, z0 = zero_after_full[perm], zero_after_single[perm], zero_before[perm]
-    shift = 1
-    while shift < ops.span:          # a cell holds at most one op per truth
-        same = cells[shift:] == cells[:-shift]
-        later_zero, later_not = if_zero[shift:], if_not[shift:]
-        composed = (xp.where(if_zero[:-shift], later_zero, later_not),
-                    xp.where(if_not[:-shift], later_zero, later_not))
-        if_zero = xp.concatenate((if_zero[:shift], xp.where(same, composed[0], later_zero)))
-        if_not = xp.concatenate((if_not[:shift], xp.where(same, composed[1], later_not)))
-        shift *= 2
-    first = cells[1:] != cells[:-1]
-    before = xp.where(z0[1:], if_zero[:-1], if_not[:-1])     # the cell's ops so far, applied
-    return _unsort(perm, xp.concatenate((z0[:1], xp.where(first, z0[1:], before))))
+def _host_truths(truth, batch, limit=None):
+    """The truth table (B, K, 5) as host float64 and its live rows (before the first x == 0),
+    K the longest image's live count (at least 1).  A table on the device is fetched here, once
+    per loss: it is small (at most 90 rows an image), and the plan needs it on the host."""
+    t = to_numpy(truth).reshape(batch, -1, 5)[:, :limit].astype(np.float64)
+    live = np.cumsum(t[..., 0] == 0, axis=1) == 0
+    keep = max(int(live.sum(axis=1).max(initial=0)), 1)
+    return t[:, :keep], live[:, :keep]
 
 
-def _class_writes(grid, ops, first, cls, every, single, zero_before, always_every=False):
-    """Writes the ops' class deltas in pj's order (classes from plane ``first``): ``every``
-    (ops, classes) is an op's every-class write, ``single`` its write of the truth's class
-    alone.  Returns which ops wrote every class."""
-    xp = grid.xp
-    full = ops.alive & (always_every | _writes_every_class(
-        ops, every[:, 0] == 0, (cls == 0) & (single == 0), zero_before))
-    last_full = ops.last(full)
-    since = xp.full(ops.spare + 1, -1, ops.order.dtype)     # per cell: its last full write
-    since[ops.key(last_full)] = xp.where(last_full, ops.order, -1)
-    grid.put(last_full[:, None], ops.row[:, None], first + xp.arange(every.shape[1]),
-             ops.col[:, None], every)
-    grid.put(ops.alive & ~full & (ops.order > since[ops.cell]), ops.row, first + cls, ops.col,
-             single)
-    return full
-
-
-def _truths(truth, xp, batch, limit=None):
-    """The truth table (B, T, 5) as float64 on ``xp`` and its live rows (before the first
-    x == 0).  NumPy cuts T after the longest image's truths; CuPy keeps the whole table, since
-    knowing that length would be a fetch from the device."""
-    t = xp.asarray(truth).reshape(batch, -1, 5)[:, :limit].astype(xp.float64)
-    live = xp.cumsum(t[..., 0] == 0, axis=1) == 0
-    if xp is np:
-        keep = max(int(live.sum(axis=1).max(initial=0)), 1)
-        t, live = t[:, :keep], live[:, :keep]
-    return t, live
+def _rounds(key):
+    """The order that puts each op (given in pj's order) into round r, r the number of earlier
+    ops with its ``key``, and the rounds' bounds in that order."""
+    by_key = np.argsort(key, kind="stable")
+    ordered = key[by_key]
+    starts = np.ones(key.size, bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    rank = np.empty(key.size, np.int64)
+    rank[by_key] = np.arange(key.size) - np.maximum.accumulate(
+        np.where(starts, np.arange(key.size), 0))
+    order = np.argsort(rank, kind="stable")
+    return order, np.searchsorted(rank[order], np.arange(rank.max(initial=-1) + 2))
 
 
 def _cell_of(t, w, h):
@@ -213,59 +146,80 @@ def _pred(o, i, j, aw, ah, w, h, units):
             xp.exp(o[3]) * ah / units[1])
 
 
-def _best_truth(o, anchors, units, t, live):
-    """Per slot and cell (o: B, n, C, H, W) the best IoU of its box with a live truth of its
-    image (-inf without one) and the first truth with it; in blocks of images."""
-    xp = xp_of(o)
-    batch, _, _, h, w = o.shape
-    pred = _pred([o[:, :, k] for k in range(4)], xp.arange(w), xp.arange(h)[:, None],
-                 anchors[:, 0, None, None], anchors[:, 1, None, None], w, h, units)
-    cols = [p.reshape(batch, -1, 1) for p in pred]
-    step = max(1, _BLOCK // (cols[0].shape[1] * t.shape[1]))
-    best, first = [], []
-    for s in range(0, batch, step):
-        b = slice(s, s + step)
-        iou = xp.where(live[b, None], score([c[b] for c in cols],
-                                            [t[b, None, :, k] for k in range(4)], "iou"),
-                       -xp.inf)
-        k = iou.argmax(axis=-1)
-        first.append(k)
-        best.append(xp.take_along_axis(iou, k[..., None], axis=-1)[..., 0])
-    return xp.concatenate(best).reshape(pred[0].shape), \
-        xp.concatenate(first).reshape(pred[0].shape)
+def _mse_target(t, i, j, aw, ah, w, h, units):
+    """pj delta_yolo_box's targets of truths t (columns) at cell (j, i), anchor (aw, ah)."""
+    xp = xp_of(t[0])
+    return (t[0] * w - i, t[1] * h - j, xp.log(t[2] * units[0] / aw),
+            xp.log(t[3] * units[1] / ah))
+
+
+def _ignore(g, dev, units, pos, want_first, blocks):
+    """Per slot and cell the best IoU of its box with a live truth of its image (-inf without
+    one), the first truth with it (``want_first``), and the IoUs at the flat places ``pos`` of
+    the (B, n*H*W, K) matrix, the ops' IoUs with their truths; in ``blocks`` (``_blocks``)."""
+    xp = g.xp
+    o, t, bias = g.o, dev["truth"], dev["bias"]
+    pred = _pred([o[:, :, k] for k in range(4)], dev["gi"], dev["gj"][:, None],
+                 dev["anchors"][:, 0, None, None], dev["anchors"][:, 1, None, None],
+                 g.w, g.h, units)
+    cols = [p.reshape(g.batch, -1, 1) for p in pred]
+    size = cols[0].shape[1] * t.shape[1]
+    best, first, iou_op = [], [], xp.empty(pos.shape) if len(blocks) > 1 else None
+    for s, e, ops in blocks:
+        # bias: 0 for a live truth, -inf for the rows after its image's end marker
+        iou = score([c[s:e] for c in cols], [t[s:e, None, :, k] for k in range(4)],
+                    "iou") + bias[s:e]
+        best.append(iou.max(axis=-1))
+        if want_first:
+            first.append(iou.argmax(axis=-1))
+        if iou_op is None:
+            iou_op = iou.reshape(-1)[pos]
+        else:
+            sel = dev["by_image"][ops]
+            iou_op[sel] = iou.reshape(-1)[pos[sel] - s * size]
+    shape = pred[0].shape
+    return (xp.concatenate(best).reshape(shape),
+            xp.concatenate(first).reshape(shape) if want_first else None, iou_op)
+
+
+def _blocks(g, b, k):
+    """The ignore mask's blocks of images (first, end, and the slice of the ops sorted by
+    image that they hold) and that order of the ops (image b, in round order): a block's IoU
+    matrix holds at most _BLOCK predictions x truths (``k`` an image)."""
+    step = max(1, _BLOCK // (g.n * g.h * g.w * k))
+    by_image = np.argsort(b, kind="stable")
+    starts = list(range(0, g.batch, step))
+    bounds = np.searchsorted(b[by_image], [*starts, g.batch])
+    return [(s, min(s + step, g.batch), slice(bounds[q], bounds[q + 1]))
+            for q, s in enumerate(starts)], by_image
 
 
 def _box_delta(layer, o, t, i, j, aw, ah, scale, weight, units):
     """pj delta_yolo_box / delta_region_box (AlexeyAB's iou_loss and max_delta) of raw
-    outputs o = (x, y, w, h) at cell (j, i) with anchor (aw, ah) for truths t: the four deltas
-    and the box's IoU with the truth."""
-    xp = xp_of(t)
-    pred = _pred(o, i, j, aw, ah, layer.w, layer.h, units)
-    truth = tuple(t[..., k] for k in range(4))
-    iou = score(pred, truth, "iou")
+    outputs o = (x, y, w, h) at cell (j, i) with anchor (aw, ah) for truths t (columns)."""
+    xp = xp_of(o[0])
     if layer.iou_loss != "mse":
         # the loss is 1 - score: delta = +d score / d o; x = (i + o)/W, w = exp(o) anchor / U
-        g = score_gradient(pred, truth, layer.iou_loss)
+        pred = _pred(o, i, j, aw, ah, layer.w, layer.h, units)
+        g = score_gradient(pred, t, layer.iou_loss)
         n = layer.iou_normalizer * weight
         deltas = (n * g[0] / layer.w, n * g[1] / layer.h, n * g[2] * pred[2], n * g[3] * pred[3])
         if layer.max_delta != math.inf:
             deltas = tuple(xp.clip(xp.where(xp.isfinite(v), v, 0), -layer.max_delta,
                                    layer.max_delta) for v in deltas)
-        return deltas, iou
-    target = (truth[0] * layer.w - i, truth[1] * layer.h - j,
-              xp.log(truth[2] * units[0] / aw), xp.log(truth[3] * units[1] / ah))
-    return tuple(scale * (target[k] - o[k]) for k in range(4)), iou
+        return deltas
+    target = _mse_target(t, i, j, aw, ah, layer.w, layer.h, units)
+    return tuple(scale * (target[k] - o[k]) for k in range(4))
 
 
-def _yolo_classes(layer, p, cls, scale, weight):
-    """pj delta_yolo_class's every-class write (classes on the last axis of p), with
-    AlexeyAB's label_smooth_eps, counters_per_class ``weight`` and focal_loss."""
+def _yolo_classes(layer, p, hit, p_true, scale, weight):
+    """pj delta_yolo_class's every-class write (classes on the last axis of p, ``hit`` the
+    truth's class, ``p_true`` its p), with AlexeyAB's label_smooth_eps, counters_per_class
+    ``weight`` and focal_loss."""
     xp = xp_of(p)
-    hit = xp.arange(p.shape[-1]) == cls[..., None]
     if layer.focal_loss:
         # pt = p + 1e-15 in float32, as ab:src/yolo_layer.c delta_yolo_class
-        pt = (xp.take_along_axis(p, cls[..., None], axis=-1).astype(xp.float32)
-              + xp.float32(1e-15)).astype(xp.float64)
+        pt = (p_true.astype(xp.float32) + xp.float32(1e-15)).astype(xp.float64)[..., None]
         grad = -(1 - pt) * (2 * pt * xp.log(pt) + pt - 1)
         return xp.where(hit, scale * (1 - p) * 0.5 * grad, scale * (0 - p) * 0.5 * grad)
     eps = layer.label_smooth_eps
@@ -273,53 +227,75 @@ def _yolo_classes(layer, p, cls, scale, weight):
                     scale * (0.5 * eps - p))
 
 
-def _class_weights(layer, cls):
+def _class_weights(multipliers, cls):
     """AlexeyAB's classes_multipliers of the classes (1 without counters_per_class)."""
     xp = xp_of(cls)
-    m = layer.class_multipliers
-    return xp.ones(cls.shape) if m is None else xp.asarray(m, xp.float64)[cls]
+    return xp.ones(cls.shape) if multipliers is None else multipliers[cls]
 
 
-def _truth_thresh(layer, g, t, best, best_t, anchors, units):
-    """pj's truth_thresh deltas, written where a box's best IoU exceeds it; returns where the
-    class-0 delta is 0 afterwards (pj's test for the truths' class writes)."""
-    xp, o, d = g.xp, g.view(g.o), g.view(g.d)
+def _truth_thresh(layer, g, dev, best, best_t, units):
+    """pj's truth_thresh deltas, written where a box's best IoU exceeds it (before the truths'
+    writes, which read the class deltas it leaves)."""
+    xp, o, d = g.xp, g.o, g.d
     hit = best > layer.truth_thresh
-    tb = t[xp.arange(g.batch)[:, None, None, None], best_t]        # (B, n, H, W, 5)
+    tb = dev["truth"][xp.arange(g.batch)[:, None, None, None], best_t]        # (B, n, H, W, 5)
     cls = _classes(tb, layer.classes)
-    m = _class_weights(layer, cls)
-    box, _ = _box_delta(layer, [o[:, :, k] for k in range(4)], tb, xp.arange(g.w),
-                        xp.arange(g.h)[:, None], anchors[:, 0, None, None],
-                        anchors[:, 1, None, None], (2 - tb[..., 2] * tb[..., 3]) * m, m, units)
+    m = _class_weights(dev.get("multipliers"), cls)
+    box = _box_delta(layer, [o[:, :, k] for k in range(4)], [tb[..., k] for k in range(4)],
+                     dev["gi"], dev["gj"][:, None], dev["anchors"][:, 0, None, None],
+                     dev["anchors"][:, 1, None, None], (2 - tb[..., 2] * tb[..., 3]) * m, m,
+                     units)
     for k in range(4):
         d[:, :, k] = xp.where(hit, box[k], 0)
     d[:, :, 4] = xp.where(hit, 1 - o[:, :, 4], d[:, :, 4])
-    classes = _yolo_classes(layer, xp.moveaxis(o[:, :, 5:], 2, -1), cls, 1.0, m)
+    p = xp.moveaxis(o[:, :, 5:], 2, -1)
+    p_true = xp.take_along_axis(p, cls[..., None], axis=-1)[..., 0]
+    classes = _yolo_classes(layer, p, xp.arange(layer.classes) == cls[..., None], p_true, 1.0,
+                            m)
     d[:, :, 5:] = xp.where(hit[:, :, None], xp.moveaxis(classes, -1, 2), 0)
-    return ~hit | (classes[..., 0] == 0)
 
 
-def _yolo_ops(layer, g, t, live, anchors):
-    """Each truth's ops: its best anchor and, with iou_thresh, every anchor that passes, at
-    the anchor's first slot in the mask; with each op's anchor."""
-    xp = g.xp
+def _write_ops(g, dev, bounds, box_obj, every, single, fresh, always_every):
+    """Writes the ops' deltas round by round: box and objectness (planes 0-4), then the
+    classes by pj's rule (see the module docstring); ``fresh``: no earlier write touched the
+    class deltas.  Returns which ops wrote every class (None: all did)."""
+    xp, idx, full = g.xp, dev["idx"], None
+    for r in range(len(bounds) - 1):
+        s, e = bounds[r], bounds[r + 1]
+        g.d_flat[idx[s:e, :5]] = box_obj[s:e]
+        cells = idx[s:e, 5:]
+        if always_every or (fresh and r == 0):      # the class-0 delta is 0 here
+            g.d_flat[cells] = every[s:e]
+            continue
+        now = g.d_flat[cells]
+        zero = now[:, :1] == 0
+        g.d_flat[cells] = xp.where(zero, every[s:e], xp.where(dev["hit"][s:e],
+                                                             single[s:e, None], now))
+        if full is None:
+            full = xp.ones(idx.shape[0], bool)
+        full[s:e] = zero[:, 0]
+    return full
+
+
+def _yolo_plan(layer, g, t, live, anchors):
+    """Each truth's ops (pj's order: image, truth, anchor): its best anchor and, with
+    iou_thresh, every anchor that passes, at the anchor's first slot in the mask."""
     j, i = _cell_of(t, g.w, g.h)
     shape = (0, 0, anchors[:, 0] / layer.net_w, anchors[:, 1] / layer.net_h)
     truth = (0, 0, t[..., 2, None], t[..., 3, None])
-    iou = score(shape, truth, "iou")                                    # (B, T, anchors)
+    iou = score(shape, truth, "iou")                                    # (B, K, anchors)
     passes = iou
     if layer.iou_thresh_kind in ("giou", "ciou"):    # diou's centre term is 0 here
-        passes = xp.where(iou > 0, score(shape, truth, layer.iou_thresh_kind), iou)
+        passes = np.where(iou > 0, score(shape, truth, layer.iou_thresh_kind), iou)
     # argmax: the first best anchor, 0 when none overlaps (pj's best_n = 0)
-    chosen = (xp.arange(len(anchors)) == iou.argmax(axis=-1)[..., None]) | \
+    chosen = (np.arange(len(anchors)) == iou.argmax(axis=-1)[..., None]) | \
         (passes > layer.iou_thresh)
-    mask = xp.asarray(layer.mask)
-    first = xp.asarray([layer.mask.index(a) == s for s, a in enumerate(layer.mask)])
-    slots = xp.arange(g.n)
-    ops = _Ops(g, xp.arange(g.batch)[:, None, None], slots, j[..., None], i[..., None],
-               xp.arange(t.shape[1])[:, None], live[..., None] & chosen[..., mask] & first,
-               t.shape[1])
-    return ops, anchors[mask[ops.row % g.n]]
+    first = np.asarray([layer.mask.index(a) == s for s, a in enumerate(layer.mask)])
+    b, k, a = np.nonzero(live[..., None] & chosen[..., layer.mask] & first)
+    j, i = j[b, k], i[b, k]
+    place = g.place(b, a, j, i)
+    order, bounds = _rounds(place)
+    return [v[order] for v in (b, k, a, j, i, place)], bounds
 
 
 def yolo_loss(layer, output, truth):
@@ -327,32 +303,59 @@ def yolo_loss(layer, output, truth):
     ``STATS`` (float64) of one mini-batch, on ``output``'s device."""
     nc = layer.classes
     g = _Grid(output, layer.n, 5 + nc, layer.h, layer.w)
-    xp, o, d = g.xp, g.view(g.o), g.view(g.d)
-    anchors = xp.asarray(layer.anchors, xp.float64).reshape(-1, 2)
+    xp, o, d = g.xp, g.o, g.d
+    anchors = np.asarray(layer.anchors, np.float64).reshape(-1, 2)
     units = (layer.net_w, layer.net_h)
-    t, live = _truths(truth, xp, g.batch)
+    t, live = _host_truths(truth, g.batch)
+    eps = layer.label_smooth_eps
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        layer_anchors = anchors[xp.asarray(layer.mask)]
-        best, best_t = _best_truth(o, layer_anchors, units, t, live)
-        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -o[:, :, 4])
-        zero_class0 = _truth_thresh(layer, g, t, best, best_t, layer_anchors, units)
-
-        ops, anchor = _yolo_ops(layer, g, t, live, anchors)
-        t_op = xp.broadcast_to(t[:, :, None], (*t.shape[:2], g.n, 5)).reshape(-1, 5)
+        (b, k, a, j, i, place), bounds = _yolo_plan(layer, g, t, live, anchors)
+        t_op, anchor = t[b, k], anchors[np.asarray(layer.mask)[a]]
         cls = _classes(t_op, nc)
-        m = _class_weights(layer, cls)
-        o_op = [g.get(ops.row, k, ops.col) for k in range(5)]
-        box, iou = _box_delta(layer, o_op[:4], t_op, ops.i, ops.j, anchor[:, 0], anchor[:, 1],
-                              (2 - t_op[:, 2] * t_op[:, 3]) * layer.iou_normalizer * m, m,
-                              units)
-        ops.put_last(g, {**dict(enumerate(box)), 4: m * layer.obj_normalizer * (1 - o_op[4])})
-        p = g.get(ops.row[:, None], 5 + xp.arange(nc), ops.col[:, None])
-        p_true = xp.take_along_axis(p, cls[:, None], axis=-1)[:, 0]
-        eps = layer.label_smooth_eps
-        _class_writes(g, ops, 5, cls, _yolo_classes(layer, p, cls, layer.cls_normalizer, m),
-                      layer.cls_normalizer * ((1 - eps + 0.5 * eps) - p_true) * m,
-                      zero_class0.reshape(-1)[ops.cell])
-        return g.finish(output, ops.alive, iou, p_true, o_op[4], o[:, :, 4])
+        multipliers = layer.class_multipliers
+        m = _class_weights(None if multipliers is None else
+                           np.asarray(multipliers, np.float64), cls)
+        thresh = layer.truth_thresh < 1                 # an IoU never exceeds 1
+        blocks, by_image = _blocks(g, b, t.shape[1])
+        size = g.n * g.h * g.w * t.shape[1]
+        host = dict(
+            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], gi=np.arange(g.w, dtype=float),
+            gj=np.arange(g.h, dtype=float), anchors=anchors[np.asarray(layer.mask)],
+            idx=g.planes_at(place), by_image=by_image,
+            pos=b * size + ((a * g.h + j) * g.w + i) * t.shape[1] + k,
+            p_at=np.arange(len(b)) * g.planes + 5 + cls, cls=cls, classes=np.arange(nc),
+            box_scale=(2 - t_op[:, 2] * t_op[:, 3]) * layer.iou_normalizer * m,
+            obj_scale=m * layer.obj_normalizer, m=m, count=np.array([float(len(b))]))
+        if layer.iou_loss == "mse":
+            host["target"] = np.stack(_mse_target(t_op.T, i, j, anchor[:, 0], anchor[:, 1],
+                                                  g.w, g.h, units), axis=1)
+        else:
+            host.update(t_op=t_op[:, :4].T.copy(), i=i.astype(float), j=j.astype(float),
+                        aw=anchor[:, 0].copy(), ah=anchor[:, 1].copy())
+        if multipliers is not None:
+            host["multipliers"] = np.asarray(multipliers, np.float64)
+        dev = _upload(xp, host)
+
+        best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, blocks)
+        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -o[:, :, 4])
+        if thresh:
+            _truth_thresh(layer, g, dev, best, best_t, units)
+
+        ops = g.o_flat[dev["idx"]]                       # (ops, C): every plane of each op
+        if layer.iou_loss == "mse":     # _box_delta's mse, the target from the host
+            box = dev["box_scale"][:, None] * (dev["target"] - ops[:, :4])
+        else:
+            box = xp.stack(_box_delta(layer, [ops[:, q] for q in range(4)], dev["t_op"],
+                                      dev["i"], dev["j"], dev["aw"], dev["ah"], None, dev["m"],
+                                      units), axis=1)
+        box_obj = xp.concatenate((box, (dev["obj_scale"] * (1 - ops[:, 4]))[:, None]), axis=1)
+        p_true = ops.reshape(-1)[dev["p_at"]]
+        dev["hit"] = dev["classes"] == dev["cls"][:, None]
+        every = _yolo_classes(layer, ops[:, 5:], dev["hit"], p_true, layer.cls_normalizer,
+                              dev["m"])
+        single = layer.cls_normalizer * ((1 - eps + 0.5 * eps) - p_true) * dev["m"]
+        _write_ops(g, dev, bounds, box_obj, every, single, not thresh, False)
+        return g.finish(output, iou, p_true, ops[:, 4], dev["count"])
 
 
 def region_loss(layer, output, truth, seen):
@@ -361,49 +364,75 @@ def region_loss(layer, output, truth, seen):
     this mini-batch's included."""
     n, nc, h, w, c = layer.n, layer.classes, layer.h, layer.w, layer.coords
     g = _Grid(output, n, c + 1 + nc, h, w)
-    xp, o, d = g.xp, g.view(g.o), g.view(g.d)
-    anchors = xp.asarray(layer.anchors, xp.float64).reshape(-1, 2)     # grid units
+    xp, o, d = g.xp, g.o, g.d
+    anchors = np.asarray(layer.anchors, np.float64).reshape(-1, 2)     # grid units
     units = (w, h)
-    t, live = _truths(truth, xp, g.batch, 30)      # pj's region loops stop at 30 truths
+    t, live = _host_truths(truth, g.batch, 30)      # pj's region loops stop at 30 truths
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        best, _ = _best_truth(o, anchors, units, t, live)
+        b, k = np.nonzero(live)
+        j, i = _cell_of(t[b, k], w, h)
+        t_op = t[b, k]
+        if layer.bias_match:
+            a = score((0, 0, anchors[:, 0] / w, anchors[:, 1] / h),
+                      (0, 0, t_op[:, 2, None], t_op[:, 3, None]), "iou").argmax(-1)
+        else:       # the device picks the slot (below): rounds by the image's cell
+            a = np.zeros_like(b)
+        order, bounds = _rounds(g.place(b, a, j, i))
+        b, k, a, j, i, t_op = (v[order] for v in (b, k, a, j, i, t_op))
+        blocks, by_image = _blocks(g, b, t.shape[1])
+        size, hw = n * h * w * t.shape[1], h * w
+        prior = np.zeros((4, h, w))         # the anchor at the cell's centre: x, y targets
+        prior[0] += ((np.arange(w) + .5) / w) * w - np.arange(w)
+        prior[1] += (((np.arange(h) + .5) / h) * h - np.arange(h))[:, None]
+        host = dict(
+            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], gi=np.arange(w, dtype=float),
+            gj=np.arange(h, dtype=float), anchors=anchors, by_image=by_image,
+            idx=g.planes_at(g.place(b, a, j, i)), cls=_classes(t_op, nc), classes=np.arange(nc),
+            pos=b * size + ((a * h + j) * w + i) * t.shape[1] + k, prior=prior,
+            box_scale=layer.coord_scale * (2 - t_op[:, 2] * t_op[:, 3]),
+            count=np.array([float(len(b))]))
+        if layer.bias_match:
+            host["target"] = np.stack(_mse_target(t_op.T, i, j, anchors[a, 0], anchors[a, 1],
+                                                  w, h, units), axis=1)
+        else:
+            host.update(shapes=g.planes_at(g.place(b[:, None], np.arange(n), j[:, None],
+                                                   i[:, None]))[..., 2:4],
+                        units=np.array(units, float), t_op=t_op[:, :4].T.copy(),
+                        i=i.astype(float), j=j.astype(float),
+                        step=np.array([g.planes * hw, hw * t.shape[1]]))
+        dev = _upload(xp, host)
+
+        if not layer.bias_match:        # the shapes the truth's cell predicts, per anchor
+            s = xp.exp(g.o_flat[dev["shapes"]]) * dev["anchors"] / dev["units"]
+            t_op = dev["t_op"]
+            a = score((0, 0, s[..., 0], s[..., 1]), (0, 0, t_op[2][:, None], t_op[3][:, None]),
+                      "iou").argmax(-1)
+            dev["idx"] = dev["idx"] + (a * dev["step"][0])[:, None]
+            dev["pos"] = dev["pos"] + a * dev["step"][1]
+            anchor = dev["anchors"][a]
+            dev["target"] = xp.stack(_mse_target(t_op, dev["i"], dev["j"], anchor[:, 0],
+                                                 anchor[:, 1], w, h, units), axis=1)
+        best, _, iou = _ignore(g, dev, units, dev["pos"], False, blocks)
         background = 1 if layer.background else 0
         d[:, :, c] = xp.where(best > layer.thresh, 0,
                               layer.noobject_scale * (background - o[:, :, c]))
         if seen < 12800:
-            ii, jj = xp.arange(w), xp.arange(h)[:, None]
-            d[:, :, 0] = .01 * ((((ii + .5) / w) * w - ii) - o[:, :, 0])
-            d[:, :, 1] = .01 * ((((jj + .5) / h) * h - jj) - o[:, :, 1])
-            d[:, :, 2] = .01 * (0 - o[:, :, 2])
-            d[:, :, 3] = .01 * (0 - o[:, :, 3])
+            d[:, :, :4] = .01 * (dev["prior"] - o[:, :, :4])
 
-        j, i = _cell_of(t, w, h)
-        b = xp.arange(g.batch)[:, None]
-        if layer.bias_match:
-            sw, sh = anchors[:, 0] / w, anchors[:, 1] / h
-        else:                             # the shapes the truth's cell predicts
-            row, col = b[..., None] * n + xp.arange(n), (j * w + i)[..., None]
-            sw = xp.exp(g.get(row, 2, col)) * anchors[:, 0] / w
-            sh = xp.exp(g.get(row, 3, col)) * anchors[:, 1] / h
-        a = score((0, 0, sw, sh), (0, 0, t[..., 2, None], t[..., 3, None]), "iou").argmax(-1)
-        ops = _Ops(g, b, a, j, i, xp.arange(t.shape[1]), live, t.shape[1])
-        t_op, anchor = t.reshape(-1, 5), anchors[ops.row % n]
-        o_op = [g.get(ops.row, k, ops.col) for k in range(c + 1)]
-        box, iou = _box_delta(layer, o_op[:4], t_op, ops.i, ops.j, anchor[:, 0], anchor[:, 1],
-                              layer.coord_scale * (2 - t_op[:, 2] * t_op[:, 3]), 1.0, units)
-        target = 0 if layer.background else (iou if layer.rescore else 1)
-        ops.put_last(g, {**dict(enumerate(box)), c: layer.object_scale * (target - o_op[c])})
-        p_true, full = xp.zeros(iou.shape), ops.alive
-        if nc:
-            cls = _classes(t_op, nc)
-            p = g.get(ops.row[:, None], c + 1 + xp.arange(nc), ops.col[:, None])
-            p_true = xp.take_along_axis(p, cls[:, None], axis=-1)[:, 0]
-            cs = layer.class_scale
-            every = xp.where(xp.arange(nc) == cls[:, None], -cs * p + cs, -cs * p)
-            full = _class_writes(g, ops, c + 1, cls, every, cs * (1 - p_true),
-                                 xp.ones(ops.cell.shape, bool), bool(layer.softmax))
+        ops = g.o_flat[dev["idx"]]                       # (ops, C): every plane of each op
+        box = dev["box_scale"][:, None] * (dev["target"] - ops[:, :4])
+        obj_target = 0 if layer.background else (iou if layer.rescore else 1)
+        box_obj = xp.concatenate(
+            (box, (layer.object_scale * (obj_target - ops[:, c]))[:, None]), axis=1)
+        p, cs = ops[:, c + 1:], layer.class_scale
+        dev["hit"] = dev["classes"] == dev["cls"][:, None]
+        p_true = xp.where(dev["hit"], p, 0).sum(axis=1)      # 0 with classes=0
+        every = xp.where(dev["hit"], -cs * p + cs, -cs * p)
+        full = _write_ops(g, dev, bounds, box_obj, every, cs * (1 - p_true), True,
+                          bool(layer.softmax))
         # pj adds the class probability to the statistics only on an every-class write
-        return g.finish(output, ops.alive, iou, xp.where(full, p_true, 0), o_op[c], o[:, :, c])
+        p_cls = p_true if full is None else xp.where(full, p_true, 0)
+        return g.finish(output, iou, p_cls, ops[:, c], dev["count"])
 
 
 def fetch_stats(totals, cells):
