@@ -128,6 +128,21 @@ def test_device_gpu_without_cupy_is_a_one_line_error():
     assert r.stderr.strip().startswith("darknet_py: error: --device gpu needs CuPy")
 
 
+def _mnist_with_statistics(tmp_path, rng, batch):
+    """cfg/mnist.cfg with batch-norm statistics and scales that are not the initial ones, and
+    its weights file."""
+    from darknet_py import Network
+    net = Network.from_cfg(os.path.join(ROOT, "cfg/mnist.cfg"), batch=batch, seed=3, warn=False)
+    for layer in net.layers:
+        if getattr(layer, "batch_normalize", False):
+            layer.rolling_mean[:] = rng.uniform(-1, 1, layer.rolling_mean.shape)
+            layer.rolling_variance[:] = rng.uniform(0.3, 2, layer.rolling_variance.shape)
+            layer.scales[:] = rng.uniform(0.5, 2, layer.scales.shape)
+    weights = tmp_path / "m.weights"
+    net.save_weights(weights)
+    return net, weights
+
+
 def test_inference_commands_fold_batch_norm_unless_no_fuse(tmp_path):
     """detector test / classifier predict load with BN folded (AlexeyAB at load); --no-fuse keeps
     the rolling-statistics step.  Both print the same predictions."""
@@ -135,17 +150,10 @@ def test_inference_commands_fold_batch_norm_unless_no_fuse(tmp_path):
 
     import numpy as np
 
-    from darknet_py import Network
     from darknet_py.commands.common import load_for_inference
     cfg = os.path.join(ROOT, "cfg/mnist.cfg")
-    net = Network.from_cfg(cfg, batch=1, seed=3, warn=False)
     rng = rng_for_test()
-    for layer in net.layers:
-        if getattr(layer, "batch_normalize", False):
-            layer.rolling_mean[:] = rng.uniform(-1, 1, layer.rolling_mean.shape)
-            layer.rolling_variance[:] = rng.uniform(0.3, 2, layer.rolling_variance.shape)
-    weights = tmp_path / "m.weights"
-    net.save_weights(weights)
+    _, weights = _mnist_with_statistics(tmp_path, rng, batch=1)
     args = dict(device="cpu", gpu_index=0, nogpu=False)
     fused = load_for_inference(argparse.Namespace(**args, no_fuse=False), cfg, weights)
     exact = load_for_inference(argparse.Namespace(**args, no_fuse=True), cfg, weights)
@@ -169,15 +177,8 @@ def test_fuse_folds_bn_and_keeps_inference_outputs(tmp_path):
 
     from darknet_py import Network
     cfg = os.path.join(ROOT, "cfg/mnist.cfg")
-    net = Network.from_cfg(cfg, batch=2, seed=3, warn=False)
     rng = rng_for_test()
-    for layer in net.layers:
-        if getattr(layer, "batch_normalize", False):
-            layer.rolling_mean[:] = rng.uniform(-1, 1, layer.rolling_mean.shape)
-            layer.rolling_variance[:] = rng.uniform(0.3, 2, layer.rolling_variance.shape)
-            layer.scales[:] = rng.uniform(0.5, 2, layer.scales.shape)
-    weights = tmp_path / "m.weights"
-    net.save_weights(weights)
+    net, weights = _mnist_with_statistics(tmp_path, rng, batch=2)
     r = run("fuse", "cfg/mnist.cfg", str(weights), str(tmp_path / "f.cfg"),
             str(tmp_path / "f.weights"))
     assert r.returncode == 0, r.stderr
