@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .cfg.parser import Option, read_cfg
+from .errors import DarknetError
 from .nn.network import Network
 
 HEADS = ("yolo", "region", "detection")
@@ -115,7 +116,15 @@ def main(argv=None):
     p.add_argument("--profile", action="store_true",
                    help="also print where a training step spends its time, per layer type")
     a = p.parse_args(argv)
-    net, heads = bench_network(a.cfg, a.batch, a.size, a.device)
+    for flag, value, least in (("--batch", a.batch, 1), ("--size", a.size, 0),
+                               ("--steps", a.steps, 1), ("--warmup", a.warmup, 0)):
+        if value < least:
+            p.error(f"argument {flag}: expected a whole number >= {least}, not {value}")
+    try:
+        net, heads = bench_network(a.cfg, a.batch, a.size, a.device)
+    except DarknetError as e:               # a bad cfg or --batch/--size: one line, no traceback
+        print(f"python -m darknet_py.bench: error: {e}", file=sys.stderr)
+        return 2
     xp = net.xp
     c, h, w = net.input_shape
     x = xp.asarray(np.random.default_rng(0).random((a.batch, c, h, w), dtype=np.float32))

@@ -267,3 +267,22 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
             str(tmp_path / "no" / "such" / "dir" / "out.weights"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "error: No such file or directory" in r.stderr
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("train", "cfg/mnist.cfg", "data/mnist.data", "--seed", "-1"), "--seed"),
+    (("train", "cfg/mnist.cfg", "data/mnist.data", "-gpus", "a,b"), "-gpus/--gpus"),
+])
+def test_bad_training_flags_are_one_line_naming_the_flag(args, flag):
+    r = run(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: argument {flag}: expected" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flag", ["--batch", "--steps"])
+def test_bench_refuses_counts_below_one_naming_the_flag(flag):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-m", "darknet_py.bench", "cfg/mnist.cfg", flag, "0",
+                        "--device", "cpu"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: argument {flag}: expected a whole number >= 1, not 0" in r.stderr

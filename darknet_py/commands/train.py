@@ -1,6 +1,7 @@
 """``darknet_py train CFG DATA [WEIGHTS]`` (classifier or detector, from the cfg's last layer) and
 the training flags and runner that ``classifier train`` and ``detector train`` share."""
 
+import argparse
 import os
 import socket
 import subprocess
@@ -23,13 +24,14 @@ def train_flags(p):
                    help="reset the seen-images counter of the loaded weights")
     p.add_argument("--resume", action="store_true",
                    help="continue from backup/<cfg>_last.weights with the same schedule")
-    p.add_argument("--seed", type=int, help="seed for initialisation, data order and dropout")
+    p.add_argument("--seed", type=at_least(0), metavar="N",
+                   help="seed for initialisation, data order and dropout")
     p.add_argument("--backup-every", type=at_least(1), default=100, metavar="N",
                    help="write backup/<cfg>_last.weights every N iterations (default 100)")
     p.add_argument("--darknet-lines", action="store_true",
                    help="print Darknet's per-iteration lines instead of a progress bar")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-gpus", "--gpus", metavar="0,1,...",
+    p.add_argument("-gpus", "--gpus", metavar="0,1,...", type=gpu_list,
                    help="data-parallel training, one process per GPU (NCCL); the learning rate "
                         "is not multiplied, the effective batch is batch x GPUs")
     p.add_argument("-map", "--map", action="store_true",
@@ -96,10 +98,22 @@ def _spawn_replicas(gpus):
     return max(p.wait() for p in procs)
 
 
+def gpu_list(text):
+    """An argparse type: Darknet's ``-gpus 0,1,...``, GPU indices separated by commas."""
+    try:
+        gpus = [int(g, 10) for g in text.split(",") if g.strip()]
+    except ValueError:
+        gpus = []
+    if not gpus or min(gpus) < 0:
+        raise argparse.ArgumentTypeError(f"expected GPU indices separated by commas (0,1,...), "
+                                         f"not {text!r}")
+    return gpus
+
+
 def run_training(args, detector=False):
     """Train ``args.cfg`` on ``args.data`` from ``args.weights``: the exit status.  With
     ``-gpus`` naming several GPUs this process starts one replica per GPU and waits."""
-    gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    gpus = args.gpus or []
     if len(gpus) > 1 and "WORLD_SIZE" not in os.environ:
         return _spawn_replicas(gpus)
     if len(gpus) == 1:
