@@ -56,6 +56,19 @@ def test_broken_cfg_reports_its_mistake(path):
         assert not [f for f in findings if f.level == "error"], "\n".join(map(str, findings))
 
 
+UNSUPPORTED = [p for p in BROKEN if "not supported by darknet_py" in _expectation(p)[2]]
+
+
+@pytest.mark.parametrize("path", UNSUPPORTED, ids=[os.path.basename(p)[:-4]
+                                                   for p in UNSUPPORTED])
+def test_what_darknet_py_cannot_build_is_a_warning_for_darknet_only_cfgs(path):
+    level, line, fragment = _expectation(path)
+    assert level == "error"
+    findings = check_cfg(path, darknet_only=True)
+    assert [f.level for f in findings if f.line == line and fragment in f.message] == ["warning"]
+    assert not [f for f in findings if f.level == "error"], "\n".join(map(str, findings))
+
+
 WARNING_ONLY = [p for p in BROKEN if _expectation(p)[0] == "warning"
                 and "not supported by darknet_py" not in _expectation(p)[2]]
 
@@ -96,8 +109,13 @@ def _valid_ids(paths, prefix):
     return [prefix + os.path.basename(p)[:-4] for p in paths]
 
 
+# Valid Darknet that darknet_py cannot build: clean only for ``cfg check --darknet-only``.
+DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg", "gru.cfg", "rnn.cfg",
+                "rnn.train.cfg", "t1.test.cfg", "yolov1-tiny.cfg", "yolov1.cfg"}
+
+
 def _assert_valid(path):
-    findings = check_cfg(path)
+    findings = check_cfg(path, darknet_only=os.path.basename(path) in DARKNET_ONLY)
     errors = [f for f in findings if f.level == "error"]
     assert not errors, "\n".join(map(str, errors))
     allowed = list(VALID_WARNINGS.get(os.path.basename(path), []))
@@ -117,6 +135,71 @@ def test_repo_cfgs_are_clean(path):
 @pytest.mark.parametrize("path", DEBIAN_CFGS, ids=_valid_ids(DEBIAN_CFGS, "debian-"))
 def test_debian_cfgs_are_clean(path):
     _assert_valid(path)
+
+
+@pytest.mark.skipif(not DEBIAN_CFGS, reason=f"{DEBIAN_DIR} is absent (apt-get install darknet)")
+def test_cfgs_darknet_py_cannot_build_fail_the_check_without_darknet_only():
+    paths = [os.path.join(DEBIAN_DIR, name) for name in sorted(DARKNET_ONLY)]
+    assert all(os.path.isfile(p) for p in paths)
+    for path in paths:
+        out = io.StringIO()
+        assert main_check(path, out=out) == 1, out.getvalue()
+        errors = [line for line in out.getvalue().splitlines() if ": error: " in line]
+        assert errors and all("not supported by darknet_py" in e and "--darknet-only" in e
+                              for e in errors), out.getvalue()
+        out = io.StringIO()
+        assert main_check(path, out=out, darknet_only=True) == 0, out.getvalue()
+        with pytest.raises(Exception):
+            Network(read_cfg(path), batch=1, seed=0, warn=False)
+
+
+def test_alexeyab_only_features_are_info_lines_that_never_fail(tmp_path):
+    text = ("[net]\nbatch=2\nwidth=16\nheight=16\nchannels=3\nmosaic=1\n"
+            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=mish\n"
+            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=leaky\n"
+            "[reorg3d]\nstride=2\n"
+            "[convolutional]\nfilters=4\nsize=1\nactivation=swish\n")
+    path = tmp_path / "ab.cfg"
+    path.write_text(text)
+    assert check_cfg(str(path)) == []                     # nothing wrong for darknet_py
+    notes = check_cfg(str(path), notes=True)
+    assert [(f.line, f.level) for f in notes] == [(6, "info"), (11, "info"), (17, "info"),
+                                                  (22, "info")]
+    assert "'mish' is AlexeyAB's: pjreddie's Darknet prints \"Couldn't find activation\" and " \
+           "uses relu" in notes[1].message
+    assert "[reorg3d] is AlexeyAB's" in notes[2].message and "mosaic" in notes[0].message
+    out = io.StringIO()
+    assert main_check(str(path), out=out, strict=True) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[:-1] == [str(f) for f in notes]
+    assert lines[1] == f"{path}:11: info: activation=mish in [convolutional]: 'mish' is " \
+                       "AlexeyAB's: pjreddie's Darknet prints \"Couldn't find activation\" " \
+                       "and uses relu"
+    assert lines[-1] == f"{path}: OK, no problems found (4 notes on pjreddie's Darknet)"
+
+
+@pytest.mark.parametrize("key, line", [("steps", "steps=4800,5400  # 80%, 90% of it"),
+                                       ("scales", "scales=.1,.1 ; ten times smaller"),
+                                       ("anchors", "anchors = 10,14,  23,27 # small"),
+                                       ("mask", "mask=0,1 # the first two"),
+                                       ("layers", "layers=-1,-2   # both")])
+def test_an_inline_comment_after_a_list_value_is_a_warning_at_its_line(tmp_path, key, line):
+    text = ("[net]\nbatch=2\nwidth=32\nheight=32\nchannels=3\npolicy=steps\n"
+            "steps=4800,5400\nscales=.1,.1\nmax_batches=6000\n"
+            "[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\nactivation=leaky\n"
+            "[convolutional]\nfilters=4\nsize=1\nactivation=leaky\n"
+            "[route]\nlayers=-1,-2\n"
+            "[convolutional]\nfilters=12\nsize=1\nactivation=linear\n"
+            "[yolo]\nmask=0,1\nnum=2\nanchors=10,14,  23,27\nclasses=1\n")
+    lines = text.split("\n")
+    at = next(i for i, t in enumerate(lines) if t.replace(" ", "").startswith(key + "="))
+    lines[at] = line
+    path = tmp_path / "c.cfg"
+    path.write_text("\n".join(lines))
+    findings = check_cfg(str(path))
+    assert [(f.line, f.level) for f in findings] == [(at + 1, "warning")], findings
+    assert f"inline comment after the list {key}=" in findings[0].message
+    assert "Darknet misreads it" in findings[0].message
 
 
 # -- several mistakes at once; robustness ---------------------------------------------------------

@@ -201,9 +201,22 @@ def test_cfg_new_writes_a_ready_cfg(tmp_path):
     r = run("cfg", "new", "--from", "yolov3-tiny", "--classes", "3", "-o", str(out))
     assert r.returncode == 0, r.stderr
     text = out.read_text()
-    assert text.count("filters=24  # classes=3: filters = 3 * (3 + 5)") == 2
+    assert text.count("# classes=3: filters = 3 * (3 + 5); was 255\nfilters=24\n") == 2
     r = run("cfg", "summary", str(out))
     assert r.returncode == 0 and "24" in r.stdout
+    r = run("cfg", "check", str(out))
+    assert r.returncode == 0 and r.stdout == f"{out}: OK, no problems found\n"
+
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_CFG), reason="Debian's darknet cfgs are absent")
+def test_cfg_check_fails_what_darknet_py_cannot_build_unless_darknet_only():
+    cfg = os.path.join(DEBIAN_CFG, "rnn.cfg")
+    r = run("cfg", "check", cfg)
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[-1] == f"{cfg}: 3 errors, 0 warnings"
+    r = run("cfg", "check", "--darknet-only", cfg)
+    assert r.returncode == 0
+    assert r.stdout.splitlines()[-1] == f"{cfg}: 0 errors, 3 warnings"
 
 
 # -- Darknet's other top-level commands, against the darknet command itself --------------------
@@ -286,3 +299,17 @@ def test_bench_refuses_counts_below_one_naming_the_flag(flag):
                         "--device", "cpu"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"error: argument {flag}: expected a whole number >= 1, not 0" in r.stderr
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["train", "data/mnist.data", "cfg/mnist.cfg"], "darknet_py train CFG DATA [WEIGHTS]"),
+    (["detector", "train", "cfg/yolov3-tiny.cfg", "data/mnist.data"],
+     "darknet_py detector train DATA CFG [WEIGHTS]"),
+    (["classifier", "train", "cfg/mnist.cfg", "data/mnist.data"],
+     "darknet_py classifier train DATA CFG [WEIGHTS]"),
+])
+def test_swapped_cfg_and_data_are_named_before_any_parse_error(argv, usage):
+    r = run(*argv)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"darknet_py: error: arguments swapped? {usage} (")
+    assert "classes" not in r.stderr and len(r.stderr.splitlines()) == 1

@@ -778,3 +778,58 @@ def test_overflowing_outputs_are_reported_not_warned_about():
         warnings.simplefilter("error")
         D.detect_image(net, image, 0.5)
     assert not D.heads_are_finite(net)
+
+
+ABSURD_CFG = ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=12\nsize=1\n"
+              "activation=linear\n[yolo]\nmask=0,1\nnum=2\nanchors=10,14,  23,27\nclasses=1\n")
+
+
+def _absurd_net(tw):
+    """A yolo net whose every cell says "an object, this wide": tw = ``tw`` everywhere."""
+    from conftest import build
+    net = build(ABSURD_CFG)
+    conv = net.layers[0]
+    conv.weights[:] = 0
+    for a in range(2):                      # per anchor: x, y, w, h, objectness, class
+        conv.biases[a * 6:(a + 1) * 6] = [0, 0, tw, 0, 8, 8]
+    return net
+
+
+@pytest.mark.parametrize("tw", [80.0, 200.0], ids=["1e36", "inf"])
+def test_boxes_of_absurd_size_are_dropped_before_nms_and_counted(tw):
+    image = np.full((3, 40, 60), 0.5, F32)
+    dropped = []
+    _, dets = D.detect_image(_absurd_net(tw), image, 0.25, dropped=dropped)
+    assert dets == [] and dropped == [2 * 32 * 32]           # every (cell, anchor)
+    _, dets = D.detect_image(_absurd_net(1.0), image, 0.25, dropped=dropped)
+    assert dets and dropped == [2048, 0]                     # e^1 anchors: kept
+    kept, bad = D.plausible([det(.5, .5, 16, 1, .9, [.8]), det(.5, .5, 16.5, 1, .9, [.8]),
+                             det(-20, .5, 1, 1, .9, [.8]), det(.5, np.nan, 1, 1, .9, [.8])],
+                            60, 40)
+    assert len(kept) == 1 and bad == 3
+
+
+def test_detect_command_warns_once_about_untrained_weights_and_writes_finite_json(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from PIL import Image
+    net = _absurd_net(80.0)
+    (tmp_path / "a.cfg").write_text(ABSURD_CFG)
+    net.save_weights(str(tmp_path / "a.weights"))
+    for name in ("one.png", "two.png"):
+        Image.new("RGB", (60, 40), (128, 128, 128)).save(tmp_path / name)
+    r = subprocess.run([sys.executable, "-m", "darknet_py", "detect", "a.cfg", "a.weights",
+                        "one.png", "two.png", "-out", "result.json", "-ext_output"],
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr
+    assert "inf" not in r.stdout and "%" not in r.stdout
+    warned = [line for line in r.stderr.splitlines() if "look untrained" in line]
+    assert warned == ["warning: dropped 4096 boxes of non-finite or absurd size (over 16 times "
+                      "the image) before NMS: the weights look untrained or broken (the weights "
+                      "have seen 0 images, 0 iterations of batch 1: a detector usually needs "
+                      "thousands)"]
+    text = (tmp_path / "result.json").read_text()
+    assert [f["objects"] for f in json.loads(text)] == [[], []]

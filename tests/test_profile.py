@@ -164,7 +164,7 @@ def test_without_profile_the_output_and_the_weights_are_the_same(project, monkey
 
 def test_a_profiled_run_resumes_and_its_loss_curve_keeps_one_point_per_iteration(project):
     """The profile record sits in the log among the iterations' records: --resume reads the
-    log back (checkpoint.truncate_log) and must skip it."""
+    log back (checkpoint.read_log) and must skip it."""
     assert trainer(project, io.StringIO(), max_batches=8, profile=3).run() == 0
     t = trainer(project, io.StringIO(), max_batches=12, resume=True)
     assert [k for k, _, _ in t.losses] == list(range(1, 9))

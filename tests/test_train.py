@@ -99,7 +99,7 @@ def test_training_writes_backups_log_and_chart_and_learns(project):
     assert t.run() == 0
     backup = project / "backup"
     for name in ("halves_last.weights", "halves_best.weights", "halves_final.weights",
-                 "halves_last.state.npz", "chart.png", "halves.log.jsonl"):
+                 "halves_last.state.npz", "chart_halves.png", "halves.log.jsonl"):
         assert (backup / name).exists(), name
     records = [json.loads(line) for line in open(backup / "halves.log.jsonl")]
     assert [r["iteration"] for r in records] == list(range(1, 13))
@@ -107,7 +107,7 @@ def test_training_writes_backups_log_and_chart_and_learns(project):
     first = records[0]["avg_loss"]
     assert records[1]["avg_loss"] == pytest.approx(0.9 * first + 0.1 * records[1]["loss"])
     assert t.accuracy[-1][1] >= 0.9       # top-1 on the held-out images
-    assert (backup / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (backup / "chart_halves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_numbered_snapshots_follow_alexeyabs_saveweights_rule(project):

@@ -15,7 +15,10 @@ Levels
 ``error``
     Darknet (pjreddie or AlexeyAB) or darknet_py would refuse, crash or assert on the cfg; or a
     setting is silently lost (an unparsable value, an unknown activation/policy, a misspelt key
-    whose intended option then takes its default); or the training schedule contradicts itself
+    whose intended option then takes its default); or valid Darknet that darknet_py cannot
+    build ([rnn], [gru], [local], [detection], ``tree=``, ``reorg extra=``, an AlexeyAB
+    activation it lacks...) unless ``darknet_only`` says the cfg is meant for Darknet alone;
+    or the training schedule contradicts itself
     (``max_batches`` below ``burn_in`` or the last of ``steps``, steps that do not increase,
     fewer ``scales`` than ``steps``); or the cfg, the ``.data`` and the ``.names`` disagree on
     the number of classes.
@@ -23,9 +26,12 @@ Levels
     The cfg runs as written but probably not as meant: a duplicate key (the first wins), an
     unknown key with no near match, batch norm or a non-linear activation in the conv feeding a
     detection head, ``batch`` not a multiple of ``subdivisions``, a mini-batch below 4 images
-    with batch norm, and everything that is valid Darknet but **not supported by darknet_py**
-    ([rnn], [gru], [local], [detection], ``tree=``, ``reorg extra=``, AlexeyAB-only options...).
-    Those are warnings, not errors, because the cfg is a correct Darknet cfg.
+    with batch norm, an inline comment after a list value (Darknet reads its commas as more
+    items), AlexeyAB-only options darknet_py ignores, and with ``darknet_only`` what darknet_py
+    cannot build (the cfg is a correct Darknet cfg).
+``info`` (``notes=True``; ``cfg check`` prints them, they never fail)
+    An AlexeyAB-only feature pjreddie's Darknet would not run as written: an activation it
+    replaces by relu, an option it ignores, a section type it does not know.
 
 ``strict=True`` reports every warning as an error (as ``Network(strict=True)`` does).
 
@@ -55,7 +61,7 @@ from ..nn.layers import REGISTRY, SHAPE_ONLY
 from ..nn.layers.base import Field, asks_for_something, next_field, resolve_refs
 from ..nn.netoptions import COMMON_KEYS as DP_COMMON_KEYS
 from ..nn.netoptions import NetOptions
-from .keys import DP_KEYS, KNOWN_KEYS, ORIGIN, closest, plural
+from .keys import DP_KEYS, KNOWN_KEYS, ORIGIN, PJ_SECTIONS, closest, plural
 from .parser import SECTION_TYPES, Option, Section, scan_cfg
 from .rules import HEAD_TYPES, HeadRules, NetRules, ValueRules
 
@@ -134,8 +140,9 @@ class _Layer:
 
 
 class _Checker(ValueRules, NetRules, HeadRules):
-    def __init__(self, path):
+    def __init__(self, path, darknet_only=False):
         self.path = path
+        self.darknet_only = darknet_only
         self.findings = []
         self.layers = []
         self.net = None
@@ -152,6 +159,19 @@ class _Checker(ValueRules, NetRules, HeadRules):
 
     def warn(self, line, message, path=None):
         self.findings.append(Finding(path or self.path, line, "warning", message))
+
+    def unsupported(self, line, message):
+        """Valid Darknet that darknet_py cannot build: an error, unless the cfg is meant for
+        Darknet alone (``darknet_only``)."""
+        if self.darknet_only:
+            self.warn(line, message)
+        else:
+            self.error(line, message + " (cfg check --darknet-only if the cfg is meant for "
+                                       "Darknet alone)")
+
+    def note(self, line, message):
+        """An AlexeyAB-only feature: fine for darknet_py and AlexeyAB, not for pjreddie."""
+        self.findings.append(Finding(self.path, line, "info", message))
 
     # -- reading --------------------------------------------------------------------------
     def parse(self, text):
@@ -239,6 +259,10 @@ class _Checker(ValueRules, NetRules, HeadRules):
             elif key in unimplemented and asks_for_something(opt.value, unimplemented[key]):
                 self.warn(opt.line, f"{key}={opt.value} in [{sec.name}]: darknet_py's training "
                                     "does not implement it and trains without it")
+            if ORIGIN[sec.type].get(key) == "AlexeyAB" and sec.type in PJ_SECTIONS:
+                # pj:src/option_list.c option_unused; a section pj lacks has its own note
+                self.note(opt.line, f"option '{key}' in [{sec.name}] is AlexeyAB's: pjreddie's "
+                                    "Darknet ignores it ('Unused field')")
         return opts, vals
 
     def unknown_key(self, sec, key, opt, opts, known):
@@ -279,13 +303,17 @@ class _Checker(ValueRules, NetRules, HeadRules):
             else:
                 opts, vals = self.section_values(sec)
                 layer = _Layer(index, sec, opts, vals)
+                if sec.type not in PJ_SECTIONS:            # pj:src/parser.c
+                    self.note(sec.line, f"[{sec.name}] is AlexeyAB's: pjreddie's Darknet "
+                                        "says 'Type not recognized'")
                 if sec.type in SHAPE_ONLY:
-                    self.warn(sec.line, f"[{sec.name}] is a valid Darknet layer but is not "
-                                        "supported by darknet_py (it cannot build this cfg)")
+                    self.unsupported(sec.line, f"[{sec.name}] is a valid Darknet layer but is "
+                                               "not supported by darknet_py (it cannot build "
+                                               "this cfg)")
                 else:
                     for _key, _value, line, message in \
                             REGISTRY[sec.type].unsupported_in(layer.reader()):
-                        self.warn(line, message)
+                        self.unsupported(line, message)
             self.layers.append(layer)
             cls = LAYER_CLASSES.get(layer.type)
             if cls is not None:
@@ -436,14 +464,16 @@ def _check_data(chk, data_path, cfg_classes):
 
 
 # -- entry points ---------------------------------------------------------------------------
-def check_cfg(cfg_path, data_path=None, strict=False):
+def check_cfg(cfg_path, data_path=None, strict=False, darknet_only=False, notes=False):
     """Every problem in ``cfg_path`` (and ``data_path``, a .data file, with its names file).
 
     Returns a list of :class:`Finding` sorted by file (cfg first) and line.  ``strict=True``
-    reports warnings as errors.
+    reports warnings as errors.  What darknet_py cannot build is an error unless
+    ``darknet_only`` (the cfg is meant for Darknet alone: then a warning).  ``notes=True``
+    adds "info" findings: the AlexeyAB-only features pjreddie's Darknet would not run.
     """
     cfg_path = str(cfg_path)
-    chk = _Checker(cfg_path)
+    chk = _Checker(cfg_path, darknet_only)
     try:
         with open(cfg_path, "rb") as f:
             raw = f.read()
@@ -474,7 +504,7 @@ def check_cfg(cfg_path, data_path=None, strict=False):
                     cfg_classes = (n, f"the cfg's network outputs {n} values (its "
                                       f"[{layer.name}] at line {layer.sec.line})")
         _check_data(chk, str(data_path), cfg_classes)
-    findings = chk.findings
+    findings = [f for f in chk.findings if notes or f.level != "info"]
     if strict:
         findings = [Finding(f.path, f.line, "error", f.message + " (strict mode)")
                     if f.level == "warning" else f for f in findings]
@@ -528,16 +558,20 @@ def layer_geometry(text, path="<cfg>"):
     return [(L.shape, L.field) for L in chk.layers]
 
 
-def main_check(cfg, data=None, strict=False, out=sys.stdout):
-    """Print every finding and a summary; 1 when there are errors (or warnings, strict)."""
-    findings = check_cfg(cfg, data, strict=strict)
+def main_check(cfg, data=None, strict=False, out=sys.stdout, darknet_only=False):
+    """Print every finding and a summary; 1 when there are errors (or warnings, strict).
+    Info lines (AlexeyAB-only features) never fail."""
+    findings = check_cfg(cfg, data, strict=strict, darknet_only=darknet_only, notes=True)
     for f in findings:
         print(f, file=out)
     errors = sum(f.level == "error" for f in findings)
-    warnings = len(findings) - errors
+    warnings = sum(f.level == "warning" for f in findings)
+    infos = len(findings) - errors - warnings
     what = f"{cfg}" + (f" + {data}" if data is not None else "")
-    if not findings:
-        print(f"{what}: OK, no problems found", file=out)
+    notes = f" ({plural(infos, 'note')} on pjreddie's Darknet)" if infos else ""
+    if not errors and not warnings:
+        print(f"{what}: OK, no problems found{notes}", file=out)
     else:
-        print(f"{what}: {plural(errors, 'error')}, {plural(warnings, 'warning')}", file=out)
+        print(f"{what}: {plural(errors, 'error')}, {plural(warnings, 'warning')}{notes}",
+              file=out)
     return 1 if errors or (strict and warnings) else 0

@@ -330,7 +330,9 @@ class SectionDoc:
     def set(self, key, value, comment=None):
         """Set ``key`` to ``value``.  An existing line is edited in place (its spacing and any
         trailing comment stay); otherwise ``key=value`` is added after the section's last
-        option.  ``comment`` puts ``  # comment`` at the end of that line.  Returns self."""
+        option.  ``comment`` goes on its own ``# comment`` line right above the option: pj's
+        read_option (pj:src/option_list.c) keeps everything after the ``=``, an inline comment
+        included, so ``steps=4800,5400  # 80%, 90%`` reads as four steps.  Returns self."""
         key = _option_key(key)
         _check_key(key)
         text = format_value(value)
@@ -348,13 +350,15 @@ class SectionDoc:
                     start = end = scan.eq + 2
                 if raw[end:end + 1] in ("#", ";"):
                     text += " "
-            new = raw[:start] + text + raw[end:]
-            if note:
-                new = new.rstrip(" \t") + "  # " + note
-            line.text = new
+            line.text = raw[:start] + text + raw[end:]
         else:
-            new = f"{key}={text}" + (f"  # {note}" if note else "")
-            self._lines.insert(self._option_end(), _Line(new, ""))
+            pos = self._option_end()
+            raw = f"{key}={text}"
+            self._lines.insert(pos, _Line(raw, ""))
+        above = self._lines[pos - 1].text
+        indent = raw[:len(raw) - len(raw.lstrip())]
+        if note and _strip(above) != _strip("#" + note):
+            self._lines.insert(pos, _Line(f"{indent}# {note}", ""))
         return self
 
     __setitem__ = set

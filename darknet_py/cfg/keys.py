@@ -21,6 +21,15 @@ DARKNET_ACTIVATIONS = ("logistic", "relu", "relie", "linear", "ramp", "tanh", "p
                        "relu6", "swish", "mish", "hard_mish", "gelu", "revleaky",      # ab
                        "normalize_channels", "normalize_channels_softmax",
                        "normalize_channels_softmax_maxval")
+#: the activations pj's get_activation knows (pj:src/activations.c); any other one makes it
+#: print "Couldn't find activation" and use relu
+PJ_ACTIVATIONS = DARKNET_ACTIVATIONS[:14]
+#: the section types pj's string_to_layer_type knows (pj:src/parser.c); any other one is
+#: "Type not recognized"
+PJ_SECTIONS = ("net", "convolutional", "deconvolutional", "connected", "maxpool", "avgpool",
+               "softmax", "dropout", "route", "shortcut", "upsample", "yolo", "region",
+               "detection", "iseg", "cost", "batchnorm", "crop", "reorg", "local", "l2norm",
+               "logistic", "activation", "normalization", "rnn", "gru", "lstm", "crnn")
 IOU_KINDS = ("mse", "iou", "giou", "diou", "ciou")
 
 

@@ -4,16 +4,17 @@
     doc = new_cfg("yolov3-tiny", 3, size=(608, 608), anchors=[(10, 14), ..., (344, 319)])
     doc.save("my-yolov3-tiny.cfg")
 
-What changes (each edited line ends with ``# why``; nothing else in the template moves):
+What changes (each edited line follows a ``# why`` line: Darknet's parser would read an inline
+comment as part of the value, pj:src/option_list.c read_option; nothing else moves):
 
 * ``[yolo]``: ``classes=N`` and, in the ``[convolutional]`` right before it,
   ``filters = len(mask) * (N + 5)`` (``N + 9`` for ``[Gaussian_yolo]``).
 * ``[region]``: ``classes=N`` and the conv before it ``filters = num * (coords + 1 + N)``.
 * a classifier (its last layer is ``[softmax]``): the last ``[connected]`` ``output=N`` or, when
   the last learned layer is a conv, its ``filters=N``.
-* ``[net]``: ``max_batches = 2000 * N`` (AlexeyAB's rule), at least 6000 for a detector, and for
-  a classifier never less than the template's own value; ``steps`` at 80% and 90% of it (policy
-  ``steps``); a detector template left in testing mode (``batch=1``) gets its training batch
+* ``[net]``, detectors only: ``max_batches = max(2000 * N, 6000)`` (AlexeyAB's rule, which is
+  for detectors: a classifier keeps its template's schedule); ``steps`` at 80% and 90% of it
+  (policy ``steps``); a detector template left in testing mode (``batch=1``) gets its training batch
   and subdivisions back (from its ``# batch=64`` / ``# subdivisions=2`` comments, else 64/16).
 * ``size=(w, h)``: ``width``/``height``; a yolo/region network needs multiples of its stride (32).
 * ``anchors=[(w, h), ...]`` (network-input pixels, e.g. from k-means): sorted by area and split
@@ -277,18 +278,13 @@ def new_cfg(template, classes, size=None, anchors=None):
         _set(last, key, classes, f"classes={classes}: one output per class")
 
     # -- schedule ----------------------------------------------------------------------------
-    old_max = net.get("max_batches", 0, int)
     if detector:
         max_batches = max(BATCHES_PER_CLASS * classes, DETECTOR_MIN_MAX_BATCHES)
         why = (f"classes={classes}: max(2000 * classes, {DETECTOR_MIN_MAX_BATCHES}) for a "
                "detector (AlexeyAB's rule)")
-    else:
-        max_batches = max(BATCHES_PER_CLASS * classes, old_max)
-        why = (f"classes={classes}: max(2000 * classes, the template's {old_max}) "
-               "(AlexeyAB's rule)")
-    _set(net, "max_batches", max_batches, why)
+        _set(net, "max_batches", max_batches, why)
     policy = net.get("policy", "constant")
-    if policy == "steps" or "steps" in net:
+    if detector and (policy == "steps" or "steps" in net):
         steps = [max_batches * 8 // 10, max_batches * 9 // 10]
         _set(net, "steps", steps, _steps_comment(max_batches))
         scales = net.get("scales", None, list)
@@ -310,7 +306,7 @@ def new_cfg(template, classes, size=None, anchors=None):
     if anchors is not None:
         extra += f" --anchors ({len(pairs)} given)"
     doc.prepend_comment(f"darknet_py cfg new --from {source} --classes {classes}{extra}: "
-                        "edited lines end with '# why'")
+                        "each edited line follows a '# why' line")
     doc.path = None
     return doc
 

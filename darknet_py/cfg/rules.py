@@ -10,7 +10,7 @@ import math
 
 from ..nn.layers.base import Shape
 from ..nn.activations import ACTIVATIONS as DP_ACTIVATIONS
-from .keys import CHOICES, DARKNET_ACTIVATIONS, closest
+from .keys import CHOICES, DARKNET_ACTIVATIONS, PJ_ACTIVATIONS, closest
 
 HEAD_TYPES = ("yolo", "region", "gaussian_yolo", "detection")
 
@@ -21,7 +21,13 @@ class ValueRules:
         v = opt.value
         where = f"{opt.key}={v} in [{sec.name}]"
         comment = self.comments.get(opt.line)
-        if comment is not None and (kind in ("s", "a") or kind in CHOICES):
+        if comment is not None and kind in ("il", "fl"):
+            # pj:src/option_list.c read_option keeps the comment in the value, and
+            # pj:src/parser.c counts its commas as more items (steps= then reads past scales=)
+            self.warn(opt.line, f"inline comment after the list {opt.key}={v}: Darknet misreads "
+                                f"it (it reads '{v}{comment}', each comma one more item); put "
+                                "the comment on its own line")
+        elif comment is not None and (kind in ("s", "a") or kind in CHOICES):
             self.warn(opt.line, f"inline comment after {opt.key}={v}: Darknet keeps it as part "
                                 f"of the value ('{v}{comment}'); put the comment on its own line")
         try:
@@ -67,8 +73,11 @@ class ValueRules:
                                      + ", ".join(DARKNET_ACTIVATIONS[:14]))
                 return None
             if value not in DP_ACTIVATIONS:
-                self.warn(opt.line, f"{where}: activation '{value}' (AlexeyAB) is not "
-                                    "supported by darknet_py")
+                self.unsupported(opt.line, f"{where}: activation '{value}' (AlexeyAB) is not "
+                                           "supported by darknet_py")
+            elif value not in PJ_ACTIVATIONS:       # pj:src/activations.c get_activation
+                self.note(opt.line, f"{where}: '{value}' is AlexeyAB's: pjreddie's Darknet "
+                                    "prints \"Couldn't find activation\" and uses relu")
         elif kind in CHOICES:
             choices = CHOICES[kind]
             if value not in choices:

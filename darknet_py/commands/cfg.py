@@ -19,7 +19,7 @@ def cmd_cfg_summary(args):
 
 
 def cmd_cfg_check(args):
-    return main_check(args.cfg, args.data, strict=args.strict)
+    return main_check(args.cfg, args.data, strict=args.strict, darknet_only=args.darknet_only)
 
 
 def _anchors_from_data(data_path, template, size):
@@ -82,6 +82,9 @@ def register(subparsers):
                        "checked against the cfg")
     check.add_argument("--strict", action="store_true",
                        help="warnings count as errors (exit status 1)")
+    check.add_argument("--darknet-only", action="store_true",
+                       help="the cfg is meant for Darknet alone: what darknet_py cannot build "
+                            "([rnn], [gru], [local], tree=, ...) is a warning, not an error")
     check.set_defaults(func=cmd_cfg_check)
     new = cfg_commands.add_parser(
         "new", help="a ready-to-train cfg from a template: classes, filters, max_batches, steps")

@@ -2,9 +2,11 @@
 ``-dont_show`` and ``-letter_box``, loading a network for inference and reading image paths."""
 
 import argparse
+import os
 import sys
 
 from ..data.datacfg import DataCfg, read_lines
+from ..errors import DarknetError
 from ..data.labels import label_path_for
 from ..detection.anchors import boxes_wh_from_labels
 from ..nn.network import Network
@@ -105,3 +107,30 @@ def training_boxes(data_path, width, height, classes=None):
     data = DataCfg(data_path)
     paths = read_lines(data.file("train", required=True), "train list")
     return boxes_wh_from_labels([label_path_for(p) for p in paths], width, height, classes)
+
+
+def file_kind(path):
+    """"cfg" (its first option line is a ``[section]`` header), "data" (``key=value`` lines
+    before any header, as Darknet's read_data_cfg reads them), or None (unreadable, empty)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in head.splitlines():
+        text = "".join(line.split())
+        if not text or text[0] in "#;":
+            continue
+        if text[0] == "[":
+            return "cfg"
+        return "data" if "=" in text else None
+    return None
+
+
+def check_argument_order(cfg, data, usage):
+    """A .data file given where the .cfg goes (and the .cfg where the .data goes) is an error
+    saying so, before either is parsed (whose errors would be about the wrong file)."""
+    kinds = file_kind(cfg), file_kind(data)
+    if kinds[0] == "data" or kinds[1] == "cfg":
+        which = f"{cfg} is a .data file" if kinds[0] == "data" else f"{data} is a .cfg file"
+        raise DarknetError(f"arguments swapped? {usage} ({which})")

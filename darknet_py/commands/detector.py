@@ -12,7 +12,7 @@ from ..cfg.parser import read_cfg
 from ..data.datacfg import DataCfg, class_names, read_lines
 from ..data.detaug import DetectionSet
 from ..detection.anchors import anchors_report, calc_anchors
-from ..detection.detect import (detect_image, detection_lines, detections_json,
+from ..detection.detect import (ABSURD_SIZE, detect_image, detection_lines, detections_json,
                                 get_network_boxes, heads_are_finite, network_classes)
 from ..detection.evaluate import detections_for_map, recall_per_image, validation_results
 from ..detection.mapeval import evaluate_map, format_map_table
@@ -73,9 +73,10 @@ def _detect(args, net, names, images):
                            "(images, folders of images or .txt lists)")
     classes = network_classes(net)
     results = []
+    dropped = []
     for n, path in enumerate(paths):
         t0 = time.perf_counter()
-        im, dets = detect_image(net, path, args.thresh, 0.5, args.nms)
+        im, dets = detect_image(net, path, args.thresh, 0.5, args.nms, dropped=dropped)
         h, w = im.shape[1], im.shape[2]
         print(f"{path}: Predicted in {(time.perf_counter() - t0) * 1000:f} milli-seconds.")
         if not heads_are_finite(net):
@@ -106,6 +107,10 @@ def _detect(args, net, names, images):
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
+    if sum(dropped):
+        print(f"warning: dropped {sum(dropped)} boxes of non-finite or absurd size (over "
+              f"{ABSURD_SIZE:g} times the image) before NMS: the weights look untrained or "
+              f"broken{_young_weights_hint(net)}", file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,7 @@ from ..train.classifier import ClassifierTrainer
 from ..train.detector import DetectorTrainer
 from ..train.options import TrainOptions
 from ..train.profile import DEFAULT_ITERATIONS, WARMUP
-from .common import at_least, device, device_flags, dont_show
+from .common import at_least, check_argument_order, device, device_flags, dont_show
 
 
 def train_flags(p):
@@ -44,7 +44,7 @@ def train_flags(p):
                    help="write backup/<cfg>_N.weights every N iterations (default: saveweights= "
                         "of the .data file, else 1000, or 10000 when max_batches >= 10000)")
     p.add_argument("-chart", "--chart", metavar="PATH", help="where to draw the chart "
-                   "(default backup/chart.png)")
+                   "(default backup/chart_<cfg>.png)")
     p.add_argument("-show_imgs", "--show-imgs", dest="show_imgs", action="store_true",
                    help="detectors: save the first mini-batch as trained on, with its truth "
                         "boxes (backup/aug_*.jpg), to check the labels")
@@ -69,7 +69,12 @@ def add_darknet_train(subparsers, help, func):
     p.add_argument("cfg")
     p.add_argument("weights", nargs="?")
     train_flags(p)
-    p.set_defaults(func=func)
+    usage = "darknet_py " + help.split(":")[0].strip()
+
+    def checked(args):
+        check_argument_order(args.cfg, args.data, usage)
+        return func(args)
+    p.set_defaults(func=checked)
 
 
 def _spawn_replicas(gpus):
@@ -143,6 +148,7 @@ def _head(cfg):
 
 
 def cmd_train(args):
+    check_argument_order(args.cfg, args.data, "darknet_py train CFG DATA [WEIGHTS]")
     kind, _ = _head(args.cfg)
     if kind is None:
         raise DarknetError("the cfg has no training head: end it with [softmax] (or [cost], "

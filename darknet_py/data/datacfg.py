@@ -31,6 +31,9 @@ class DataCfg(dict):
             reason = getattr(e, "strerror", None) or "not a UTF-8 text file"
             raise DarknetError(f"cannot read data file: {reason}", self.path) from None
         for lineno, raw in enumerate(text.split("\n"), start=1):
+            if "\0" in raw:      # UTF-16 without a byte-order mark, or a binary file
+                raise DarknetError("not a text .data file (NUL bytes; UTF-16?): expected UTF-8 "
+                                   "key=value lines", self.path, lineno)
             line = raw.strip()
             if not line or line[0] in "#;":
                 continue
@@ -91,11 +94,21 @@ class DataCfg(dict):
 
 
 def read_lines(path, what):
+    """The non-blank lines of a list or names file, stripped."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return [ln.strip() for ln in f if ln.strip()]
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise DarknetError(f"cannot read {what}: {e.strerror}", path) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DarknetError(f"cannot read {what}: not a UTF-8 text file", path,
+                           data[:e.start].count(b"\n") + 1) from None
+    if "\0" in text:
+        raise DarknetError(f"cannot read {what}: not a text file (NUL bytes; UTF-16?)", path,
+                           text[:text.index("\0")].count("\n") + 1)
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
 def class_names(data, classes):

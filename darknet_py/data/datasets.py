@@ -129,6 +129,9 @@ def load_classification(data, key, classes):
                                data.path, data.lines.get("classes"))
         return ClassificationSet(images, labels, classes, path)
     paths = read_lines(path, f"{key} list")
+    if not paths:
+        raise DarknetError(f"the {key} list is empty: it must name at least one image, one "
+                           "path a line", path)
     label_file = data.file("labels") or data.file("names")
     if label_file is None:
         raise DarknetError("a list-file dataset needs labels= (or names=): the class names "

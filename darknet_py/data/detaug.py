@@ -26,6 +26,9 @@ class DetectionSet:
     def __init__(self, list_path, classes, max_boxes=90):
         self.list_path = list_path
         self.paths = read_lines(list_path, "image list")
+        if not self.paths:
+            raise DarknetError("the image list is empty: it must name at least one image, one "
+                               "path a line", list_path)
         self.classes, self.max_boxes = classes, max_boxes
         self._pools = {}             # worker count -> its WorkerPool, started on first use
         self.boxes = []

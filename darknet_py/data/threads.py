@@ -42,8 +42,9 @@ def default_loader_processes(on_gpu, cores=None):
 def blas_threads(loader_processes, cores=None):
     """BLAS threads beside a loader of ``loader_processes`` workers (0: threads): the cores
     left after the loader's processes and one for the loader's thread, at least one.  On a
-    2-core machine that is one (measured faster there even when the machine is quiet,
-    benchmarks/contention.py)."""
+    2-core machine that is one: about 2% slower than two when the machine is quiet, and no
+    slower beside another busy process, where two threads took 2.2x as long
+    (benchmarks/contention.py)."""
     cores = usable_cores() if cores is None else cores
     return max(1, cores - 1 - loader_processes)
 

@@ -111,8 +111,8 @@ def _yolo_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, 
     boxes[:, 0] = (cols.astype(F32) + tx) / F32(lw)
     boxes[:, 1] = (rows.astype(F32) + ty) / F32(lh)
     # exp() is double in C: exp((double)t) * (double)anchor / netw, then rounded to float.
-    # An untrained net's huge tw gives an infinite width, as in Darknet; such boxes are
-    # clipped when drawn and never match in NMS, so the overflow is not worth a warning.
+    # An untrained net's huge tw gives an infinite width, as in Darknet; get_network_boxes
+    # leaves such boxes out (plausible) and the commands say how many.
     with np.errstate(over="ignore"):
         boxes[:, 2] = (np.exp(tw.astype(np.float64)) * a[:, 0] / net_w).astype(F32)
         boxes[:, 3] = (np.exp(th.astype(np.float64)) * a[:, 1] / net_h).astype(F32)
@@ -196,15 +196,37 @@ def network_size(net) -> tuple[int, int]:
     return int(w), int(h)
 
 
+# A box wider or taller than this many images, or centred further than this many images
+# outside it, is no object of the image: untrained or diverged weights, whose exp(tw) reaches
+# 1e38 or inf (pj prints such boxes; they can be neither drawn nor scored).
+ABSURD_SIZE = 16.0
+
+
+def plausible(dets, img_w: int, img_h: int, relative: int = 1):
+    """(kept, dropped): ``dets`` without the boxes of non-finite or absurd size or place
+    (:data:`ABSURD_SIZE`), and how many those were."""
+    sw, sh = (1.0, 1.0) if relative else (float(img_w), float(img_h))
+    kept = []
+    for d in dets:
+        x, y, w, h = (float(v) for v in d.bbox)
+        if all(math.isfinite(v) for v in (x, y, w, h)) \
+                and abs(w) <= ABSURD_SIZE * sw and abs(h) <= ABSURD_SIZE * sh \
+                and abs(x / sw - 0.5) <= ABSURD_SIZE and abs(y / sh - 0.5) <= ABSURD_SIZE:
+            kept.append(d)
+    return kept, len(dets) - len(kept)
+
+
 def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thresh: float = 0.5,
-                      relative: int = 1, batch_index: int = 0) -> list[Detection]:
+                      relative: int = 1, batch_index: int = 0,
+                      dropped: list | None = None) -> list[Detection]:
     """pj ``get_network_boxes(net, w, h, thresh, hier, 0, relative, &n)`` after a forward pass.
 
     Walks the layers in order: [yolo] layers add their detections above ``thresh``, [region]
     layers every anchor of every cell.  Each prob array has the last layer's ``classes``
     entries (pj's make_network_boxes).  Boxes are relative to the original img_w x img_h image
     (pixels if ``relative`` is 0).  ``hier_thresh`` only matters for tree (9000) region layers,
-    which are not supported; it is accepted for the call signature."""
+    which are not supported; it is accepted for the call signature.  Boxes of non-finite or
+    absurd size are left out (:func:`plausible`); their count is appended to ``dropped``."""
     del hier_thresh
     net_w, net_h = network_size(net)
     classes = getattr(net.layers[-1], "classes", 0)
@@ -216,14 +238,16 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
         elif layer.type == "region":
             dets += get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative,
                                           classes, batch_index)
-    # a diverged network can give infinite boxes: they can be neither drawn nor scored
-    return [d for d in dets if np.isfinite(np.asarray(d.bbox, np.float64)).all()]
+    dets, bad = plausible(dets, img_w, img_h, relative)
+    if dropped is not None:
+        dropped.append(bad)
+    return dets
 
 
 def _safe_cells(layer, values, sizes, net_w, net_h, relative):
-    """The cells of a [region] output whose box is finite for every image of ``sizes``, by a
-    bound with e (2.7) of headroom over float32's range: x, y finite and exp(tw), exp(th) far
-    enough below it once scaled by the anchor and the letterbox correction."""
+    """The cells of a [region] output whose box is plausible (see :func:`plausible`) for every
+    image of ``sizes``, by a bound with a little headroom: x, y finite and exp(tw), exp(th)
+    below ABSURD_SIZE images once scaled by the anchor and the letterbox correction."""
     xp = xp_of(values)
     unit = np.array([[0.5, 0.5, 1, 1]], F32)
     letterboxed = uses_letterbox(layer_net_options(layer))
@@ -231,9 +255,11 @@ def _safe_cells(layer, values, sizes, net_w, net_h, relative):
         factors = np.array([correct_boxes(unit, w, h, net_w, net_h, relative, letterboxed)[0]
                             for w, h in sizes], np.float64).reshape(-1, 4)
         anchors = np.abs(np.asarray(layer.anchors, np.float64).reshape(-1, 2)[:layer.n])
-        limits = [np.log(np.finfo(F32).max) - 1 - np.log(
-            anchors[:, i].max(initial=0) / grid * factors[:, 2 + i].max(initial=0))
-            for i, grid in ((0, layer.out_w), (1, layer.out_h))]
+        images = np.array([(1.0, 1.0) if relative else (w, h) for w, h in sizes],
+                          np.float64).reshape(-1, 2)
+        limits = [np.log(ABSURD_SIZE) - 0.01 - np.log(anchors[:, i].max(initial=0) / grid)
+                  + np.min(np.log(images[:, i]) - np.log(factors[:, 2 + i]), initial=np.inf)
+                  for i, grid in ((0, layer.out_w), (1, layer.out_h))]
     if not np.isfinite(factors).all():
         limits = [-np.inf, -np.inf]
     # a NaN fails every comparison, and so does an infinite tw (times a zero anchor: NaN)
@@ -262,7 +288,7 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
 
     For the batch at once on the network's device: only the cells with objectness above
     ``thresh`` are copied to the host (and, of [region] heads, the few whose box may be
-    infinite: those leave the list before NMS, which changes the order)."""
+    absurd: those leave the list before NMS, which changes the order)."""
     net_w, net_h = network_size(net)
     classes = getattr(net.layers[-1], "classes", 0)
     live = [[] for _ in sizes]      # per image, per head: the live flags of its finite boxes
@@ -287,8 +313,7 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
             part = slice(bounds[b], bounds[b + 1])
             dets = decode(layer, where[part], v[part], w, h, net_w, net_h, thresh, relative,
                           classes) if bounds[b + 1] > bounds[b] else []
-            finite = np.array([np.isfinite(np.asarray(d.bbox, np.float64)).all()
-                               for d in dets], bool)
+            finite = np.array([plausible([d], w, h, relative)[1] == 0 for d in dets], bool)
             alive = np.array([d.objectness != 0 for d in dets], bool) & finite
             if cells is None:           # [yolo]: its list is these cells
                 flags = alive[finite]
@@ -313,16 +338,19 @@ def network_classes(net) -> int:
     return int(getattr(net.layers[-1], "classes", 0))
 
 
-def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45):
+def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45,
+                 dropped: list | None = None):
     """pj test_detector for one image: load (a path, or a (3, h, w) float array), letterbox to
-    the network size, forward, get_network_boxes(relative=1), NMS when nms > 0.
+    the network size, forward, get_network_boxes(relative=1), NMS when nms > 0.  The number
+    of absurd boxes left out before NMS is appended to ``dropped`` (see get_network_boxes).
 
     Returns ``(image_chw, dets)``."""
     im = load_image_color(image) if isinstance(image, (str, os.PathLike)) else as_chw(image)
     sized = fit_image(im, *network_size(net), uses_letterbox(net.options))
     with np.errstate(all="ignore"):     # overflowing outputs are reported by heads_are_finite
         net.forward(sized[None])
-    dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1)
+    dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1,
+                             dropped=dropped)
     if nms > 0:
         network_nms(net, dets, nms)
     return im, dets

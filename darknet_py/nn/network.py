@@ -5,12 +5,20 @@
     probs = net.forward(x)                 # x: (N, C, H, W) float32, NCHW as Darknet
     net.layers[3].output                   # each layer's output, NCHW
     loss = net.train_step(x, truth)        # forward, backward, update every `subdivisions`
+    net = Network.from_cfg_text(text)      # a cfg held in a string
+
+``forward`` and ``train_step`` take float images in [0, 1], NCHW (or flat, C*H*W values per
+image); a uint8 array is taken as 0-255 pixels and divided by 255.  Float values are not
+range-checked (gradient checks and layer tests feed any numbers).
 """
+
+import numbers
+import os
 
 import numpy as np
 
 from .backend import resolve_device, to_numpy
-from ..cfg.parser import Diagnostics, read_cfg
+from ..cfg.parser import Diagnostics, parse_cfg_text, read_cfg
 from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
 from .layers import REGISTRY
 from .layers.batchnorm import BN_EPSILON
@@ -20,6 +28,14 @@ from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
 from ..atomic import atomic_write
 from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
+
+class InputShapeError(DarknetError, ValueError):
+    """An input that is not the (N, C, H, W) images the network takes."""
+
+
+class InputTypeError(DarknetError, TypeError):
+    """An input whose dtype is not images' (float, or uint8 pixels)."""
+
 
 class _BuildContext:
     def __init__(self, xp, rng, net_options):
@@ -51,6 +67,8 @@ class Network:
     profiler = None
     #: a GraphedForward after enable_graphs() (GPU inference)
     graphs = None
+    #: the cfg text of a network built by from_cfg_text (resized() re-reads it, not a file)
+    cfg_text = None
 
     def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True,
                  device_index=0):
@@ -64,7 +82,7 @@ class Network:
             self.diagnostics.warn(line, message)
         self.options = NetOptions(cfgfile.net)
         self.diagnostics.report_unused(cfgfile.net)
-        self.batch = batch if batch is not None else self.options.batch
+        self.batch = _checked_batch(batch) if batch is not None else self.options.batch
         self.subdivisions = self.options.subdivisions
         self.seen = 0
         self.t = 0              # number of weight updates (Adam's t)
@@ -127,20 +145,49 @@ class Network:
         one); ``device_index`` picks the GPU (Darknet's ``-i``).  A ``backend.Device`` is taken
         as it is (its index, not ``device_index``).  The result is ``net.device``.
         """
+        if hasattr(path, "read"):
+            return cls.from_cfg_text(path.read(), getattr(path, "name", "<cfg>"), batch=batch,
+                                     device=device, strict=strict, seed=seed, warn=warn,
+                                     device_index=device_index)
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Network.from_cfg expects the path of a .cfg file (str or "
+                            f"os.PathLike) or an open file, not {type(path).__name__}")
+        if isinstance(path, str) and ("\n" in path or path.lstrip().startswith("[")):
+            raise ValueError("Network.from_cfg expects the path of a .cfg file, and this looks "
+                             "like cfg text: use Network.from_cfg_text(text)")
         return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
                    warn=warn, device_index=device_index)
+
+    @classmethod
+    def from_cfg_text(cls, text, path="<cfg>", batch=None, device="cpu", strict=False,
+                      seed=None, warn=True, device_index=0):
+        """:meth:`from_cfg` from the text of a cfg (``str`` or UTF-8 ``bytes``); ``path``
+        names it in messages."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: the cfg bytes are not UTF-8 text") from None
+        if not isinstance(text, str):
+            raise TypeError(f"Network.from_cfg_text expects the cfg's text (str or bytes), not "
+                            f"{type(text).__name__}")
+        net = cls(parse_cfg_text(text, str(path)), batch=batch, device=device, strict=strict,
+                  seed=seed, warn=warn, device_index=device_index)
+        net.cfg_text = text
+        return net
 
     def resized(self, width, height):
         """The same network at another input size, on the same device and sharing every
         layer's ``state()`` (multi-scale training, pj resize_network): updates through either
         change both."""
-        cfg = read_cfg(self.path)
+        cfg = read_cfg(self.path) if self.cfg_text is None else \
+            parse_cfg_text(self.cfg_text, self.path)
         for key, value in (("width", width), ("height", height)):
             opt = cfg.net.find(key)
             if opt is not None:
                 opt.value = str(value)
         other = Network(cfg, batch=self.batch, device=self.device, seed=0, warn=False)
-        other.dtype = self.dtype
+        other.dtype, other.cfg_text = self.dtype, self.cfg_text
         for mine, theirs in zip(self.layers, other.layers):
             theirs.share_state(mine)
             if hasattr(mine, "batch_normalize"):
@@ -163,12 +210,32 @@ class Network:
 
     # -- passes --------------------------------------------------------------------------
     def _as_input(self, x):
+        """``x`` as an (N, C, H, W) array of the network's dtype; what cannot be the images
+        the network takes is a ValueError/TypeError, not a silent reinterpretation."""
+        dtype = getattr(x, "dtype", None)
+        if dtype is None:
+            x = np.asarray(x)
+            dtype = x.dtype
+        if dtype == np.uint8:       # 0-255 pixels
+            x = self.xp.asarray(x, dtype=self.dtype) / 255
+        elif dtype.kind != "f":
+            raise InputTypeError(f"input has dtype {dtype}; the network takes float images "
+                                 "in [0, 1] (or uint8 pixels 0-255, divided by 255)")
         x = self.xp.asarray(x, dtype=self.dtype)
+        shape = self.input_shape
+        want = f"(N, {', '.join(map(str, shape))})"
+        if x.ndim == 3 and x.shape == shape:
+            return x.reshape((1,) + shape)
+        if x.ndim >= 3 and x.shape[-3:] != shape:
+            c, h, w = shape
+            nhwc = " (this is NHWC: use x.transpose(0, 3, 1, 2))" \
+                if x.shape[-3:] == (h, w, c) and c != w else ""
+            raise InputShapeError(f"input has shape {tuple(x.shape)}; the network takes {want}, "
+                             f"NCHW order{nhwc}")
         n = x.shape[0] if x.ndim > 1 else 1
         if x.size != n * self.options.inputs:
-            raise DarknetError(f"input has shape {tuple(x.shape)}; the network takes "
-                               f"(N, {', '.join(map(str, self.input_shape))})")
-        return x.reshape((n,) + self.input_shape)
+            raise InputShapeError(f"input has shape {tuple(x.shape)}; the network takes {want}")
+        return x.reshape((n,) + shape)
 
     def forward(self, x, train=False, truth=None):
         """Run every layer; returns the output layer's output (NCHW, on the network's device).
@@ -435,6 +502,14 @@ class Network:
         lines.append(f"Total BFLOPs {total_flops:.3f}, parameters {total_params:,d} "
                      f"({_size(total_params * 4)}), layer outputs {_size(total_bytes)} per image")
         return "\n".join(lines)
+
+
+def _checked_batch(batch):
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral):
+        raise TypeError(f"batch must be an int, not {type(batch).__name__} ({batch!r})")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
+    return int(batch)
 
 
 def _size(n):

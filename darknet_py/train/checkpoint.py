@@ -7,9 +7,13 @@ layer's ``state()`` (update buffers with their momentum, Adam's moments), keyed
 belongs to the weights file with the same ``seen``; together they make --resume exact.
 """
 
+import contextlib
 import io
 import json
 import os
+import sys
+import tempfile
+import zipfile
 
 import numpy as np
 
@@ -47,6 +51,22 @@ def save_state(net, path, meta):
     atomic_write(path, [buf.getvalue()])
 
 
+def _read_state(path):
+    """(meta, {key: array}) of a state file; a file that cannot be read whole (empty, cut by a
+    full disk, not a state file) is a one-line error saying what to do."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        meta["seen"], meta["t"]
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DarknetError(f"--resume: the state file is broken ({reason}): remove it to resume "
+                           "from the weights alone (momentum then starts from zero), or train "
+                           "again without --resume", path) from None
+    return meta, arrays
+
+
 def restore_state(net, path):
     """Copy the state file's arrays into ``net``'s layers and set ``net.t`` when the file
     belongs to ``net``'s weights (the same ``seen``).  Returns (meta, the keys the file lacks,
@@ -54,37 +74,55 @@ def restore_state(net, path):
     file."""
     if not os.path.exists(path):
         return None, []
-    with np.load(path, allow_pickle=False) as saved:
-        meta = json.loads(str(saved["meta"]))
-        if meta["seen"] != net.seen:
-            return None, []
-        missing = []
-        for layer in net.layers:
-            for name, array in beyond_weights(layer).items():
-                key = f"{layer.index}/{name}"
-                if key not in saved:
-                    missing.append(key)
-                    continue
-                if saved[key].shape != array.shape:
-                    raise DarknetError(f"--resume: {key} has shape {saved[key].shape} there but "
-                                       f"{array.shape} in the network: the state file belongs "
-                                       "to another cfg (remove it to resume without it)", path)
-                array[...] = net.xp.asarray(saved[key])
+    meta, saved = _read_state(path)
+    if meta["seen"] != net.seen:
+        return None, []
+    missing = []
+    for layer in net.layers:
+        for name, array in beyond_weights(layer).items():
+            key = f"{layer.index}/{name}"
+            if key not in saved:
+                missing.append(key)
+                continue
+            if saved[key].shape != array.shape:
+                raise DarknetError(f"--resume: {key} has shape {saved[key].shape} there but "
+                                   f"{array.shape} in the network: the state file belongs "
+                                   "to another cfg (remove it to resume without it)", path)
+            array[...] = net.xp.asarray(saved[key])
     net.t = meta["t"]
     return meta, missing
 
 
-def truncate_log(path, iteration, write=True):
-    """The (iteration, loss, avg_loss) records of the JSON-lines log up to ``iteration``; the
-    file is cut there too (``write``: rank 0 only)."""
+def read_log(path, iteration, say=True):
+    """The JSON-lines log up to ``iteration``: (its lines, to write back once the resumed run
+    starts; their (iteration, loss, avg_loss) records).  A last line cut by a crash while it
+    was written is dropped (``say``: with a note); a broken line before it is an error."""
     if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        kept = [line for line in f if json.loads(line)["iteration"] <= iteration]
-    if write:
-        atomic_write(path, [line.encode() for line in kept])
-    return [(rec["iteration"], rec["loss"], rec["avg_loss"]) for rec in map(json.loads, kept)
-            if "loss" in rec]      # not the --profile record
+        return [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or "not a UTF-8 text file"
+        raise DarknetError(f"--resume: cannot read the training log: {reason}", path) from None
+    kept, records = [], []
+    for lineno, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            done = record["iteration"] <= iteration
+        except (ValueError, KeyError, TypeError):
+            if lineno == len(lines):
+                if say:
+                    print(f"{path}:{lineno}: note: the last line was cut (a crash while it was "
+                          "written); dropping it", file=sys.stderr)
+                break
+            raise DarknetError("not a log record (a JSON object with an iteration): remove "
+                               "this line, or the whole log, to resume", path, lineno) from None
+        if done:
+            kept.append(line if line.endswith("\n") else line + "\n")
+            records.append(record)
+    return kept, [(r["iteration"], r["loss"], r["avg_loss"]) for r in records
+                  if "loss" in r]      # not the --profile record
 
 
 def saved_iteration(weights_path, images_per_iteration):
@@ -94,3 +132,95 @@ def saved_iteration(weights_path, images_per_iteration):
     except DarknetError:
         return "none yet"
     return header.seen // images_per_iteration
+
+
+class BackupLock:
+    """``<backup>/<cfg>.lock``, holding the PID of the training that writes ``<cfg>_*`` files
+    there: a second training of the same cfg into the same folder would silently replace the
+    first one's weights, state and log.  A lock whose process is gone (kill -9, a crash) is
+    taken over with a note."""
+
+    def __init__(self, folder, base):
+        self.path = os.path.join(folder, f"{base}.lock")
+        self.base = base
+        self.held = False
+
+    def acquire(self):
+        for _ in range(3):
+            if self._create():
+                self.held = True
+                return
+            pid = _lock_owner(self.path)
+            if pid is not None and _running(pid):
+                raise self._busy(pid)
+            if self._remove_stale(pid):
+                print(f"{self.path}: note: taking over the lock of a training that is no "
+                      f"longer running (PID {pid if pid is not None else 'unreadable'})",
+                      file=sys.stderr)
+        raise DarknetError("cannot take the lock: other trainings keep taking it", self.path)
+
+    def release(self):
+        if self.held:
+            self.held = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def _create(self):
+        """Create the lock with our PID in it, in one step (a hard link of a written file), so
+        no other process ever reads it empty; False when it exists."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.base}.lock.", dir=os.path.dirname(self.path))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def _remove_stale(self, pid):
+        """Move the stale lock aside (a rename: one process wins); when what was moved is a
+        fresh lock that another process created meanwhile, put it back and refuse."""
+        grave = f"{self.path}.{os.getpid()}.stale"
+        try:
+            os.rename(self.path, grave)
+        except FileNotFoundError:      # another process removed it first
+            return False
+        moved = _lock_owner(grave)
+        if moved != pid and moved is not None and _running(moved):
+            with contextlib.suppress(OSError):
+                os.link(grave, self.path)
+            os.unlink(grave)
+            raise self._busy(moved)
+        os.unlink(grave)
+        return True
+
+    def _busy(self, pid):
+        return DarknetError(f"another training (PID {pid}) is writing {self.base}'s files into "
+                            "this backup folder: wait for it to end, or give this run another "
+                            "backup= in the .data file", self.path)
+
+
+def _lock_owner(path):
+    """The PID in a lock file, or None when it is unreadable (then it is stale)."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid):
+    # our own PID in a lock we do not hold is a dead process's (PIDs restart in a container)
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # another user's process
+        return True
+    except OSError:
+        return False
+    return True

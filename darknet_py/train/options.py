@@ -34,7 +34,7 @@ class TrainOptions:
     darknet_lines: bool = False
     #: show a progress bar on stderr
     progress: bool = True
-    #: the loss chart's path; None: ``chart.png`` in the backup folder
+    #: the loss chart's path; None: ``chart_<cfg>.png`` in the backup folder (AlexeyAB's name)
     chart: str | None = None
     #: validate during training (top-k for a classifier; the detector's ``-map``)
     map: bool = True

@@ -10,8 +10,12 @@ epoch: the validation metric.  Into the ``backup`` folder, all written atomicall
 ``<cfg>_best.weights`` (best metric), ``<cfg>_final.weights``, ``<cfg>_N.weights`` snapshots
 (AlexeyAB's ``saveweights`` rule), ``<cfg>_last.state.npz`` (what the .weights file does not
 hold: momentum buffers, Adam's moments, counters; train/checkpoint.py) so that ``--resume``
-continues exactly, ``chart.png`` and ``<cfg>.log.jsonl``.  ``<cfg>`` is Darknet's ``basecfg``:
+continues exactly, ``chart_<cfg>.png`` and ``<cfg>.log.jsonl``.  ``<cfg>`` is Darknet's ``basecfg``:
 the cfg's file name up to its first dot.
+
+Nothing in the backup folder changes before :meth:`Trainer.run` starts (a start that fails
+its checks leaves the earlier run's log and weights as they were), and ``run`` holds
+``<cfg>.lock`` there so that a second training of the same cfg into it is refused.
 
 Reproducible: with ``--seed`` the data order and dropout masks are functions of (seed,
 iteration), so an interrupted and resumed run ends with the same weights as one that was not.
@@ -26,14 +30,15 @@ import time
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..data.datacfg import DataCfg
 from ..data.datasets import Batches
 from ..data.threads import blas_threads, limit_blas
 from ..errors import DarknetError
 from ..nn.network import Network
 from .chart import draw_chart
-from .checkpoint import (basecfg, restore_state, save_state, saved_iteration,
-                         snapshot_every, truncate_log)
+from .checkpoint import (BackupLock, basecfg, read_log, restore_state, save_state,
+                         saved_iteration, snapshot_every)
 from .options import TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
 from .profile import Profiler, profile_table
@@ -108,6 +113,7 @@ class Trainer:
         self.best = -1.0
         self.accuracy = []           # (iteration, metric, secondary metric)
         self.losses = []             # (iteration, loss, avg_loss)
+        self._log_lines = []         # the log as the run starts it (--resume: the kept part)
         self._start_from(weights)
         self._setup_schedule(weights)
         self._setup_data()
@@ -126,7 +132,8 @@ class Trainer:
                       for kind in ("last", "best", "final")}
         self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
         self.log_path = os.path.join(self.backup, f"{self.base}.log.jsonl")
-        self.chart_path = self.options.chart or os.path.join(self.backup, "chart.png")
+        # AlexeyAB's chart_<cfg>.png: two cfgs training into one backup/ keep their own charts
+        self.chart_path = self.options.chart or os.path.join(self.backup, f"chart_{self.base}.png")
         try:                            # fail now, not after the training
             os.makedirs(os.path.dirname(os.path.abspath(self.chart_path)), exist_ok=True)
         except OSError as e:
@@ -138,8 +145,6 @@ class Trainer:
         if self.options.resume:
             self._resume()
         else:
-            if os.path.exists(self.log_path) and self.rank == 0:
-                os.remove(self.log_path)
             if weights:
                 filled = self.net.load_weights(weights, partial=True)
                 print(f"Loaded {filled} of {len(self.net.layers)} layers from {weights}",
@@ -154,7 +159,12 @@ class Trainer:
         if self.max_batches <= 0:
             raise DarknetError("max_batches is 0: set max_batches= in [net] or pass "
                                "--max-batches N", net.path, net.options.section.line)
-        if self.iteration >= self.max_batches:
+        if self.iteration == self.max_batches and o.resume and \
+                self._saved_iteration(self.paths["final"]) != self.iteration:
+            # stopped (Ctrl-C, kill) after its last iteration but before _final was written
+            print(f"{self.paths['last']} is at max_batches={self.max_batches}: writing "
+                  f"{self.paths['final']}", file=self.out)
+        elif self.iteration >= self.max_batches:
             # Darknet would save _final at once and stop, which looks like a crash
             done = self.paths["last"] if o.resume else weights
             hint = "raise max_batches (or --max-batches) to train on" if o.resume else \
@@ -209,18 +219,30 @@ class Trainer:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             how = (f"with its counters, but {self.state_path} has no {missing[0]}{more}: they "
                    "start from zero, so the run will not match an uninterrupted one")
-        self.losses = truncate_log(self.log_path, self.iteration, write=self.rank == 0)
+        self._log_lines, self.losses = read_log(self.log_path, self.iteration,
+                                                say=self.rank == 0)
         print(f"Resuming from {self.paths['last']} at iteration {self.iteration} ({how})",
               file=self.out)
 
-    def _saved_iteration(self):
-        return saved_iteration(self.paths["last"], self.images_per_iteration)
+    def _saved_iteration(self, path=None):
+        return saved_iteration(path or self.paths["last"], self.images_per_iteration)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self):
         """Train to max_batches; returns 0 when done, 130 when stopped by Ctrl-C (saved for
         --resume) and 1 when the loss diverged."""
+        lock = BackupLock(self.backup, self.base)
+        if self.rank == 0:
+            lock.acquire()
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self):
         self._announce()
+        if self.rank == 0:      # the run has started: now the earlier log may be replaced
+            atomic_write(self.log_path, [line.encode() for line in self._log_lines])
         batches = Batches(self._make, start=self.net.seen // self.net.batch,
                           ahead=self.loader_ahead, device=self.net.device)
         self._bar = self._progress()
@@ -359,7 +381,8 @@ class Trainer:
 
     def _after_iteration(self, k, log, interrupt):
         """Validation, chart, backups and snapshots due after iteration ``k``; True when
-        Ctrl-C asked to stop (saved)."""
+        Ctrl-C asked to stop (saved).  After the last iteration Ctrl-C does not stop the run:
+        only _final is left to write."""
         if k % self.eval_every == 0 or k == self.max_batches:
             log.flush()
             self._validate(k)
@@ -371,12 +394,13 @@ class Trainer:
             self.save_last()
         if k % self.save_weights_every == 0 and self.rank == 0:
             self.net.save_weights(os.path.join(self.backup, f"{self.base}_{k}.weights"))
-        if interrupt.requested:
+        stop = interrupt.requested and k < self.max_batches
+        if stop:
             self._say(f"Stopped at iteration {k}; saved {self.paths['last']}. "
                       "Continue with --resume.")
         if self._prof is not None:
-            self._profiled(k, log, interrupt.requested)
-        return interrupt.requested
+            self._profiled(k, log, stop)
+        return stop
 
     def _profiled(self, k, log, stopping):
         """End a timed iteration; after the last one (or when the run stops) print the profile

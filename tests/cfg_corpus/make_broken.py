@@ -327,16 +327,16 @@ CASES = [
      "scales has 3 values but steps has 2: the extra scales are ignored", None),
     ("schedule-steps-without-policy", "mnist", [S("policy=steps", "policy=poly")], "warning",
      "steps= is ignored because policy=poly; set policy=steps", ("steps=2000,2600", 1)),
-    # -- valid Darknet that darknet_py does not support (warnings) -------------------------
-    ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "warning",
+    # -- valid Darknet that darknet_py cannot build: errors (warnings with --darknet-only) ----
+    ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "error",
      "dilation=2 in [convolutional] (AlexeyAB) is valid Darknet but not supported by darknet_py", None),
-    ("unsupported-new-coords", "y3", [I("num=6", "new_coords=1", 2)], "warning",
+    ("unsupported-new-coords", "y3", [I("num=6", "new_coords=1", 2)], "error",
      "new_coords=1 in [yolo] is valid Darknet but not supported by darknet_py", None),
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
-     "warning", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
-    ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "warning",
+     "error", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
+    ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "error",
      "activation 'revleaky' (AlexeyAB) is not supported by darknet_py", None),
-    ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "warning",
+    ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "error",
      "binary=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
 ]
 

@@ -1,0 +1,277 @@
+"""Bad starts, faults and API misuse (issue 15): each is one line naming the file, an exit status
+other than 0, no traceback, and nothing of an earlier run touched."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from darknet_py.data.detaug import DetectionSet
+from darknet_py.errors import DarknetError
+from darknet_py.nn.network import Network
+from darknet_py.train.classifier import ClassifierTrainer
+from test_train import project, run_cli, trainer  # noqa: F401  (project: the fixture)
+
+
+def files_of(folder):
+    """{name: bytes} of every file in ``folder``: what an earlier run left."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def assert_one_line_error(r, *fragments):
+    assert r.returncode != 0, r.stdout
+    err = r.stderr.strip()
+    assert "Traceback" not in r.stderr and len(err.splitlines()) == 1, r.stderr
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+# -- a start that fails its checks -----------------------------------------------------------
+def test_a_start_that_fails_its_checks_leaves_the_earlier_run_untouched(project):
+    assert trainer(project, max_batches=3).run() == 0
+    backup = project / "backup"
+    before = files_of(backup)
+    assert "halves.log.jsonl" in before
+    final = str(backup / "halves_final.weights")
+    with pytest.raises(DarknetError, match="already at iteration 3"):
+        trainer(project, final, max_batches=3)
+    data = project / "halves.data"
+    data.write_text(data.read_text().replace("train-images", "missing-images"))
+    with pytest.raises(DarknetError, match="no such file"):
+        trainer(project)
+    r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
+    assert_one_line_error(r, f"{data}:2: error: train=")
+    assert files_of(backup) == before
+
+
+def test_a_resume_that_fails_its_checks_keeps_the_log_it_would_cut(project):
+    """--resume cuts the log back to the weights' iteration only once the run starts."""
+    assert trainer(project, max_batches=4, backup_every=2).run() == 0
+    backup = project / "backup"
+    log = backup / "halves.log.jsonl"
+    with open(log, "a") as f:          # iterations after the last backup, as after a kill
+        f.write(json.dumps({"iteration": 5, "loss": 1.0, "avg_loss": 1.0}) + "\n")
+    before = files_of(backup)
+    with pytest.raises(DarknetError, match="max_batches"):
+        trainer(project, resume=True, max_batches=4, seed=None)
+    assert files_of(backup) == before
+
+
+# -- two trainings in one backup folder ------------------------------------------------------
+def test_a_second_training_of_the_same_cfg_into_the_same_backup_is_refused(project, capsys):
+    backup = project / "backup"
+    backup.mkdir()
+    lock = backup / "halves.lock"
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{first.pid}\n")
+        with pytest.raises(DarknetError, match=rf"halves.lock: error: another training "
+                                               rf"\(PID {first.pid}\) is writing"):
+            trainer(project, max_batches=2).run()
+        r = run_cli("train", str(project / "halves.cfg"), str(project / "halves.data"),
+                    "--device", "cpu", "--max-batches", "2")
+        assert_one_line_error(r, f"PID {first.pid}")
+        assert files_of(backup) == {"halves.lock": f"{first.pid}\n".encode()}
+    finally:
+        first.kill()
+        first.wait()
+    capsys.readouterr()
+    # the first one is gone (killed): its lock is stale, taken over with a note, then released
+    assert trainer(project, max_batches=2).run() == 0
+    assert f"taking over the lock of a training that is no longer running (PID {first.pid})" \
+        in capsys.readouterr().err
+    assert not lock.exists() and (backup / "halves_final.weights").exists()
+
+
+def test_the_lock_is_per_cfg_and_released_when_the_run_stops(project, monkeypatch):
+    backup = project / "backup"
+    backup.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (backup / "other.lock").write_text(f"{other.pid}\n")
+        monkeypatch.setattr(ClassifierTrainer, "_make", _raise_data_error)
+        with pytest.raises(DarknetError, match="bad image"):
+            trainer(project, max_batches=2).run()
+        assert not (backup / "halves.lock").exists()
+        assert (backup / "other.lock").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def _raise_data_error(self, k):
+    raise DarknetError("bad image", "x.png")
+
+
+# -- Ctrl-C at the end -----------------------------------------------------------------------
+def test_ctrl_c_during_the_final_validation_still_writes_final(project, monkeypatch):
+    real = ClassifierTrainer._evaluate
+
+    def ctrl_c_at_the_end(self, k):
+        if k == self.max_batches:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, k)
+
+    monkeypatch.setattr(ClassifierTrainer, "_evaluate", ctrl_c_at_the_end)
+    out = io.StringIO()
+    t = ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
+                          options=_options(max_batches=3),
+                          out=out)
+    assert t.run() == 0
+    assert (project / "backup" / "halves_final.weights").exists()
+    assert "--resume" not in out.getvalue()
+
+
+def _options(**kw):
+    from darknet_py.train.options import TrainOptions
+    return TrainOptions(device="cpu", progress=False, seed=7, **kw)
+
+
+def test_resume_of_a_run_stopped_before_final_writes_final(project):
+    assert trainer(project, max_batches=3).run() == 0
+    backup = project / "backup"
+    final = backup / "halves_final.weights"
+    expected = final.read_bytes()
+    os.remove(final)                 # killed between _last and _final
+    resumed = trainer(project, resume=True, max_batches=3, seed=None)
+    assert resumed.run() == 0
+    assert final.read_bytes() == expected
+    with pytest.raises(DarknetError, match="nothing to train; raise max_batches"):
+        trainer(project, resume=True, max_batches=3, seed=None)
+
+
+# -- resume after a crash mid-write ----------------------------------------------------------
+def test_resume_drops_a_torn_last_log_line_and_says_so(project, capsys):
+    assert trainer(project, max_batches=4).run() == 0
+    log = project / "backup" / "halves.log.jsonl"
+    with open(log, "a") as f:
+        f.write('{"iteration": 5, "loss": 0.6')
+    resumed = trainer(project, resume=True, max_batches=6, seed=None)
+    assert f"{log}:5: note: the last line was cut" in capsys.readouterr().err
+    assert [k for k, _, _ in resumed.losses] == [1, 2, 3, 4]
+    assert resumed.run() == 0
+    assert [json.loads(line)["iteration"] for line in open(log)] == list(range(1, 7))
+
+
+def test_a_broken_line_inside_the_log_names_its_line(project):
+    assert trainer(project, max_batches=4).run() == 0
+    log = project / "backup" / "halves.log.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:1] + ["{oops\n"] + lines[2:]))
+    with pytest.raises(DarknetError, match=rf"{log}:2: error: not a log record"):
+        trainer(project, resume=True, max_batches=6, seed=None)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut", b"not a zip file"])
+def test_a_broken_state_file_is_refused_with_what_to_do(project, content):
+    assert trainer(project, max_batches=3).run() == 0
+    backup = project / "backup"
+    state = backup / "halves_last.state.npz"
+    state.write_bytes(content)
+    before = files_of(backup)
+    r = run_cli("train", str(project / "halves.cfg"), str(project / "halves.data"),
+                "--device", "cpu", "--resume", "--max-batches", "5")
+    assert_one_line_error(r, f"{state}: error: --resume: the state file is broken",
+                          "remove it to resume from the weights alone")
+    assert files_of(backup) == before
+
+
+# -- the Python API --------------------------------------------------------------------------
+SMALL = """[net]
+batch=2
+width=16
+height=16
+channels=3
+
+[convolutional]
+filters=2
+size=3
+stride=1
+pad=1
+activation=logistic
+"""
+
+
+@pytest.fixture
+def small_cfg(tmp_path):
+    path = tmp_path / "small.cfg"
+    path.write_text(SMALL)
+    return path
+
+
+def test_batch_must_be_a_positive_int(small_cfg, tmp_path):
+    with pytest.raises(ValueError, match="batch must be at least 1, not 0"):
+        Network.from_cfg(str(small_cfg), batch=0, warn=False)
+    with pytest.raises(TypeError, match=r"batch must be an int, not str \('8'\)"):
+        Network.from_cfg(str(small_cfg), batch="8", warn=False)
+    net = Network.from_cfg(str(small_cfg), batch=np.int64(3), warn=False)
+    net.save_weights(tmp_path / "w.weights")
+    net.load_weights(tmp_path / "w.weights")
+    assert net.batch == 3
+
+
+def test_forward_refuses_nhwc_and_integers_and_takes_uint8_as_pixels(small_cfg, rng):
+    net = Network.from_cfg(str(small_cfg), warn=False, seed=1)
+    pixels = rng.integers(0, 256, (1, 3, 16, 16)).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"shape \(1, 16, 16, 3\); the network takes "
+                                         r"\(N, 3, 16, 16\), NCHW order \(this is NHWC"):
+        net.forward(pixels.transpose(0, 2, 3, 1).astype(np.float32) / 255)
+    with pytest.raises(TypeError, match="dtype int64; the network takes float images"):
+        net.forward(pixels.astype(np.int64))
+    scaled = np.array(net.forward(pixels.astype(np.float32) / 255))
+    assert np.array_equal(np.array(net.forward(pixels)), scaled)
+    assert np.array_equal(np.array(net.forward(pixels[0].astype(np.float32) / 255)), scaled)
+
+
+def test_from_cfg_says_it_takes_a_path_and_from_cfg_text_takes_text(small_cfg):
+    with pytest.raises(ValueError, match=r"expects the path of a \.cfg file, and this looks "
+                                         r"like cfg text: use Network\.from_cfg_text"):
+        Network.from_cfg(SMALL)
+    with pytest.raises(TypeError, match="not int"):
+        Network.from_cfg(3)
+    net = Network.from_cfg_text(SMALL, warn=False)
+    assert net.input_shape == (3, 16, 16) and net.resized(32, 32).input_shape == (3, 32, 32)
+    with open(small_cfg) as f:
+        assert Network.from_cfg(f, warn=False).path == str(small_cfg)
+    with pytest.raises(DarknetError, match=r"mine\.cfg:"):
+        Network.from_cfg_text(SMALL.replace("filters=2", "filters=two"), "mine.cfg")
+
+
+# -- .data and list files --------------------------------------------------------------------
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_a_utf16_data_file_is_one_line(project, encoding):
+    data = project / "halves.data"
+    data.write_bytes(data.read_text().encode(encoding))
+    r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
+    assert_one_line_error(r, f"{data}:", "error: ", "UTF")
+    assert not (project / "backup").exists()
+
+
+def test_a_utf16_or_binary_list_file_is_one_line(project):
+    listed = project / "train.list"
+    listed.write_text("a.png\nb.png\n", encoding="utf-16")
+    data = project / "halves.data"
+    data.write_text(data.read_text().replace(f"{project}/train-images-idx3-ubyte.gz",
+                                             str(listed)))
+    r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
+    assert_one_line_error(r, f"{listed}:1: error: cannot read train list: not a UTF-8")
+    listed.write_bytes(bytes(range(256)))      # the first byte over 127 is on line 2
+    with pytest.raises(DarknetError, match=rf"{listed}:2: error: cannot read image list"):
+        DetectionSet(str(listed), 2)
+
+
+def test_an_empty_train_list_is_one_line(project):
+    listed = project / "train.list"
+    listed.write_text("\n\n")
+    data = project / "halves.data"
+    data.write_text(data.read_text().replace(f"{project}/train-images-idx3-ubyte.gz",
+                                             str(listed)))
+    r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
+    assert_one_line_error(r, f"{listed}: error: the train list is empty")
+    with pytest.raises(DarknetError, match=rf"{listed}: error: the image list is empty"):
+        DetectionSet(str(listed), 2)
