@@ -74,6 +74,8 @@ def test_detector_test_map_and_calc_anchors_commands(shapes, tmp_path):
             "-width", "96", "-height", "96", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "anchors = " in r.stdout and "mask = 3,4,5" in r.stdout and "filters=27" in r.stdout
+    saved = (tmp_path / "anchors.txt").read_text()            # AlexeyAB's file, the same line
+    assert saved.count(",") == 2 * 6 - 1 and f"anchors = {saved.strip()}" in r.stdout
 
 
 def test_no_detections_says_the_weights_are_barely_trained(shapes, tmp_path):

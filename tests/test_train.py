@@ -328,9 +328,9 @@ def test_cli_train_then_predict_a_list_file_dataset(tmp_path):
     r = run_cli("classifier", "predict", str(tmp_path / "h.data"), str(tmp_path / "h.cfg"),
                 weights, str(probe), "-t", "2", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    top = r.stdout.splitlines()
+    name, *top = r.stdout.splitlines()          # pj's order: the image, then its top classes
+    assert name.startswith(f"{probe}: Predicted in ")
     assert len(top) == 2 and top[0].endswith(": right") and top[1].endswith(": left")
-    assert f"{probe}: Predicted in " in r.stderr
     pct = float(top[0].split("%")[0])
     assert 50 < pct <= 100
     # no image on the command line: paths are read from stdin, as Darknet's prompt loop

@@ -64,6 +64,9 @@ def main(argv=None):
     :class:`DarknetError` or an unwritable file is one line on stderr and status 2."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:                        # pj:examples/darknet.c main prints its usage, status 0
+        parser.print_help()
+        return 0
     args = parser.parse_args(_flags_after_subcommand(parser, argv))
     warnings.showwarning = _show_warning
     try:

@@ -31,12 +31,13 @@ def cmd_classifier_valid(args):
 
 
 def _predict(net, names, paths, top):
-    """pj predict_classifier: the time on stderr, then the top classes of each image."""
+    """pj predict_classifier: for each image its name and time, then its top classes, all on
+    stdout so that piped output can be matched to the images."""
     for path in paths:
         t0 = time.perf_counter()
         x = load_image(path, net.input_shape, letterbox=True)[None]
         probs = to_numpy(net.forward(x)).ravel()
-        print(f"{path}: Predicted in {time.perf_counter() - t0:f} seconds.", file=sys.stderr)
+        print(f"{path}: Predicted in {time.perf_counter() - t0:f} seconds.")
         for i in np.argsort(-probs)[:top]:
             print(f"{100 * probs[i]:5.2f}%: {names[i]}")
         sys.stdout.flush()

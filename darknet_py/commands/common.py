@@ -2,7 +2,6 @@
 ``-dont_show`` and ``-letter_box``, loading a network for inference and reading image paths."""
 
 import argparse
-import os
 import sys
 
 from ..data.datacfg import DataCfg, read_lines

@@ -6,12 +6,12 @@ import os
 import sys
 import time
 
-from ..atomic import atomic_write
+from ..atomic import atomic_open, atomic_write
 from ..box import do_nms_sort
 from ..cfg.parser import read_cfg
 from ..data.datacfg import DataCfg, class_names, read_lines
 from ..data.detaug import DetectionSet
-from ..detection.anchors import anchors_report, calc_anchors
+from ..detection.anchors import anchors_report, calc_anchors, format_anchors
 from ..detection.detect import (ABSURD_SIZE, detect_image, detection_lines, detections_json,
                                 get_network_boxes, heads_are_finite, network_classes)
 from ..detection.evaluate import detections_for_map, recall_per_image, validation_results
@@ -201,13 +201,20 @@ def cmd_detector_calc_anchors(args):
         print(anchors_report(anchors, layers, classes, avg_iou=avg_iou))
     except ValueError as e:          # e.g. the cfg's masks name more anchors than -num_of_clusters
         raise DarknetError(str(e), args.cfg or args.data) from None
+    # ab:src/detector.c calc_anchors also leaves the line in anchors.txt, for scripts
+    with atomic_open("anchors.txt") as f:
+        f.write((format_anchors(anchors) + "\n").encode())
+    print("Saved anchors.txt")
     return 0
 
 
 def _detect_flags(p):
     """The flags of ``detector test`` and ``detect``: AlexeyAB's spellings and long ones."""
-    p.add_argument("-thresh", "--thresh", type=float, default=0.25)
-    p.add_argument("-nms", "--nms", type=float, default=0.45)
+    p.add_argument("-thresh", "--thresh", type=float, default=0.25,
+                   help="report objects with a probability above this (default .25)")
+    p.add_argument("-nms", "--nms", type=float, default=0.45,
+                   help="non-maximum suppression: the overlap above which the weaker box of a "
+                        "class goes (default .45)")
     p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
                    help="also print each box in pixels")
     p.add_argument("-out", "--out", help="write the detections as JSON to this file")
