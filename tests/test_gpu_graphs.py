@@ -71,3 +71,13 @@ def test_replaced_weights_are_not_replayed_from_the_old_graph(tmp_path):
     net.graphs = None
     np.testing.assert_array_equal(after, to_numpy(net.forward(x)))
     assert not np.array_equal(after, before)
+
+
+def test_a_replayed_forward_checks_and_scales_its_input_as_the_eager_one():
+    net, rng = _net()
+    pixels = (rng.random((2, 3, 32, 32)) * 255).astype(np.uint8)
+    want = to_numpy(net.forward(pixels)).copy()
+    net.enable_graphs()
+    np.testing.assert_array_equal(to_numpy(net.forward(pixels)), want)
+    with pytest.raises(ValueError):
+        net.forward(np.zeros((2, 32, 32, 3), np.float32))

@@ -39,7 +39,7 @@ class GraphedForward:
         net = self.net
         if self.failed is not None:
             return net.eager_forward(x)
-        x = net.xp.asarray(x, dtype=net.dtype)
+        x = net.as_input(x)                 # the same checks and uint8 scaling as eager
         key = tuple(x.shape)
         entry = self.captured.get(key)
         if entry is None:

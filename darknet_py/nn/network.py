@@ -209,7 +209,7 @@ class Network:
         return self.layers[-1]
 
     # -- passes --------------------------------------------------------------------------
-    def _as_input(self, x):
+    def as_input(self, x):
         """``x`` as an (N, C, H, W) array of the network's dtype; what cannot be the images
         the network takes is a ValueError/TypeError, not a silent reinterpretation."""
         dtype = getattr(x, "dtype", None)
@@ -258,7 +258,7 @@ class Network:
 
     def eager_forward(self, x, train=False, truth=None):
         """:meth:`forward`, one layer after the other."""
-        x = self._as_input(x)
+        x = self.as_input(x)
         host_truth = None
         if truth is not None:
             if isinstance(truth, np.ndarray):   # the loader's: the box losses plan on the host
@@ -343,7 +343,7 @@ class Network:
         ``seen`` counts the images of every data-parallel replica (``world_size``).
         Returns the loss per image of this mini-batch.
         """
-        x = self._as_input(x)
+        x = self.as_input(x)
         self.seen += x.shape[0] * self.world_size
         self.forward(x, train=True, truth=truth)
         self.backward()
