@@ -13,6 +13,12 @@ from darknet_py.cfg.parser import parse_cfg_text  # noqa: E402
 from darknet_py.nn.network import Network  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _plan_cache(tmp_path_factory):
+    """cuDNN plans kept on disk go to the session's temporary folder, not the user's home."""
+    os.environ.setdefault("DARKNET_PY_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 def build(text, seed=1, **kw):
     """A network from cfg text (tests write small cfgs inline)."""
     kw.setdefault("warn", False)

@@ -130,6 +130,48 @@ def test_cudnn_is_really_used_for_conv_and_batchnorm():
     assert {"fprop", "bn_fwd"} <= used
 
 
+def test_batchnorm_plans_read_back_from_the_disk_cache_compute_the_same(tmp_path, monkeypatch):
+    """A batch-norm plan is kept on disk when built and read back by a new process (a new
+    CudnnOps here): the same outputs and rolling statistics, bit for bit, and no new build."""
+    import warnings
+
+    import cupy
+    from darknet_py.nn import cudnn as dn
+    monkeypatch.setenv("DARKNET_PY_CACHE", str(tmp_path))
+    rng = rng_for_test()
+    x = cupy.asarray(rng.standard_normal((4, 16, 20, 12)), dtype=cupy.float32)
+    dy = cupy.asarray(rng.standard_normal(x.shape), dtype=cupy.float32)
+    vec = [cupy.asarray(v, dtype=cupy.float32) for v in rng.uniform(0.5, 1.5, (4, 16))]
+
+    def run(ops):
+        s, b, rm, rv = (v.copy() for v in vec)
+        y, m, iv = ops.batchnorm_train(x, s, b, rm, rv, 1e-5, 0.01)
+        dx, ds, db = ops.batchnorm_backward(dy, x, s, m, iv)
+        return [to_numpy(a) for a in (y, m, iv, rm, rv, dx, ds, db)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no engine or no cache would warn
+        built = run(dn.CudnnOps())
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cudnn-plans").iterdir()) == \
+        ["bn_bwd", "bn_fwd"]
+    ops = dn.CudnnOps()
+    monkeypatch.setattr(ops.cudnn, "pygraph", _counting(ops.cudnn.pygraph))
+    again = run(ops)
+    assert ops.cudnn.pygraph.built == 2          # two graphs, both deserialized, none built
+    for a, b in zip(built, again):
+        assert np.array_equal(a, b)
+
+
+def _counting(make):
+    """``cudnn.pygraph`` counting the graphs made (a graph read back is made without types)."""
+    def wrapper(*args, **kw):
+        wrapper.built += 1
+        assert "io_data_type" not in kw, "a plan was built instead of read back"
+        return make(*args, **kw)
+    wrapper.built = 0
+    return wrapper
+
+
 def test_cudnn_batchnorm_backward_leaves_scales_and_biases_until_update():
     rng = rng_for_test()
     _, gpu = pair(CASES["conv_bn_leaky"])
@@ -303,8 +345,9 @@ def test_gpu_detection_loss_fetches_only_its_statistics(case, monkeypatch):
     truth = cupy.asarray(host_truth)
     x = cupy.asarray(rng.standard_normal((BATCH, layer.c, layer.h, layer.w)), dtype=np.float32)
     layer.forward(SimpleNamespace(xp=cupy, input=x, truth=truth, train=True, delta=None, seen=0))
-    assert fetched == [truth.size, len(yololoss.STATS)]
+    assert fetched == [truth.size]        # the statistics wait on the device until asked for
     assert isinstance(layer.delta, cupy.ndarray) and isinstance(layer.cost, float)
+    assert layer.stats["count"] >= 0 and fetched == [truth.size, len(yololoss.STATS)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ def test_out_of_memory_says_to_raise_subdivisions(project, monkeypatch):
 
     def no_memory(self, *a, **kw):
         raise MemoryError("out of memory to allocate 123 bytes")
-    monkeypatch.setattr(Network, "train_step", no_memory)
+    monkeypatch.setattr(Network, "train_pass", no_memory)
     with pytest.raises(DarknetError) as e:
         t.run()
     assert str(e.value).startswith(f"{project / 'halves.cfg'}:")

@@ -13,14 +13,25 @@ Exact fp32 by default: engines whose numerical notes say TENSOR_CORE or DOWN_CON
 for fp32 data) are removed before plans are built, and ``NVIDIA_TF32_OVERRIDE=0`` is set for
 cuBLAS before CuPy loads it (see ``backend.resolve_device``).
 
+Batch-norm plans are cuDNN runtime-compiled kernels: building one costs ~140 ms per shape on an
+H200 (a convolution plan ~5 ms), which multi-scale training (``random=1``, a new input size every
+10 iterations) pays for every layer at every size.  They are kept on disk once built
+(``plan_cache_dir``: ``$DARKNET_PY_CACHE``, else ``~/.cache/darknet_py``; ``DARKNET_PY_CACHE=off``
+disables it) and read back in ~20 ms, keyed by everything the plan depends on: the op and its
+shapes and scalars, cuDNN's version and the GPU.
+
 Batch norm as Darknet calls cuDNN (epsilon and exponential average factor come from
 ``layers/batchnorm.py``, the one place they are defined), running variance fed with the unbiased batch variance, normalisation with the biased one; the backward returns
 dscale and dbias, which the caller *adds* to ``scale_updates``/``bias_updates`` -- cuDNN never
 changes scales or biases.
 """
 
+import hashlib
+import os
 import warnings
+from pathlib import Path
 
+from ..atomic import atomic_write
 from ..errors import DarknetError
 
 _OPS = None          # one CudnnOps per process (device 0 or the one chosen with -i)
@@ -41,6 +52,22 @@ def get_ops():
     return _OPS
 
 
+#: every tensor a plan names, by uid: a plan read back from disk is executed by uid
+_UIDS = {name: uid for uid, name in enumerate(
+    "x w y dy dx dw s b rm rv m iv nrm nrv ds db".split(), start=1)}
+#: the plans worth keeping on disk (runtime-compiled: reading back is ~7x faster than building)
+_KEPT = ("bn_fwd", "bn_bwd", "bn_inf")
+
+
+def plan_cache_dir():
+    """Where built batch-norm plans are kept (None: not kept)."""
+    where = os.environ.get("DARKNET_PY_CACHE", "")
+    if where.lower() in ("off", "0", "none"):
+        return None
+    root = Path(where) if where else Path.home() / ".cache" / "darknet_py"
+    return root / "cudnn-plans"
+
+
 def _strides(shape):
     out, acc = [], 1
     for d in reversed(shape):
@@ -50,10 +77,10 @@ def _strides(shape):
 
 
 class _Plan:
-    __slots__ = ("graph", "tensors", "workspace")
+    __slots__ = ("graph", "workspace")
 
-    def __init__(self, graph, tensors, workspace):
-        self.graph, self.tensors, self.workspace = graph, tensors, workspace
+    def __init__(self, graph, workspace):
+        self.graph, self.workspace = graph, workspace
 
 
 class CudnnOps:
@@ -68,6 +95,7 @@ class CudnnOps:
         self._workspace = cupy.empty(1, dtype=cupy.uint8)
         self.exact = True
         self.F = cudnn.data_type.FLOAT
+        self._device_tag = None
 
     # -- plumbing ----------------------------------------------------------------------------
     def _bind_stream(self):
@@ -77,16 +105,55 @@ class CudnnOps:
             self._stream = ptr
 
     def _tensor(self, g, name, shape):
-        return g.tensor(name=name, dim=list(shape), stride=_strides(shape), data_type=self.F)
+        return g.tensor(name=name, dim=list(shape), stride=_strides(shape), data_type=self.F,
+                        uid=_UIDS[name])
+
+    def _vec(self, g, name, c):
+        return g.tensor(name=name, dim=[1, c, 1, 1], stride=[c, 1, 1, 1], data_type=self.F,
+                        uid=_UIDS[name])
+
+    def _outputs(self, **tensors):
+        """Marks a graph's outputs: fp32, their uids."""
+        for name, t in tensors.items():
+            t.set_output(True).set_data_type(self.F).set_uid(_UIDS[name])
+
+    def _plan_file(self, key):
+        where = plan_cache_dir()
+        if where is None or key[0] not in _KEPT:
+            return None
+        if self._device_tag is None:
+            props = self.cp.cuda.runtime.getDeviceProperties(self.cp.cuda.Device().id)
+            self._device_tag = (f"{props['name'].decode()} sm{props['major']}{props['minor']} "
+                                f"cudnn {self.cudnn.backend_version()} fe {self.cudnn.__version__}"
+                                f" exact {self.exact}")
+        digest = hashlib.sha256(repr((self._device_tag, key)).encode()).hexdigest()[:32]
+        return where / f"{key[0]}-{digest}.plan"
+
+    def _load(self, path):
+        """A plan read back from ``path``, or None (absent, or unreadable: rebuilt and rewritten)."""
+        try:
+            data = path.read_bytes()
+            g = self.cudnn.pygraph(handle=self.handle)
+            g.deserialize(data)
+            return _Plan(g, g.get_workspace_size())
+        except Exception:
+            return None
 
     def _plan(self, key, build, what):
-        """The cached plan for ``key``; built on first use; None when cuDNN has no engine."""
+        """The cached plan for ``key``; built on first use (or read back from the disk cache);
+        None when cuDNN has no engine."""
         if key in self._plans:
             return self._plans[key]
+        path = self._plan_file(key)
+        if path is not None and path.exists():
+            plan = self._load(path)
+            if plan is not None:
+                self._plans[key] = plan
+                return plan
         cudnn = self.cudnn
         g = cudnn.pygraph(io_data_type=self.F, intermediate_data_type=self.F,
                           compute_data_type=self.F, handle=self.handle)
-        tensors = build(g)
+        build(g)
         try:
             g.validate()
             g.build_operation_graph()
@@ -103,7 +170,15 @@ class CudnnOps:
                 warnings.warn(f"cuDNN has no engine for {what} ({str(e).splitlines()[0]}); "
                               "using the CuPy kernel for it", RuntimeWarning, stacklevel=3)
         else:
-            plan = _Plan(g, tensors, g.get_workspace_size())
+            plan = _Plan(g, g.get_workspace_size())
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(path, [bytes(g.serialize())])
+                except (OSError, RuntimeError) as e:     # a read-only home: build each time
+                    warnings.warn(f"cannot keep cuDNN plans in {path.parent} ({e}); set "
+                                  "DARKNET_PY_CACHE to a writable folder", RuntimeWarning,
+                                  stacklevel=3)
         self._plans[key] = plan
         return plan
 
@@ -111,7 +186,7 @@ class CudnnOps:
         self._bind_stream()
         if plan.workspace > self._workspace.size:
             self._workspace = self.cp.empty(plan.workspace, dtype=self.cp.uint8)
-        pack = {plan.tensors[name]: ptr for name, ptr in pointers.items()}
+        pack = {_UIDS[name]: ptr for name, ptr in pointers.items()}
         try:
             plan.graph.execute(pack, self._workspace, handle=self.handle)
         except Exception as e:
@@ -128,8 +203,8 @@ class CudnnOps:
             X, W = self._tensor(g, "x", x.shape), self._tensor(g, "w", w.shape)
             Y = g.conv_fprop(image=X, weight=W, padding=[pad, pad], stride=[stride, stride],
                              dilation=[1, 1], compute_data_type=self.F)
-            Y.set_output(True).set_dim([n, k, oh, ow]).set_stride(_strides((n, k, oh, ow)))
-            return {"x": X, "w": W, "y": Y}
+            Y.set_output(True).set_uid(_UIDS["y"]).set_dim([n, k, oh, ow]).set_stride(_strides((n, k, oh, ow)))
+            return X, W, Y
 
         plan = self._plan(key, build, f"{what} {x.shape}*{w.shape}")
         if plan is None:
@@ -146,8 +221,8 @@ class CudnnOps:
             DY, W = self._tensor(g, "dy", dy.shape), self._tensor(g, "w", w.shape)
             DX = g.conv_dgrad(loss=DY, filter=W, padding=[pad, pad], stride=[stride, stride],
                               dilation=[1, 1], compute_data_type=self.F)
-            DX.set_output(True).set_dim(list(x_shape)).set_stride(_strides(x_shape))
-            return {"dy": DY, "w": W, "dx": DX}
+            DX.set_output(True).set_uid(_UIDS["dx"]).set_dim(list(x_shape)).set_stride(_strides(x_shape))
+            return DY, W, DX
 
         plan = self._plan(key, build, f"{what} {dy.shape}*{w.shape}")
         if plan is None:
@@ -164,8 +239,8 @@ class CudnnOps:
             X, DY = self._tensor(g, "x", x.shape), self._tensor(g, "dy", dy.shape)
             DW = g.conv_wgrad(image=X, loss=DY, padding=[pad, pad], stride=[stride, stride],
                               dilation=[1, 1], compute_data_type=self.F)
-            DW.set_output(True).set_dim(list(w_shape)).set_stride(_strides(w_shape))
-            return {"x": X, "dy": DY, "dw": DW}
+            DW.set_output(True).set_uid(_UIDS["dw"]).set_dim(list(w_shape)).set_stride(_strides(w_shape))
+            return X, DY, DW
 
         plan = self._plan(key, build, f"{what} {x.shape}/{dy.shape}")
         if plan is None:
@@ -176,9 +251,6 @@ class CudnnOps:
         return dw
 
     # -- batch normalization (SPATIAL) -----------------------------------------------------
-    def _vec(self, g, name, c):
-        return g.tensor(name=name, dim=[1, c, 1, 1], stride=[c, 1, 1, 1], data_type=self.F)
-
     def batchnorm_train(self, x, scales, biases, rolling_mean, rolling_variance, epsilon,
                         momentum, what="batchnorm forward"):
         """y, saved mean, saved inverse std; the rolling statistics are updated in place
@@ -195,11 +267,8 @@ class CudnnOps:
             Y, M, IV, NRM, NRV = g.batchnorm(name="bn", input=X, scale=S, bias=B,
                                             in_running_mean=RM, in_running_var=RV,
                                             epsilon=eps, momentum=mom)
-            for t in (Y, M, IV, NRM, NRV):
-                t.set_output(True).set_data_type(self.F)
             Y.set_dim(list(x.shape)).set_stride(_strides(x.shape))
-            return {"x": X, "s": S, "b": B, "rm": RM, "rv": RV, "y": Y, "m": M, "iv": IV,
-                    "nrm": NRM, "nrv": NRV}
+            self._outputs(y=Y, m=M, iv=IV, nrm=NRM, nrv=NRV)
 
         plan = self._plan(key, build, f"{what} {x.shape}")
         if plan is None:
@@ -226,10 +295,8 @@ class CudnnOps:
             S, M, IV = (self._vec(g, nm, c) for nm in ("s", "m", "iv"))
             DX, DS, DB = g.batchnorm_backward(grad=DY, input=X, scale=S, mean=M,
                                               inv_variance=IV)
-            for t in (DX, DS, DB):
-                t.set_output(True).set_data_type(self.F)
             DX.set_dim(list(x.shape)).set_stride(_strides(x.shape))
-            return {"dy": DY, "x": X, "s": S, "m": M, "iv": IV, "dx": DX, "ds": DS, "db": DB}
+            self._outputs(dx=DX, ds=DS, db=DB)
 
         plan = self._plan(key, build, f"{what} {x.shape}")
         if plan is None:
@@ -253,9 +320,8 @@ class CudnnOps:
             X = self._tensor(g, "x", x.shape)
             M, IV, S, B = (self._vec(g, nm, c) for nm in ("m", "iv", "s", "b"))
             Y = g.batchnorm_inference(input=X, mean=M, inv_variance=IV, scale=S, bias=B)
-            Y.set_output(True).set_data_type(self.F)
             Y.set_dim(list(x.shape)).set_stride(_strides(x.shape))
-            return {"x": X, "m": M, "iv": IV, "s": S, "b": B, "y": Y}
+            self._outputs(y=Y)
 
         plan = self._plan(key, build, f"{what} {x.shape}")
         if plan is None:

@@ -222,3 +222,88 @@ def sgd_update(w, u, lr_over_batch, decay_times_batch, momentum):
         "dp_sgd_update", "float32 lr, float32 dec, float32 mom", "float32 w, float32 u",
         "float uu = u + (-dec) * w; w = w + lr * uu; u = uu * mom;")
     kernel(lr_over_batch, decay_times_batch, momentum, w, u)
+
+
+# The [yolo]/[region] ignore mask (nn/layers/yololoss.py _ignore): per anchor slot and cell, the
+# best IoU of its box with a live truth of its image, and the first truth with it, in one pass
+# instead of a (slots x truths) matrix of ~30 array operations.  The same float64 arithmetic as
+# box.score(..., "iou") (pj box_intersection's ternary min/max, 0 where the union is not > 0) and
+# numpy's max/argmax (a NaN wins and stops the scan; -inf and truth 0 without a live truth).
+_BOX_IOU = r"""
+__device__ double pred_iou(const double* o, long long plane, double gx, double gy, int w, int h,
+                           double aw, double ah, double uw, double uh, const double* t)
+{
+    double px = (gx + o[0]) / w, py = (gy + o[plane]) / h;
+    double pw = exp(o[2 * plane]) * aw / uw, ph = exp(o[3 * plane]) * ah / uh;
+    double al = px - pw / 2, ar = px + pw / 2, at = py - ph / 2, ab = py + ph / 2;
+    double bl = t[0] - t[2] / 2, br = t[0] + t[2] / 2, bt = t[1] - t[3] / 2, bb = t[1] + t[3] / 2;
+    double ow = (ar < br ? ar : br) - (al > bl ? al : bl);
+    double oh = (ab < bb ? ab : bb) - (at > bt ? at : bt);
+    double inter = (ow < 0 || oh < 0) ? 0.0 : ow * oh;
+    double uni = pw * ph + t[2] * t[3] - inter;
+    return uni > 0 ? inter / uni : 0.0;
+}
+
+extern "C" __global__
+void box_ignore(const double* o, const double* truth, const long long* nlive,
+                const double* anchors, double* best, long long* first, long long cells,
+                int n, int planes, int h, int w, int k, double uw, double uh)
+{
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;      // (b, a, j, i)
+    if (id >= cells) return;
+    int i = id % w, j = (id / w) % h, a = (id / ((long long)w * h)) % n;
+    long long b = id / ((long long)w * h * n);
+    long long plane = (long long)h * w;
+    const double* ob = o + (b * n + a) * planes * plane + (long long)j * w + i;
+    double v_best = __longlong_as_double(0xfff0000000000000LL);    // -inf
+    long long at = 0;
+    for (long long q = 0; q < nlive[b]; ++q) {
+        double v = pred_iou(ob, plane, i, j, w, h, anchors[2 * a], anchors[2 * a + 1], uw, uh,
+                            truth + (b * k + q) * 5);
+        if (v != v) { v_best = v; at = q; break; }
+        if (v > v_best) { v_best = v; at = q; }
+    }
+    best[id] = v_best;
+    first[id] = at;
+}
+
+extern "C" __global__
+void box_iou_at(const double* o, const double* truth, const long long* pos, double* out,
+                long long ops, int n, int planes, int h, int w, int k, double uw, double uh,
+                const double* anchors)
+{
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (id >= ops) return;
+    long long p = pos[id], q = p % k, r = p / k;            // pos: ((b, a, j, i), truth)
+    int i = r % w, j = (r / w) % h, a = (r / ((long long)w * h)) % n;
+    long long b = r / ((long long)w * h * n);
+    long long plane = (long long)h * w;
+    const double* ob = o + (b * n + a) * planes * plane + (long long)j * w + i;
+    out[id] = pred_iou(ob, plane, i, j, w, h, anchors[2 * a], anchors[2 * a + 1], uw, uh,
+                       truth + (b * k + q) * 5);
+}
+"""
+
+
+def box_ignore(o, truth, nlive, anchors, units, pos, want_first):
+    """yololoss._ignore on the GPU: ``o`` (B, n, planes, H, W) float64, ``truth`` (B, K, 5),
+    ``nlive`` (B,) int64 live truths per image, ``anchors`` (n, 2), ``units`` the box units;
+    returns best (B, n, H, W), first truth (or None) and the IoUs at ``pos`` (see _ignore)."""
+    import cupy
+    batch, n, planes, h, w = o.shape
+    o, truth = cupy.ascontiguousarray(o), cupy.ascontiguousarray(truth)
+    anchors = cupy.ascontiguousarray(anchors, cupy.float64)
+    best = cupy.empty((batch, n, h, w), cupy.float64)
+    first = cupy.empty(best.shape, cupy.int64)
+    i32, f64 = cupy.int32, cupy.float64
+    dims = (i32(n), i32(planes), i32(h), i32(w), i32(truth.shape[1]), f64(units[0]),
+            f64(units[1]))
+    _kernel("box_ignore", _BOX_IOU)(_grid(best.size)[0], (256,),
+                                    (o, truth, nlive, anchors, best, first,
+                                     cupy.int64(best.size)) + dims)
+    iou = cupy.empty(pos.shape, cupy.float64)
+    if pos.size:
+        _kernel("box_iou_at", _BOX_IOU)(_grid(pos.size)[0], (256,),
+                                        (o, truth, pos, iou, cupy.int64(pos.size)) + dims +
+                                        (anchors,))
+    return best, first if want_first else None, iou

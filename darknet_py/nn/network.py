@@ -344,12 +344,19 @@ class Network:
         Returns the loss per image of this mini-batch.
         """
         x = self.as_input(x)
-        self.seen += x.shape[0] * self.world_size
-        self.forward(x, train=True, truth=truth)
-        self.backward()
+        self.train_pass(x, truth)
         if update and self.update_due():
             self.update()
         return self.cost / x.shape[0]
+
+    def train_pass(self, x, truth):
+        """The forward and backward of one mini-batch, counted in ``seen``; the loss is left
+        for ``cost`` to read (reading it waits for the GPU: the caller queues the update
+        first)."""
+        x = self.as_input(x)
+        self.seen += x.shape[0] * self.world_size
+        self.forward(x, train=True, truth=truth)
+        self.backward()
 
     def update_due(self):
         """True after the last mini-batch of an iteration (every ``subdivisions``)."""

@@ -311,19 +311,23 @@ class Trainer:
             prof.lap("other")
         loss = 0.0
         for s in range(net.subdivisions):
-            loss += self._train_minibatch(step_net, batches, k, s)
+            n = self._train_minibatch(step_net, batches, k, s)
+            if s + 1 < net.subdivisions:
+                loss += step_net.cost / n
         if before is not None:            # sum the replicas' gradients
             allreduce_gradients(step_net, self.comm, before)
             if prof is not None:
                 prof.lap("allreduce")
         step_net.update()
+        loss += step_net.cost / n       # the last mini-batch's, read once the update is queued
         if prof is not None:
             step_net.profiler = None
         net.seen, net.t = step_net.seen, step_net.t
         return k + 1, loss / net.subdivisions, time.perf_counter() - t0
 
     def _train_minibatch(self, step_net, batches, k, s):
-        """Forward and backward of mini-batch ``s`` of iteration ``k``; returns its loss."""
+        """Forward and backward of mini-batch ``s`` of iteration ``k``; returns its images
+        (the loss waits in ``step_net.cost``)."""
         try:
             x, truth = batches.next()
         except DarknetError:      # e.g. a corrupt image: keep the work done
@@ -333,7 +337,7 @@ class Trainer:
         if self._prof is not None:
             self._prof.lap("data")
         try:
-            loss = step_net.train_step(x, truth, update=False)
+            step_net.train_pass(x, truth)
         except MemoryError:       # NumPy's, or CuPy's OutOfMemoryError
             raise self._out_of_memory(k, step_net) from None
         if self.options.darknet_lines:
@@ -342,7 +346,7 @@ class Trainer:
                     print(layer.report(), file=self.out)
             if self._prof is not None:
                 self._prof.lap("log")
-        return loss
+        return len(x)
 
     def _profiling(self, k):
         """The profiler when the iteration after ``k`` is one it times, else None."""

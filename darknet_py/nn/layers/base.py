@@ -157,6 +157,21 @@ class Layer:
         for _key, _value, line, message in cls.unsupported_in(sec):
             raise NotSupportedError(message, sec.path, line)
 
+    @property
+    def cost(self):
+        """The summed loss of the last forward, a float (None for a layer without a loss).  A
+        loss layer may leave it as a 0-d array on its device: it is read when first asked for,
+        since reading waits for the GPU, and asked for in the forward it would keep the CPU
+        from queuing the backward while the GPU works (Network.cost asks after the step)."""
+        c = self._cost
+        if c is not None and not isinstance(c, float):
+            c = self._cost = float(c)
+        return c
+
+    @cost.setter
+    def cost(self, value):
+        self._cost = value
+
     def set_output(self, shape):
         self.out_c, self.out_h, self.out_w, self.flat = shape
 
@@ -168,7 +183,7 @@ class Layer:
         self.flat = False
         self.output = None
         self.delta = None
-        self.cost = None            # a float for layers with a loss
+        self.cost = None            # a float for layers with a loss (see cost)
         self.learning_rate_scale = 1.0
         self.stopbackward = False
         self.dontsave = self.dontload = self.dontloadscales = False

@@ -60,7 +60,7 @@ class CostLayer(Layer):
             err, delta = d * d, d
         self.output = err
         self.delta = delta
-        self.cost = float(err.sum())
+        self.cost = err.sum()           # read when asked (Layer.cost)
 
     def backward(self, net):
         if net.delta is not None:

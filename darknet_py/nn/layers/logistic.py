@@ -27,7 +27,7 @@ class LogisticLayer(Layer):
             t = self.truth_for(net, y.shape)
             eps = 1e-7    # as Darknet's GPU, so y = 0 or 1 gives a finite loss
             err = -t * xp.log(y + eps) - (1 - t) * xp.log(1 - y + eps)
-            self.cost = float(err.sum())
+            self.cost = err.sum()           # read when asked (Layer.cost)
             self.delta = t - y
 
     def backward(self, net):

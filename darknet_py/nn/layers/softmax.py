@@ -56,7 +56,7 @@ class SoftmaxLayer(Layer):
         if net.truth is not None and not self.noloss:
             t = self.truth_for(net, self.output.shape)
             hit = t != 0
-            self.cost = float(-(xp.log(xp.where(hit, self.output, 1))).sum())
+            self.cost = -(xp.log(xp.where(hit, self.output, 1))).sum()    # read when asked
             self.delta = t - self.output
 
     def backward(self, net):

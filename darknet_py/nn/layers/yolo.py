@@ -81,9 +81,34 @@ class _DetectionHead(Layer):
         return x.reshape(n, self.n, self.coords + 1 + self.classes, self.h, self.w)
 
     def _learn(self, delta, totals):
-        """Keeps a loss's deltas; its cost and statistics are the one fetch from the device."""
+        """Keeps a loss's deltas and, on their device, its cost and statistics (``STATS``)."""
         self.delta = delta
-        self.cost, self.stats = fetch_stats(totals, delta.shape[0] * self.n * self.h * self.w)
+        self._totals, self._cells = totals, delta.shape[0] * self.n * self.h * self.w
+
+    # The cost and the statistics are read from the device when first asked for, in one fetch
+    # (see Layer.cost).
+    def _fetch(self):
+        if self.__dict__.get("_totals") is not None:
+            self._cost, self._stats = fetch_stats(self._totals, self._cells)
+            self._totals = None
+        return self._cost
+
+    @property
+    def cost(self):
+        return self._fetch()
+
+    @cost.setter
+    def cost(self, value):
+        self._cost, self._totals = value, None
+
+    @property
+    def stats(self):
+        self._fetch()
+        return self._stats
+
+    @stats.setter
+    def stats(self, value):
+        self._stats, self._totals = value, None
 
     def report(self):
         """Darknet's per-layer training line (counts of 0 print n/a instead of -nan)."""

@@ -53,6 +53,7 @@ import numpy as np
 
 from ...box import score, score_gradient
 from ..backend import to_numpy, xp_of
+from ..kernels import box_ignore
 
 #: the order of the statistics array the losses return
 STATS = ("cost", "iou", "cls", "obj", "anyobj", "recall", "recall75", "count")
@@ -158,6 +159,9 @@ def _ignore(g, dev, units, pos, want_first, blocks):
     one), the first truth with it (``want_first``), and the IoUs at the flat places ``pos`` of
     the (B, n*H*W, K) matrix, the ops' IoUs with their truths; in ``blocks`` (``_blocks``)."""
     xp = g.xp
+    if xp is not np:        # one kernel instead of the (slots x truths) matrix's ~30 launches
+        return box_ignore(g.o, dev["truth"], dev["nlive"], dev["anchors"], units, pos,
+                          want_first)
     o, t, bias = g.o, dev["truth"], dev["bias"]
     pred = _pred([o[:, :, k] for k in range(4)], dev["gi"], dev["gj"][:, None],
                  dev["anchors"][:, 0, None, None], dev["anchors"][:, 1, None, None],
@@ -319,7 +323,8 @@ def yolo_loss(layer, output, truth):
         blocks, by_image = _blocks(g, b, t.shape[1])
         size = g.n * g.h * g.w * t.shape[1]
         host = dict(
-            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], gi=np.arange(g.w, dtype=float),
+            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], nlive=live.sum(axis=1),
+            gi=np.arange(g.w, dtype=float),
             gj=np.arange(g.h, dtype=float), anchors=anchors[np.asarray(layer.mask)],
             idx=g.planes_at(place), by_image=by_image,
             pos=b * size + ((a * g.h + j) * g.w + i) * t.shape[1] + k,
@@ -385,7 +390,8 @@ def region_loss(layer, output, truth, seen):
         prior[0] += ((np.arange(w) + .5) / w) * w - np.arange(w)
         prior[1] += (((np.arange(h) + .5) / h) * h - np.arange(h))[:, None]
         host = dict(
-            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], gi=np.arange(w, dtype=float),
+            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], nlive=live.sum(axis=1),
+            gi=np.arange(w, dtype=float),
             gj=np.arange(h, dtype=float), anchors=anchors, by_image=by_image,
             idx=g.planes_at(g.place(b, a, j, i)), cls=_classes(t_op, nc), classes=np.arange(nc),
             pos=b * size + ((a * h + j) * w + i) * t.shape[1] + k, prior=prior,

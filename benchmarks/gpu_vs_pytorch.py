@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""darknet_py against its PyTorch peer on one GPU, in one run: the README's table.
+
+For each case (cfg, batch, size) it runs ``python -m darknet_py.bench`` and the peer
+(``shared/bench/pytorch_peer.py``: the same network in PyTorch, fp32, TF32 and AMP) one after
+the other on the same card, and prints the markdown table with the ratios
+(darknet_py ms / PyTorch fp32 ms: below 1 is faster), then every JSON line it read.
+
+    python benchmarks/gpu_vs_pytorch.py --peer ../shared/bench/pytorch_peer.py
+
+Heads ([yolo], [region]) are timed as identity with a mean-squared loss in both, as the peer does.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+CASES = (("cfg/yolov3-tiny.cfg", 64, 416), ("cfg/yolov3-tiny.cfg", 16, 416),
+         ("cfg/yolov3-tiny.cfg", 1, 416), ("cfg/shapes-tiny.cfg", 32, 256),
+         ("cfg/mnist.cfg", 128, 28))
+
+
+def _json_lines(cmd, timeout):
+    """The JSON lines a command prints (its stderr passes through)."""
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
+    rows = []
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+    if out.returncode != 0 or not rows:
+        print(f"gpu_vs_pytorch: {' '.join(cmd)} exited {out.returncode}", file=sys.stderr)
+    return rows
+
+
+def table(results):
+    """The markdown table of (case, darknet_py row, {mode: peer row}) results."""
+    lines = ["| case | darknet_py fp32 ms | PyTorch fp32 | TF32 | AMP | ratio to fp32 |",
+             "|---|---|---|---|---|---|"]
+    for (cfg, batch, size), ours, peer in results:
+        name = cfg.rsplit("/", 1)[-1].removesuffix(".cfg")
+        for what, key in (("train step", "train_ms"), ("inference", "infer_ms")):
+            mine = ours.get(key) if ours else None
+            theirs = [peer.get(m, {}).get(key) for m in ("fp32", "tf32", "amp")]
+            ratio = f"{mine / theirs[0]:.2f}" if mine and theirs[0] else "n/a"
+            cells = [f"{v:.2f}" if v else "n/a" for v in [mine] + theirs]
+            lines.append(f"| {name} {size} b{batch}, {what} | " + " | ".join(cells) +
+                         f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--peer", default="../shared/bench/pytorch_peer.py",
+                   help="the PyTorch peer script (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--case", action="append", metavar="CFG:BATCH:SIZE",
+                   help="instead of the README's cases (repeatable)")
+    p.add_argument("--timeout", type=int, default=180, help="seconds per command")
+    a = p.parse_args(argv)
+    cases = CASES
+    if a.case:
+        try:
+            cases = [(c, int(b), int(s)) for c, b, s in (x.rsplit(":", 2) for x in a.case)]
+        except ValueError:
+            p.error("argument --case: expected CFG:BATCH:SIZE, e.g. cfg/mnist.cfg:128:28")
+    results, seen = [], []
+    for cfg, batch, size in cases:
+        common = [cfg, "--batch", str(batch), "--size", str(size), "--steps", str(a.steps)]
+        ours = _json_lines([sys.executable, "-m", "darknet_py.bench", *common, "--device", "gpu"],
+                           a.timeout)
+        peer = _json_lines([sys.executable, a.peer, *common], a.timeout)
+        seen += ours + peer
+        results.append(((cfg, batch, size), ours[-1] if ours else None,
+                        {row["mode"]: row for row in peer}))
+    print(table(results))
+    for row in seen:
+        print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
