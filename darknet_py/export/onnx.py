@@ -379,7 +379,8 @@ def build_model(net, batch: int = 1, dynamic_batch: bool = False, decode: bool =
             pieces = [p[i] for p in parts]
             joined = pieces[0] if len(pieces) == 1 else g.op("Concat", pieces, axis=1)
             g.nodes.append(helper.make_node("Identity", [joined], [name]))
-            results.append((name, [dim, None, 4 if i == 0 else heads[0].classes]))
+            count = sum(layer.n * layer.out_h * layer.out_w for layer in heads)
+            results.append((name, [dim, count, 4 if i == 0 else heads[0].classes]))
     elif heads:
         for layer in heads:
             name = f"{layer.type}_{layer.index}"
@@ -389,8 +390,7 @@ def build_model(net, batch: int = 1, dynamic_batch: bool = False, decode: bool =
         last = net.output_layer
         g.nodes.append(helper.make_node("Identity", [outputs[last.index]], ["output"]))
         results.append(("output", [dim, last.out_c, last.out_h, last.out_w]))
-    outs = [helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                          [d if d is not None else f"{name}_n" for d in shape])
+    outs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
             for name, shape in results]
     graph = helper.make_graph(g.nodes, "darknet_py", inputs, outs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
