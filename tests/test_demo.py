@@ -97,3 +97,19 @@ def test_demo_without_a_readable_video_is_one_line(tmp_path, capsys):
                  "-out_filename", str(tmp_path / "o.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.mp4" in err[0] and "cannot read the video" in err[0], err
+
+
+def test_demo_without_the_video_extra_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "imageio_ffmpeg" else real(name, *a))
+    (tmp_path / "yolo.cfg").write_text(YOLO_CFG)
+    build(YOLO_CFG, seed=1).save_weights(str(tmp_path / "yolo.weights"))
+    (tmp_path / "a.data").write_text("classes=3\n")
+    assert main(["detector", "demo", str(tmp_path / "a.data"), str(tmp_path / "yolo.cfg"),
+                 str(tmp_path / "yolo.weights"), str(tmp_path / "v.mp4"), "-nogpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["darknet_py: error: detector demo reads videos with imageio and its ffmpeg "
+                   "plugin: pip install 'darknet_py[video]' (or pip install imageio "
+                   "imageio-ffmpeg)"]

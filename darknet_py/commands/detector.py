@@ -226,13 +226,17 @@ def cmd_detector_calc_anchors(args):
     return 0
 
 
-def _detect_flags(p):
-    """The flags of ``detector test`` and ``detect``: AlexeyAB's spellings and long ones."""
+def _thresh_nms(p, what="report"):
     p.add_argument("-thresh", "--thresh", type=float, default=0.25,
-                   help="report objects with a probability above this (default .25)")
+                   help=f"{what} objects with a probability above this (default .25)")
     p.add_argument("-nms", "--nms", type=float, default=0.45,
                    help="non-maximum suppression: the overlap above which the weaker box of a "
                         "class goes (default .45)")
+
+
+def _detect_flags(p):
+    """The flags of ``detector test`` and ``detect``: AlexeyAB's spellings and long ones."""
+    _thresh_nms(p)
     p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
                    help="also print each box in pixels")
     p.add_argument("-out", "--out", help="write the detections as JSON to this file")
@@ -268,10 +272,7 @@ def register(subparsers):
     ddemo.add_argument("-out_filename", "--out-filename", dest="out_filename",
                        help="the annotated video to write (default: VIDEO's name + "
                             "_predictions.mp4, here)")
-    ddemo.add_argument("-thresh", "--thresh", type=float, default=0.25,
-                       help="draw objects with a probability above this (default .25)")
-    ddemo.add_argument("-nms", "--nms", type=float, default=0.45,
-                       help="non-maximum suppression overlap (default .45)")
+    _thresh_nms(ddemo, "draw")
     inference_flags(ddemo)
     dont_show(ddemo)
     letter_box(ddemo)

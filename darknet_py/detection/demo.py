@@ -10,6 +10,7 @@ as ``detector test`` and darknet_py.Detector, and draw_detections.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 
@@ -24,8 +25,10 @@ from .detect import detect_image, network_classes
 def _imageio():
     try:
         import imageio.v2 as imageio
-        import imageio_ffmpeg  # noqa: F401  (the plugin imageio needs for video files)
     except ImportError:
+        imageio = None
+    # imageio_ffmpeg is the plugin imageio reads and writes video files with
+    if imageio is None or importlib.util.find_spec("imageio_ffmpeg") is None:
         raise DarknetError("detector demo reads videos with imageio and its ffmpeg plugin: "
                            "pip install 'darknet_py[video]' (or pip install imageio "
                            "imageio-ffmpeg)") from None

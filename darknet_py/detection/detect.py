@@ -20,7 +20,6 @@ probabilities match libdarknet to float32 rounding.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 

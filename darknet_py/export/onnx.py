@@ -207,12 +207,7 @@ def _reorg(g, layer, x, outputs):
     """ReorgLayer._forward_map: pj's reinterpreting reorg, or reorg3d's space-to-depth, as a
     reshape, a transpose and a reshape."""
     s = layer.stride
-    if layer.type == "reorg3d":
-        big = (layer.c, layer.h, layer.w) if not layer.reverse else layer.out_shape
-    else:
-        big = (layer.c // (s * s), layer.h * s, layer.w * s) if not layer.reverse else \
-            layer.out_shape
-    c, h, w = big
+    c, h, w = layer.big_shape()
     if not layer.reverse:     # _to_deep
         y = g.op("Transpose", [g.reshape(x, [c, h // s, s, w // s, s])], perm=[0, 3, 5, 1, 2, 4])
     else:                     # _to_shallow
