@@ -61,17 +61,49 @@ def load_image(path, shape=(3, None, None), letterbox: bool = False) -> np.ndarr
     DarknetError (pj's OpenCV build would silently return a 10x10 black image)."""
     c, h, w = shape
     with open_image(path) as img:
-        if img.mode in _WIDE_MODES:
-            arr = (np.asarray(img, dtype=np.int64) >> 8).clip(0, 255).astype(np.uint8)
-            if c != 1:
-                arr = np.repeat(arr[:, :, None], 3, axis=2)
-        else:
-            arr = np.asarray(img.convert("L" if c == 1 else "RGB"), dtype=np.uint8)
+        im = pil_to_chw(img, c)
+    return im if w is None else fit_image(im, w, h, letterbox)
+
+
+def pil_to_chw(img, c: int = 3) -> np.ndarray:
+    """A Pillow image as pj's float32 (c, h, w) planes, each byte / 255 (``load_image``'s
+    decoding rules: luma for c = 1, else RGB; a 16-bit sample gives its high byte)."""
+    if img.mode in _WIDE_MODES:
+        arr = (np.asarray(img, dtype=np.int64) >> 8).clip(0, 255).astype(np.uint8)
+        if c != 1:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+    else:
+        arr = np.asarray(img.convert("L" if c == 1 else "RGB"), dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     # C: (float)data[i]/255. -- a double division, then rounded to float
-    im = (arr.transpose(2, 0, 1).astype(np.float64) / 255.0).astype(F32)
-    return im if w is None else fit_image(im, w, h, letterbox)
+    return (arr.transpose(2, 0, 1).astype(np.float64) / 255.0).astype(F32)
+
+
+def to_image(image, c: int = 3) -> np.ndarray:
+    """Any image a user hands over as pj's float32 (c, h, w) planes in [0, 1]: a path (decoded
+    as ``load_image``), a Pillow image, a uint8 array (h, w) or (h, w, 3|4), RGB(A) rows as
+    Pillow and imageio give them (decoded like a file of those bytes), or a float array
+    (h, w) or (c, h, w) already in [0, 1] (darknet_py's own layout, taken as it is)."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, (c, None, None))
+    if isinstance(image, Image.Image):
+        return pil_to_chw(image, c)
+    a = np.asarray(to_numpy(image))
+    if a.dtype == np.uint8:
+        if a.ndim == 3 and a.shape[2] in (3, 4):
+            a = a[:, :, :3]
+        elif a.ndim != 2:
+            raise ValueError(f"a uint8 image is (height, width) or (height, width, 3|4) "
+                             f"pixels, not shape {a.shape}")
+        return pil_to_chw(Image.fromarray(np.ascontiguousarray(a)), c)
+    if a.dtype.kind != "f":
+        raise TypeError(f"an image array is uint8 pixels (h, w, 3) or floats in [0, 1] "
+                        f"(c, h, w), not dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[0] not in (1, 3) and a.shape[2] in (1, 3):
+        raise ValueError(f"a float image is (channels, height, width); shape {a.shape} looks "
+                         "like (height, width, channels): pass a.transpose(2, 0, 1)")
+    return as_chw(a)
 
 
 def load_image_color(path) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 from darknet_py.cfg.parser import parse_cfg_text
 from darknet_py.cfg.edit import CfgDocument, CfgValueError, format_value
-from darknet_py.cfg.new import new_cfg, template_dir, template_path
+from darknet_py.cfg.new import TEMPLATES, new_cfg, template_dir, template_path
 from darknet_py.nn.network import Network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -538,3 +538,22 @@ def test_the_public_import_path_is_darknet_py_cfgedit():
     import darknet_py.cfg.edit as edit
     import darknet_py.cfgedit as public
     assert public.CfgDocument is edit.CfgDocument and set(public.__all__) == set(edit.__all__)
+
+
+def test_templates_are_package_data_read_through_importlib_resources():
+    """An installed copy (``pip install .``, not ``-e``) finds its templates: every template is
+    in setup.cfg's package_data and template_dir() is what importlib.resources gives."""
+    import configparser
+    import fnmatch
+    import importlib.resources
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(ROOT, "setup.cfg"))
+    patterns = setup["options.package_data"]["darknet_py"].split()
+    folder = importlib.resources.files("darknet_py.cfg") / "templates"
+    shipped = sorted(p.name for p in folder.iterdir() if p.name.endswith(".cfg"))
+    assert set(TEMPLATES.values()) <= set(shipped)
+    for name in shipped:
+        assert any(fnmatch.fnmatch(f"cfg/templates/{name}", p) for p in patterns), name
+        assert (folder / name).read_text().lstrip().startswith(("[", "#"))
+    assert template_dir() == os.fspath(folder)
+    assert template_path("yolov3-tiny") == os.path.join(os.fspath(folder), "yolov3-tiny.cfg")

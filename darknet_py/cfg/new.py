@@ -23,6 +23,7 @@ comment as part of the value, pj:src/option_list.c read_option; nothing else mov
   anchors in grid cells, so the pixels are divided by its stride.
 """
 
+import importlib.resources
 import numbers
 import os
 import re
@@ -43,8 +44,11 @@ YOLO_TYPES = ("yolo", "gaussian_yolo")
 
 
 def template_dir():
-    """The templates shipped inside the package (the repository's ``cfg/`` links to them)."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+    """The folder of the templates shipped inside the package as package data (setup.cfg
+    [options.package_data]; the repository's ``cfg/`` links to it), found through
+    importlib.resources, so that an installed copy (``pip install .``, not ``-e``) reads its
+    own."""
+    return os.fspath(importlib.resources.files("darknet_py.cfg") / "templates")
 
 
 def template_path(template):

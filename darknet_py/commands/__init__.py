@@ -10,7 +10,7 @@ import warnings
 from .. import __version__
 from ..cfg.parser import CfgWarning
 from ..errors import DarknetError
-from . import cfg, classifier, data, detector, tools, train
+from . import cfg, classifier, data, detector, export, tools, train
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -35,6 +35,7 @@ def build_parser():
     classifier.register_classify(commands)
     tools.register(commands)                 # fuse partial reset rgbgr ops speed version
     data.register(commands)
+    export.register(commands)
     return parser
 
 

@@ -3,12 +3,9 @@
 import sys
 import time
 
-import numpy as np
-
 from ..data.datacfg import DataCfg, class_names
 from ..data.datasets import load_classification
-from ..image import load_image
-from ..nn.backend import to_numpy
+from ..predict import class_probabilities, top_classes
 from ..train.classifier import evaluate
 from .common import (command_group, image_paths, inference_flags, load_for_inference,
                      positionals)
@@ -32,13 +29,13 @@ def cmd_classifier_valid(args):
 
 def _predict(net, names, paths, top):
     """pj predict_classifier: for each image its name and time, then its top classes, all on
-    stdout so that piped output can be matched to the images."""
+    stdout so that piped output can be matched to the images (the API's path:
+    darknet_py.predict)."""
     for path in paths:
         t0 = time.perf_counter()
-        x = load_image(path, net.input_shape, letterbox=True)[None]
-        probs = to_numpy(net.forward(x)).ravel()
+        probs = class_probabilities(net, [path])[0]
         print(f"{path}: Predicted in {time.perf_counter() - t0:f} seconds.")
-        for i in np.argsort(-probs)[:top]:
+        for i in top_classes(probs, top):
             print(f"{100 * probs[i]:5.2f}%: {names[i]}")
         sys.stdout.flush()
 

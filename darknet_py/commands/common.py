@@ -8,7 +8,7 @@ from ..data.datacfg import DataCfg, read_lines
 from ..errors import DarknetError
 from ..data.labels import label_path_for
 from ..detection.anchors import boxes_wh_from_labels
-from ..nn.network import Network
+from ..predict import load_network
 
 
 def at_least(minimum):
@@ -72,15 +72,12 @@ def device(args):
 
 
 def load_for_inference(args, cfg, weights):
-    """The network of ``cfg`` at batch 1 on the chosen device, with ``weights`` loaded and,
-    unless ``--no-fuse``, every batch norm folded into its layer's weights (AlexeyAB's
-    fuse_conv_batchnorm at load: the same outputs to float rounding, one step less per layer)."""
-    net = Network.from_cfg(cfg, batch=1, device=device(args), device_index=args.gpu_index)
-    net.load_weights(weights, fuse=not getattr(args, "no_fuse", False))
-    net.enable_graphs()                     # GPU: one launch per image instead of per layer
-    if getattr(args, "letter_box", False):   # AB's -letter_box: letterbox whatever the cfg says
-        net.options.data["letter_box"] = 1
-    return net
+    """The network of ``cfg`` at batch 1 on the chosen device with ``weights`` loaded, as the
+    Python API loads it (darknet_py.predict.load_network): batch norm folded unless
+    ``--no-fuse``, AB's ``-letter_box`` where given."""
+    return load_network(cfg, weights, device(args), args.gpu_index,
+                        fuse=not getattr(args, "no_fuse", False),
+                        letter_box=getattr(args, "letter_box", False))
 
 
 def image_paths(images):

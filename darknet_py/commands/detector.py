@@ -1,5 +1,5 @@
-"""Darknet's ``detector train|test|map|valid|recall|calc_anchors`` (pj:examples/detector.c, with
-AlexeyAB's map and calc_anchors) and ``detect CFG WEIGHTS IMAGE...``."""
+"""Darknet's ``detector train|test|demo|map|valid|recall|calc_anchors`` (pj:examples/detector.c,
+with AlexeyAB's map, calc_anchors and demo's -out_filename) and ``detect CFG WEIGHTS IMAGE...``."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from ..cfg.parser import read_cfg
 from ..data.datacfg import DataCfg, class_names, read_lines
 from ..data.detaug import DetectionSet
 from ..detection.anchors import anchors_report, calc_anchors, format_anchors
+from ..detection.demo import annotate_video, frame_count
 from ..detection.detect import (ABSURD_SIZE, detect_image, detection_lines, detections_json,
                                 get_network_boxes, heads_are_finite, network_classes)
 from ..detection.evaluate import detections_for_map, recall_per_image, validation_results
@@ -134,6 +135,23 @@ def cmd_detect(args):
     return _detect(args, net, names, args.images)
 
 
+def cmd_detector_demo(args):
+    """AB's ``detector demo DATA CFG WEIGHTS VIDEO -out_filename OUT``: the annotated video and
+    the frames per second of each step (pj:src/demo.c prints its FPS as it goes)."""
+    net = load_for_inference(args, args.cfg, args.weights)
+    names = _names_for(args.data, network_classes(net))
+    out = args.out_filename or os.path.splitext(os.path.basename(args.video))[0] + \
+        "_predictions.mp4"
+    bar = progress_bar(frame_count(args.video), "demo")
+    bar.unit = "frame"
+    times = annotate_video(net, names, args.video, out, args.thresh, args.nms,
+                           progress=bar.update)
+    bar.close()
+    print(times.line())
+    print(f"Wrote {out}")
+    return 0
+
+
 def _valid_set(args):
     """The network, the .data file, the classes and the valid= list of a ``detector
     map|valid|recall DATA CFG WEIGHTS`` command."""
@@ -208,13 +226,17 @@ def cmd_detector_calc_anchors(args):
     return 0
 
 
-def _detect_flags(p):
-    """The flags of ``detector test`` and ``detect``: AlexeyAB's spellings and long ones."""
+def _thresh_nms(p, what="report"):
     p.add_argument("-thresh", "--thresh", type=float, default=0.25,
-                   help="report objects with a probability above this (default .25)")
+                   help=f"{what} objects with a probability above this (default .25)")
     p.add_argument("-nms", "--nms", type=float, default=0.45,
                    help="non-maximum suppression: the overlap above which the weaker box of a "
                         "class goes (default .45)")
+
+
+def _detect_flags(p):
+    """The flags of ``detector test`` and ``detect``: AlexeyAB's spellings and long ones."""
+    _thresh_nms(p)
     p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
                    help="also print each box in pixels")
     p.add_argument("-out", "--out", help="write the detections as JSON to this file")
@@ -243,6 +265,18 @@ def register(subparsers):
     detect.add_argument("--names", help="a .names file (default: class numbers)")
     _detect_flags(detect)
     detect.set_defaults(func=cmd_detect)
+
+    ddemo = dsub.add_parser("demo", help="detector demo DATA CFG WEIGHTS VIDEO "
+                            "[-out_filename OUT.mp4]: the video with its detections drawn")
+    positionals(ddemo, "data", "cfg", "weights", "video")
+    ddemo.add_argument("-out_filename", "--out-filename", dest="out_filename",
+                       help="the annotated video to write (default: VIDEO's name + "
+                            "_predictions.mp4, here)")
+    _thresh_nms(ddemo, "draw")
+    inference_flags(ddemo)
+    dont_show(ddemo)
+    letter_box(ddemo)
+    ddemo.set_defaults(func=cmd_detector_demo)
 
     dmap = dsub.add_parser("map", help="detector map DATA CFG WEIGHTS: AP per class and mAP")
     positionals(dmap, "data", "cfg", "weights")

@@ -20,12 +20,11 @@ probabilities match libdarknet to float32 rounding.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
 from ..box import Box, Detection, do_nms_sort
-from ..image import as_chw, class_name, fit_image, letterbox_size, load_image_color
+from ..image import class_name, fit_image, letterbox_size, to_image
 from ..nn.backend import to_numpy, xp_of
 
 
@@ -278,8 +277,8 @@ def _nms_order(live):
     return order
 
 
-def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
-                          relative: int = 1) -> list[list[Detection]]:
+def network_boxes_for_nms(net, sizes, thresh: float = 0.5, relative: int = 1,
+                          dropped: list | None = None) -> list[list[Detection]]:
     """get_network_boxes for every image of the last forward pass, as NMS sees them: per image
     (``sizes``: the original images' (w, h)), the detections with objectness != 0 in the order
     pj's do_nms_sort gives them after moving the objectness-0 ones out, so that NMS over these
@@ -288,11 +287,13 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
 
     For the batch at once on the network's device: only the cells with objectness above
     ``thresh`` are copied to the host (and, of [region] heads, the few whose box may be
-    absurd: those leave the list before NMS, which changes the order)."""
+    absurd: those leave the list before NMS, which changes the order).  Per image, the number
+    of boxes left out as absurd (:func:`plausible`) is appended to ``dropped``."""
     net_w, net_h = network_size(net)
     classes = getattr(net.layers[-1], "classes", 0)
     live = [[] for _ in sizes]      # per image, per head: the live flags of its finite boxes
     kept = [[] for _ in sizes]      # per image: the live detections, in list order
+    bad = [0 for _ in sizes]        # per image: the absurd boxes left out
     for layer in net.layers:
         if layer.type not in ("yolo", "region"):
             continue
@@ -315,6 +316,7 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
                           classes) if bounds[b + 1] > bounds[b] else []
             finite = np.array([plausible([d], w, h, relative)[1] == 0 for d in dets], bool)
             alive = np.array([d.objectness != 0 for d in dets], bool) & finite
+            bad[b] += int((~finite).sum())
             if cells is None:           # [yolo]: its list is these cells
                 flags = alive[finite]
             else:                       # [region]: every cell, the others finite and 0
@@ -330,6 +332,8 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5,
         flags = np.concatenate(flags) if flags else np.zeros(0, bool)
         rank = np.cumsum(flags) - 1     # list place -> index into dets
         out.append([dets[rank[i]] for i in _nms_order(flags)])
+    if dropped is not None:
+        dropped.extend(bad)
     return out
 
 
@@ -340,12 +344,13 @@ def network_classes(net) -> int:
 
 def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45,
                  dropped: list | None = None):
-    """pj test_detector for one image: load (a path, or a (3, h, w) float array), letterbox to
-    the network size, forward, get_network_boxes(relative=1), NMS when nms > 0.  The number
-    of absurd boxes left out before NMS is appended to ``dropped`` (see get_network_boxes).
+    """pj test_detector for one image: load (a path, a Pillow image or an array, see
+    ``image.to_image``), letterbox to the network size, forward, get_network_boxes
+    (relative=1), NMS when nms > 0.  The number of absurd boxes left out before NMS is
+    appended to ``dropped`` (see get_network_boxes).
 
     Returns ``(image_chw, dets)``."""
-    im = load_image_color(image) if isinstance(image, (str, os.PathLike)) else as_chw(image)
+    im = to_image(image)
     sized = fit_image(im, *network_size(net), uses_letterbox(net.options))
     with np.errstate(all="ignore"):     # overflowing outputs are reported by heads_are_finite
         net.forward(sized[None])
@@ -354,6 +359,27 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
     if nms > 0:
         network_nms(net, dets, nms)
     return im, dets
+
+
+def detect_images(net, images, thresh: float = 0.5, nms: float = 0.45,
+                  dropped: list | None = None):
+    """:func:`detect_image` for several images in one forward pass of the batch: the same
+    detections per image (network_boxes_for_nms keeps what NMS keeps, in its order).
+
+    Returns ``(images_chw, dets_per_image)``."""
+    ims = [to_image(image) for image in images]
+    if not ims:
+        return [], []
+    net_w, net_h = network_size(net)
+    letterboxed = uses_letterbox(net.options)
+    with np.errstate(all="ignore"):
+        net.forward(np.stack([fit_image(im, net_w, net_h, letterboxed) for im in ims]))
+    per_image = network_boxes_for_nms(net, [(im.shape[2], im.shape[1]) for im in ims],
+                                      max(thresh, 0.0), 1, dropped)
+    if nms > 0:
+        for dets in per_image:
+            network_nms(net, dets, nms)
+    return ims, per_image
 
 
 def heads_are_finite(net) -> bool:

@@ -69,16 +69,18 @@ class ReorgLayer(Layer):
         return (y.reshape(n, s, s, c_small, h_big // s, w_big // s)
                 .transpose(0, 3, 4, 1, 5, 2).reshape(n, -1))
 
-    def _forward_map(self, x, n, inverse):
+    def big_shape(self):
+        """The (C', H, W) that the mapping reads on its side of fewer channels."""
         s = self.stride
+        if self.reverse:
+            return self.out_shape
         if self.type == "reorg3d":
-            big = (self.c, self.h, self.w) if not self.reverse else self.out_shape
-        else:
-            # pj reinterprets the input as (C/s^2, H*s, W*s)
-            big = (self.c // (s * s), self.h * s, self.w * s) if not self.reverse else \
-                self.out_shape
+            return (self.c, self.h, self.w)
+        return (self.c // (s * s), self.h * s, self.w * s)  # pj reinterprets the input so
+
+    def _forward_map(self, x, n, inverse):
         deep = self.reverse == inverse      # does this call go small -> deep ?
-        return (self._to_deep if deep else self._to_shallow)(x, n, *big)
+        return (self._to_deep if deep else self._to_shallow)(x, n, *self.big_shape())
 
     def forward(self, net):
         n = net.input.shape[0]
