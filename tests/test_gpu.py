@@ -197,6 +197,10 @@ DETECTION_HEADS = {
                      "counters_per_class=10,20,30,5\nlabel_smooth_eps=0.1\ntruth_thresh=0.35\n"
                      "ignore_thresh=0.3\n",
     "yolo_focal_giou": "focal_loss=1\niou_loss=giou\ntruth_thresh=0.3\nignore_thresh=0.2\n",
+    "yolo_new_coords_ciou": "new_coords=1\nscale_x_y=2.0\niou_loss=ciou\niou_normalizer=0.05\n"
+                            "obj_normalizer=4\niou_thresh=0.2\nmax_delta=5\ntruth_thresh=0.35\n"
+                            "ignore_thresh=0.3\n",
+    "yolo_new_coords_mse": "new_coords=1\n",
     "region_voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
     "region_logistic": "softmax=0\nbias_match=0\nbackground=1\nthresh=0.2\n",
 }

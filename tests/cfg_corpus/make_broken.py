@@ -330,8 +330,9 @@ CASES = [
     # -- valid Darknet that darknet_py cannot build: errors (warnings with --darknet-only) ----
     ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "error",
      "dilation=2 in [convolutional] (AlexeyAB) is valid Darknet but not supported by darknet_py", None),
-    ("unsupported-new-coords", "y3", [I("num=6", "new_coords=1", 2)], "error",
-     "new_coords=1 in [yolo] is valid Darknet but not supported by darknet_py", None),
+    ("unsupported-antialiasing", "y3", [I("filters=16", "antialiasing=1")], "error",
+     "antialiasing=1 in [convolutional] (AlexeyAB) is valid Darknet but not supported by "
+     "darknet_py", None),
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
      "error", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
     ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "error",
