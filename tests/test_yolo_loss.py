@@ -319,7 +319,8 @@ def test_ciou_training_moves_the_box_onto_the_truth():
 def _new_coords_box(o, a, j, i, anchors, lw=4, lh=4, net=4):
     """ab get_yolo_box with new_coords: ((i + x)/lw, (j + y)/lh, x_w^2*4*anchor_w/net_w, ...)."""
     return ((i + o[a, 0, j, i]) / lw, (j + o[a, 1, j, i]) / lh,
-            o[a, 2, j, i] ** 2 * 4 * anchors[a][0] / net, o[a, 3, j, i] ** 2 * 4 * anchors[a][1] / net)
+            o[a, 2, j, i] ** 2 * 4 * anchors[a][0] / net,
+            o[a, 3, j, i] ** 2 * 4 * anchors[a][1] / net)
 
 
 def test_new_coords_forward_applies_no_logistic_only_scale_x_y():

@@ -213,7 +213,7 @@ def yolo_loss(layer, output, truth):
         o = out[b]
         px, py, pw, ph = _pred_boxes(layer, o, anchors[mask])
         stats["anyobj"] += o[:, 4].sum()
-        delta[b, :, 4] = -o[:, 4]
+        delta[b, :, 4] = layer.obj_normalizer * (0 - o[:, 4])     # ab process_batch
         if len(rows):
             ious = score((px[..., None], py[..., None], pw[..., None], ph[..., None]),
                          tuple(rows[:, :4].T), "iou")
@@ -223,7 +223,7 @@ def yolo_loss(layer, output, truth):
             for a, j, i in zip(*np.nonzero(best > layer.truth_thresh)):
                 t = rows[best_t[a, j, i]]
                 m = _class_weight(layer, int(t[4]))
-                delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
+                delta[b, a, 4, j, i] = layer.obj_normalizer * (1 - o[a, 4, j, i])
                 _class_delta(o, delta[b], a, j, i, int(t[4]), None,
                              smooth=layer.label_smooth_eps, focal=layer.focal_loss, weight=m)
                 _box_delta(layer, t, o, delta[b], mask[a], a, j, i, (2 - t[2] * t[3]) * m, m)

@@ -15,9 +15,10 @@ get_yolo_box, delta_yolo_box); the iou_loss deltas are d score / d o through tha
 
 [yolo] (pj:src/yolo_layer.c forward_yolo_layer, AlexeyAB's options as ab:src/yolo_layer.c):
 
-* objectness -obj, or 0 where the box's best IoU with a truth of its image exceeds
-  ignore_thresh; above truth_thresh the cell gets that truth's deltas (objectness 1 - obj, class
-  scale 1, mse box scale (2 - w h) m);
+* objectness obj_normalizer (0 - obj), or 0 where the box's best IoU with a truth of its image
+  exceeds ignore_thresh; above truth_thresh the cell gets that truth's deltas (objectness
+  obj_normalizer (1 - obj), class scale 1, mse box scale (2 - w h) m) -- obj_normalizer as
+  AlexeyAB's process_batch (pj has none: 1);
 * each truth takes the best of ALL anchors by the IoU of centred shapes, and every other anchor
   whose iou_thresh_kind score exceeds iou_thresh; those in the mask get, at their first slot:
   box (mse) (2 - w h) iou_normalizer m (target - o), target (x W - i, y H - j,
@@ -265,7 +266,7 @@ def _truth_thresh(layer, g, dev, best, best_t, units):
                      units)
     for k in range(4):
         d[:, :, k] = xp.where(hit, box[k], 0)
-    d[:, :, 4] = xp.where(hit, 1 - o[:, :, 4], d[:, :, 4])
+    d[:, :, 4] = xp.where(hit, layer.obj_normalizer * (1 - o[:, :, 4]), d[:, :, 4])
     p = xp.moveaxis(o[:, :, 5:], 2, -1)
     p_true = xp.take_along_axis(p, cls[..., None], axis=-1)[..., 0]
     classes = _yolo_classes(layer, p, xp.arange(layer.classes) == cls[..., None], p_true, 1.0,
@@ -356,7 +357,7 @@ def yolo_loss(layer, output, truth):
 
         best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, blocks,
                                     layer.new_coords)
-        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -o[:, :, 4])
+        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -layer.obj_normalizer * o[:, :, 4])
         if thresh:
             _truth_thresh(layer, g, dev, best, best_t, units)
 
