@@ -47,6 +47,19 @@ CASES = {
     "softmax_loss": "[connected]\noutput=5\nactivation=linear\n[softmax]\ngroups=1\n",
     "cost_loss": "[connected]\noutput=5\nactivation=linear\n[cost]\ntype=smooth\n",
     "logistic_loss": "[connected]\noutput=5\nactivation=linear\n[logistic]\n",
+    # AlexeyAB's layers
+    "scale_channels": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[avgpool]\n[convolutional]\nfilters=4\nsize=1\nactivation=logistic\n"
+      "[scale_channels]\nfrom=-3\n",
+    "scale_channels_wh": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n"
+      "[scale_channels]\nfrom=-2\nscale_wh=1\nactivation=mish\n",
+    "sam": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[convolutional]\nfilters=4\nsize=1\nactivation=logistic\n[sam]\nfrom=-2\n",
+    "implicit_mul": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[implicit]\nfilters=4\nmean=1\nstd=0.02\n[scale_channels]\nfrom=-2\n",
+    "empty": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1) + "[empty]\n"
+    + CONV.format(f=4, k=1, s=1, bn=0, act="linear", g=1),
 }
 CASES.update({f"activation_{a}": CONV.format(f=4, k=3, s=1, bn=0, act=a, g=1)
               for a in ACTIVATIONS})
