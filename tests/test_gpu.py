@@ -21,7 +21,8 @@ CONV = "[convolutional]\nfilters={f}\nsize={k}\nstride={s}\npad=1\nbatch_normali
        "activation={act}\ngroups={g}\n"
 ACTIVATIONS = ["logistic", "relu", "relie", "linear", "ramp", "tanh", "plse", "leaky", "elu",
                "loggy", "stair", "hardtan", "lhtan", "selu", "relu6", "swish", "mish",
-               "hard_mish", "gelu"]
+               "hard_mish", "gelu", "revleaky", "normalize_channels",
+               "normalize_channels_softmax", "normalize_channels_softmax_maxval"]
 
 CASES = {
     "conv_bn_leaky": CONV.format(f=8, k=3, s=1, bn=1, act="leaky", g=1),

@@ -97,6 +97,7 @@ _ACT = {
     "relu": ("fmaxf(v, 0.f)", "(y > 0.f ? 1.f : 0.f)"),
     "relu6": ("fminf(fmaxf(v, 0.f), 6.f)", "(y > 0.f && y < 6.f ? 1.f : 0.f)"),
     "leaky": ("(v > 0.f ? v : 0.1f * v)", "(y > 0.f ? 1.f : 0.1f)"),
+    "revleaky": ("(v > 0.f ? v : 0.1f * v)", "(y > 0.f ? 1.f : 10.f)"),
     "relie": ("(v > 0.f ? v : 0.01f * v)", "(y > 0.f ? 1.f : 0.01f)"),
     "ramp": ("(v > 0.f ? v : 0.f) + 0.1f * v", "(y > 0.f ? 1.f : 0.f) + 0.1f"),
     "elu": ("(v >= 0.f ? v : expm1f(fminf(v, 0.f)))", "(y >= 0.f ? 1.f : y + 1.f)"),

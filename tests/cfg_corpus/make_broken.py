@@ -335,8 +335,9 @@ CASES = [
      "darknet_py", None),
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
      "error", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
-    ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "error",
-     "activation 'revleaky' (AlexeyAB) is not supported by darknet_py", None),
+    ("unsupported-share-index", "y3", [I("filters=32", "share_index=2")], "error",
+     "share_index= in [convolutional] (AlexeyAB) is valid Darknet but not supported by "
+     "darknet_py", None),
     ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "error",
      "binary=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
 ]

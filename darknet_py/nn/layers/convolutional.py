@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
+from ..activations import ACTIVATIONS, CHANNEL_ACTIVATIONS
 from ..backend import cudnn_ops
 from ...errors import CfgError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
@@ -18,8 +18,10 @@ from .batchnorm import init_batchnorm
 from .epilogue import backward_epilogue, forward_epilogue
 
 
-def read_activation(section, default):
-    return section.choice("activation", default, ACTIVATIONS)
+def read_activation(section, default, channels=False):
+    """The activation; ``channels``: AlexeyAB's normalize_channels* too ([convolutional])."""
+    return section.choice("activation", default,
+                          ACTIVATIONS + CHANNEL_ACTIVATIONS if channels else ACTIVATIONS)
 
 
 class ConvolutionalLayer(Layer):
@@ -82,7 +84,7 @@ class ConvolutionalLayer(Layer):
         layer.stride = section.int("stride", 1)
         layer.padding = cls.padding_of(section, layer.size)
         layer.groups = section.int("groups", 1)
-        layer.activation = read_activation(section, "logistic")
+        layer.activation = read_activation(section, "logistic", channels=True)
         layer.batch_normalize = section.bool("batch_normalize")
         layer.flipped = section.bool("flipped")
         section.int("dot", 0)
@@ -95,6 +97,8 @@ class ConvolutionalLayer(Layer):
         shape = (self.n, self.c // self.groups, self.size, self.size)
         # pj: scale = sqrt(2/(size*size*c/groups)), weights ~ scale * N(0,1)
         w = math.sqrt(2.0 / fan_in) * ctx.rng.standard_normal(shape)
+        if self.activation in CHANNEL_ACTIVATIONS:
+            w = np.ones(shape)      # ab make_convolutional_layer: weights 1 for NORM_CHAN*
         self.weights = xp.asarray(w.astype(np.float32))
         self.weight_updates = xp.zeros(shape, dtype="float32")
         self.biases = xp.zeros(self.n, dtype="float32")
