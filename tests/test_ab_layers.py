@@ -321,3 +321,177 @@ def test_squeeze_excitation_block_as_efficientnet_b0_writes_it():
         from=-4
         """, batch=3, c=2, h=4, w=4)
     check_net(net, input_for(net))
+
+
+# -- [maxpool] stride_x / stride_y, maxpool_depth ----------------------------------------------
+
+def ab_maxpool(x, size, stride_x, stride_y, pad, out_h, out_w):
+    """ab forward_maxpool_layer's loops (the training path): (output, flat argmax indexes)."""
+    n, c, h, w = x.shape
+    flat = x.reshape(-1)
+    out = np.empty((n, c, out_h, out_w), x.dtype)
+    idx = np.empty(out.shape, np.int64)
+    for b in range(n):
+        for k in range(c):
+            for i in range(out_h):
+                for j in range(out_w):
+                    best, best_i = -np.inf, -1
+                    for dy in range(size):
+                        for dx in range(size):
+                            cur_h = -(pad // 2) + i * stride_y + dy
+                            cur_w = -(pad // 2) + j * stride_x + dx
+                            index = cur_w + w * (cur_h + h * (k + b * c))
+                            valid = 0 <= cur_h < h and 0 <= cur_w < w
+                            val = flat[index] if valid else -np.inf
+                            if val > best:
+                                best, best_i = val, index
+                    out[b, k, i, j], idx[b, k, i, j] = best, best_i
+    return out, idx
+
+
+def ab_maxpool_depth(x, out_c):
+    n, c, h, w = x.shape
+    flat = x.reshape(-1)
+    out = np.empty((n, out_c, h, w), x.dtype)
+    idx = np.empty(out.shape, np.int64)
+    for b in range(n):
+        for i in range(h):
+            for j in range(w):
+                for g in range(out_c):
+                    best, best_i = -np.inf, -1
+                    for k in range(g, c, out_c):
+                        in_index = j + w * (i + h * (k + c * b))
+                        if flat[in_index] > best:
+                            best, best_i = flat[in_index], in_index
+                    out[b, g, i, j], idx[b, g, i, j] = best, best_i
+    return out, idx
+
+
+def _scatter(delta, idx, size):
+    dx = np.zeros(size)
+    np.add.at(dx, idx.reshape(-1), delta.reshape(-1))
+    return dx
+
+
+MAXPOOL = {
+    "stride_x=2": ("size=2\nstride_x=2\nstride_y=1\n", 7, 6),
+    "stride_y=3": ("size=3\nstride=1\nstride_y=3\n", 6, 7),
+    "stride_x=1 stride_y=2 padding=0": ("size=2\nstride_x=1\nstride_y=2\npadding=0\n", 5, 6),
+    "depth 5->2": ("maxpool_depth=1\nout_channels=2\n", 5, 5),
+    "depth 6->3": ("maxpool_depth=1\nout_channels=3\n", 4, 5),
+}
+
+
+@pytest.mark.parametrize("case", list(MAXPOOL))
+def test_maxpool_alexeyab_options_equal_alexeyabs_loops(case):
+    opts, h, w = MAXPOOL[case]
+    c = 6 if "6->3" in case else 5
+    net = build(f"[net]\nbatch=2\nchannels={c}\nwidth={w}\nheight={h}\n[maxpool]\n{opts}")
+    layer = net.layers[0]
+    x = rng_for_test().standard_normal((2, c, h, w)).astype(np.float32)
+    x[0, 0, 0, :2] = x[0, 0, 0, 2]                   # ties: the first maximum wins
+    out = net.forward(x, train=True)
+    if layer.depth:
+        want, idx = ab_maxpool_depth(x, layer.out_c)
+    else:
+        want, idx = ab_maxpool(x, layer.size, layer.stride_x, layer.stride_y, layer.padding,
+                               layer.out_h, layer.out_w)
+    assert out.shape == want.shape
+    np.testing.assert_array_equal(out, want)
+    delta = rng_for_test().standard_normal(out.shape).astype(np.float32)
+    layer.delta[...] = delta
+    dx = np.zeros_like(x)
+    net.backward(dx)
+    np.testing.assert_allclose(dx.reshape(-1), _scatter(delta, idx, x.size), rtol=1e-6)
+
+
+@pytest.mark.parametrize("opts", ["size=3\nstride_x=2\nstride_y=1\n",
+                                  "maxpool_depth=1\nout_channels=2\n"])
+def test_maxpool_alexeyab_options_gradients(opts):
+    net = make_net(f"""
+        [convolutional]
+        filters=5
+        size=3
+        stride=1
+        pad=1
+        activation=tanh
+
+        [maxpool]
+        {opts.replace(chr(10), chr(10) + '        ')}
+        [convolutional]
+        filters=2
+        size=1
+        stride=1
+        activation=linear
+        """, batch=2, c=2, h=5, w=6)
+    check_net(net, input_for(net))
+
+
+# -- [convolutional] stride_x / stride_y, dilation ---------------------------------------------
+
+def ab_conv(x, weights, stride_x, stride_y, pad, dilation, out_h, out_w):
+    """ab forward_convolutional_layer's CPU path: im2col_cpu_ext (padding pad*dilation, taps
+    dilation apart, zeros outside) then the GEMM, groups=1."""
+    n, c, h, w = x.shape
+    filters, _, size, _ = weights.shape
+    p = pad * dilation
+    out = np.zeros((n, filters, out_h, out_w))
+    for b in range(n):
+        col = np.zeros((c, size, size, out_h, out_w))
+        for ch in range(c):
+            for ky in range(size):
+                for kx in range(size):
+                    for i in range(out_h):
+                        row = -p + ky * dilation + i * stride_y
+                        for j in range(out_w):
+                            colx = -p + kx * dilation + j * stride_x
+                            if 0 <= row < h and 0 <= colx < w:
+                                col[ch, ky, kx, i, j] = x[b, ch, row, colx]
+        out[b] = np.tensordot(weights, col, axes=([1, 2, 3], [0, 1, 2]))
+    return out
+
+
+CONV_AB = {
+    "stride_x=2": ("size=3\nstride_x=2\nstride_y=1\npad=1\n", 7, 8),
+    "stride_y=2 stride_x=3": ("size=3\nstride_y=2\nstride_x=3\npadding=0\n", 8, 7),
+    "dilation=2": ("size=3\nstride=1\npad=1\ndilation=2\n", 7, 7),
+    "dilation=3 stride=2": ("size=3\nstride=2\npad=1\ndilation=3\n", 9, 8),
+    "dilation=2 size=5": ("size=5\nstride=1\npad=1\ndilation=2\n", 9, 9),
+    "dilation on 1x1 is 1": ("size=1\nstride=1\ndilation=4\n", 5, 5),
+}
+
+
+@pytest.mark.parametrize("case", list(CONV_AB))
+def test_conv_alexeyab_geometry_equals_alexeyabs_loops(case):
+    opts, h, w = CONV_AB[case]
+    net = build(f"[net]\nbatch=2\nchannels=2\nwidth={w}\nheight={h}\n[convolutional]\n"
+                f"filters=3\n{opts}activation=linear\n")
+    layer = net.layers[0]
+    x = rng_for_test().standard_normal((2, 2, h, w)).astype(np.float32)
+    out = net.forward(x)
+    # AlexeyAB's output size: (h + 2 pad - size)/stride_y + 1, whatever the dilation
+    assert out.shape[2:] == ((h + 2 * layer.padding - layer.size) // layer.stride_y + 1,
+                             (w + 2 * layer.padding - layer.size) // layer.stride_x + 1)
+    want = ab_conv(x.astype(np.float64), layer.weights.astype(np.float64), layer.stride_x,
+                   layer.stride_y, layer.padding, layer.dilation, out.shape[2], out.shape[3])
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", [c for c in CONV_AB if "1x1" not in c])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_alexeyab_geometry_gradients(case, groups):
+    opts, h, w = CONV_AB[case]
+    net = make_net(f"""
+        [convolutional]
+        filters=4
+        groups={groups}
+        batch_normalize=1
+        {opts.replace(chr(10), chr(10) + '        ')}activation=tanh
+        """, batch=2, c=2, h=h, w=w)
+    check_net(net, input_for(net))
+
+
+def test_dilation_needs_the_padding_that_keeps_alexeyabs_output_size():
+    with pytest.raises(CfgError, match=r"dilation=2 in \[convolutional\] needs padding"):
+        build("[net]\nbatch=1\nchannels=1\nwidth=8\nheight=8\n[convolutional]\nfilters=1\n"
+              "size=3\npadding=0\ndilation=2\nactivation=linear\n")

@@ -61,6 +61,14 @@ CASES = {
     + "[implicit]\nfilters=4\nmean=1\nstd=0.02\n[scale_channels]\nfrom=-2\n",
     "empty": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1) + "[empty]\n"
     + CONV.format(f=4, k=1, s=1, bn=0, act="linear", g=1),
+    "conv_stride_x_y": "[convolutional]\nfilters=6\nsize=3\nstride_x=2\nstride_y=1\npad=1\n"
+                       "activation=leaky\n",
+    "conv_dilation_bn": "[convolutional]\nfilters=6\nsize=3\npad=1\ndilation=2\n"
+                        "batch_normalize=1\nactivation=leaky\n",
+    "conv_dilation_groups_stride": "[convolutional]\nfilters=4\nsize=3\npad=1\ndilation=3\n"
+                                   "stride=2\ngroups=2\nactivation=linear\n",
+    "maxpool_stride_x_y": "[maxpool]\nsize=3\nstride_x=2\nstride_y=1\n",
+    "maxpool_depth": "[maxpool]\nmaxpool_depth=1\nout_channels=3\n",
 }
 CASES.update({f"activation_{a}": CONV.format(f=4, k=3, s=1, bn=0, act=a, g=1)
               for a in ACTIVATIONS})
@@ -132,6 +140,18 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
                 setattr(lg, name, gpu.xp.asarray(v))
     x = rng.standard_normal((4, 4, 8, 8)).astype(np.float32)
     assert rel(gpu.forward(x), cpu.forward(x)) < TOL
+
+
+def test_cudnn_runs_alexeyabs_dilation_and_stride_x_y():
+    """AlexeyAB's dilated / asymmetric-stride convs go through cuDNN's graph, not im2col."""
+    from darknet_py.nn.cudnn import get_ops
+    for case, want in (("conv_dilation_bn", (1, 1, 2, 2)), ("conv_stride_x_y", (1, 2, 1, 1))):
+        _, gpu = pair(CASES[case])
+        gpu.forward(rng_for_test().standard_normal((4, 4, 8, 8)), train=True)
+        ops = get_ops()
+        assert ops is not None
+        keys = [k for k, plan in ops._plans.items() if plan is not None and k[0] == "fprop"]
+        assert any(k[3:] == want for k in keys), (case, keys)
 
 
 def test_cudnn_is_really_used_for_conv_and_batchnorm():

@@ -1,8 +1,9 @@
 """CuPy kernels for the layers whose xp form is slow on the GPU (compiled on first use).
 
-maxpool: one thread per output, Darknet's window (start = i*stride - padding//2, padded taps
-never win, first maximum kept), the input index of the maximum saved for the backward, which
-adds delta there (atomicAdd: overlapping windows may share a maximum).
+maxpool: one thread per output, Darknet's window (start = i*stride_y - padding//2,
+j*stride_x - padding//2, padded taps never win, first maximum kept), the input index of the
+maximum saved for the backward, which adds delta there (atomicAdd: overlapping windows may share
+a maximum).
 """
 
 _CACHE = {}
@@ -10,7 +11,8 @@ _CACHE = {}
 _MAXPOOL_FWD = r"""
 extern "C" __global__
 void maxpool_forward(const float* x, float* y, int* idx, long long n_out,
-                     int c, int h, int w, int oh, int ow, int size, int stride, int off)
+                     int c, int h, int w, int oh, int ow, int size, int stride, int off,
+                     int stride_y)
 {
     long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (id >= n_out) return;
@@ -21,7 +23,7 @@ void maxpool_forward(const float* x, float* y, int* idx, long long n_out,
     float best = __int_as_float(0xff800000);   // -inf (NVRTC has no math.h)
     int best_at = -1;
     for (int ky = 0; ky < size; ++ky) {
-        int yy = i * stride - off + ky;
+        int yy = i * stride_y - off + ky;
         for (int kx = 0; kx < size; ++kx) {
             int xx = j * stride - off + kx;
             if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
@@ -69,8 +71,8 @@ def maxpool_forward(x, layer):
     _kernel("maxpool_forward", _MAXPOOL_FWD)(
         grid, block, (x, y, idx, cupy.int64(y.size), cupy.int32(layer.c), cupy.int32(layer.h),
                       cupy.int32(layer.w), cupy.int32(layer.out_h), cupy.int32(layer.out_w),
-                      cupy.int32(layer.size), cupy.int32(layer.stride),
-                      cupy.int32(layer.padding // 2)))
+                      cupy.int32(layer.size), cupy.int32(layer.stride_x),
+                      cupy.int32(layer.padding // 2), cupy.int32(layer.stride_y)))
     return y, idx
 
 

@@ -328,8 +328,8 @@ CASES = [
     ("schedule-steps-without-policy", "mnist", [S("policy=steps", "policy=poly")], "warning",
      "steps= is ignored because policy=poly; set policy=steps", ("steps=2000,2600", 1)),
     # -- valid Darknet that darknet_py cannot build: errors (warnings with --darknet-only) ----
-    ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "error",
-     "dilation=2 in [convolutional] (AlexeyAB) is valid Darknet but not supported by darknet_py", None),
+    ("unsupported-xnor", "tiny", [I("filters=32", "xnor=1")], "error",
+     "xnor=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
     ("unsupported-antialiasing", "y3", [I("filters=16", "antialiasing=1")], "error",
      "antialiasing=1 in [convolutional] (AlexeyAB) is valid Darknet but not supported by "
      "darknet_py", None),
