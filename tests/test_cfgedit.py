@@ -557,3 +557,30 @@ def test_templates_are_package_data_read_through_importlib_resources():
         assert (folder / name).read_text().lstrip().startswith(("[", "#"))
     assert template_dir() == os.fspath(folder)
     assert template_path("yolov3-tiny") == os.path.join(os.fspath(folder), "yolov3-tiny.cfg")
+
+
+@pytest.mark.parametrize("template,heads,new_coords", [("yolov4-tiny", 2, 0),
+                                                      ("yolov7-tiny", 3, 1)])
+def test_alexeyab_templates_give_clean_cfgs_darknet_py_builds(tmp_path, template, heads,
+                                                                new_coords):
+    """AlexeyAB's yolov4-tiny and yolov7-tiny (new_coords=1) as cfg new templates: the
+    classes, the filters before each [yolo] and the schedule change; the result is clean (no
+    AlexeyAB training option darknet_py lacks is left set) and builds and trains a step."""
+    import numpy as np
+    from darknet_py.cfg.check import check_cfg
+    from darknet_py.cfg.parser import parse_cfg_text
+    from darknet_py.nn.network import Network
+    doc = new_cfg(template, 2, size=(64, 64))
+    out = tmp_path / f"{template}.cfg"
+    doc.save(str(out))
+    assert check_cfg(str(out)) == []
+    text = out.read_text().replace("batch=64", "batch=2")
+    net = Network(parse_cfg_text(text, str(out)), seed=0, warn=False)
+    yolos = [l for l in net.layers if l.type == "yolo"]
+    assert len(yolos) == heads and all(l.classes == 2 and l.c == 3 * 7 for l in yolos)
+    assert all(l.new_coords == new_coords for l in yolos)
+    assert not any(l.unimplemented for l in yolos)
+    truth = np.zeros((2, 450), np.float32)
+    truth[:, :5] = (0.5, 0.5, 0.3, 0.4, 1)
+    net.train_step(np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32), truth)
+    assert np.isfinite(net.cost)

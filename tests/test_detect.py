@@ -378,6 +378,23 @@ def test_get_yolo_detections_decoding_and_order():
     assert len(D.get_yolo_detections(layer, 100, 100, 100, 100, .8)) == 1
 
 
+def test_get_yolo_detections_new_coords_decodes_4_w_squared():
+    """AlexeyAB's new_coords=1: bw = w*w*4*anchor/net_w in float arithmetic (ab get_yolo_box);
+    x, y as before (their scale_x_y was applied by the layer)."""
+    layer = _fake_yolo()
+    layer.new_coords = 1
+    v = layer.output.reshape(2, 7, 2, 3)
+    v[0, 2, 0, 0], v[0, 3, 0, 0] = 0.75, 0.3
+    v[1, 2, 1, 2], v[1, 3, 1, 2] = 0.5, 0.5
+    dets = D.get_yolo_detections(layer, 100, 100, 100, 100, .5)
+    d0, d1 = dets
+    assert d0.bbox.x == pytest.approx(.5 / 3) and d0.bbox.y == pytest.approx(.25)
+    want = F32(.75) * F32(.75) * F32(4) * F32(50) / F32(100)
+    assert d0.bbox.w == float(want)                                 # float32, C's order
+    assert d0.bbox.h == float(F32(.3) * F32(.3) * F32(4) * F32(60) / F32(100))
+    assert d1.bbox.w == pytest.approx(10 / 100) and d1.bbox.h == pytest.approx(20 / 100)
+
+
 def test_get_region_detections_every_anchor_and_softmax_probs():
     lw, lh, n, classes = 3, 2, 2, 3
     out = np.zeros((1, n, 5 + classes, lh, lw), F32)

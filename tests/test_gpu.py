@@ -21,7 +21,8 @@ CONV = "[convolutional]\nfilters={f}\nsize={k}\nstride={s}\npad=1\nbatch_normali
        "activation={act}\ngroups={g}\n"
 ACTIVATIONS = ["logistic", "relu", "relie", "linear", "ramp", "tanh", "plse", "leaky", "elu",
                "loggy", "stair", "hardtan", "lhtan", "selu", "relu6", "swish", "mish",
-               "hard_mish", "gelu"]
+               "hard_mish", "gelu", "revleaky", "normalize_channels",
+               "normalize_channels_softmax", "normalize_channels_softmax_maxval"]
 
 CASES = {
     "conv_bn_leaky": CONV.format(f=8, k=3, s=1, bn=1, act="leaky", g=1),
@@ -47,6 +48,27 @@ CASES = {
     "softmax_loss": "[connected]\noutput=5\nactivation=linear\n[softmax]\ngroups=1\n",
     "cost_loss": "[connected]\noutput=5\nactivation=linear\n[cost]\ntype=smooth\n",
     "logistic_loss": "[connected]\noutput=5\nactivation=linear\n[logistic]\n",
+    # AlexeyAB's layers
+    "scale_channels": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[avgpool]\n[convolutional]\nfilters=4\nsize=1\nactivation=logistic\n"
+      "[scale_channels]\nfrom=-3\n",
+    "scale_channels_wh": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n"
+      "[scale_channels]\nfrom=-2\nscale_wh=1\nactivation=mish\n",
+    "sam": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[convolutional]\nfilters=4\nsize=1\nactivation=logistic\n[sam]\nfrom=-2\n",
+    "implicit_mul": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1)
+    + "[implicit]\nfilters=4\nmean=1\nstd=0.02\n[scale_channels]\nfrom=-2\n",
+    "empty": CONV.format(f=4, k=3, s=1, bn=0, act="leaky", g=1) + "[empty]\n"
+    + CONV.format(f=4, k=1, s=1, bn=0, act="linear", g=1),
+    "conv_stride_x_y": "[convolutional]\nfilters=6\nsize=3\nstride_x=2\nstride_y=1\npad=1\n"
+                       "activation=leaky\n",
+    "conv_dilation_bn": "[convolutional]\nfilters=6\nsize=3\npad=1\ndilation=2\n"
+                        "batch_normalize=1\nactivation=leaky\n",
+    "conv_dilation_groups_stride": "[convolutional]\nfilters=4\nsize=3\npad=1\ndilation=3\n"
+                                   "stride=2\ngroups=2\nactivation=linear\n",
+    "maxpool_stride_x_y": "[maxpool]\nsize=3\nstride_x=2\nstride_y=1\n",
+    "maxpool_depth": "[maxpool]\nmaxpool_depth=1\nout_channels=3\n",
 }
 CASES.update({f"activation_{a}": CONV.format(f=4, k=3, s=1, bn=0, act=a, g=1)
               for a in ACTIVATIONS})
@@ -76,6 +98,13 @@ def truth_for(net, rng):
 def test_gpu_step_equals_numpy(case):
     rng = rng_for_test()
     cpu, gpu = pair(CASES[case])
+    for lc, lg in zip(cpu.layers, gpu.layers):
+        if getattr(lc, "activation", "").startswith("normalize_channels"):
+            # AlexeyAB starts these convs with every weight 1: identical channels, whose input
+            # gradient is 0 (rounding noise); random weights make the comparison mean something
+            w = rng.normal(0, 0.5, lc.weights.shape).astype(np.float32)
+            lc.weights[...] = w
+            lg.weights = gpu.xp.asarray(w)
     x = rng.standard_normal((4, 4, 8, 8)).astype(np.float32)
     t = truth_for(cpu, rng)
     for net in (cpu, gpu):
@@ -118,6 +147,18 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
                 setattr(lg, name, gpu.xp.asarray(v))
     x = rng.standard_normal((4, 4, 8, 8)).astype(np.float32)
     assert rel(gpu.forward(x), cpu.forward(x)) < TOL
+
+
+def test_cudnn_runs_alexeyabs_dilation_and_stride_x_y():
+    """AlexeyAB's dilated / asymmetric-stride convs go through cuDNN's graph, not im2col."""
+    from darknet_py.nn.cudnn import get_ops
+    for case, want in (("conv_dilation_bn", (1, 1, 2, 2)), ("conv_stride_x_y", (1, 2, 1, 1))):
+        _, gpu = pair(CASES[case])
+        gpu.forward(rng_for_test().standard_normal((4, 4, 8, 8)), train=True)
+        ops = get_ops()
+        assert ops is not None
+        keys = [k for k, plan in ops._plans.items() if plan is not None and k[0] == "fprop"]
+        assert any(k[3:] == want for k in keys), (case, keys)
 
 
 def test_cudnn_is_really_used_for_conv_and_batchnorm():
@@ -239,6 +280,10 @@ DETECTION_HEADS = {
                      "counters_per_class=10,20,30,5\nlabel_smooth_eps=0.1\ntruth_thresh=0.35\n"
                      "ignore_thresh=0.3\n",
     "yolo_focal_giou": "focal_loss=1\niou_loss=giou\ntruth_thresh=0.3\nignore_thresh=0.2\n",
+    "yolo_new_coords_ciou": "new_coords=1\nscale_x_y=2.0\niou_loss=ciou\niou_normalizer=0.05\n"
+                            "obj_normalizer=4\niou_thresh=0.2\nmax_delta=5\ntruth_thresh=0.35\n"
+                            "ignore_thresh=0.3\n",
+    "yolo_new_coords_mse": "new_coords=1\n",
     "region_voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
     "region_logistic": "softmax=0\nbias_match=0\nbackground=1\nthresh=0.2\n",
 }

@@ -313,6 +313,102 @@ def test_ciou_training_moves_the_box_onto_the_truth():
 
 
 # ------------------------------------------------------------------------------------------------
+# AlexeyAB's new_coords=1 (ab:src/yolo_layer.c get_yolo_box, delta_yolo_box)
+# ------------------------------------------------------------------------------------------------
+
+def _new_coords_box(o, a, j, i, anchors, lw=4, lh=4, net=4):
+    """ab get_yolo_box with new_coords: ((i + x)/lw, (j + y)/lh, x_w^2*4*anchor_w/net_w, ...)."""
+    return ((i + o[a, 0, j, i]) / lw, (j + o[a, 1, j, i]) / lh,
+            o[a, 2, j, i] ** 2 * 4 * anchors[a][0] / net,
+            o[a, 3, j, i] ** 2 * 4 * anchors[a][1] / net)
+
+
+def test_new_coords_forward_applies_no_logistic_only_scale_x_y():
+    x = rng_for_test().random((1, 12, 4, 4)).astype(np.float32)
+    out = _yolo_net("new_coords=1\nscale_x_y=2.0\n").forward(x).reshape(2, 6, 4, 4)
+    planes = x.reshape(2, 6, 4, 4)
+    np.testing.assert_allclose(out[:, :2], planes[:, :2] * 2 - 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(out[:, 2:], planes[:, 2:])
+    plain = _yolo_net("new_coords=1\n").forward(x)
+    np.testing.assert_array_equal(plain, x)
+
+
+def test_new_coords_mse_deltas_vanish_where_the_box_is_the_truth():
+    """mse targets (ab delta_yolo_box, new_coords): x*lw - i and sqrt(w*net_w/(4 anchor_w))."""
+    net = _yolo_net("new_coords=1\n")
+    x = np.full((1, 12, 4, 4), 0.5, np.float32)
+    a, j, i = 1, 2, 1                       # anchor 1.25 fits the 0.28 x 0.28 truth best
+    p = x.reshape(2, 6, 4, 4)
+    p[a, 0, j, i], p[a, 1, j, i] = 0.3 * 4 - i, 0.6 * 4 - j
+    p[a, 2, j, i] = p[a, 3, j, i] = np.sqrt(0.28 * 4 / (4 * 1.25))
+    net.forward(x, train=True, truth=_one_truth())
+    d = net.layers[0].delta.reshape(2, 6, 4, 4)
+    np.testing.assert_allclose(d[a, :4, j, i], 0, atol=1e-6)
+    assert net.layers[0].stats["iou"] == pytest.approx(1, abs=1e-5)
+    # away from it, the delta is (2 - w h) (target - o)
+    p[a, 2, j, i] = 0.2
+    net.forward(x, train=True, truth=_one_truth())
+    d = net.layers[0].delta.reshape(2, 6, 4, 4)
+    assert d[a, 2, j, i] == pytest.approx((2 - 0.28 * 0.28) * (np.sqrt(0.28 / 1.25) - 0.2),
+                                          rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_new_coords_iou_deltas_are_the_score_gradient(kind):
+    """With new_coords the iou_loss box deltas are iou_normalizer x d score / d o through
+    w = 4 o^2 anchor / net_w (central differences, float64)."""
+    from darknet_py.box import score
+    net = _yolo_net(f"new_coords=1\niou_loss={kind}\niou_normalizer=0.07\n")
+    x = rng_for_test().uniform(0.2, 0.8, (1, 12, 4, 4)).astype(np.float32)
+    net.forward(x, train=True, truth=_one_truth())
+    o = net.layers[0].output.reshape(2, 6, 4, 4).astype(np.float64)
+    anchors = [(1, 1), (1.25, 1.25)]
+    a, j, i = 1, 2, 1
+    truth = (0.3, 0.6, 0.28, 0.28)
+
+    def v(box):
+        return 4 / np.pi ** 2 * (np.arctan(truth[2] / truth[3]) - np.arctan(box[2] / box[3])) ** 2
+
+    here = _new_coords_box(o, a, j, i, anchors)
+    alpha = v(here) / (1 - score(here, truth, "iou") + v(here))
+
+    def f(box):         # ciou's alpha is held constant (box.py, as the CIoU paper)
+        return score(box, truth, "diou") - alpha * v(box) if kind == "ciou" else \
+            score(box, truth, kind)
+    numeric = []
+    for k in range(4):
+        up, down = o.copy(), o.copy()
+        up[a, k, j, i] += 1e-6
+        down[a, k, j, i] -= 1e-6
+        numeric.append((f(_new_coords_box(up, a, j, i, anchors))
+                        - f(_new_coords_box(down, a, j, i, anchors))) / 2e-6)
+    d = net.layers[0].delta.reshape(2, 6, 4, 4)
+    np.testing.assert_allclose(d[a, :4, j, i], 0.07 * np.array(numeric), rtol=1e-4, atol=1e-9)
+    assert d[a, 4, j, i] == pytest.approx(1 - o[a, 4, j, i], rel=1e-5)
+
+
+def test_new_coords_training_through_a_logistic_conv_moves_the_box_onto_the_truth():
+    """yolov4-csp's head: a conv with activation=logistic feeds [yolo] new_coords=1; the deltas
+    pass the conv's logistic derivative, and the box converges on the truth."""
+    from darknet_py.box import score
+    net = build("[net]\nbatch=1\nchannels=1\nwidth=4\nheight=4\nlearning_rate=0.01\n"
+                "momentum=0.9\ndecay=0\n[convolutional]\nfilters=12\nsize=1\n"
+                "activation=logistic\n[yolo]\nclasses=1\nnum=2\nmask=0,1\n"
+                "anchors=1,1, 1.25,1.25\nnew_coords=1\nscale_x_y=2.0\niou_loss=ciou\n", seed=0)
+    x = np.ones((1, 1, 4, 4), np.float32)
+
+    def assigned_score():
+        o = net.forward(x).reshape(2, 6, 4, 4).astype(np.float64)
+        return score(_new_coords_box(o, 1, 2, 1, [(1, 1), (1.25, 1.25)]),
+                     (0.3, 0.6, 0.28, 0.28), "ciou")
+    before = assigned_score()
+    for _ in range(500):
+        net.train_step(x, _one_truth())
+    after = assigned_score()
+    assert before < 0 and after > 0.9, (before, after)
+
+
+# ------------------------------------------------------------------------------------------------
 # the vectorised loss equals the loop reference (tests/yolo_reference.py), option by option
 # ------------------------------------------------------------------------------------------------
 
@@ -348,6 +444,14 @@ YOLO_CASES = {
                   "iou_thresh=0.2\niou_thresh_kind=ciou\nscale_x_y=1.05\nmax_delta=5\n"
                   "counters_per_class=10,20,30,5\nlabel_smooth_eps=0.1\ntruth_thresh=0.35\n"
                   "ignore_thresh=0.3\nmask=0,1,2\n",
+    # AlexeyAB's new_coords=1 (yolov4-csp, yolov7): w = 4 o^2 anchor / U
+    "new_coords": "new_coords=1\n",
+    "new_coords-scale_x_y": "new_coords=1\nscale_x_y=2.0\niou_thresh=0.2\n",
+    "new_coords-ciou": "new_coords=1\nscale_x_y=2.0\niou_loss=ciou\niou_normalizer=0.05\n"
+                       "cls_normalizer=0.5\nobj_normalizer=4.0\niou_thresh=0.2\nmax_delta=5\n",
+    "new_coords-giou": "new_coords=1\niou_loss=giou\n",
+    "new_coords-truth_thresh": "new_coords=1\ntruth_thresh=0.3\nignore_thresh=0.2\n"
+                               "iou_loss=diou\n",
 }
 REGION_CASES = {
     "voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
@@ -381,7 +485,10 @@ def head_output(rng, layer, batch=BATCH, saturate=(0.0, 1.0)):
     or a label_smooth_eps target), which makes Darknet's "class delta is 0" test fire."""
     planes = layer.c // layer.n
     o = rng.random((batch, layer.n, planes, layer.h, layer.w))
-    o[:, :, 2:4] = rng.normal(0, 0.7, o[:, :, 2:4].shape)
+    if getattr(layer, "new_coords", False):     # w, h in [0, 1) too: the conv's logistic
+        o[:, :, 2:4] = np.where(rng.random(o[:, :, 2:4].shape) < 0.05, 0.0, o[:, :, 2:4])
+    else:
+        o[:, :, 2:4] = rng.normal(0, 0.7, o[:, :, 2:4].shape)
     exact = rng.random(o[:, :, 4:].shape) < 0.25
     o[:, :, 4:] = np.where(exact, rng.choice(saturate, o[:, :, 4:].shape), o[:, :, 4:])
     return o.reshape(batch, layer.c, layer.h, layer.w).astype(np.float32)

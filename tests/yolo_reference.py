@@ -140,9 +140,18 @@ def _truth_rows(rows):
     return rows[:ends[0]] if ends.size else rows
 
 
+def _new_coords(layer):
+    return getattr(layer, "new_coords", False)
+
+
 def _pred_boxes(layer, o, anchors):
     jj, ii = np.meshgrid(np.arange(layer.h), np.arange(layer.w), indexing="ij")
     uw, uh = anchor_units(layer)
+    if _new_coords(layer):
+        # ab:src/yolo_layer.c get_yolo_box, new_coords: b.w = x*x*4*biases[2n]/w
+        return ((ii + o[:, 0]) / layer.w, (jj + o[:, 1]) / layer.h,
+                o[:, 2] * o[:, 2] * 4 * anchors[:, 0, None, None] / uw,
+                o[:, 3] * o[:, 3] * 4 * anchors[:, 1, None, None] / uh)
     return ((ii + o[:, 0]) / layer.w, (jj + o[:, 1]) / layer.h,
             np.exp(o[:, 2]) * anchors[:, 0, None, None] / uw,
             np.exp(o[:, 3]) * anchors[:, 1, None, None] / uh)
@@ -152,22 +161,34 @@ def _box_delta(layer, t, o, d, anchor, a, j, i, scale, weight=1.0):
     uw, uh = anchor_units(layer)
     aw, ah = layer.anchors[2 * anchor], layer.anchors[2 * anchor + 1]
     px, py = (i + o[a, 0, j, i]) / layer.w, (j + o[a, 1, j, i]) / layer.h
-    pw = math.exp(o[a, 2, j, i]) * aw / uw
-    ph = math.exp(o[a, 3, j, i]) * ah / uh
+    new = _new_coords(layer)
+    if new:
+        ow, oh = o[a, 2, j, i], o[a, 3, j, i]
+        pw, ph = ow * ow * 4 * aw / uw, oh * oh * 4 * ah / uh
+        dpw, dph = 8 * ow * aw / uw, 8 * oh * ah / uh          # d pw / d ow, d ph / d oh
+    else:
+        pw = math.exp(o[a, 2, j, i]) * aw / uw
+        ph = math.exp(o[a, 3, j, i]) * ah / uh
+        dpw, dph = pw, ph
     iou = float(score((px, py, pw, ph), tuple(t[:4]), "iou"))
     kind = layer.iou_loss
     if kind != "mse":
         gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
         n = layer.iou_normalizer * weight
-        deltas = (n * gx / layer.w, n * gy / layer.h, n * gw * pw, n * gh * ph)
+        deltas = (n * gx / layer.w, n * gy / layer.h, 0.0 if dpw == 0 else n * gw * dpw,
+                  0.0 if dph == 0 else n * gh * dph)
         limit = layer.max_delta
         if limit != math.inf:
             deltas = tuple(min(max(v if math.isfinite(v) else 0.0, -limit), limit)
                            for v in deltas)
         d[a, 0, j, i], d[a, 1, j, i], d[a, 2, j, i], d[a, 3, j, i] = deltas
         return iou
-    target = (t[0] * layer.w - i, t[1] * layer.h - j, math.log(t[2] * uw / aw),
-              math.log(t[3] * uh / ah))
+    if new:     # ab delta_yolo_box, new_coords: tw = sqrt(truth.w*w / (4*biases[2n]))
+        target = (t[0] * layer.w - i, t[1] * layer.h - j, math.sqrt(t[2] * uw / (4 * aw)),
+                  math.sqrt(t[3] * uh / (4 * ah)))
+    else:
+        target = (t[0] * layer.w - i, t[1] * layer.h - j, math.log(t[2] * uw / aw),
+                  math.log(t[3] * uh / ah))
     for k in range(4):
         d[a, k, j, i] = scale * (target[k] - o[a, k, j, i])
     return iou
@@ -192,7 +213,7 @@ def yolo_loss(layer, output, truth):
         o = out[b]
         px, py, pw, ph = _pred_boxes(layer, o, anchors[mask])
         stats["anyobj"] += o[:, 4].sum()
-        delta[b, :, 4] = -o[:, 4]
+        delta[b, :, 4] = layer.obj_normalizer * (0 - o[:, 4])     # ab process_batch
         if len(rows):
             ious = score((px[..., None], py[..., None], pw[..., None], ph[..., None]),
                          tuple(rows[:, :4].T), "iou")
@@ -202,7 +223,7 @@ def yolo_loss(layer, output, truth):
             for a, j, i in zip(*np.nonzero(best > layer.truth_thresh)):
                 t = rows[best_t[a, j, i]]
                 m = _class_weight(layer, int(t[4]))
-                delta[b, a, 4, j, i] = 1 - o[a, 4, j, i]
+                delta[b, a, 4, j, i] = layer.obj_normalizer * (1 - o[a, 4, j, i])
                 _class_delta(o, delta[b], a, j, i, int(t[4]), None,
                              smooth=layer.label_smooth_eps, focal=layer.focal_loss, weight=m)
                 _box_delta(layer, t, o, delta[b], mask[a], a, j, i, (2 - t[2] * t[3]) * m, m)

@@ -36,6 +36,8 @@ __all__ = ["new_cfg", "template_path", "TEMPLATES", "template_dir"]
 TEMPLATES = {
     "yolov3-tiny": "yolov3-tiny.cfg",
     "yolov2-tiny": "yolov2-tiny.cfg",
+    "yolov4-tiny": "yolov4-tiny.cfg",        # AlexeyAB's
+    "yolov7-tiny": "yolov7-tiny.cfg",        # AlexeyAB's, [yolo] new_coords=1
     "mnist": "mnist.cfg",
 }
 DETECTOR_MIN_MAX_BATCHES = 6000

@@ -9,7 +9,7 @@ import collections
 import math
 
 from ..nn.layers.base import Shape
-from ..nn.activations import ACTIVATIONS as DP_ACTIVATIONS
+from ..nn.activations import ACTIVATIONS as DP_ACTIVATIONS, CHANNEL_ACTIVATIONS
 from .keys import CHOICES, DARKNET_ACTIVATIONS, PJ_ACTIVATIONS, closest
 
 HEAD_TYPES = ("yolo", "region", "gaussian_yolo", "detection")
@@ -72,7 +72,11 @@ class ValueRules:
                                      "\"Couldn't find activation\" and uses relu); valid: "
                                      + ", ".join(DARKNET_ACTIVATIONS[:14]))
                 return None
-            if value not in DP_ACTIVATIONS:
+            if value in CHANNEL_ACTIVATIONS and sec.type != "convolutional":
+                self.error(opt.line, f"{where}: '{value}' works in [convolutional] layers only "
+                                     "(AlexeyAB's activate() gives 0 for it anywhere else)")
+                return None
+            if value not in DP_ACTIVATIONS + CHANNEL_ACTIVATIONS:
                 self.unsupported(opt.line, f"{where}: activation '{value}' (AlexeyAB) is not "
                                            "supported by darknet_py")
             elif value not in PJ_ACTIVATIONS:       # pj:src/activations.c get_activation

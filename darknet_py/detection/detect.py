@@ -112,9 +112,15 @@ def _yolo_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, 
     # exp() is double in C: exp((double)t) * (double)anchor / netw, then rounded to float.
     # An untrained net's huge tw gives an infinite width, as in Darknet; get_network_boxes
     # leaves such boxes out (plausible) and the commands say how many.
-    with np.errstate(over="ignore"):
-        boxes[:, 2] = (np.exp(tw.astype(np.float64)) * a[:, 0] / net_w).astype(F32)
-        boxes[:, 3] = (np.exp(th.astype(np.float64)) * a[:, 1] / net_h).astype(F32)
+    if getattr(layer, "new_coords", False):
+        # AlexeyAB's new_coords: x*x*4*biases/w, all float (ab get_yolo_box)
+        with np.errstate(over="ignore"):
+            boxes[:, 2] = tw * tw * F32(4) * a[:, 0] / F32(net_w)
+            boxes[:, 3] = th * th * F32(4) * a[:, 1] / F32(net_h)
+    else:
+        with np.errstate(over="ignore"):
+            boxes[:, 2] = (np.exp(tw.astype(np.float64)) * a[:, 0] / net_w).astype(F32)
+            boxes[:, 3] = (np.exp(th.astype(np.float64)) * a[:, 1] / net_h).astype(F32)
     boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative,
                           uses_letterbox(layer_net_options(layer)))
     ncls = layer.classes
@@ -127,7 +133,8 @@ def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True
                         classes=None, batch_index=0) -> list[Detection]:
     """pj ``get_yolo_detections``: every (cell, anchor) with objectness > thresh, cells in
     row-major order and anchors inner; bx = (i + x)/lw, by = (j + y)/lh,
-    bw = exp(w) * anchor_w / net_w, bh likewise; prob = objectness * p(class), zeroed when
+    bw = exp(w) * anchor_w / net_w, bh likewise (AlexeyAB's new_coords: bw = 4 w^2 anchor_w /
+    net_w); prob = objectness * p(class), zeroed when
     <= thresh; then the letterbox correction."""
     where, v = _yolo_cells(_head_values(layer)[batch_index:batch_index + 1], thresh)
     if len(v) == 0:

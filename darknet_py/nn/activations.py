@@ -4,6 +4,14 @@
 the gradient of every pj activation is written as a function of the output y; swish, mish,
 hard_mish and gelu need the pre-activation x (Darknet keeps ``activation_input`` for them).
 Where Darknet's CPU code is numerically broken (tanh(400) = NaN) the stable form is used.
+
+AlexeyAB's ``revleaky`` is leaky forward; its backward is AlexeyAB's GPU one, delta / leaky'(y)
+(1 above 0, 10 below: a reversed slope, not the derivative; its CPU code uses leaky's).
+
+AlexeyAB's ``normalize_channels*`` (``CHANNEL_ACTIVATIONS``, [convolutional] only) mix the
+channels of each position, (N, C, H, W) over axis 1 (ab activate_array_normalize_channels*):
+``activate_channels`` and ``channels_backward`` (the exact gradient, where AlexeyAB's
+gradient_array_normalize_channels* multiply delta by sum(y delta); docs/notes.md).
 """
 
 from .backend import xp_of
@@ -16,8 +24,12 @@ GELU_B = 0.035677
 # pj's activations (enum order), then AlexeyAB's that users run.
 ACTIVATIONS = ("logistic", "relu", "relie", "linear", "ramp", "tanh", "plse", "leaky", "elu",
                "loggy", "stair", "hardtan", "lhtan", "selu",
-               "relu6", "swish", "mish", "hard_mish", "gelu")
+               "relu6", "swish", "mish", "hard_mish", "gelu", "revleaky")
 NEEDS_INPUT = frozenset({"swish", "mish", "hard_mish", "gelu"})
+#: AlexeyAB's activations over the channels of a position, only in [convolutional]
+CHANNEL_ACTIVATIONS = ("normalize_channels", "normalize_channels_softmax",
+                       "normalize_channels_softmax_maxval")
+NORM_CHANNELS_EPS = 0.0001          # ab activate_array_normalize_channels*: const float eps
 
 
 def _sigmoid(xp, x):
@@ -42,7 +54,7 @@ def activate(x, name):
         return xp.maximum(x, 0)
     if name == "relu6":
         return xp.clip(x, 0, 6)
-    if name == "leaky":
+    if name in ("leaky", "revleaky"):
         return xp.where(x > 0, x, 0.1 * x)
     if name == "relie":
         return xp.where(x > 0, x, 0.01 * x)
@@ -94,6 +106,8 @@ def gradient(y, x, name):
         return ((y > 0) & (y < 6)).astype(y.dtype)
     if name == "leaky":
         return xp.where(y > 0, one, 0.1 * one)
+    if name == "revleaky":      # ab gradient_array_revleaky_kernel: delta /= leaky'(y)
+        return xp.where(y > 0, one, 10 * one)
     if name == "relie":
         return xp.where(y > 0, one, 0.01 * one)
     if name == "ramp":
@@ -124,3 +138,41 @@ def gradient(y, x, name):
         t = xp.tanh(GELU_A * x + GELU_B * x * x * x)
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (GELU_A + 3 * GELU_B * x * x)
     raise ValueError(f"unknown activation '{name}'")
+
+
+def activate_channels(x, name):
+    """AlexeyAB's channel activations of an (N, C, H, W) array, per position over C:
+    normalize_channels: relu(x) / (eps + sum relu(x)); normalize_channels_softmax:
+    exp(x) / (eps + sum exp(x)); ..._maxval: exp(x - max) / (eps + sum exp(x - max))."""
+    xp = xp_of(x)
+    if name == "normalize_channels":
+        p = xp.maximum(x, 0)
+        return p / (NORM_CHANNELS_EPS + p.sum(axis=1, keepdims=True))
+    if name in ("normalize_channels_softmax", "normalize_channels_softmax_maxval"):
+        if name.endswith("maxval"):
+            x = x - x.max(axis=1, keepdims=True)
+        e = xp.exp(x)
+        return e / (NORM_CHANNELS_EPS + e.sum(axis=1, keepdims=True))
+    raise ValueError(f"unknown channel activation '{name}'")
+
+
+def channels_backward(delta, y, x, name):
+    """The delta of the pre-activation ``x`` from the output's ``delta`` (``y`` the output):
+    normalize_channels: [x > 0] (delta - sum y delta) / (eps + sum relu(x)); the softmaxes:
+    y (delta - sum y delta), and with _maxval the max channel also gets -r sum y delta,
+    r = eps / (eps + sum exp(x - max)) (the shift's share through eps)."""
+    xp = xp_of(delta)
+    dot = (y * delta).sum(axis=1, keepdims=True)
+    if name == "normalize_channels":
+        s = NORM_CHANNELS_EPS + xp.maximum(x, 0).sum(axis=1, keepdims=True)
+        return xp.where(x > 0, (delta - dot) / s, 0).astype(delta.dtype)
+    dx = y * (delta - dot)
+    if name == "normalize_channels_softmax_maxval":
+        top = x.max(axis=1, keepdims=True)
+        r = NORM_CHANNELS_EPS / (NORM_CHANNELS_EPS + xp.exp(x - top).sum(axis=1, keepdims=True))
+        first = x.argmax(axis=1)[:, None]           # ab keeps the first maximum
+        at = xp.arange(x.shape[1]).reshape(1, -1, *([1] * (x.ndim - 2))) == first
+        dx = dx - xp.where(at, r * dot, 0)
+    elif name != "normalize_channels_softmax":
+        raise ValueError(f"unknown channel activation '{name}'")
+    return dx.astype(delta.dtype)

@@ -68,6 +68,11 @@ def plan_cache_dir():
     return root / "cudnn-plans"
 
 
+def _pair(stride):
+    """(stride_y, stride_x) from an int or a pair."""
+    return (stride, stride) if isinstance(stride, int) else tuple(stride)
+
+
 def _strides(shape):
     out, acc = [], 1
     for d in reversed(shape):
@@ -193,17 +198,22 @@ class CudnnOps:
             raise DarknetError(f"cuDNN failed in {what}: {str(e).splitlines()[0]}") from None
 
     # -- convolution ---------------------------------------------------------------------------
-    def conv_forward(self, x, w, stride, pad, groups, what="conv forward"):
+    def conv_forward(self, x, w, stride, pad, groups, what="conv forward", dilation=1):
+        """``stride``: an int or (stride_y, stride_x); ``pad`` zeros on every side; taps
+        ``dilation`` apart (AlexeyAB's stride_x/stride_y/dilation)."""
         n, c, h, wd = x.shape
         k, cg, r, s = w.shape
-        oh, ow = (h + 2 * pad - r) // stride + 1, (wd + 2 * pad - s) // stride + 1
-        key = ("fprop", x.shape, w.shape, stride, pad)
+        sy, sx = _pair(stride)
+        oh = (h + 2 * pad - dilation * (r - 1) - 1) // sy + 1
+        ow = (wd + 2 * pad - dilation * (s - 1) - 1) // sx + 1
+        key = ("fprop", x.shape, w.shape, sy, sx, pad, dilation)
 
         def build(g):
             X, W = self._tensor(g, "x", x.shape), self._tensor(g, "w", w.shape)
-            Y = g.conv_fprop(image=X, weight=W, padding=[pad, pad], stride=[stride, stride],
-                             dilation=[1, 1], compute_data_type=self.F)
-            Y.set_output(True).set_uid(_UIDS["y"]).set_dim([n, k, oh, ow]).set_stride(_strides((n, k, oh, ow)))
+            Y = g.conv_fprop(image=X, weight=W, padding=[pad, pad], stride=[sy, sx],
+                             dilation=[dilation, dilation], compute_data_type=self.F)
+            Y.set_output(True).set_uid(_UIDS["y"]).set_dim([n, k, oh, ow])
+            Y.set_stride(_strides((n, k, oh, ow)))
             return X, W, Y
 
         plan = self._plan(key, build, f"{what} {x.shape}*{w.shape}")
@@ -214,14 +224,17 @@ class CudnnOps:
         self._execute(plan, {"x": x.data.ptr, "w": w.data.ptr, "y": y.data.ptr}, what)
         return y
 
-    def conv_backward_data(self, dy, w, x_shape, stride, pad, groups, what="conv dgrad"):
-        key = ("dgrad", dy.shape, w.shape, tuple(x_shape), stride, pad)
+    def conv_backward_data(self, dy, w, x_shape, stride, pad, groups, what="conv dgrad",
+                           dilation=1):
+        sy, sx = _pair(stride)
+        key = ("dgrad", dy.shape, w.shape, tuple(x_shape), sy, sx, pad, dilation)
 
         def build(g):
             DY, W = self._tensor(g, "dy", dy.shape), self._tensor(g, "w", w.shape)
-            DX = g.conv_dgrad(loss=DY, filter=W, padding=[pad, pad], stride=[stride, stride],
-                              dilation=[1, 1], compute_data_type=self.F)
-            DX.set_output(True).set_uid(_UIDS["dx"]).set_dim(list(x_shape)).set_stride(_strides(x_shape))
+            DX = g.conv_dgrad(loss=DY, filter=W, padding=[pad, pad], stride=[sy, sx],
+                              dilation=[dilation, dilation], compute_data_type=self.F)
+            DX.set_output(True).set_uid(_UIDS["dx"]).set_dim(list(x_shape))
+            DX.set_stride(_strides(x_shape))
             return DY, W, DX
 
         plan = self._plan(key, build, f"{what} {dy.shape}*{w.shape}")
@@ -232,14 +245,17 @@ class CudnnOps:
         self._execute(plan, {"dy": dy.data.ptr, "w": w.data.ptr, "dx": dx.data.ptr}, what)
         return dx
 
-    def conv_backward_filter(self, x, dy, w_shape, stride, pad, groups, what="conv wgrad"):
-        key = ("wgrad", x.shape, dy.shape, tuple(w_shape), stride, pad)
+    def conv_backward_filter(self, x, dy, w_shape, stride, pad, groups, what="conv wgrad",
+                             dilation=1):
+        sy, sx = _pair(stride)
+        key = ("wgrad", x.shape, dy.shape, tuple(w_shape), sy, sx, pad, dilation)
 
         def build(g):
             X, DY = self._tensor(g, "x", x.shape), self._tensor(g, "dy", dy.shape)
-            DW = g.conv_wgrad(image=X, loss=DY, padding=[pad, pad], stride=[stride, stride],
-                              dilation=[1, 1], compute_data_type=self.F)
-            DW.set_output(True).set_uid(_UIDS["dw"]).set_dim(list(w_shape)).set_stride(_strides(w_shape))
+            DW = g.conv_wgrad(image=X, loss=DY, padding=[pad, pad], stride=[sy, sx],
+                              dilation=[dilation, dilation], compute_data_type=self.F)
+            DW.set_output(True).set_uid(_UIDS["dw"]).set_dim(list(w_shape))
+            DW.set_stride(_strides(w_shape))
             return X, DY, DW
 
         plan = self._plan(key, build, f"{what} {x.shape}/{dy.shape}")

@@ -1,8 +1,9 @@
 """CuPy kernels for the layers whose xp form is slow on the GPU (compiled on first use).
 
-maxpool: one thread per output, Darknet's window (start = i*stride - padding//2, padded taps
-never win, first maximum kept), the input index of the maximum saved for the backward, which
-adds delta there (atomicAdd: overlapping windows may share a maximum).
+maxpool: one thread per output, Darknet's window (start = i*stride_y - padding//2,
+j*stride_x - padding//2, padded taps never win, first maximum kept), the input index of the
+maximum saved for the backward, which adds delta there (atomicAdd: overlapping windows may share
+a maximum).
 """
 
 _CACHE = {}
@@ -10,7 +11,8 @@ _CACHE = {}
 _MAXPOOL_FWD = r"""
 extern "C" __global__
 void maxpool_forward(const float* x, float* y, int* idx, long long n_out,
-                     int c, int h, int w, int oh, int ow, int size, int stride, int off)
+                     int c, int h, int w, int oh, int ow, int size, int stride, int off,
+                     int stride_y)
 {
     long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (id >= n_out) return;
@@ -21,7 +23,7 @@ void maxpool_forward(const float* x, float* y, int* idx, long long n_out,
     float best = __int_as_float(0xff800000);   // -inf (NVRTC has no math.h)
     int best_at = -1;
     for (int ky = 0; ky < size; ++ky) {
-        int yy = i * stride - off + ky;
+        int yy = i * stride_y - off + ky;
         for (int kx = 0; kx < size; ++kx) {
             int xx = j * stride - off + kx;
             if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
@@ -69,8 +71,8 @@ def maxpool_forward(x, layer):
     _kernel("maxpool_forward", _MAXPOOL_FWD)(
         grid, block, (x, y, idx, cupy.int64(y.size), cupy.int32(layer.c), cupy.int32(layer.h),
                       cupy.int32(layer.w), cupy.int32(layer.out_h), cupy.int32(layer.out_w),
-                      cupy.int32(layer.size), cupy.int32(layer.stride),
-                      cupy.int32(layer.padding // 2)))
+                      cupy.int32(layer.size), cupy.int32(layer.stride_x),
+                      cupy.int32(layer.padding // 2), cupy.int32(layer.stride_y)))
     return y, idx
 
 
@@ -97,6 +99,7 @@ _ACT = {
     "relu": ("fmaxf(v, 0.f)", "(y > 0.f ? 1.f : 0.f)"),
     "relu6": ("fminf(fmaxf(v, 0.f), 6.f)", "(y > 0.f && y < 6.f ? 1.f : 0.f)"),
     "leaky": ("(v > 0.f ? v : 0.1f * v)", "(y > 0.f ? 1.f : 0.1f)"),
+    "revleaky": ("(v > 0.f ? v : 0.1f * v)", "(y > 0.f ? 1.f : 10.f)"),
     "relie": ("(v > 0.f ? v : 0.01f * v)", "(y > 0.f ? 1.f : 0.01f)"),
     "ramp": ("(v > 0.f ? v : 0.f) + 0.1f * v", "(y > 0.f ? 1.f : 0.f) + 0.1f"),
     "elu": ("(v >= 0.f ? v : expm1f(fminf(v, 0.f)))", "(y >= 0.f ? 1.f : y + 1.f)"),
@@ -231,10 +234,14 @@ def sgd_update(w, u, lr_over_batch, decay_times_batch, momentum):
 # numpy's max/argmax (a NaN wins and stops the scan; -inf and truth 0 without a live truth).
 _BOX_IOU = r"""
 __device__ double pred_iou(const double* o, long long plane, double gx, double gy, int w, int h,
-                           double aw, double ah, double uw, double uh, const double* t)
+                           double aw, double ah, double uw, double uh, const double* t,
+                           int new_coords)
 {
     double px = (gx + o[0]) / w, py = (gy + o[plane]) / h;
-    double pw = exp(o[2 * plane]) * aw / uw, ph = exp(o[3 * plane]) * ah / uh;
+    double ow_ = o[2 * plane], oh_ = o[3 * plane];
+    // AlexeyAB's new_coords: w = 4 o^2 anchor / U (yololoss._pred), else exp(o) anchor / U
+    double pw = new_coords ? ow_ * ow_ * 4 * aw / uw : exp(ow_) * aw / uw;
+    double ph = new_coords ? oh_ * oh_ * 4 * ah / uh : exp(oh_) * ah / uh;
     double al = px - pw / 2, ar = px + pw / 2, at = py - ph / 2, ab = py + ph / 2;
     double bl = t[0] - t[2] / 2, br = t[0] + t[2] / 2, bt = t[1] - t[3] / 2, bb = t[1] + t[3] / 2;
     double ow = (ar < br ? ar : br) - (al > bl ? al : bl);
@@ -247,7 +254,7 @@ __device__ double pred_iou(const double* o, long long plane, double gx, double g
 extern "C" __global__
 void box_ignore(const double* o, const double* truth, const long long* nlive,
                 const double* anchors, double* best, long long* first, long long cells,
-                int n, int planes, int h, int w, int k, double uw, double uh)
+                int n, int planes, int h, int w, int k, double uw, double uh, int new_coords)
 {
     long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;      // (b, a, j, i)
     if (id >= cells) return;
@@ -259,7 +266,7 @@ void box_ignore(const double* o, const double* truth, const long long* nlive,
     long long at = 0;
     for (long long q = 0; q < nlive[b]; ++q) {
         double v = pred_iou(ob, plane, i, j, w, h, anchors[2 * a], anchors[2 * a + 1], uw, uh,
-                            truth + (b * k + q) * 5);
+                            truth + (b * k + q) * 5, new_coords);
         if (v != v) { v_best = v; at = q; break; }
         if (v > v_best) { v_best = v; at = q; }
     }
@@ -270,7 +277,7 @@ void box_ignore(const double* o, const double* truth, const long long* nlive,
 extern "C" __global__
 void box_iou_at(const double* o, const double* truth, const long long* pos, double* out,
                 long long ops, int n, int planes, int h, int w, int k, double uw, double uh,
-                const double* anchors)
+                int new_coords, const double* anchors)
 {
     long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (id >= ops) return;
@@ -280,12 +287,12 @@ void box_iou_at(const double* o, const double* truth, const long long* pos, doub
     long long plane = (long long)h * w;
     const double* ob = o + (b * n + a) * planes * plane + (long long)j * w + i;
     out[id] = pred_iou(ob, plane, i, j, w, h, anchors[2 * a], anchors[2 * a + 1], uw, uh,
-                       truth + (b * k + q) * 5);
+                       truth + (b * k + q) * 5, new_coords);
 }
 """
 
 
-def box_ignore(o, truth, nlive, anchors, units, pos, want_first):
+def box_ignore(o, truth, nlive, anchors, units, pos, want_first, new_coords=False):
     """yololoss._ignore on the GPU: ``o`` (B, n, planes, H, W) float64, ``truth`` (B, K, 5),
     ``nlive`` (B,) int64 live truths per image, ``anchors`` (n, 2), ``units`` the box units;
     returns best (B, n, H, W), first truth (or None) and the IoUs at ``pos`` (see _ignore)."""
@@ -297,7 +304,7 @@ def box_ignore(o, truth, nlive, anchors, units, pos, want_first):
     first = cupy.empty(best.shape, cupy.int64)
     i32, f64 = cupy.int32, cupy.float64
     dims = (i32(n), i32(planes), i32(h), i32(w), i32(truth.shape[1]), f64(units[0]),
-            f64(units[1]))
+            f64(units[1]), i32(bool(new_coords)))
     _kernel("box_ignore", _BOX_IOU)(_grid(best.size)[0], (256,),
                                     (o, truth, nlive, anchors, best, first,
                                      cupy.int64(best.size)) + dims)

@@ -328,14 +328,16 @@ CASES = [
     ("schedule-steps-without-policy", "mnist", [S("policy=steps", "policy=poly")], "warning",
      "steps= is ignored because policy=poly; set policy=steps", ("steps=2000,2600", 1)),
     # -- valid Darknet that darknet_py cannot build: errors (warnings with --darknet-only) ----
-    ("unsupported-dilation", "tiny", [I("filters=32", "dilation=2")], "error",
-     "dilation=2 in [convolutional] (AlexeyAB) is valid Darknet but not supported by darknet_py", None),
-    ("unsupported-new-coords", "y3", [I("num=6", "new_coords=1", 2)], "error",
-     "new_coords=1 in [yolo] is valid Darknet but not supported by darknet_py", None),
+    ("unsupported-xnor", "tiny", [I("filters=32", "xnor=1")], "error",
+     "xnor=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
+    ("unsupported-antialiasing", "y3", [I("filters=16", "antialiasing=1")], "error",
+     "antialiasing=1 in [convolutional] (AlexeyAB) is valid Darknet but not supported by "
+     "darknet_py", None),
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
      "error", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
-    ("unsupported-revleaky", "mnist", [S("activation=leaky", "activation=revleaky")], "error",
-     "activation 'revleaky' (AlexeyAB) is not supported by darknet_py", None),
+    ("unsupported-share-index", "y3", [I("filters=32", "share_index=2")], "error",
+     "share_index= in [convolutional] (AlexeyAB) is valid Darknet but not supported by "
+     "darknet_py", None),
     ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "error",
      "binary=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
 ]

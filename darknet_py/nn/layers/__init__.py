@@ -9,12 +9,16 @@ from .convolutional import ConvolutionalLayer
 from .cost import CostLayer
 from .crop import CropLayer
 from .dropout import DropoutLayer
+from .empty import EmptyLayer
+from .implicit import ImplicitLayer
 from .l2norm import L2normLayer
 from .logistic import LogisticLayer
 from .maxpool import MaxpoolLayer
 from .reorg import Reorg3dLayer, ReorgLayer
 from .shapeonly import SHAPE_ONLY
 from .route import RouteLayer
+from .sam import SamLayer
+from .scale_channels import ScaleChannelsLayer
 from .shortcut import ShortcutLayer
 from .softmax import SoftmaxLayer
 from .upsample import UpsampleLayer
@@ -23,6 +27,7 @@ from .yolo import RegionLayer, YoloLayer
 REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
-    RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer)}
+    RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

@@ -1,15 +1,21 @@
-"""``[convolutional]`` (pj:src/convolutional_layer.c).
+"""``[convolutional]`` (pj:src/convolutional_layer.c, ab:src/convolutional_layer.c).
 
 forward:  out = conv(x, W) ; batch_normalize ? BN(out) (biases = beta) : out + biases ; act(out)
 backward: delta *= act'(y) ; BN backward or bias_updates += sum(delta) ;
           weight_updates += delta . im2col(x)^T ; prev.delta += col2im(W^T . delta)
+
+AlexeyAB's ``stride_x``/``stride_y`` (default ``stride``): out_w = (w + 2 pad - size)/stride_x + 1,
+out_h with stride_y.  ``dilation`` (1 when size=1): taps ``dilation`` apart with padding
+pad*dilation on every side (ab im2col_cpu_ext and its cuDNN descriptor), the output size
+AlexeyAB's formula above, which ignores the dilation: that is the dilated convolution's size only
+when 2*pad = size - 1 (pad=1 with an odd size), so any other padding is refused with dilation.
 """
 
 import math
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
+from ..activations import ACTIVATIONS, CHANNEL_ACTIVATIONS
 from ..backend import cudnn_ops
 from ...errors import CfgError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
@@ -18,14 +24,17 @@ from .batchnorm import init_batchnorm
 from .epilogue import backward_epilogue, forward_epilogue
 
 
-def read_activation(section, default):
-    return section.choice("activation", default, ACTIVATIONS)
+def read_activation(section, default, channels=False):
+    """The activation; ``channels``: AlexeyAB's normalize_channels* too ([convolutional])."""
+    return section.choice("activation", default,
+                          ACTIVATIONS + CHANNEL_ACTIVATIONS if channels else ACTIVATIONS)
 
 
 class ConvolutionalLayer(Layer):
     type = "convolutional"
     cfg_keys = frozenset((
-        "filters size stride padding pad groups activation batch_normalize flipped dot"
+        "filters size stride padding pad groups activation batch_normalize flipped dot "
+        "stride_x stride_y dilation"
     ).split())
     params = ("weights", "biases", "scales")
     needs_image = True
@@ -34,8 +43,7 @@ class ConvolutionalLayer(Layer):
     # parse_convolutional); darknet_py refuses them rather than computing something else
     unsupported = {
         "binary": (0, ""), "xnor": (0, ""),
-        "stride_x": (None, "AlexeyAB"), "stride_y": (None, "AlexeyAB"),
-        "dilation": (1, "AlexeyAB"), "antialiasing": (0, "AlexeyAB"),
+        "antialiasing": (0, "AlexeyAB"),
         "share_index": (None, "AlexeyAB"),
     }
 
@@ -45,16 +53,35 @@ class ConvolutionalLayer(Layer):
         return size // 2 if sec.bool("pad") else sec.int("padding", 0, minimum=0)
 
     @classmethod
+    def dilation_of(cls, sec):
+        """AlexeyAB's dilation (ab parse_convolutional: 1 for a 1x1 conv); with padding other
+        than (size-1)/2 AlexeyAB's CPU and GPU disagree on the output, so it is refused."""
+        size = sec.int("size", 1)
+        dilation = sec.int("dilation", 1, minimum=1)
+        if size == 1:
+            return 1
+        padding = cls.padding_of(sec, size)
+        if dilation > 1 and 2 * padding != size - 1:
+            raise CfgError(f"dilation={dilation} in [{sec.name}] needs padding (size-1)/2 (pad=1 "
+                           f"with an odd size; here size={size}, padding {padding}): AlexeyAB "
+                           "sizes the output as if undilated, which only that padding keeps "
+                           "equal to the dilated convolution's", sec.path,
+                           sec.line_of("dilation"))
+        return dilation
+
+    @classmethod
     def check_options(cls, sec):
         sec.int("filters", 1, minimum=1)
         cls.window(sec)
         cls.padding_of(sec, sec.int("size", 1))
+        cls.dilation_of(sec)
         sec.int("groups", 1, minimum=1)
 
     @classmethod
     def output_shape(cls, sec, inp, refs):
         n = sec.int("filters", 1)
-        size, sx, sy = cls.window(sec)
+        _, sx, sy = cls.window(sec)
+        size = sec.int("size", 1)
         padding = cls.padding_of(sec, size)
         groups = sec.int("groups", 1)
         if inp.c % groups or n % groups:
@@ -71,7 +98,9 @@ class ConvolutionalLayer(Layer):
     @classmethod
     def window(cls, sec):
         stride = sec.int("stride", 1, minimum=1)
-        return (sec.int("size", 1, minimum=1), sec.int("stride_x", stride, minimum=1),
+        size = sec.int("size", 1, minimum=1)
+        span = (size - 1) * max(sec.int("dilation", 1), 1) + 1 if size > 1 else 1
+        return (span, sec.int("stride_x", stride, minimum=1),
                 sec.int("stride_y", stride, minimum=1))
 
     @classmethod
@@ -80,9 +109,12 @@ class ConvolutionalLayer(Layer):
         layer.n = layer.out_c
         layer.size = section.int("size", 1)
         layer.stride = section.int("stride", 1)
+        layer.stride_x = section.int("stride_x", layer.stride)
+        layer.stride_y = section.int("stride_y", layer.stride)
+        layer.dilation = cls.dilation_of(section)
         layer.padding = cls.padding_of(section, layer.size)
         layer.groups = section.int("groups", 1)
-        layer.activation = read_activation(section, "logistic")
+        layer.activation = read_activation(section, "logistic", channels=True)
         layer.batch_normalize = section.bool("batch_normalize")
         layer.flipped = section.bool("flipped")
         section.int("dot", 0)
@@ -95,6 +127,8 @@ class ConvolutionalLayer(Layer):
         shape = (self.n, self.c // self.groups, self.size, self.size)
         # pj: scale = sqrt(2/(size*size*c/groups)), weights ~ scale * N(0,1)
         w = math.sqrt(2.0 / fan_in) * ctx.rng.standard_normal(shape)
+        if self.activation in CHANNEL_ACTIVATIONS:
+            w = np.ones(shape)      # ab make_convolutional_layer: weights 1 for NORM_CHAN*
         self.weights = xp.asarray(w.astype(np.float32))
         self.weight_updates = xp.zeros(shape, dtype="float32")
         self.biases = xp.zeros(self.n, dtype="float32")
@@ -102,32 +136,45 @@ class ConvolutionalLayer(Layer):
         if self.batch_normalize:
             init_batchnorm(self, self.n, xp)
 
+    @property
+    def _geometry(self):
+        """(stride, padding on every side, dilation) of the convolution routines: stride an
+        int, or (stride_y, stride_x) when they differ; padding pad*dilation (AlexeyAB)."""
+        sx, sy = getattr(self, "stride_x", self.stride), getattr(self, "stride_y", self.stride)
+        dilation = getattr(self, "dilation", 1)
+        return (sx if sx == sy else (sy, sx)), self.padding * dilation, dilation
+
     def forward(self, net):
         x = self.input_image(net.input)
+        stride, pad, dilation = self._geometry
         ops = cudnn_ops(x)
-        out = ops and ops.conv_forward(x, self.weights, self.stride, self.padding, self.groups,
-                                       what=f"layer {self.index} conv forward")
+        out = ops and ops.conv_forward(x, self.weights, stride, pad, self.groups,
+                                       what=f"layer {self.index} conv forward",
+                                       dilation=dilation)
         if out is None:
-            out = conv_forward(x, self.weights, self.stride, self.padding, self.groups)
+            out = conv_forward(x, self.weights, stride, pad, self.groups, dilation)
         self.output = forward_epilogue(self, out, net.train)
 
     def backward(self, net):
         x = self.input_image(net.input)
+        stride, pad, dilation = self._geometry
         delta = backward_epilogue(self)
         ops = cudnn_ops(x)
-        dw = ops and ops.conv_backward_filter(x, delta, self.weights.shape, self.stride,
-                                              self.padding, self.groups,
-                                              what=f"layer {self.index} conv wgrad")
+        dw = ops and ops.conv_backward_filter(x, delta, self.weights.shape, stride, pad,
+                                              self.groups,
+                                              what=f"layer {self.index} conv wgrad",
+                                              dilation=dilation)
         if dw is None:
-            dw = conv_backward_filter(x, delta, self.size, self.stride, self.padding, self.groups)
+            dw = conv_backward_filter(x, delta, self.size, stride, pad, self.groups, dilation)
         self.weight_updates += dw
         if net.delta is not None:
-            dx = ops and ops.conv_backward_data(delta, self.weights, x.shape, self.stride,
-                                                self.padding, self.groups,
-                                                what=f"layer {self.index} conv dgrad")
+            dx = ops and ops.conv_backward_data(delta, self.weights, x.shape, stride, pad,
+                                                self.groups,
+                                                what=f"layer {self.index} conv dgrad",
+                                                dilation=dilation)
             if dx is None:
-                dx = conv_backward_data(delta, self.weights, x.shape, self.stride, self.padding,
-                                        self.groups)
+                dx = conv_backward_data(delta, self.weights, x.shape, stride, pad, self.groups,
+                                        dilation)
             net.delta += dx.reshape(net.delta.shape)
 
     def update(self, args):
@@ -146,6 +193,15 @@ class ConvolutionalLayer(Layer):
                 * self.out_h * self.out_w) / 1e9
 
     def describe(self):
+        if (self.stride_x, self.stride_y, self.dilation) != (self.stride,) * 2 + (1,):
+            # AlexeyAB's line: size x size/stride_x(dilation)
+            geometry = f"{self.size:2d} x{self.size:2d}/{self.stride_x:2d}"
+            geometry += f"({self.dilation})" if self.dilation > 1 else \
+                f"x{self.stride_y}" if self.stride_y != self.stride_x else ""
+            return (f"conv  {self.n:5d} {geometry:<14s}"
+                    f"{self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
+                    f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}  "
+                    f"{self.bflops():5.3f} BFLOPs")
         return (f"conv  {self.n:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
                 f"{self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
                 f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}  {self.bflops():5.3f} BFLOPs")

@@ -13,7 +13,8 @@ the same operations in the same order, so the result equals the NumPy path to fl
 import numpy as np
 
 from .. import kernels
-from ..activations import NEEDS_INPUT, activate, gradient
+from ..activations import (CHANNEL_ACTIVATIONS, NEEDS_INPUT, activate, activate_channels,
+                           channels_backward, gradient)
 from ..backend import on_gpu
 from .batchnorm import batchnorm_backward, batchnorm_forward, inference_terms
 
@@ -23,30 +24,47 @@ def _fused(a):
 
 
 def forward_epilogue(layer, out, train):
-    """``out`` (N, C, H, W) of the linear op -> the layer's output."""
-    keep = layer.activation in NEEDS_INPUT
+    """``out`` (N, C, H, W) of the linear op -> the layer's output.  AlexeyAB's channel
+    activations (normalize_channels*) follow the bias or batch norm, over the channels; their
+    pre-activation is kept for the backward."""
+    if layer.activation in CHANNEL_ACTIVATIONS:
+        z = _normalize_activate(layer, out, train, "linear")
+        layer.activation_input = z
+        return activate_channels(z, layer.activation)
+    return _normalize_activate(layer, out, train, layer.activation)
+
+
+def _normalize_activate(layer, out, train, activation):
+    keep = activation in NEEDS_INPUT
     if _fused(out):
         if not layer.batch_normalize:
             y, layer.activation_input = kernels.normalize_activate(
-                out, layer.activation, shift=layer.biases, keep_input=keep)
+                out, activation, shift=layer.biases, keep_input=keep)
         elif train:
             y, layer.activation_input = kernels.normalize_activate(
-                batchnorm_forward(layer, out, train), layer.activation, keep_input=keep)
+                batchnorm_forward(layer, out, train), activation, keep_input=keep)
         else:
             mean, scale, shift = inference_terms(layer, out)
             y, layer.activation_input = kernels.normalize_activate(
-                out, layer.activation, mean, scale, shift, keep_input=keep)
+                out, activation, mean, scale, shift, keep_input=keep)
         return y
     if layer.batch_normalize:
         out = batchnorm_forward(layer, out, train)
     else:
         out = out + layer.biases.reshape(1, -1, 1, 1)
     layer.activation_input = out if keep else None
-    return activate(out, layer.activation)
+    return activate(out, activation)
 
 
 def backward_epilogue(layer):
     """The delta of the linear op's output; accumulates the bias (or BN) updates."""
+    if layer.activation in CHANNEL_ACTIVATIONS:
+        delta = channels_backward(layer.delta, layer.output, layer.activation_input,
+                                  layer.activation)
+        if layer.batch_normalize:
+            return batchnorm_backward(layer, delta)
+        layer.bias_updates += delta.sum(axis=(0, 2, 3))
+        return delta
     if _fused(layer.delta):
         sums = None if layer.batch_normalize else layer.bias_updates
         delta = kernels.activation_backward(layer.delta, layer.output, layer.activation_input,

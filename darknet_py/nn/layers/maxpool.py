@@ -1,8 +1,14 @@
-"""``[maxpool]`` (pj:src/maxpool_layer.c).
+"""``[maxpool]`` (pj:src/maxpool_layer.c, ab:src/maxpool_layer.c).
 
 ``padding`` (default size-1) is the *total* padding; the window of output (i, j) starts at
-input (i*stride - padding//2, j*stride - padding//2); padded taps never win (-inf).
-out = (w + padding - size) // stride + 1.  Backward routes delta to each window's argmax.
+input (i*stride_y - padding//2, j*stride_x - padding//2); padded taps never win (-inf).
+out = (w + padding - size) // stride_x + 1 (h with stride_y); AlexeyAB's ``stride_x`` and
+``stride_y`` default to ``stride``.  Backward routes delta to each window's argmax (the first
+maximum).
+
+AlexeyAB's ``maxpool_depth=1``: a max over channels instead, out_channels maps of the input's
+size, map g the max of input channels g, g + out_channels, g + 2 out_channels, ... (ab
+forward_maxpool_layer; the first maximum wins).
 """
 
 from .. import kernels
@@ -13,14 +19,11 @@ from .base import Layer, Shape
 
 class MaxpoolLayer(Layer):
     type = "maxpool"
-    cfg_keys = frozenset("stride size padding".split())
     needs_image = True
 
-    unsupported = {
-        "stride_x": (None, "AlexeyAB"), "stride_y": (None, "AlexeyAB"),
-        "antialiasing": (0, "AlexeyAB"), "maxpool_depth": (0, "AlexeyAB"),
-        "out_channels": (None, "AlexeyAB"),
-    }
+    cfg_keys = frozenset("stride size padding stride_x stride_y maxpool_depth "
+                         "out_channels".split())
+    unsupported = {"antialiasing": (0, "AlexeyAB"), "maxpool_zero_nonmax": (0, "AlexeyAB")}
 
     @classmethod
     def output_shape(cls, sec, inp, refs):
@@ -48,30 +51,47 @@ class MaxpoolLayer(Layer):
     def from_cfg(cls, section, ctx):
         layer = cls.build_shape(section, ctx, cls())
         layer.stride = section.int("stride", 1)
+        layer.stride_x = section.int("stride_x", layer.stride)
+        layer.stride_y = section.int("stride_y", layer.stride)
         layer.size = section.int("size", layer.stride)
         layer.padding = section.int("padding", layer.size - 1)
+        layer.depth = section.bool("maxpool_depth")
+        section.int("out_channels", 1)
         return layer
 
     def _windows(self, x):
         """(N, C, size*size, OH, OW) view of the -inf padded input."""
         xp = xp_of(x)
-        s, k, off = self.stride, self.size, self.padding // 2
-        need_h = (self.out_h - 1) * s + k
-        need_w = (self.out_w - 1) * s + k
+        sx, sy, k, off = self.stride_x, self.stride_y, self.size, self.padding // 2
+        need_h = (self.out_h - 1) * sy + k
+        need_w = (self.out_w - 1) * sx + k
         padded = xp.full((x.shape[0], self.c, need_h + off, need_w + off), -xp.inf,
                          dtype=x.dtype)
         hh, ww = min(self.h, need_h - off), min(self.w, need_w - off)
         padded[:, :, off:off + hh, off:off + ww] = x[:, :, :hh, :ww]
-        taps = [padded[:, :, ky:ky + s * self.out_h:s, kx:kx + s * self.out_w:s]
+        taps = [padded[:, :, ky:ky + sy * self.out_h:sy, kx:kx + sx * self.out_w:sx]
                 for ky in range(k) for kx in range(k)]
         return xp.stack(taps, axis=2)
 
+    def _depth_groups(self, x):
+        """(N, T, out_c, H, W): channel g + t*out_c at [:, t, g], -inf past the last one."""
+        xp = xp_of(x)
+        t = -(-self.c // self.out_c)
+        padded = xp.full((x.shape[0], t * self.out_c, self.h, self.w), -xp.inf, dtype=x.dtype)
+        padded[:, :self.c] = x
+        return padded.reshape(x.shape[0], t, self.out_c, self.h, self.w)
+
     def forward(self, net):
         x = self.input_image(net.input)
+        self.gpu_indexes = None
+        if self.depth:
+            groups = self._depth_groups(x)
+            self.indexes = groups.argmax(axis=1)
+            self.output = groups.max(axis=1)
+            return
         if on_gpu(x) and x.dtype == "float32":
             self.output, self.gpu_indexes = kernels.maxpool_forward(x, self)
             return
-        self.gpu_indexes = None
         win = self._windows(x)
         self.indexes = win.argmax(axis=2)
         self.output = win.max(axis=2)
@@ -83,19 +103,31 @@ class MaxpoolLayer(Layer):
             kernels.maxpool_backward(self.delta, self.gpu_indexes, net.delta)
             return
         xp = xp_of(self.delta)
-        s, k, off = self.stride, self.size, self.padding // 2
         n = self.delta.shape[0]
-        grad = xp.zeros((n, self.c, (self.out_h - 1) * s + k + off,
-                         (self.out_w - 1) * s + k + off), dtype=self.delta.dtype)
+        dx = net.delta.reshape(n, self.c, self.h, self.w)
+        if self.depth:
+            t = -(-self.c // self.out_c)
+            grad = (xp.arange(t).reshape(1, t, 1, 1, 1) == self.indexes[:, None]) \
+                * self.delta[:, None]
+            dx += grad.reshape(n, t * self.out_c, self.h, self.w)[:, :self.c]
+            return
+        sx, sy, k, off = self.stride_x, self.stride_y, self.size, self.padding // 2
+        grad = xp.zeros((n, self.c, (self.out_h - 1) * sy + k + off,
+                         (self.out_w - 1) * sx + k + off), dtype=self.delta.dtype)
         for ky in range(k):
             for kx in range(k):
                 hit = self.indexes == ky * k + kx
-                grad[:, :, ky:ky + s * self.out_h:s, kx:kx + s * self.out_w:s] += self.delta * hit
+                grad[:, :, ky:ky + sy * self.out_h:sy, kx:kx + sx * self.out_w:sx] += \
+                    self.delta * hit
         hh, ww = min(self.h, grad.shape[2] - off), min(self.w, grad.shape[3] - off)
-        dx = net.delta.reshape(n, self.c, self.h, self.w)
         dx[:, :, :hh, :ww] += grad[:, :, off:off + hh, off:off + ww]
 
     def describe(self):
-        return (f"max          {self.size} x {self.size} / {self.stride}  "
+        if self.depth:
+            return (f"max-depth    1 x 1 / 1  {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
+                    f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")
+        stride = f"{self.stride_x}" if self.stride_x == self.stride_y else \
+            f"{self.stride_x}x{self.stride_y}"
+        return (f"max          {self.size} x {self.size} / {stride}  "
                 f"{self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
                 f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")

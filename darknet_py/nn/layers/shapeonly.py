@@ -171,39 +171,6 @@ class GaussianYoloShape(ShapeOnly, _DetectionHead):
     type = "gaussian_yolo"
 
 
-class ImplicitShape(_VectorShape):
-    """AlexeyAB's [implicit]: a learned 1x1 x filters tensor, no input."""
-
-    type = "implicit"
-    size_key, size_default, flat_output = "filters", 128, False
-
-
-class ScaleChannelsShape(ShapeOnly):
-    """AlexeyAB's [scale_channels] and [sam]: the shape of the ``from`` layer."""
-
-    type = "scale_channels"
-    refs_key = "from"
-    refs_doc = "the layer whose shape it takes, e.g. from=-3"
-
-    @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return refs[0][1]
-
-    @classmethod
-    def field(cls, sec, prev, refs, extent):
-        return refs[0]
-
-
-class SamShape(ScaleChannelsShape):
-    type = "sam"
-
-
-class EmptyShape(ShapeOnly):
-    """AlexeyAB's [empty] (alias [silence]): the input passes unchanged."""
-
-    type = "empty"
-
-
 class UnknownShape(ShapeOnly):
     """AlexeyAB sections whose shape rule darknet_py does not model."""
 
@@ -226,5 +193,5 @@ class ContrastiveShape(UnknownShape):
 
 SHAPE_ONLY = {cls.type: cls for cls in (
     DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, RecurrentShape,
-    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ImplicitShape,
-    ScaleChannelsShape, SamShape, EmptyShape, ConvLstmShape, HistoryShape, ContrastiveShape)}
+    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
+    HistoryShape, ContrastiveShape)}

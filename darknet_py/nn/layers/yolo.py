@@ -1,7 +1,10 @@
 """``[yolo]`` (pj:src/yolo_layer.c) and ``[region]`` (pj:src/region_layer.c).
 
 Memory per image and anchor slot: (coords, obj, classes) planes of w*h each.
-yolo:   logistic on x, y, obj and the classes; w, h stay raw.
+yolo:   logistic on x, y, obj and the classes; w, h stay raw.  AlexeyAB's ``new_coords=1``: no
+        logistic at all (the conv before applies it, activation=logistic); x, y still get
+        scale_x_y; the box is ((i + x)/lw, (j + y)/lh, 4 w^2 anchor_w / net_w, 4 h^2 ...)
+        (ab:src/yolo_layer.c forward_yolo_layer, get_yolo_box).
 region: logistic on x, y and obj (unless ``background``); the classes get a softmax per cell
         (``softmax=1``) or a logistic.
 
@@ -136,10 +139,9 @@ class YoloLayer(_DetectionHead):
         "map scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer "
         "iou_thresh delta_normalizer beta_nms max_delta resize "
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
-        "counters_per_class focal_loss show_details"
+        "counters_per_class focal_loss show_details new_coords"
     ).split())
     training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1, "resize": 1}
-    unsupported = {"new_coords": (0, "")}
     coords = 4
 
     @classmethod
@@ -159,6 +161,7 @@ class YoloLayer(_DetectionHead):
         # AlexeyAB's options.  Defaults keep pj's behaviour (AB's own iou_normalizer default
         # is 0.75; cfgs written for AB set it explicitly).
         layer.scale_x_y = section.float("scale_x_y", 1.0)
+        layer.new_coords = section.bool("new_coords")
         layer.iou_loss = section.str("iou_loss", "mse")
         if layer.iou_loss not in ("mse", "giou", "diou", "ciou"):
             layer.iou_loss = "iou"            # AlexeyAB: any other value is plain IoU
@@ -197,10 +200,11 @@ class YoloLayer(_DetectionHead):
     def forward(self, net):
         x = self.input_image(net.input)
         p = self._planes(x).copy()
-        p[:, :, 0:2] = activate(p[:, :, 0:2], "logistic")
+        if not self.new_coords:          # new_coords: the conv before applied the logistic
+            p[:, :, 0:2] = activate(p[:, :, 0:2], "logistic")
+            p[:, :, 4:] = activate(p[:, :, 4:], "logistic")
         if self.scale_x_y != 1:          # AB: x' = s*sigmoid(x) - (s-1)/2, the same for y
             p[:, :, 0:2] = p[:, :, 0:2] * self.scale_x_y - 0.5 * (self.scale_x_y - 1)
-        p[:, :, 4:] = activate(p[:, :, 4:], "logistic")
         self.output = p.reshape(x.shape)
         self.cost = 0.0
         if net.train:

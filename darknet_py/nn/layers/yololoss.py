@@ -8,13 +8,17 @@ by ``fetch_stats``.
 Truth: per image rows (x, y, w, h, class) up to the first with x == 0 ([region]: of the first
 30).  The box of anchor slot a at cell (j, i) is ((i + x)/W, (j + y)/H, exp(w) anchor_w / U_w,
 exp(h) anchor_h / U_h), U the network's size ([yolo]: anchors in pixels) or the grid ([region]).
-A truth is written at cell (int(y H), int(x W)).
+A truth is written at cell (int(y H), int(x W)).  With AlexeyAB's ``new_coords=1`` (outputs
+already in (0, 1) from the conv's logistic) the box is ((i + x)/W, (j + y)/H, 4 w^2 anchor_w / U_w,
+4 h^2 anchor_h / U_h) and the mse targets of w, h are sqrt(t_w U_w / (4 anchor_w)), ... (ab
+get_yolo_box, delta_yolo_box); the iou_loss deltas are d score / d o through that box.
 
 [yolo] (pj:src/yolo_layer.c forward_yolo_layer, AlexeyAB's options as ab:src/yolo_layer.c):
 
-* objectness -obj, or 0 where the box's best IoU with a truth of its image exceeds
-  ignore_thresh; above truth_thresh the cell gets that truth's deltas (objectness 1 - obj, class
-  scale 1, mse box scale (2 - w h) m);
+* objectness obj_normalizer (0 - obj), or 0 where the box's best IoU with a truth of its image
+  exceeds ignore_thresh; above truth_thresh the cell gets that truth's deltas (objectness
+  obj_normalizer (1 - obj), class scale 1, mse box scale (2 - w h) m) -- obj_normalizer as
+  AlexeyAB's process_batch (pj has none: 1);
 * each truth takes the best of ALL anchors by the IoU of centred shapes, and every other anchor
   whose iou_thresh_kind score exceeds iou_thresh; those in the mask get, at their first slot:
   box (mse) (2 - w h) iou_normalizer m (target - o), target (x W - i, y H - j,
@@ -140,32 +144,40 @@ def _classes(t, n):
     return xp.clip(xp.trunc(t[..., 4]), 0, max(n - 1, 0)).astype(xp.int64)
 
 
-def _pred(o, i, j, aw, ah, w, h, units):
-    """Image-relative boxes of raw outputs o = (x, y, w, h) at cell (j, i), anchor (aw, ah)."""
+def _pred(o, i, j, aw, ah, w, h, units, new_coords=False):
+    """Image-relative boxes of raw outputs o = (x, y, w, h) at cell (j, i), anchor (aw, ah);
+    AlexeyAB's ``new_coords``: w = 4 o^2 anchor / U (ab get_yolo_box)."""
     xp = xp_of(o[0])
+    if new_coords:
+        return ((i + o[0]) / w, (j + o[1]) / h, o[2] * o[2] * 4 * aw / units[0],
+                o[3] * o[3] * 4 * ah / units[1])
     return ((i + o[0]) / w, (j + o[1]) / h, xp.exp(o[2]) * aw / units[0],
             xp.exp(o[3]) * ah / units[1])
 
 
-def _mse_target(t, i, j, aw, ah, w, h, units):
-    """pj delta_yolo_box's targets of truths t (columns) at cell (j, i), anchor (aw, ah)."""
+def _mse_target(t, i, j, aw, ah, w, h, units, new_coords=False):
+    """pj delta_yolo_box's targets of truths t (columns) at cell (j, i), anchor (aw, ah);
+    ``new_coords``: w's is sqrt(t_w U / (4 anchor)) (ab delta_yolo_box)."""
     xp = xp_of(t[0])
+    if new_coords:
+        return (t[0] * w - i, t[1] * h - j, xp.sqrt(t[2] * units[0] / (4 * aw)),
+                xp.sqrt(t[3] * units[1] / (4 * ah)))
     return (t[0] * w - i, t[1] * h - j, xp.log(t[2] * units[0] / aw),
             xp.log(t[3] * units[1] / ah))
 
 
-def _ignore(g, dev, units, pos, want_first, blocks):
+def _ignore(g, dev, units, pos, want_first, blocks, new_coords=False):
     """Per slot and cell the best IoU of its box with a live truth of its image (-inf without
     one), the first truth with it (``want_first``), and the IoUs at the flat places ``pos`` of
     the (B, n*H*W, K) matrix, the ops' IoUs with their truths; in ``blocks`` (``_blocks``)."""
     xp = g.xp
     if xp is not np:        # one kernel instead of the (slots x truths) matrix's ~30 launches
         return box_ignore(g.o, dev["truth"], dev["nlive"], dev["anchors"], units, pos,
-                          want_first)
+                          want_first, new_coords)
     o, t, bias = g.o, dev["truth"], dev["bias"]
     pred = _pred([o[:, :, k] for k in range(4)], dev["gi"], dev["gj"][:, None],
                  dev["anchors"][:, 0, None, None], dev["anchors"][:, 1, None, None],
-                 g.w, g.h, units)
+                 g.w, g.h, units, new_coords)
     cols = [p.reshape(g.batch, -1, 1) for p in pred]
     size = cols[0].shape[1] * t.shape[1]
     best, first, iou_op = [], [], xp.empty(pos.shape) if len(blocks) > 1 else None
@@ -202,17 +214,24 @@ def _box_delta(layer, o, t, i, j, aw, ah, scale, weight, units):
     """pj delta_yolo_box / delta_region_box (AlexeyAB's iou_loss and max_delta) of raw
     outputs o = (x, y, w, h) at cell (j, i) with anchor (aw, ah) for truths t (columns)."""
     xp = xp_of(o[0])
+    new = getattr(layer, "new_coords", False)
     if layer.iou_loss != "mse":
         # the loss is 1 - score: delta = +d score / d o; x = (i + o)/W, w = exp(o) anchor / U
-        pred = _pred(o, i, j, aw, ah, layer.w, layer.h, units)
+        # (new_coords: w = 4 o^2 anchor / U, d w / d o = 8 o anchor / U, 0 at o = 0)
+        pred = _pred(o, i, j, aw, ah, layer.w, layer.h, units, new)
         g = score_gradient(pred, t, layer.iou_loss)
         n = layer.iou_normalizer * weight
-        deltas = (n * g[0] / layer.w, n * g[1] / layer.h, n * g[2] * pred[2], n * g[3] * pred[3])
+        if new:
+            dw = [xp.where(o[k] == 0, 0.0, g[k] * (8 * o[k] * a / u))
+                  for k, a, u in ((2, aw, units[0]), (3, ah, units[1]))]
+        else:
+            dw = [g[2] * pred[2], g[3] * pred[3]]
+        deltas = (n * g[0] / layer.w, n * g[1] / layer.h, n * dw[0], n * dw[1])
         if layer.max_delta != math.inf:
             deltas = tuple(xp.clip(xp.where(xp.isfinite(v), v, 0), -layer.max_delta,
                                    layer.max_delta) for v in deltas)
         return deltas
-    target = _mse_target(t, i, j, aw, ah, layer.w, layer.h, units)
+    target = _mse_target(t, i, j, aw, ah, layer.w, layer.h, units, new)
     return tuple(scale * (target[k] - o[k]) for k in range(4))
 
 
@@ -251,7 +270,7 @@ def _truth_thresh(layer, g, dev, best, best_t, units):
                      units)
     for k in range(4):
         d[:, :, k] = xp.where(hit, box[k], 0)
-    d[:, :, 4] = xp.where(hit, 1 - o[:, :, 4], d[:, :, 4])
+    d[:, :, 4] = xp.where(hit, layer.obj_normalizer * (1 - o[:, :, 4]), d[:, :, 4])
     p = xp.moveaxis(o[:, :, 5:], 2, -1)
     p_true = xp.take_along_axis(p, cls[..., None], axis=-1)[..., 0]
     classes = _yolo_classes(layer, p, xp.arange(layer.classes) == cls[..., None], p_true, 1.0,
@@ -333,7 +352,7 @@ def yolo_loss(layer, output, truth):
             obj_scale=m * layer.obj_normalizer, m=m, count=np.array([float(len(b))]))
         if layer.iou_loss == "mse":
             host["target"] = np.stack(_mse_target(t_op.T, i, j, anchor[:, 0], anchor[:, 1],
-                                                  g.w, g.h, units), axis=1)
+                                                  g.w, g.h, units, layer.new_coords), axis=1)
         else:
             host.update(t_op=t_op[:, :4].T.copy(), i=i.astype(float), j=j.astype(float),
                         aw=anchor[:, 0].copy(), ah=anchor[:, 1].copy())
@@ -341,8 +360,9 @@ def yolo_loss(layer, output, truth):
             host["multipliers"] = np.asarray(multipliers, np.float64)
         dev = _upload(xp, host)
 
-        best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, blocks)
-        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -o[:, :, 4])
+        best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, blocks,
+                                    layer.new_coords)
+        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -layer.obj_normalizer * o[:, :, 4])
         if thresh:
             _truth_thresh(layer, g, dev, best, best_t, units)
 
