@@ -275,3 +275,81 @@ def test_an_empty_train_list_is_one_line(project):
     assert_one_line_error(r, f"{listed}: error: the train list is empty")
     with pytest.raises(DarknetError, match=rf"{listed}: error: the image list is empty"):
         DetectionSet(str(listed), 2)
+
+
+# -- images: one size policy on every path that opens one ------------------------------------
+TINY_YOLO = """[net]
+batch=1
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=18
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=4,4, 8,8, 16,16
+classes=1
+num=3
+"""
+
+
+@pytest.fixture
+def bad_images(tmp_path):
+    """Image files that are bad in each way the size policy covers, and the reason it gives."""
+    from PIL import Image
+    from test_images import png_header
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8)).save(good)
+    files = {"bomb.png": (png_header(50000, 50000), "the image is 2,500,000,000 pixels, over"),
+             "big.png": (png_header(9500, 9500), "the image is 9500x9500 = 90,250,000 pixels"),
+             "empty.jpg": (b"", "an empty file (0 bytes)"),
+             "cut.jpg": (good.read_bytes()[:len(good.read_bytes()) // 2],
+                         "cannot read image: image file is truncated")}
+    out = {}
+    for name, (content, reason) in files.items():
+        (tmp_path / name).write_bytes(content)
+        out[name] = (tmp_path / name, reason)
+    return out
+
+
+def test_bad_images_are_one_line_in_detect_classify_and_predict(bad_images, tmp_path):
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(TINY_YOLO)
+    Network.from_cfg(str(cfg), warn=False, seed=1).save_weights(tmp_path / "tiny.weights")
+    (tmp_path / "c.data").write_text(f"classes=18\nnames={tmp_path}/no.names\n")
+    bomb, big, cut = (bad_images[k] for k in ("bomb.png", "big.png", "cut.jpg"))
+    for args, (path, reason) in (
+            (("detect", cfg, tmp_path / "tiny.weights"), bomb),
+            (("classify", cfg, tmp_path / "tiny.weights"), big),
+            (("classifier", "predict", tmp_path / "c.data", cfg, tmp_path / "tiny.weights"),
+             cut)):
+        r = run_cli(*map(str, args), str(path), "--device", "cpu")
+        assert_one_line_error(r, f"{path}: error: {reason}")
+
+
+def test_data_check_decodes_every_image_under_the_same_policy(bad_images, tmp_path):
+    listed = tmp_path / "train.txt"
+    names = sorted(bad_images)
+    listed.write_text("".join(f"{bad_images[n][0]}\n" for n in names))
+    for n in names:
+        bad_images[n][0].with_suffix(".txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "d.data").write_text(f"classes=1\ntrain={listed}\n")
+    r = run_cli("data", "check", str(tmp_path / "d.data"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "warning" not in r.stderr
+    for i, n in enumerate(names, start=1):
+        path, reason = bad_images[n]
+        assert f"{listed}:{i}: error: image {path}: {reason}" in r.stdout + r.stderr, n
+
+
+def test_a_detector_training_image_under_the_policy_is_one_error(bad_images):
+    from darknet_py.data.detaug import augment
+    path, reason = bad_images["bomb.png"]
+    with pytest.raises(DarknetError, match=f"^{path}: error: {reason}"):
+        augment(str(path), np.zeros((0, 5), np.float32), (3, 32, 32), np.random.default_rng(0),
+                0.2, 0, 1, 1, True)
