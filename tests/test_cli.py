@@ -294,6 +294,38 @@ def test_bad_training_flags_are_one_line_naming_the_flag(args, flag):
     assert f"error: argument {flag}: expected" in r.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("args, flag, value", [
+    (("detect", "a.cfg", "a.weights", "a.jpg", "-thresh"), "-thresh/--thresh", "-1"),
+    (("detect", "a.cfg", "a.weights", "a.jpg", "-thresh"), "-thresh/--thresh", "nan"),
+    (("detector", "test", "a.data", "a.cfg", "a.weights", "-nms"), "-nms/--nms", "-1"),
+    (("detector", "test", "a.data", "a.cfg", "a.weights", "-nms"), "-nms/--nms", "inf"),
+    (("detector", "map", "a.data", "a.cfg", "a.weights", "-iou_thresh"),
+     "-iou_thresh/--iou-thresh", "5"),
+    (("detector", "map", "a.data", "a.cfg", "a.weights", "-thresh"), "-thresh/--thresh", "1.5"),
+    (("detector", "map", "a.data", "a.cfg", "a.weights", "-points"), "-points/--points", "1"),
+    (("classifier", "predict", "a.data", "a.cfg", "a.weights", "-t"), "-t", "-3"),
+    (("classifier", "valid", "a.data", "a.cfg", "a.weights", "-t"), "-t", "0"),
+    (("classify", "a.cfg", "a.weights", "-t"), "-t", "x"),
+    (("partial", "a.cfg", "a.weights", "out.weights"), "n", "-3"),
+    (("cfg", "new", "--from", "mnist", "--classes"), "--classes", "-3"),
+    (("train", "a.cfg", "a.data", "--max-batches"), "--max-batches", "0"),
+])
+def test_out_of_range_flags_are_one_line_naming_the_flag(args, flag, value, tmp_path):
+    """Refused before any file is read (the files named do not exist), as argparse's one
+    error line after the usage."""
+    r = run(*args, value, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"error: argument {flag}: expected" in last and repr(value) in last, last
+
+
+def test_the_range_limits_themselves_are_accepted():
+    from darknet_py.commands.common import between
+    from darknet_py.commands.detector import points
+    assert [between(0, 1)(v) for v in ("0", "1", ".5", "1e-3")] == [0, 1, .5, 1e-3]
+    assert [points(v) for v in ("0", "2", "11", "101")] == [0, 2, 11, 101]
+
+
 @pytest.mark.parametrize("flag", ["--batch", "--steps"])
 def test_bench_refuses_counts_below_one_naming_the_flag(flag):
     env = dict(os.environ, PYTHONPATH=ROOT)

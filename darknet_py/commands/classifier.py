@@ -10,7 +10,7 @@ from ..data.datasets import load_classification
 from ..image import load_image
 from ..nn.backend import to_numpy
 from ..train.classifier import evaluate
-from .common import (command_group, image_paths, inference_flags, load_for_inference,
+from .common import (at_least, command_group, image_paths, inference_flags, load_for_inference,
                      positionals)
 from .train import add_darknet_train, run_training
 
@@ -67,7 +67,7 @@ def register(subparsers):
     cpredict = csub.add_parser("predict", help="classifier predict DATA CFG WEIGHTS [IMAGE...]")
     for p in (cvalid, cpredict):
         positionals(p, "data", "cfg", "weights")
-        p.add_argument("-t", type=int, default=0, metavar="K",
+        p.add_argument("-t", type=at_least(1), default=None, metavar="K",
                        help="top K (default: top= from the .data file)")
         inference_flags(p)
     cpredict.add_argument("images", nargs="*", help="images (none: read paths from stdin)")
@@ -82,6 +82,7 @@ def register_classify(subparsers):
     classify.add_argument("cfg")
     classify.add_argument("weights")
     classify.add_argument("images", nargs="*")
-    classify.add_argument("-t", type=int, default=0, metavar="K")
+    classify.add_argument("-t", type=at_least(1), default=None, metavar="K",
+                          help="top K (default 5)")
     inference_flags(classify)
     classify.set_defaults(func=cmd_classify)

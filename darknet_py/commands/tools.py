@@ -158,7 +158,7 @@ def register(subparsers):
     partial = subparsers.add_parser("partial",
                                     help="partial CFG WEIGHTS OUT N: keep the first N layers")
     positionals(partial, "cfg", "weights", "out")
-    partial.add_argument("n", type=int)
+    partial.add_argument("n", type=at_least(1), help="how many layers to keep")
     partial.set_defaults(func=cmd_partial)
     reset = subparsers.add_parser("reset",
                                   help="reset CFG WEIGHTS OUT: the weights with seen = 0")
