@@ -353,3 +353,106 @@ def test_a_detector_training_image_under_the_policy_is_one_error(bad_images):
     with pytest.raises(DarknetError, match=f"^{path}: error: {reason}"):
         augment(str(path), np.zeros((0, 5), np.float32), (3, 32, 32), np.random.default_rng(0),
                 0.2, 0, 1, 1, True)
+
+
+# -- weights holding NaN/inf -----------------------------------------------------------------
+def _poisoned(src, dst, where, values):
+    """A copy of the .weights file ``src`` with ``values`` written at float offsets ``where``."""
+    from darknet_py.nn.weights import read_weights_file
+    header, payload = read_weights_file(src)
+    payload = payload.copy()
+    payload[where] = values
+    raw = open(src, "rb").read()
+    dst.write_bytes(raw[:header.size] + payload.astype("<f4").tobytes())
+    return dst
+
+
+@pytest.fixture
+def nan_weights(project):
+    """halves' weights after 3 iterations, and a copy with NaN/inf in layer 0's biases."""
+    assert trainer(project, max_batches=3).run() == 0
+    good = project / "backup" / "halves_final.weights"
+    # layer 0 = [convolutional] batch_normalize=1 filters=4: biases are the file's first floats
+    bad = _poisoned(good, project / "nan.weights", [0, 1, 2], [np.nan, np.inf, -np.inf])
+    return good, bad
+
+
+def test_loading_nan_weights_warns_naming_the_layer(nan_weights, project):
+    _, bad = nan_weights
+    net = Network.from_cfg(str(project / "halves.cfg"), warn=False)
+    with pytest.warns(UserWarning, match=rf"{bad}: warning: 3 NaN/inf value\(s\): layer 0 "
+                                         r"\(convolutional\) biases has 3 of them: the outputs"):
+        net.load_weights(bad)
+    assert net.nonfinite == [(0, "convolutional", "biases", 3)]
+    image = project / "probe.png"
+    from PIL import Image
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(image)
+    r = run_cli("classify", str(project / "halves.cfg"), str(bad), str(image), "--device", "cpu")
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0].startswith(f"{bad}: warning: 3 NaN/inf value(s): layer 0 ")
+
+
+@pytest.mark.parametrize("command", [("fuse", "out.cfg", "out.weights"),
+                                     ("partial", "out.weights", "9"),
+                                     ("reset", "out.weights"), ("rgbgr", "out.weights")])
+def test_weight_tools_refuse_to_write_nan_weights(project, command):
+    cfg = project / "rgb.cfg"          # rgbgr needs a first conv of 3 channels
+    cfg.write_text((project / "halves.cfg").read_text().replace("channels=1", "channels=3"))
+    net = Network.from_cfg(str(cfg), warn=False, seed=1)
+    net.layers[0].biases[:3] = [np.nan, np.inf, -np.inf]
+    bad = project / "nan.weights"
+    net.save_weights(bad, allow_nonfinite=True)
+    with pytest.raises(DarknetError, match="refusing to write weights holding 3 NaN/inf"):
+        net.save_weights(project / "out.weights")
+    name, *outs = command
+    r = run_cli(name, str(cfg), str(bad), *(str(project / o) if "." in o else o for o in outs))
+    assert_one_line_error(r, f"{bad}: error: the weights hold 3 NaN/inf value(s): layer 0 "
+                             "(convolutional) biases has 3 of them: ", "not written")
+    assert not (project / "out.weights").exists() and not (project / "out.cfg").exists()
+
+
+def test_partial_keeps_the_layers_before_a_nan(nan_weights, project):
+    good, _ = nan_weights
+    from darknet_py.nn.weights import read_weights_file
+    n = read_weights_file(good)[1].size
+    bad = _poisoned(good, project / "tail.weights", [n - 1], [np.nan])    # in the last layer
+    r = run_cli("partial", str(project / "halves.cfg"), str(bad), str(project / "out.weights"),
+                "1")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr and (project / "out.weights").exists()
+
+
+def test_training_refuses_to_start_from_nan_weights(nan_weights, project):
+    _, bad = nan_weights
+    backup = project / "backup"
+    before = files_of(backup)
+    r = run_cli("train", str(project / "halves.cfg"), str(project / "halves.data"), str(bad),
+                "--device", "cpu", "-clear")
+    assert_one_line_error(r, f"{bad}: error: the weights hold 3 NaN/inf value(s): layer 0",
+                          "training cannot start from them")
+    assert files_of(backup) == before
+
+
+def test_weights_that_become_nan_with_a_finite_loss_are_not_saved(project, capsys):
+    """An update that leaves NaN in the weights while the loss was still finite: the backup
+    due at that iteration is refused, the last good one stays, the run stops naming it."""
+    t = trainer(project, max_batches=6, backup_every=2)
+    real = t.net.update
+
+    def update_then_poison(*a, **kw):
+        out = real(*a, **kw)
+        if t.net.seen // t.images_per_iteration == 4:
+            t.net.layers[0].biases[0] = np.nan
+        return out
+
+    t.net.update = update_then_poison
+    assert t.run() == 1
+    err = capsys.readouterr().err
+    assert "the weights became NaN/inf (refusing to write weights holding 1 NaN/inf value(s): " \
+           "layer 0 (convolutional) biases has 1 of them;" in err
+    assert "at iteration 4" in err and "(iteration 2)" in err
+    backup = project / "backup"
+    from darknet_py.train.checkpoint import saved_iteration
+    assert saved_iteration(str(backup / "halves_last.weights"), t.images_per_iteration) == 2
+    from darknet_py.nn.weights import read_weights_file
+    assert np.isfinite(read_weights_file(backup / "halves_last.weights")[1]).all()

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -34,8 +35,9 @@ from ..atomic import atomic_write
 from ..data.datacfg import DataCfg
 from ..data.datasets import Batches
 from ..data.threads import blas_threads, limit_blas
-from ..errors import DarknetError
+from ..errors import DarknetError, WeightsError
 from ..nn.network import Network
+from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
 from .checkpoint import (BackupLock, basecfg, read_log, restore_state, save_state,
                          saved_iteration, snapshot_every)
@@ -140,13 +142,23 @@ class Trainer:
             raise DarknetError(f"cannot create the chart's folder: {e.strerror}",
                                self.chart_path) from None
 
+    def _load_finite(self, path, partial=True):
+        """Load ``path``; weights holding NaN/inf are refused (no training starts from them)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", WeightsWarning)
+            filled = self.net.load_weights(path, partial=partial)
+        if self.net.nonfinite:
+            raise WeightsError(f"the weights hold {nonfinite_summary(self.net.nonfinite)}: "
+                               "training cannot start from them", path)
+        return filled
+
     def _start_from(self, weights):
         """--resume, or the start weights (a fresh log); -clear counts from iteration 0."""
         if self.options.resume:
             self._resume()
         else:
             if weights:
-                filled = self.net.load_weights(weights, partial=True)
+                filled = self._load_finite(weights)
                 print(f"Loaded {filled} of {len(self.net.layers)} layers from {weights}",
                       file=self.out)
         if self.options.clear:
@@ -207,7 +219,7 @@ class Trainer:
         if not os.path.exists(self.paths["last"]):
             raise DarknetError(f"--resume: {self.paths['last']} does not exist (nothing to "
                                "resume; train without --resume first)")
-        self.net.load_weights(self.paths["last"])
+        self._load_finite(self.paths["last"], partial=False)
         meta, missing = restore_state(self.net, self.state_path)
         if meta is None:
             how = "without a matching state file: momentum starts from zero"
@@ -251,15 +263,20 @@ class Trainer:
             with _Interrupt() as interrupt, open(log_target, "a") as log, \
                     limit_blas(blas_threads(self.loader_processes)), \
                     np.errstate(all="ignore"):      # a diverging loss is reported below
-                while self.iteration < self.max_batches:
-                    k, loss, seconds = self._train_iteration(batches)
-                    if not math.isfinite(loss):
-                        self._diverged(k, loss)
-                        return 1
-                    self._record(k, loss, seconds, log)
-                    if self._after_iteration(k, log, interrupt):
-                        return 130
-                self._finish()
+                try:
+                    while self.iteration < self.max_batches:
+                        k, loss, seconds = self._train_iteration(batches)
+                        if not math.isfinite(loss):
+                            self._diverged(k, f"loss became {loss}")
+                            return 1
+                        self._record(k, loss, seconds, log)
+                        if self._after_iteration(k, log, interrupt):
+                            return 130
+                    self._finish()
+                except NonFiniteWeights as e:     # a finite loss, but an update gave NaN/inf
+                    self._diverged(self.iteration, f"the weights became NaN/inf "
+                                                   f"({e.message}; {e.path} not written)")
+                    return 1
                 return 0
         finally:
             batches.close()
@@ -449,8 +466,10 @@ class Trainer:
         draw_chart(self.chart_path, series, title=f"{self.base}: training", right_series=right)
 
     # -- what stops a run ------------------------------------------------------------------
-    def _diverged(self, k, loss):
-        print(f"\nloss became {loss} at iteration {k} (learning rate "
+    def _diverged(self, k, what):
+        """Nothing is saved: every save refuses NaN/inf weights (Network.save_weights), and the
+        last backup stays as it was."""
+        print(f"\n{what} at iteration {k} (learning rate "
               f"{self.net.current_rate():g}); stopping. The last good weights are "
               f"in {self.paths['last']} (iteration {self._saved_iteration()}). Try a lower "
               "learning_rate or a longer burn_in.", file=sys.stderr)
