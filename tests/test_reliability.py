@@ -456,3 +456,23 @@ def test_weights_that_become_nan_with_a_finite_loss_are_not_saved(project, capsy
     assert saved_iteration(str(backup / "halves_last.weights"), t.images_per_iteration) == 2
     from darknet_py.nn.weights import read_weights_file
     assert np.isfinite(read_weights_file(backup / "halves_last.weights")[1]).all()
+
+
+# -- found by tests/test_data_fuzz.py --------------------------------------------------------
+def test_classes_below_one_is_one_line_at_its_line(project):
+    data = project / "halves.data"
+    data.write_text(data.read_text().replace("classes=2", "classes=-1"))
+    for args in (("data", "check", str(data)),
+                 ("train", str(project / "halves.cfg"), str(data), "--device", "cpu")):
+        r = run_cli(*args)
+        assert_one_line_error(r, f"{data}:1: error: classes=-1: expected a whole number >= 1")
+
+
+def test_a_backup_that_is_a_file_says_it_must_be_a_folder(project):
+    data = project / "halves.data"
+    (project / "notadir").write_text("x")
+    data.write_text(data.read_text().replace(f"backup={project}/backup",
+                                             f"backup={project}/notadir"))
+    r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
+    assert_one_line_error(r, f"{data}:5: error: backup={project}/notadir: a file, not a folder")
+    assert (project / "notadir").read_text() == "x"

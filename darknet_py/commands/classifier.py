@@ -21,7 +21,7 @@ def cmd_classifier_train(args):
 
 def cmd_classifier_valid(args):
     data = DataCfg(args.data)
-    classes = data.int("classes", 2)
+    classes = data.int("classes", 2, minimum=1)
     top = args.t or max(1, data.int("top", 1))
     net = load_for_inference(args, args.cfg, args.weights)
     dataset = load_classification(data, "valid", classes)
@@ -45,7 +45,7 @@ def _predict(net, names, paths, top):
 
 def cmd_classifier_predict(args):
     data = DataCfg(args.data)
-    classes = data.int("classes", 2)
+    classes = data.int("classes", 2, minimum=1)
     top = args.t or max(1, data.int("top", 1))
     net = load_for_inference(args, args.cfg, args.weights)
     _predict(net, class_names(data, classes), image_paths(args.images), min(top, classes))

@@ -188,7 +188,7 @@ def cmd_detector_recall(args):
 
 
 def cmd_detector_calc_anchors(args):
-    classes = DataCfg(args.data).int("classes", 1)
+    classes = DataCfg(args.data).int("classes", 1, minimum=1)
     wh = training_boxes(args.data, args.width, args.height, classes)
     if len(wh) < args.num_of_clusters:
         raise DarknetError(f"{len(wh)} boxes in the training labels, fewer than "

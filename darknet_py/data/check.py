@@ -140,7 +140,7 @@ def check_dataset(data_path, cfg_path=None):
     labels) and, given, the cfg ``cfg_path`` against it: a :class:`DatasetCheck`.  Raises
     :class:`DarknetError` only where the .data file itself (or its names file) cannot be read."""
     data = DataCfg(data_path)
-    classes = data.int("classes", 1)
+    classes = data.int("classes", 1, minimum=1)
     result = DatasetCheck()
     if cfg_path:
         result.problems += [(f.level, str(f)) for f in check_cfg(cfg_path, data_path)]

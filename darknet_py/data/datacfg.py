@@ -51,14 +51,20 @@ class DataCfg(dict):
             self[key] = value
             self.lines[key] = lineno
 
-    def int(self, key, default):
+    def int(self, key, default, minimum=None):
+        """``key`` as a whole number (``default`` when absent); below ``minimum`` is an error
+        at its line (``classes=-1`` would otherwise fail deep inside with a traceback)."""
         if key not in self:
             return default
         try:
-            return int(self[key])
+            value = int(self[key])
         except ValueError:
-            raise DarknetError(f"{key}={self[key]}: expected an integer", self.path,
-                               self.lines[key]) from None
+            value = None
+        if value is None or (minimum is not None and value < minimum):
+            at_least = f" >= {minimum}" if minimum is not None else ""
+            raise DarknetError(f"{key}={self[key]}: expected a whole number{at_least}",
+                               self.path, self.lines[key])
+        return value
 
     def file(self, key, default=None, required=False):
         """A path option, resolved from the working directory, else from the .data file's place."""

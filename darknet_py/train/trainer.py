@@ -129,7 +129,13 @@ class Trainer:
     def _setup_files(self, cfg):
         self.base = basecfg(cfg)
         self.backup = self.data.get("backup", "backup")     # an output folder: from the cwd
-        os.makedirs(self.backup, exist_ok=True)
+        try:
+            os.makedirs(self.backup, exist_ok=True)
+        except OSError as e:     # a file of that name (FileExistsError), no permission, ...
+            what = "a file, not a folder" if os.path.exists(self.backup) else e.strerror
+            raise DarknetError(f"backup={self.backup}: {what}; backup= names the folder "
+                               "where the weights are saved", *self.data.where("backup")) \
+                from None
         self.paths = {kind: os.path.join(self.backup, f"{self.base}_{kind}.weights")
                       for kind in ("last", "best", "final")}
         self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
