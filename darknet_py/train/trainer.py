@@ -39,7 +39,8 @@ from ..errors import DarknetError, WeightsError
 from ..nn.network import Network
 from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
-from .checkpoint import (BackupLock, basecfg, read_log, restore_state, save_state,
+from .checkpoint import (BackupLock, basecfg, read_log, remove_cut_writes, restore_state,
+                         save_state,
                          saved_iteration, snapshot_every)
 from .options import TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
@@ -217,9 +218,15 @@ class Trainer:
         """``<cfg>_last.weights`` and its state file (rank 0)."""
         if self.rank != 0:
             return
-        self.net.save_weights(self.paths["last"])
+        # the state first: it is whole on its own (checkpoint.py), so a kill between the two
+        # writes still resumes exactly; NaN weights are refused before either is written
+        found = self.net.nonfinite_arrays()
+        if found:
+            raise NonFiniteWeights(f"refusing to write weights holding "
+                                   f"{nonfinite_summary(found)}", self.paths["last"])
         save_state(self.net, self.state_path, dict(seed=self.seed, avg_loss=self.avg_loss,
                                                    best=self.best, accuracy=self.accuracy))
+        self.net.save_weights(self.paths["last"])
 
     def _resume(self):
         if not os.path.exists(self.paths["last"]):
@@ -252,6 +259,7 @@ class Trainer:
         lock = BackupLock(self.backup, self.base)
         if self.rank == 0:
             lock.acquire()
+            remove_cut_writes(self.backup, self.base)
         try:
             return self._run()
         finally:
