@@ -118,14 +118,20 @@ def test_partial_keeps_the_first_n_layers_and_reset_clears_seen(tmp_path):
     np.testing.assert_array_equal(loaded.layers[0].weights, net.layers[0].weights)
 
 
-def test_device_gpu_without_cupy_is_a_one_line_error():
+@pytest.mark.parametrize("args", [("classify", "cfg/mnist.cfg", "x.weights", "x.png",
+                                   "--device", "gpu"),
+                                  ("train", "cfg/mnist.cfg", "data/mnist.data", "-gpus", "0,1")])
+def test_the_gpu_without_cupy_is_a_one_line_error_saying_how_to_install_it(args):
+    """-gpus 0,1 checks in the parent, before any replica starts (each died on
+    ModuleNotFoundError)."""
     code = ("import sys; sys.modules['cupy'] = None; from darknet_py.commands import main; "
-            "sys.exit(main(['classify', 'cfg/mnist.cfg', 'x.weights', 'x.png', "
-            "'--device', 'gpu']))")
+            f"sys.exit(main({list(args)!r}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=ROOT))
-    assert r.returncode == 2
-    assert r.stderr.strip().startswith("darknet_py: error: --device gpu needs CuPy")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == (
+        "darknet_py: error: the GPU engine is not installed (no CuPy): pip install "
+        "'darknet_py[gpu]' (CuPy for CUDA 12, cuDNN), or train on the CPU with --device cpu")
 
 
 def _mnist_with_statistics(tmp_path, rng, batch):

@@ -25,6 +25,7 @@ from darknet_py.errors import DarknetError
 from darknet_py.train.classifier import ClassifierTrainer
 from darknet_py.train.detector import DetectorTrainer
 from darknet_py.train.options import TrainOptions
+from test_reliability import TINY_YOLO
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 phases=[Phase.explicit, Phase.generate, Phase.shrink],
@@ -45,26 +46,7 @@ activation=linear
 [softmax]
 """
 
-DETECTOR_CFG = """[net]
-batch=2
-width=32
-height=32
-channels=3
-max_batches=2
-
-[convolutional]
-filters=18
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=4,4, 8,8, 16,16
-classes=1
-num=3
-"""
+DETECTOR_CFG = TINY_YOLO.replace("batch=1\n", "batch=2\nmax_batches=2\n")
 
 
 # -- the files the fuzzed ones point at --------------------------------------------------------
@@ -104,7 +86,7 @@ def corpus(tmp_path_factory):
     return out
 
 
-def check_error(e, files):
+def check_error(e):
     """A DarknetError as the command line shows it: one line, naming a file, a line in it."""
     msg = str(e)
     assert "\n" not in msg and "\r" not in msg, repr(msg)
@@ -149,7 +131,7 @@ def data_text(files, classes, names):
             [line for line in t[0] if line is not None] + (t[1] if t[2] == 3 else [])))
 
 
-def read_as_training_does(kind, cfg, path, backup):
+def read_as_training_does(kind, cfg, path):
     trainer = {"classifier": ClassifierTrainer, "detector": DetectorTrainer}[kind]
     options = TrainOptions(device="cpu", progress=False, seed=0)
     return trainer(cfg, path, options=options, out=open(os.devnull, "w"))
@@ -175,11 +157,10 @@ def test_junk_data_files_train_check_or_are_one_line(corpus, tmp_path_factory, d
             for level, line in result.problems:
                 assert "\n" not in line and level in ("error", "warning", "info"), line
         else:
-            read_as_training_does(kind, os.path.join(corpus["base"], f"{kind}.cfg"), path,
-                                  corpus["backup"])
+            read_as_training_does(kind, os.path.join(corpus["base"], f"{kind}.cfg"), path)
         event(f"{kind}: read")        # --hypothesis-show-statistics: how deep the examples go
     except DarknetError as e:
-        check_error(e, corpus)
+        check_error(e)
         event(f"{kind}: {re.sub(r'[0-9]+', 'N', e.message)[:40]}")
 
 
@@ -196,7 +177,7 @@ def test_arbitrary_bytes_as_a_data_file(tmp_path_factory, raw):
         data.int("classes", 1)
         data.file("train")
     except DarknetError as e:
-        check_error(e, None)
+        check_error(e)
 
 
 # -- list files ---------------------------------------------------------------------------------
@@ -213,11 +194,11 @@ def test_arbitrary_list_files_read_or_are_one_line(tmp_path_factory, raw):
         lines = read_lines(path, "image list")
         assert all(line and line == line.strip() and "\n" not in line for line in lines)
     except DarknetError as e:
-        check_error(e, None)
+        check_error(e)
     try:
         DetectionSet(path, 2)
     except DarknetError as e:
-        check_error(e, None)
+        check_error(e)
 
 
 # -- label files --------------------------------------------------------------------------------

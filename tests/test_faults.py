@@ -19,7 +19,6 @@ import time
 import numpy as np
 import pytest
 
-from darknet_py.nn.network import Network
 from darknet_py.nn.weights import read_weights_file
 from darknet_py.train.checkpoint import read_state
 from test_train import ROOT, make_project, project, trainer  # noqa: F401  (the fixture)

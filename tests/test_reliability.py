@@ -476,3 +476,24 @@ def test_a_backup_that_is_a_file_says_it_must_be_a_folder(project):
     r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
     assert_one_line_error(r, f"{data}:5: error: backup={project}/notadir: a file, not a folder")
     assert (project / "notadir").read_text() == "x"
+
+
+def test_a_missing_or_short_names_file_is_said_at_its_line(tmp_path):
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(TINY_YOLO.replace("classes=1", "classes=2").replace("filters=18",
+                                                                       "filters=21"))
+    Network.from_cfg(str(cfg), warn=False, seed=1).save_weights(tmp_path / "tiny.weights")
+    from PIL import Image
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    data = tmp_path / "t.data"
+    data.write_text(f"classes=2\nnames={tmp_path}/no.names\n")
+    r = run_cli("detector", "test", str(data), str(cfg), str(tmp_path / "tiny.weights"),
+                str(tmp_path / "a.png"), "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{data}:2: warning: names={tmp_path}/no.names: no such file; classes are shown " \
+           "by number" in r.stderr
+    (tmp_path / "one.names").write_text("left\n")
+    data.write_text(f"classes=2\nnames={tmp_path}/one.names\n")
+    r = run_cli("data", "check", str(data))
+    assert f"{data}:2: warning: {tmp_path}/one.names has 1 names but there are 2 classes" \
+        in r.stdout + r.stderr

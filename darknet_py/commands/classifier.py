@@ -48,7 +48,8 @@ def cmd_classifier_predict(args):
     classes = data.int("classes", 2, minimum=1)
     top = args.t or max(1, data.int("top", 1))
     net = load_for_inference(args, args.cfg, args.weights)
-    _predict(net, class_names(data, classes), image_paths(args.images), min(top, classes))
+    _predict(net, class_names(data, classes, say=True), image_paths(args.images),
+             min(top, classes))
     return 0
 
 

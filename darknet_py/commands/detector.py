@@ -116,7 +116,7 @@ def _detect(args, net, names, images):
 
 
 def _names_for(data_path, classes):
-    return class_names(DataCfg(data_path), classes) if data_path else \
+    return class_names(DataCfg(data_path), classes, say=True) if data_path else \
         [str(i) for i in range(classes)]
 
 

@@ -17,7 +17,7 @@ from ..cfg.check import check_cfg
 from ..cfg.parser import read_cfg
 from ..errors import DarknetError
 from ..image import open_image
-from .datacfg import DataCfg, class_names, read_lines
+from .datacfg import DataCfg, class_names, names_problem, read_lines
 from .labels import label_path_for, read_labels
 
 
@@ -158,6 +158,9 @@ def check_dataset(data_path, cfg_path=None):
         _check_list(lst, report, classes, result.problems)
     result.images = sum(report.images for report in result.splits)
     result.names = class_names(data, classes) if "names" in data else None
+    problem = names_problem(data, classes) if "names" in data else None
+    if problem:
+        result.problems.append(("warning", f"{data.path}:{problem[0]}: warning: {problem[1]}"))
     for report in result.splits:
         result.problems += report.warnings()
     return result
