@@ -322,7 +322,8 @@ def test_bad_images_are_one_line_in_detect_classify_and_predict(bad_images, tmp_
     cfg = tmp_path / "tiny.cfg"
     cfg.write_text(TINY_YOLO)
     Network.from_cfg(str(cfg), warn=False, seed=1).save_weights(tmp_path / "tiny.weights")
-    (tmp_path / "c.data").write_text(f"classes=18\nnames={tmp_path}/no.names\n")
+    (tmp_path / "c.names").write_text("".join(f"{i}\n" for i in range(18)))
+    (tmp_path / "c.data").write_text(f"classes=18\nnames={tmp_path}/c.names\n")
     bomb, big, cut = (bad_images[k] for k in ("bomb.png", "big.png", "cut.jpg"))
     for args, (path, reason) in (
             (("detect", cfg, tmp_path / "tiny.weights"), bomb),
@@ -497,3 +498,13 @@ def test_a_missing_or_short_names_file_is_said_at_its_line(tmp_path):
     r = run_cli("data", "check", str(data))
     assert f"{data}:2: warning: {tmp_path}/one.names has 1 names but there are 2 classes" \
         in r.stdout + r.stderr
+
+
+def test_train_step_without_truth_is_refused_before_it_changes_the_weights(project):
+    net = Network.from_cfg(str(project / "halves.cfg"), warn=False, seed=1)
+    before = net.layers[0].weights.copy()
+    x = np.zeros((net.batch, 1, 12, 12), np.float32)
+    with pytest.raises(ValueError, match=r"train_step needs the truth for layer \d+'s loss "
+                                         r"\(softmax\): a \(N, 2\) one-hot array, not None"):
+        net.train_step(x, None)
+    assert np.array_equal(net.layers[0].weights, before) and net.seen == 0

@@ -347,6 +347,13 @@ class Network:
         Returns the loss per image of this mini-batch.
         """
         x = self.as_input(x)
+        losses = [layer for layer in self.layers if layer.cost is not None]
+        if truth is None and losses:   # the loss would be 0 and the update decay alone
+            head = losses[-1]
+            wanted = "boxes (x, y, w, h, class) per image" if head.type in ("yolo", "region") \
+                else f"a (N, {head.inputs}) one-hot array"
+            raise ValueError(f"train_step needs the truth for layer {head.index}'s loss "
+                             f"({head.type}): {wanted}, not None")
         self.seen += x.shape[0] * self.world_size
         self.forward(x, train=True, truth=truth)
         self.backward()
