@@ -508,3 +508,73 @@ def test_train_step_without_truth_is_refused_before_it_changes_the_weights(proje
                                          r"\(softmax\): a \(N, 2\) one-hot array, not None"):
         net.train_step(x, None)
     assert np.array_equal(net.layers[0].weights, before) and net.seen == 0
+
+
+STRIDED_YOLO = """[net]
+batch=2
+width={w}
+height=32
+channels=3
+max_batches=1
+
+[convolutional]
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[upsample]
+stride=2
+
+[route]
+layers=-1,-3
+
+[convolutional]
+filters=27
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=4,4, 8,8, 16,16
+classes=4
+num=3
+"""
+
+
+@pytest.mark.parametrize("width, level", [(33, "error"), (33, "warning"), (32, None)])
+def test_a_size_off_the_stride_is_named_when_training_starts(tmp_path, capsys, width, level):
+    """width=33 with a stride of 2: the route after the upsample cannot join 33 and 34
+    columns; the error names width= and the multiples to use, not the [route].  Without the
+    route it builds, and the training says so once (AlexeyAB warns too)."""
+    from darknet_py.data.shapes import make_shapes
+    from darknet_py.errors import CfgError
+    from darknet_py.train.detector import DetectorTrainer
+    from darknet_py.train.options import TrainOptions
+    make_shapes(tmp_path / "set", 4, size=(32, 32), seed=1, absolute=True)
+    data = tmp_path / "set" / "shapes.data"
+    data.write_text(data.read_text().replace("backup=backup/", f"backup={tmp_path}/backup"))
+    cfg = tmp_path / "s.cfg"
+    text = STRIDED_YOLO.format(w=width)
+    if level == "warning":
+        text = text.replace("[upsample]\nstride=2\n\n[route]\nlayers=-1,-3\n", "")
+    cfg.write_text(text)
+    options = TrainOptions(device="cpu", progress=False, seed=1)
+    if level == "error":
+        with pytest.raises(CfgError, match=rf"^{cfg}:3: error: width=33 is not a multiple of 2, "
+                                           "the network's total stride .*use width=32 or 34$"):
+            DetectorTrainer(str(cfg), str(data), options=options, out=open(os.devnull, "w"))
+    else:
+        DetectorTrainer(str(cfg), str(data), options=options, out=open(os.devnull, "w"))
+        err = capsys.readouterr().err
+        if level == "warning":
+            assert f"{cfg}:3: warning: width=33 is not a multiple of 2" in err, err
+        else:
+            assert "stride" not in err

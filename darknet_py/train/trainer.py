@@ -35,7 +35,8 @@ from ..atomic import atomic_write
 from ..data.datacfg import DataCfg
 from ..data.datasets import Batches
 from ..data.threads import blas_threads, limit_blas
-from ..errors import DarknetError, WeightsError
+from ..cfg.check import check_cfg
+from ..errors import CfgError, DarknetError, WeightsError
 from ..nn.network import Network
 from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
@@ -104,8 +105,17 @@ class Trainer:
         self.backup_every = max(1, o.backup_every)
         self.show_imgs = o.show_imgs        # still to do: cleared after the first mini-batch
         self.data = DataCfg(data)
-        self.net = Network.from_cfg(cfg, device=o.device, device_index=o.gpu_index,
-                                    seed=o.seed)
+        try:
+            self.net = Network.from_cfg(cfg, device=o.device, device_index=o.gpu_index,
+                                        seed=o.seed)
+        except CfgError:        # a size off the stride fails later layers obscurely: say it
+            finding = stride_finding(cfg)
+            if finding is None:
+                raise
+            raise CfgError(finding.message, finding.path, finding.line) from None
+        finding = stride_finding(cfg)
+        if finding is not None and self.rank == 0:    # it builds, but boxes will be off
+            print(f"{finding.path}:{finding.line}: warning: {finding.message}", file=sys.stderr)
         self.net.world_size = self.world
         self.images_per_iteration = self.net.update_batch     # over every replica
         self._setup_head()
@@ -515,3 +525,13 @@ class Trainer:
                      f"{self._saved_iteration()})")
         print(f"\nTraining stopped by a data error; {where}. Fix the data and continue "
               "with --resume.", file=sys.stderr)
+
+
+def stride_finding(cfg):
+    """``cfg check``'s finding that width or height is not a multiple of the network's total
+    stride (AlexeyAB warns too: "must be divisible by 32"), or None."""
+    for finding in check_cfg(cfg):
+        if finding.level == "error" and "the network's total stride" in finding.message:
+            return finding
+    return None
+
