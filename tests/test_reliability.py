@@ -578,3 +578,18 @@ def test_a_size_off_the_stride_is_named_when_training_starts(tmp_path, capsys, w
             assert f"{cfg}:3: warning: width=33 is not a multiple of 2" in err, err
         else:
             assert "stride" not in err
+
+
+def test_a_batch_larger_than_the_dataset_is_said_and_every_batch_is_full(project, capsys):
+    from darknet_py.data.datasets import epoch_order
+    cfg = project / "halves.cfg"
+    cfg.write_text(cfg.read_text().replace("batch=8", "batch=200"))     # 100 per subdivision
+    t = trainer(project, max_batches=1)
+    assert f"{cfg}:2: warning: a mini-batch of 100 images (batch/subdivisions) is more than the " \
+           "64 training images" in capsys.readouterr().err
+    for k in range(3):
+        idx = epoch_order(64, 100, 7, k)
+        assert len(idx) == 100 and set(idx) == set(range(64))
+    assert np.array_equal(epoch_order(64, 8, 7, 3), np.random.default_rng([7, 0])
+                          .permutation(64)[24:32])       # batch <= n: as before
+    assert t.run() == 0

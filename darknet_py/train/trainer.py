@@ -130,6 +130,7 @@ class Trainer:
         self._start_from(weights)
         self._setup_schedule(weights)
         self._setup_data()
+        self._say_if_batch_exceeds_data()
         self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
         self.eval_every = self._eval_every()
         self.profiler = Profiler.for_run(self.net.device, o.profile, self.iteration,
@@ -137,6 +138,16 @@ class Trainer:
             if o.profile else None
 
     # -- setup -----------------------------------------------------------------------------
+    def _say_if_batch_exceeds_data(self):
+        """A mini-batch bigger than the training set repeats images in every batch (epoch_order):
+        fine for a smoke test, a mistake otherwise -- say it once."""
+        n, mini = len(self.train_set), self.net.batch * self.world
+        if n < mini and self.rank == 0:
+            print(f"{self.net.path}:{self.net.options.section.line_of('batch')}: warning: a "
+                  f"mini-batch of {mini} images (batch/subdivisions) is more than the {n} "
+                  f"training images of {self.data.get('train')}: each batch repeats some of "
+                  "them", file=sys.stderr)
+
     def _setup_files(self, cfg):
         self.base = basecfg(cfg)
         self.backup = self.data.get("backup", "backup")     # an output folder: from the cwd
