@@ -247,7 +247,7 @@ class Trainer:
                                    f"{nonfinite_summary(found)}", self.paths["last"])
         save_state(self.net, self.state_path, dict(seed=self.seed, avg_loss=self.avg_loss,
                                                    best=self.best, accuracy=self.accuracy))
-        self.net.save_weights(self.paths["last"])
+        self.net.save_weights(self.paths["last"], allow_nonfinite=True)     # checked above
 
     def _resume(self):
         if not os.path.exists(self.paths["last"]):
