@@ -24,8 +24,13 @@ def atomic_open(path, suffix=".tmp"):
         mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix,
-                               dir=os.path.dirname(target))
+    folder = os.path.dirname(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix,
+                                   dir=folder)
+    except OSError as e:        # name what the user asked for, not the temporary file
+        why = f"the folder {folder} does not exist" if not os.path.isdir(folder) else e.strerror
+        raise type(e)(e.errno, f"cannot write it: {why}", os.fspath(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
+import warnings
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -30,6 +32,18 @@ F32 = np.float32
 # Pillow's modes of more than 8 bits per sample (16-bit PNGs, TIFFs)
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
+# pj's load_image_stb divides each byte by 255. in double and stores a float: a table of the
+# 256 results gives the same floats without a float64 copy of the image
+_BYTE_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(F32)
+
+# The size policy (issue 15), on every path that opens an image (open_image): a file whose
+# header claims more than Pillow's Image.MAX_IMAGE_PIXELS (89,478,485, ~9459 x 9459) is refused
+# with one line before anything is decoded -- pj's stb would try to allocate it -- and an
+# image of 0 pixels too.  Pillow itself only warns between the limit and twice it (and raises
+# its DecompressionBombError above): that warning is replaced by the error, so it is silenced.
+# Thin images (20000 x 2) are read: their letterboxed side is at least one pixel (letterbox_size).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 
 # ------------------------------------------------------------------------------------------------
 # loading
@@ -41,13 +55,45 @@ def open_image(path):
     (also when decoding fails inside the block) is a one-line DarknetError naming it."""
     try:
         with Image.open(path) as im:
+            check_image_size(im.size, path)
             yield im
     except FileNotFoundError:
         raise DarknetError("image file does not exist", str(path)) from None
+    except Image.DecompressionBombError as e:     # above twice the limit: Pillow's own check
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise DarknetError(_too_large(int(pixels.group(1)) if pixels else 2 * (
+            Image.MAX_IMAGE_PIXELS or 0), "" if pixels else "over "), str(path)) from None
     except UnidentifiedImageError:
-        raise DarknetError("not an image file Pillow can read", str(path)) from None
+        what = "an empty file (0 bytes)" if _size_of(path) == 0 else \
+            "not an image file Pillow can read"
+        raise DarknetError(what, str(path)) from None
     except OSError as e:            # e.g. "image file is truncated" while decoding
         raise DarknetError(f"cannot read image: {e.strerror or e}", str(path)) from None
+
+
+def _size_of(path):
+    try:
+        return os.path.getsize(path)
+    except (OSError, TypeError):      # a file object, or gone
+        return None
+
+
+def check_image_size(size, path):
+    """Refuse (one line naming ``path``) an image ``size`` (w, h) of 0 pixels or of more than
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (the size policy above)."""
+    w, h = size
+    if w < 1 or h < 1:
+        raise DarknetError(f"the image is {w}x{h}: no pixels", str(path))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > limit:
+        raise DarknetError(_too_large(w * h, f"{w}x{h} = "), str(path))
+
+
+def _too_large(pixels, size=""):
+    limit = Image.MAX_IMAGE_PIXELS
+    return (f"the image is {size}{pixels:,} pixels, "
+            f"over the limit of {limit:,} (Pillow's MAX_IMAGE_PIXELS, against decompression "
+            "bombs): downscale it (every image is resized to the network's size anyway)")
 
 
 def load_image(path, shape=(3, None, None), letterbox: bool = False) -> np.ndarray:
@@ -77,7 +123,7 @@ def pil_to_chw(img, c: int = 3) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     # C: (float)data[i]/255. -- a double division, then rounded to float
-    return (arr.transpose(2, 0, 1).astype(np.float64) / 255.0).astype(F32)
+    return _BYTE_TO_FLOAT[arr.transpose(2, 0, 1)]
 
 
 def to_image(image, c: int = 3) -> np.ndarray:
@@ -170,10 +216,11 @@ def resize_image(image, w: int, h: int) -> np.ndarray:
 
 def letterbox_size(img_w: int, img_h: int, net_w: int, net_h: int) -> tuple[int, int]:
     """(new_w, new_h) of pj's letterbox: the image scaled to fit, integer arithmetic (also
-    what correct_yolo_boxes undoes)."""
+    what correct_yolo_boxes undoes).  A side that pj's arithmetic rounds to 0 (a 20000 x 2
+    image into 256 x 256) is one pixel: pj would resize to nothing and give a grey canvas."""
     if F32(net_w) / F32(img_w) < F32(net_h) / F32(img_h):
-        return net_w, (img_h * net_w) // img_w
-    return (img_w * net_h) // img_h, net_h
+        return net_w, max(1, (img_h * net_w) // img_w)
+    return max(1, (img_w * net_h) // img_h), net_h
 
 
 def letterbox(image, w: int, h: int) -> np.ndarray:

@@ -342,7 +342,7 @@ def _check_boxes_fetched_above_the_threshold(head, rng, monkeypatch, device):
                     _rows_after_nms(net, every, 3, thresh), (thresh, b)
         if head == "yolo":          # only the cells above the threshold leave the device
             assert batch_fetched == [int((out[:, :, 4] > np.float32(thresh)).sum())]
-    assert not batch[3] and batch[0]
+    assert batch[0] and batch[3]     # (1, 1000) letterboxes to a 1-pixel column (pj: 0, no box)
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
@@ -351,7 +351,7 @@ def test_boxes_fetched_above_the_threshold_give_nms_the_rows_of_every_box(head, 
     """network_boxes_for_nms (the batch's cells above thresh, from the device) against
     get_network_boxes (every box of one image), both through NMS: the same rows in the same
     order, with objectness-0 cells, NaN and infinite boxes and tied probabilities among them,
-    letterboxed images of every shape (one with no room: every box infinite)."""
+    letterboxed images of every shape (one 1 x 1000, a column of one pixel on the canvas)."""
     _check_boxes_fetched_above_the_threshold(head, rng, monkeypatch, "cpu")
 
 

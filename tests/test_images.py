@@ -87,3 +87,70 @@ def test_classifier_letterbox_equals_darknet(oracle, tmp_path, iw, ih, w, h):
     path = _noise_png(tmp_path, iw, ih)
     want = oracle.letterbox_image(oracle.load_image_color(path), w, h)
     np.testing.assert_array_equal(load_image(path, (3, h, w), letterbox=True), want)
+
+
+# --- the size policy (issue 15): refused before decoding, or read safely -----------------------
+
+def png_header(w, h):
+    """A PNG whose header claims w x h (a decompression bomb when large): a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
+
+READERS = [lambda p: load_image(p, (3, 8, 8)), load_image_color,
+           lambda p: open_image(p).__enter__()]
+
+
+@pytest.mark.parametrize("reader", READERS, ids=["classifier", "detector", "open"])
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, reader):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(50000, 50000))
+    with pytest.raises(DarknetError) as e:
+        reader(bomb)
+    assert str(e.value).startswith(f"{bomb}: error: the image is 2,500,000,000 pixels, over the "
+                                   "limit of ")
+    assert "downscale it" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("limit,size", [(1000, "40x30 = 1,200"), (500, "1,200")])
+def test_an_image_over_the_limit_is_refused_where_pillow_would_only_warn(files, monkeypatch,
+                                                                          limit, size):
+    """Pillow warns between its limit and twice it, and raises above: both are one error
+    (that Pillow's warning is not printed too: test_reliability's command-line cases)."""
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(DarknetError, match=f"the image is {size} pixels, over the limit "
+                                           f"of {limit:,}"):
+        load_image_color(files["good"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1200)
+    assert load_image_color(files["good"]).shape == (3, 30, 40)
+
+
+def test_an_empty_file_says_so(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(DarknetError, match=f"^{empty}: error: an empty file \\(0 bytes\\)$"):
+        load_image_color(empty)
+
+
+@pytest.mark.parametrize("iw,ih", [(2000, 2), (2, 2000), (5000, 1)])
+def test_a_thin_image_letterboxes_to_a_strip_of_at_least_one_pixel(tmp_path, iw, ih):
+    """pj's integer arithmetic gives a side of 0 (resize_image to nothing: a grey canvas);
+    darknet_py keeps one pixel, and both the detector and the classifier read it."""
+    from darknet_py.image import letterbox_size
+    from darknet_py.data.classaug import validation_crop
+    path = _noise_png(tmp_path, iw, ih)
+    new_w, new_h = letterbox_size(iw, ih, 64, 64)
+    assert min(new_w, new_h) == 1 and max(new_w, new_h) == 64
+    im = load_image_color(path)
+    boxed = letterbox(im, 64, 64)
+    assert boxed.shape == (3, 64, 64)
+    assert np.count_nonzero(boxed != np.float32(0.5)) > 64   # the strip is there
+    assert load_image(path, (3, 28, 28), letterbox=True).shape == (3, 28, 28)
+    assert validation_crop(im, 28, 28).shape == (3, 28, 28)

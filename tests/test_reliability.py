@@ -275,3 +275,321 @@ def test_an_empty_train_list_is_one_line(project):
     assert_one_line_error(r, f"{listed}: error: the train list is empty")
     with pytest.raises(DarknetError, match=rf"{listed}: error: the image list is empty"):
         DetectionSet(str(listed), 2)
+
+
+# -- images: one size policy on every path that opens one ------------------------------------
+TINY_YOLO = """[net]
+batch=1
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=18
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=4,4, 8,8, 16,16
+classes=1
+num=3
+"""
+
+
+@pytest.fixture
+def bad_images(tmp_path):
+    """Image files that are bad in each way the size policy covers, and the reason it gives."""
+    from PIL import Image
+    from test_images import png_header
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8)).save(good)
+    files = {"bomb.png": (png_header(50000, 50000), "the image is 2,500,000,000 pixels, over"),
+             "big.png": (png_header(9500, 9500), "the image is 9500x9500 = 90,250,000 pixels"),
+             "empty.jpg": (b"", "an empty file (0 bytes)"),
+             "cut.jpg": (good.read_bytes()[:len(good.read_bytes()) // 2],
+                         "cannot read image: image file is truncated")}
+    out = {}
+    for name, (content, reason) in files.items():
+        (tmp_path / name).write_bytes(content)
+        out[name] = (tmp_path / name, reason)
+    return out
+
+
+def test_bad_images_are_one_line_in_detect_classify_and_predict(bad_images, tmp_path):
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(TINY_YOLO)
+    Network.from_cfg(str(cfg), warn=False, seed=1).save_weights(tmp_path / "tiny.weights")
+    (tmp_path / "c.names").write_text("".join(f"{i}\n" for i in range(18)))
+    (tmp_path / "c.data").write_text(f"classes=18\nnames={tmp_path}/c.names\n")
+    bomb, big, cut = (bad_images[k] for k in ("bomb.png", "big.png", "cut.jpg"))
+    for args, (path, reason) in (
+            (("detect", cfg, tmp_path / "tiny.weights"), bomb),
+            (("classify", cfg, tmp_path / "tiny.weights"), big),
+            (("classifier", "predict", tmp_path / "c.data", cfg, tmp_path / "tiny.weights"),
+             cut)):
+        r = run_cli(*map(str, args), str(path), "--device", "cpu")
+        assert_one_line_error(r, f"{path}: error: {reason}")
+
+
+def test_data_check_decodes_every_image_under_the_same_policy(bad_images, tmp_path):
+    listed = tmp_path / "train.txt"
+    names = sorted(bad_images)
+    listed.write_text("".join(f"{bad_images[n][0]}\n" for n in names))
+    for n in names:
+        bad_images[n][0].with_suffix(".txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "d.data").write_text(f"classes=1\ntrain={listed}\n")
+    r = run_cli("data", "check", str(tmp_path / "d.data"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "warning" not in r.stderr
+    for i, n in enumerate(names, start=1):
+        path, reason = bad_images[n]
+        assert f"{listed}:{i}: error: image {path}: {reason}" in r.stdout + r.stderr, n
+
+
+def test_a_detector_training_image_under_the_policy_is_one_error(bad_images):
+    from darknet_py.data.detaug import augment
+    path, reason = bad_images["bomb.png"]
+    with pytest.raises(DarknetError, match=f"^{path}: error: {reason}"):
+        augment(str(path), np.zeros((0, 5), np.float32), (3, 32, 32), np.random.default_rng(0),
+                0.2, 0, 1, 1, True)
+
+
+# -- weights holding NaN/inf -----------------------------------------------------------------
+def _poisoned(src, dst, where, values):
+    """A copy of the .weights file ``src`` with ``values`` written at float offsets ``where``."""
+    from darknet_py.nn.weights import read_weights_file
+    header, payload = read_weights_file(src)
+    payload = payload.copy()
+    payload[where] = values
+    raw = open(src, "rb").read()
+    dst.write_bytes(raw[:header.size] + payload.astype("<f4").tobytes())
+    return dst
+
+
+@pytest.fixture
+def nan_weights(project):
+    """halves' weights after 3 iterations, and a copy with NaN/inf in layer 0's biases."""
+    assert trainer(project, max_batches=3).run() == 0
+    good = project / "backup" / "halves_final.weights"
+    # layer 0 = [convolutional] batch_normalize=1 filters=4: biases are the file's first floats
+    bad = _poisoned(good, project / "nan.weights", [0, 1, 2], [np.nan, np.inf, -np.inf])
+    return good, bad
+
+
+def test_loading_nan_weights_warns_naming_the_layer(nan_weights, project):
+    _, bad = nan_weights
+    net = Network.from_cfg(str(project / "halves.cfg"), warn=False)
+    with pytest.warns(UserWarning, match=rf"{bad}: warning: 3 NaN/inf value\(s\): layer 0 "
+                                         r"\(convolutional\) biases has 3 of them: the outputs"):
+        net.load_weights(bad)
+    assert net.nonfinite == [(0, "convolutional", "biases", 3)]
+    image = project / "probe.png"
+    from PIL import Image
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(image)
+    r = run_cli("classify", str(project / "halves.cfg"), str(bad), str(image), "--device", "cpu")
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[0].startswith(f"{bad}: warning: 3 NaN/inf value(s): layer 0 ")
+
+
+@pytest.mark.parametrize("command", [("fuse", "out.cfg", "out.weights"),
+                                     ("partial", "out.weights", "9"),
+                                     ("reset", "out.weights"), ("rgbgr", "out.weights")])
+def test_weight_tools_refuse_to_write_nan_weights(project, command):
+    cfg = project / "rgb.cfg"          # rgbgr needs a first conv of 3 channels
+    cfg.write_text((project / "halves.cfg").read_text().replace("channels=1", "channels=3"))
+    net = Network.from_cfg(str(cfg), warn=False, seed=1)
+    net.layers[0].biases[:3] = [np.nan, np.inf, -np.inf]
+    bad = project / "nan.weights"
+    net.save_weights(bad, allow_nonfinite=True)
+    with pytest.raises(DarknetError, match="refusing to write weights holding 3 NaN/inf"):
+        net.save_weights(project / "out.weights")
+    name, *outs = command
+    r = run_cli(name, str(cfg), str(bad), *(str(project / o) if "." in o else o for o in outs))
+    assert_one_line_error(r, f"{bad}: error: the weights hold 3 NaN/inf value(s): layer 0 "
+                             "(convolutional) biases has 3 of them: ", "not written")
+    assert not (project / "out.weights").exists() and not (project / "out.cfg").exists()
+
+
+def test_partial_keeps_the_layers_before_a_nan(nan_weights, project):
+    good, _ = nan_weights
+    from darknet_py.nn.weights import read_weights_file
+    n = read_weights_file(good)[1].size
+    bad = _poisoned(good, project / "tail.weights", [n - 1], [np.nan])    # in the last layer
+    r = run_cli("partial", str(project / "halves.cfg"), str(bad), str(project / "out.weights"),
+                "1")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr and (project / "out.weights").exists()
+
+
+def test_training_refuses_to_start_from_nan_weights(nan_weights, project):
+    _, bad = nan_weights
+    backup = project / "backup"
+    before = files_of(backup)
+    r = run_cli("train", str(project / "halves.cfg"), str(project / "halves.data"), str(bad),
+                "--device", "cpu", "-clear")
+    assert_one_line_error(r, f"{bad}: error: the weights hold 3 NaN/inf value(s): layer 0",
+                          "training cannot start from them")
+    assert files_of(backup) == before
+
+
+def test_weights_that_become_nan_with_a_finite_loss_are_not_saved(project, capsys):
+    """An update that leaves NaN in the weights while the loss was still finite: the backup
+    due at that iteration is refused, the last good one stays, the run stops naming it."""
+    t = trainer(project, max_batches=6, backup_every=2)
+    real = t.net.update
+
+    def update_then_poison(*a, **kw):
+        out = real(*a, **kw)
+        if t.net.seen // t.images_per_iteration == 4:
+            t.net.layers[0].biases[0] = np.nan
+        return out
+
+    t.net.update = update_then_poison
+    assert t.run() == 1
+    err = capsys.readouterr().err
+    assert "the weights became NaN/inf (refusing to write weights holding 1 NaN/inf value(s): " \
+           "layer 0 (convolutional) biases has 1 of them;" in err
+    assert "at iteration 4" in err and "(iteration 2)" in err
+    backup = project / "backup"
+    from darknet_py.train.checkpoint import saved_iteration
+    assert saved_iteration(str(backup / "halves_last.weights"), t.images_per_iteration) == 2
+    from darknet_py.nn.weights import read_weights_file
+    assert np.isfinite(read_weights_file(backup / "halves_last.weights")[1]).all()
+
+
+# -- found by tests/test_data_fuzz.py --------------------------------------------------------
+def test_classes_below_one_is_one_line_at_its_line(project):
+    data = project / "halves.data"
+    data.write_text(data.read_text().replace("classes=2", "classes=-1"))
+    for args in (("data", "check", str(data)),
+                 ("train", str(project / "halves.cfg"), str(data), "--device", "cpu")):
+        r = run_cli(*args)
+        assert_one_line_error(r, f"{data}:1: error: classes=-1: expected a whole number >= 1")
+
+
+def test_a_backup_that_is_a_file_says_it_must_be_a_folder(project):
+    data = project / "halves.data"
+    (project / "notadir").write_text("x")
+    data.write_text(data.read_text().replace(f"backup={project}/backup",
+                                             f"backup={project}/notadir"))
+    r = run_cli("train", str(project / "halves.cfg"), str(data), "--device", "cpu")
+    assert_one_line_error(r, f"{data}:5: error: backup={project}/notadir: a file, not a folder")
+    assert (project / "notadir").read_text() == "x"
+
+
+def test_a_missing_or_short_names_file_is_said_at_its_line(tmp_path):
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(TINY_YOLO.replace("classes=1", "classes=2").replace("filters=18",
+                                                                       "filters=21"))
+    Network.from_cfg(str(cfg), warn=False, seed=1).save_weights(tmp_path / "tiny.weights")
+    from PIL import Image
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    data = tmp_path / "t.data"
+    data.write_text(f"classes=2\nnames={tmp_path}/no.names\n")
+    r = run_cli("detector", "test", str(data), str(cfg), str(tmp_path / "tiny.weights"),
+                str(tmp_path / "a.png"), "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{data}:2: warning: names={tmp_path}/no.names: no such file; classes are shown " \
+           "by number" in r.stderr
+    (tmp_path / "one.names").write_text("left\n")
+    data.write_text(f"classes=2\nnames={tmp_path}/one.names\n")
+    r = run_cli("data", "check", str(data))
+    assert f"{data}:2: warning: {tmp_path}/one.names has 1 names but there are 2 classes" \
+        in r.stdout + r.stderr
+
+
+def test_train_step_without_truth_is_refused_before_it_changes_the_weights(project):
+    net = Network.from_cfg(str(project / "halves.cfg"), warn=False, seed=1)
+    before = net.layers[0].weights.copy()
+    x = np.zeros((net.batch, 1, 12, 12), np.float32)
+    with pytest.raises(ValueError, match=r"train_step needs the truth for layer \d+'s loss "
+                                         r"\(softmax\): a \(N, 2\) one-hot array, not None"):
+        net.train_step(x, None)
+    assert np.array_equal(net.layers[0].weights, before) and net.seen == 0
+
+
+STRIDED_YOLO = """[net]
+batch=2
+width={w}
+height=32
+channels=3
+max_batches=1
+
+[convolutional]
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[upsample]
+stride=2
+
+[route]
+layers=-1,-3
+
+[convolutional]
+filters=27
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=4,4, 8,8, 16,16
+classes=4
+num=3
+"""
+
+
+@pytest.mark.parametrize("width, level", [(33, "error"), (33, "warning"), (32, None)])
+def test_a_size_off_the_stride_is_named_when_training_starts(tmp_path, capsys, width, level):
+    """width=33 with a stride of 2: the route after the upsample cannot join 33 and 34
+    columns; the error names width= and the multiples to use, not the [route].  Without the
+    route it builds, and the training says so once (AlexeyAB warns too)."""
+    from darknet_py.data.shapes import make_shapes
+    from darknet_py.errors import CfgError
+    from darknet_py.train.detector import DetectorTrainer
+    from darknet_py.train.options import TrainOptions
+    make_shapes(tmp_path / "set", 4, size=(32, 32), seed=1, absolute=True)
+    data = tmp_path / "set" / "shapes.data"
+    data.write_text(data.read_text().replace("backup=backup/", f"backup={tmp_path}/backup"))
+    cfg = tmp_path / "s.cfg"
+    text = STRIDED_YOLO.format(w=width)
+    if level == "warning":
+        text = text.replace("[upsample]\nstride=2\n\n[route]\nlayers=-1,-3\n", "")
+    cfg.write_text(text)
+    options = TrainOptions(device="cpu", progress=False, seed=1)
+    if level == "error":
+        with pytest.raises(CfgError, match=rf"^{cfg}:3: error: width=33 is not a multiple of 2, "
+                                           "the network's total stride .*use width=32 or 34$"):
+            DetectorTrainer(str(cfg), str(data), options=options, out=open(os.devnull, "w"))
+    else:
+        DetectorTrainer(str(cfg), str(data), options=options, out=open(os.devnull, "w"))
+        err = capsys.readouterr().err
+        if level == "warning":
+            assert f"{cfg}:3: warning: width=33 is not a multiple of 2" in err, err
+        else:
+            assert "stride" not in err
+
+
+def test_a_batch_larger_than_the_dataset_is_said_and_every_batch_is_full(project, capsys):
+    from darknet_py.data.datasets import epoch_order
+    cfg = project / "halves.cfg"
+    cfg.write_text(cfg.read_text().replace("batch=8", "batch=200"))     # 100 per subdivision
+    t = trainer(project, max_batches=1)
+    assert f"{cfg}:2: warning: a mini-batch of 100 images (batch/subdivisions) is more than the " \
+           "64 training images" in capsys.readouterr().err
+    for k in range(3):
+        idx = epoch_order(64, 100, 7, k)
+        assert len(idx) == 100 and set(idx) == set(range(64))
+    assert np.array_equal(epoch_order(64, 8, 7, 3), np.random.default_rng([7, 0])
+                          .permutation(64)[24:32])       # batch <= n: as before
+    assert t.run() == 0

@@ -72,6 +72,11 @@ def halves(n, rng):
 
 @pytest.fixture
 def project(tmp_path):
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path):
+    """The halves dataset (IDX files), its .data (backup in the folder) and cfg in ``tmp_path``."""
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("t10k", 32)):
         images, labels = halves(n, rng)

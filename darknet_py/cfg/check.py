@@ -99,6 +99,9 @@ LAYER_CLASSES = {**REGISTRY, **SHAPE_ONLY}
 _FLAT_TYPES = ("softmax", "cost", "detection", "rnn", "gru", "lstm")
 
 
+INT_MAX = 2 ** 31 - 1
+
+
 class _Layer:
     """One layer section with its parsed options and the output shape the walk gave it."""
 
@@ -332,6 +335,25 @@ class _Checker(ValueRules, NetRules, HeadRules):
                 self.warn(route.line("layers"), route.mismatch + ": the route's output is a "
                           "flat vector, which only [connected]/[softmax]-like layers can use")
 
+    def check_counts(self, layer, inp):
+        """Darknet keeps a layer's weight and output counts in C ints (pj:src/
+        convolutional_layer.c l.nweights, l.outputs * l.batch): over 2^31 - 1 they overflow,
+        and darknet_py would try to allocate that many floats.  An error here, not at build."""
+        batch = max(1, self.net_vals.get("batch", 1) // max(1, self.net_vals.get("subdivisions",
+                                                                                   1)))
+        counts = [("outputs for a mini-batch", layer.shape.size * batch, None)]
+        if layer.type in ("convolutional", "deconvolutional") and inp is not None:
+            counts.append(("weights", inp.c // max(1, layer.v("groups", 1)) *
+                           layer.v("filters", 1) * layer.v("size", 1) ** 2, "filters"))
+        elif layer.type == "connected" and inp is not None:
+            counts.append(("weights", inp.size * layer.v("output", 1), "output"))
+        for what, n, key in reversed(counts):
+            if n > INT_MAX:
+                self.error(layer.line(key), f"[{layer.name}] would have {n:,} {what}: over "
+                           "2^31 - 1, where Darknet's int counts overflow (and gigabytes to "
+                           "allocate); make it smaller")
+                raise _Stop
+
     def place(self, layer, cls, prev, extent):
         """The layer's output Shape and Field, by its class's rules (the ones Network builds
         with).  Raises _Stop when they cannot be known (a problem is reported, or was)."""
@@ -365,6 +387,7 @@ class _Checker(ValueRules, NetRules, HeadRules):
             raise _Stop from None
         if layer.shape is None:
             raise _Stop
+        self.check_counts(layer, inp)
         if field is None or any(r.field is None for r in refs):
             layer.field = None
         else:

@@ -10,12 +10,14 @@ import warnings
 from .. import __version__
 from ..cfg.parser import CfgWarning
 from ..errors import DarknetError
+from ..nn.weights import WeightsWarning
 from . import cfg, classifier, data, detector, export, tools, train
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings as one line on stderr: a cfg's as they are (``file:line: warning: ...``)."""
-    if issubclass(category, CfgWarning):
+    """Warnings as one line on stderr: a cfg's or a weights file's as they are
+    (``file:line: warning: ...``)."""
+    if issubclass(category, (CfgWarning, WeightsWarning)):
         print(str(message), file=sys.stderr)
     else:
         print(f"warning: {message}", file=sys.stderr)

@@ -9,7 +9,7 @@ from ..cfg.parser import read_cfg
 from ..detection.anchors import calc_anchors
 from ..errors import DarknetError
 from ..nn.network import Network
-from .common import command_group, training_boxes
+from .common import at_least, command_group, training_boxes
 
 
 def cmd_cfg_summary(args):
@@ -90,7 +90,7 @@ def register(subparsers):
         "new", help="a ready-to-train cfg from a template: classes, filters, max_batches, steps")
     new.add_argument("--from", dest="template", required=True, metavar="TEMPLATE",
                      help="yolov3-tiny, yolov2-tiny, mnist, or a path to a .cfg")
-    new.add_argument("--classes", type=int, required=True, metavar="N")
+    new.add_argument("--classes", type=at_least(1), required=True, metavar="N")
     new.add_argument("--size", metavar="WxH",
                      help="network width x height (multiples of 32 for yolo/region)")
     new.add_argument("--anchors", metavar="DATA|W,H,...",

@@ -7,7 +7,7 @@ from ..data.datacfg import DataCfg, class_names
 from ..data.datasets import load_classification
 from ..predict import class_probabilities, top_classes
 from ..train.classifier import evaluate
-from .common import (command_group, image_paths, inference_flags, load_for_inference,
+from .common import (at_least, command_group, image_paths, inference_flags, load_for_inference,
                      positionals)
 from .train import add_darknet_train, run_training
 
@@ -18,7 +18,7 @@ def cmd_classifier_train(args):
 
 def cmd_classifier_valid(args):
     data = DataCfg(args.data)
-    classes = data.int("classes", 2)
+    classes = data.int("classes", 2, minimum=1)
     top = args.t or max(1, data.int("top", 1))
     net = load_for_inference(args, args.cfg, args.weights)
     dataset = load_classification(data, "valid", classes)
@@ -42,10 +42,11 @@ def _predict(net, names, paths, top):
 
 def cmd_classifier_predict(args):
     data = DataCfg(args.data)
-    classes = data.int("classes", 2)
+    classes = data.int("classes", 2, minimum=1)
     top = args.t or max(1, data.int("top", 1))
     net = load_for_inference(args, args.cfg, args.weights)
-    _predict(net, class_names(data, classes), image_paths(args.images), min(top, classes))
+    _predict(net, class_names(data, classes, say=True), image_paths(args.images),
+             min(top, classes))
     return 0
 
 
@@ -64,7 +65,7 @@ def register(subparsers):
     cpredict = csub.add_parser("predict", help="classifier predict DATA CFG WEIGHTS [IMAGE...]")
     for p in (cvalid, cpredict):
         positionals(p, "data", "cfg", "weights")
-        p.add_argument("-t", type=int, default=0, metavar="K",
+        p.add_argument("-t", type=at_least(1), default=None, metavar="K",
                        help="top K (default: top= from the .data file)")
         inference_flags(p)
     cpredict.add_argument("images", nargs="*", help="images (none: read paths from stdin)")
@@ -79,6 +80,7 @@ def register_classify(subparsers):
     classify.add_argument("cfg")
     classify.add_argument("weights")
     classify.add_argument("images", nargs="*")
-    classify.add_argument("-t", type=int, default=0, metavar="K")
+    classify.add_argument("-t", type=at_least(1), default=None, metavar="K",
+                          help="top K (default 5)")
     inference_flags(classify)
     classify.set_defaults(func=cmd_classify)

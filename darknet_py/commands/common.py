@@ -24,6 +24,22 @@ def at_least(minimum):
     return parse
 
 
+def between(low, high):
+    """An argparse type: a number from low to high (a probability, an overlap); NaN, inf and
+    anything outside are refused naming the flag (-thresh -1 would report every box, -nms 5
+    none suppressed: silently not what was asked)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:     # NaN compares False
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, "
+                                             f"not {text!r}")
+        return value
+    return parse
+
+
 def device_flags(p):
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                    help="where to compute (auto: the GPU when CuPy finds one)")

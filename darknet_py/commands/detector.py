@@ -1,6 +1,7 @@
 """Darknet's ``detector train|test|demo|map|valid|recall|calc_anchors`` (pj:examples/detector.c,
 with AlexeyAB's map, calc_anchors and demo's -out_filename) and ``detect CFG WEIGHTS IMAGE...``."""
 
+import argparse
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from ..detection.mapeval import evaluate_map, format_map_table
 from ..errors import DarknetError
 from ..image import draw_detections
 from ..train.trainer import progress_bar
-from .common import (at_least, command_group, dont_show, image_paths, inference_flags, letter_box,
+from .common import (at_least, between, command_group, dont_show, image_paths, inference_flags, letter_box,
                      load_for_inference, positionals, training_boxes)
 from .train import add_darknet_train, run_training
 
@@ -116,7 +117,7 @@ def _detect(args, net, names, images):
 
 
 def _names_for(data_path, classes):
-    return class_names(DataCfg(data_path), classes) if data_path else \
+    return class_names(DataCfg(data_path), classes, say=True) if data_path else \
         [str(i) for i in range(classes)]
 
 
@@ -205,7 +206,7 @@ def cmd_detector_recall(args):
 
 
 def cmd_detector_calc_anchors(args):
-    classes = DataCfg(args.data).int("classes", 1)
+    classes = DataCfg(args.data).int("classes", 1, minimum=1)
     wh = training_boxes(args.data, args.width, args.height, classes)
     if len(wh) < args.num_of_clusters:
         raise DarknetError(f"{len(wh)} boxes in the training labels, fewer than "
@@ -226,12 +227,21 @@ def cmd_detector_calc_anchors(args):
     return 0
 
 
+def points(text):
+    """``-points``: 0 (the area) or a count of recall levels >= 2 (evaluate_map's rule)."""
+    value = at_least(0)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("expected 0 (the area) or a number of points >= 2, "
+                                         "not '1'")
+    return value
+
+
 def _thresh_nms(p, what="report"):
-    p.add_argument("-thresh", "--thresh", type=float, default=0.25,
+    p.add_argument("-thresh", "--thresh", type=between(0, 1), default=0.25,
                    help=f"{what} objects with a probability above this (default .25)")
-    p.add_argument("-nms", "--nms", type=float, default=0.45,
+    p.add_argument("-nms", "--nms", type=between(0, 1), default=0.45,
                    help="non-maximum suppression: the overlap above which the weaker box of a "
-                        "class goes (default .45)")
+                        "class goes (default .45); 0: none, as pj's `if (nms)`")
 
 
 def _detect_flags(p):
@@ -280,12 +290,14 @@ def register(subparsers):
 
     dmap = dsub.add_parser("map", help="detector map DATA CFG WEIGHTS: AP per class and mAP")
     positionals(dmap, "data", "cfg", "weights")
-    dmap.add_argument("-thresh", "--thresh", type=float, default=0.25,
+    dmap.add_argument("-thresh", "--thresh", type=between(0, 1), default=0.25,
                       help="confidence for precision/recall/F1 (default .25)")
-    dmap.add_argument("-iou_thresh", "--iou-thresh", dest="iou_thresh", type=float,
-                      default=0.5)
-    dmap.add_argument("-points", "--points", type=int, default=0,
-                      help="0: area under the curve (default); 11: VOC2007's 11 points")
+    dmap.add_argument("-iou_thresh", "--iou-thresh", dest="iou_thresh", type=between(0, 1),
+                      default=0.5, help="the overlap with a truth box that counts as found "
+                                        "(default .5)")
+    dmap.add_argument("-points", "--points", type=points, default=0,
+                      help="0: area under the curve (default); 11: VOC2007's 11 points; "
+                           "101: COCO's")
     inference_flags(dmap)
     dont_show(dmap)
     letter_box(dmap)

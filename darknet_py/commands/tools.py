@@ -3,23 +3,38 @@
 
 import platform
 import time
+import warnings
 
 import numpy as np
 import PIL
 
 from .. import __version__
 from ..cfg.edit import CfgDocument
-from ..errors import DarknetError
+from ..errors import DarknetError, WeightsError
 from ..nn.backend import on_gpu
 from ..nn.network import Network
+from ..nn.weights import WeightsWarning, nonfinite_summary
 from .common import at_least, device, device_flags, positionals
 
 
-def _loaded(args):
-    """The network of ``args.cfg`` at batch 1 on the CPU, with ``args.weights`` loaded."""
+def _loaded(args, partial=False):
+    """The network of ``args.cfg`` at batch 1 on the CPU, with ``args.weights`` loaded
+    (without load_weights' NaN warning: ``_save`` refuses such weights in one line)."""
     net = Network.from_cfg(args.cfg, batch=1, seed=0)
-    net.load_weights(args.weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeightsWarning)
+        net.load_weights(args.weights, partial=partial)
     return net
+
+
+def _save(net, args, out, cutoff=None):
+    """Write ``out``, unless the weights to write hold NaN/inf: then one error naming the
+    input, ``out`` not written (Network.save_weights would refuse it too)."""
+    found = net.nonfinite_arrays(None if cutoff is None else net.layers[:cutoff])
+    if found:
+        raise WeightsError(f"the weights hold {nonfinite_summary(found)}: {out} not written "
+                           "(weights saved by a training that diverged?)", args.weights)
+    net.save_weights(out, cutoff=cutoff)
 
 
 def cmd_fuse(args):
@@ -32,8 +47,8 @@ def cmd_fuse(args):
     for i in folded:
         doc.layer(i).set("batch_normalize", 0,
                          comment="folded into the weights by darknet_py fuse")
+    _save(net, args, args.out_weights)       # first: no cfg is left beside no weights
     doc.save(args.out_cfg)
-    net.save_weights(args.out_weights)
     print(f"Folded batch norm of {len(folded)} layers into {args.out_weights}; "
           f"inference cfg {args.out_cfg}")
     return 0
@@ -41,10 +56,9 @@ def cmd_fuse(args):
 
 def cmd_partial(args):
     """Darknet's partial: the first N layers' weights, seen reset (a *.conv.N backbone)."""
-    net = Network.from_cfg(args.cfg, batch=1, seed=0)
-    net.load_weights(args.weights, partial=True)
+    net = _loaded(args, partial=True)
     net.seen = 0
-    net.save_weights(args.out, cutoff=args.n)
+    _save(net, args, args.out, cutoff=args.n)
     print(f"Saved the first {min(args.n, len(net.layers))} layers of {args.weights} to {args.out}")
     return 0
 
@@ -53,7 +67,7 @@ def cmd_reset(args):
     """The same weights with seen = 0 (training schedules start over)."""
     net = _loaded(args)
     net.seen = 0
-    net.save_weights(args.out)
+    _save(net, args, args.out)
     print(f"Saved {args.out} with seen = 0")
     return 0
 
@@ -70,7 +84,7 @@ def cmd_rgbgr(args):
                            "channels per group, not 3 (Darknet leaves it as it is)",
                            args.cfg, conv.line)
     conv.weights[:, [0, 2]] = conv.weights[:, [2, 0]]
-    net.save_weights(args.out)
+    _save(net, args, args.out)
     print(f"Saved {args.out} with layer {conv.index}'s R and B input channels swapped")
     return 0
 
@@ -158,7 +172,7 @@ def register(subparsers):
     partial = subparsers.add_parser("partial",
                                     help="partial CFG WEIGHTS OUT N: keep the first N layers")
     positionals(partial, "cfg", "weights", "out")
-    partial.add_argument("n", type=int)
+    partial.add_argument("n", type=at_least(1), help="how many layers to keep")
     partial.set_defaults(func=cmd_partial)
     reset = subparsers.add_parser("reset",
                                   help="reset CFG WEIGHTS OUT: the weights with seen = 0")

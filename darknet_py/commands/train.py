@@ -9,6 +9,7 @@ import sys
 
 from ..cfg.parser import read_cfg
 from ..errors import DarknetError
+from ..nn.backend import resolve_device
 from ..train.classifier import ClassifierTrainer
 from ..train.detector import DetectorTrainer
 from ..train.options import TrainOptions
@@ -120,6 +121,8 @@ def run_training(args, detector=False):
     ``-gpus`` naming several GPUs this process starts one replica per GPU and waits."""
     gpus = args.gpus or []
     if len(gpus) > 1 and "WORLD_SIZE" not in os.environ:
+        for gpu in gpus:     # no CuPy or no such GPU: one line here, not one per replica
+            resolve_device("gpu", gpu)
         return _spawn_replicas(gpus)
     if len(gpus) == 1:
         args.device, args.gpu_index = "gpu", gpus[0]

@@ -51,14 +51,20 @@ class DataCfg(dict):
             self[key] = value
             self.lines[key] = lineno
 
-    def int(self, key, default):
+    def int(self, key, default, minimum=None):
+        """``key`` as a whole number (``default`` when absent); below ``minimum`` is an error
+        at its line (``classes=-1`` would otherwise fail deep inside with a traceback)."""
         if key not in self:
             return default
         try:
-            return int(self[key])
+            value = int(self[key])
         except ValueError:
-            raise DarknetError(f"{key}={self[key]}: expected an integer", self.path,
-                               self.lines[key]) from None
+            value = None
+        if value is None or (minimum is not None and value < minimum):
+            at_least = f" >= {minimum}" if minimum is not None else ""
+            raise DarknetError(f"{key}={self[key]}: expected a whole number{at_least}",
+                               self.path, self.lines[key])
+        return value
 
     def file(self, key, default=None, required=False):
         """A path option, resolved from the working directory, else from the .data file's place."""
@@ -111,10 +117,35 @@ def read_lines(path, what):
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
-def class_names(data, classes):
-    path = data.file("names") or data.file("labels")
-    if path and os.path.exists(path):
-        names = read_lines(path, "names file")
-        if len(names) >= classes:
-            return names[:classes]
+def class_names(data, classes, say=False):
+    """The ``classes`` names of the .data file's ``names=`` (else ``labels=``) file; class
+    numbers where there is no such line, no such file or too few lines.  ``say``: print the
+    problem (``names_problem``) as a warning at its line -- pj would stop on a missing names
+    file (get_labels), and printing class numbers without a word hides the mistake."""
+    key = "names" if "names" in data else "labels" if "labels" in data else None
+    problem = names_problem(data, classes)
+    if problem and say:
+        print(f"{data.path}:{problem[0]}: warning: {problem[1]}", file=sys.stderr)
+    if key is not None:
+        path = data.file(key)
+        if os.path.isfile(path):
+            names = read_lines(path, "names file")
+            if len(names) >= classes:
+                return names[:classes]
     return [str(i) for i in range(classes)]
+
+
+def names_problem(data, classes):
+    """(line, message) when the names file is missing or its count differs from ``classes``,
+    else None."""
+    key = "names" if "names" in data else "labels" if "labels" in data else None
+    if key is None:
+        return None
+    path = data.file(key)
+    if not os.path.isfile(path):
+        return data.lines[key], f"{key}={data[key]}: no such file; classes are shown by number"
+    count = len(read_lines(path, "names file"))
+    if count == classes:
+        return None
+    shown = "the first ones are used" if count > classes else "classes are shown by number"
+    return data.lines[key], f"{path} has {count} names but there are {classes} classes; {shown}"

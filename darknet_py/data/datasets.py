@@ -148,10 +148,15 @@ def load_classification(data, key, classes):
 
 
 def epoch_order(n, batch, seed, k):
-    """The dataset indexes of mini-batch ``k``: epoch e is a permutation from (seed, e)."""
+    """The dataset indexes of mini-batch ``k``: epoch e is a permutation from (seed, e).  A
+    mini-batch larger than the dataset is filled with further permutations (pj draws its
+    images with replacement, get_random_paths), so it always holds ``batch`` images."""
     per_epoch = max(1, n // batch)
     epoch, j = divmod(k, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(n)
+    if batch > n:
+        order = np.concatenate([order] + [np.random.default_rng([seed, epoch, r]).permutation(n)
+                                          for r in range(1, -(-batch // n))])
     return order[j * batch:(j + 1) * batch]
 
 

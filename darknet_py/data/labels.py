@@ -211,17 +211,20 @@ def read_labels(path, classes=None, tolerance=1e-4):
         return np.zeros((0, 5), np.float32), problems
     text = data.decode("utf-8-sig", errors="replace")
     rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
+    # lines end at '\n' only (pj's fscanf, and the user's editor): splitlines() would also
+    # break at a form feed or U+2028 and shift the line numbers the problems name
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        fields = raw.split()
         if not fields:
             continue
+        line = " ".join(fields)          # shown in messages: one line, whatever the spaces
 
         def bad(kind, message, dropped=True):
             problems.append(LabelProblem(path, lineno, kind, message, dropped))
 
         if len(fields) != 5:
             bad("malformed", f"expected 5 fields 'class x y w h', found {len(fields)}: "
-                             f"'{line.strip()}'")
+                             f"'{line}'")
             continue
         try:
             cls = int(fields[0])
@@ -231,10 +234,10 @@ def read_labels(path, classes=None, tolerance=1e-4):
         try:
             x, y, w, h = (float(v) for v in fields[1:])
         except ValueError:
-            bad("malformed", f"a coordinate is not a number: '{line.strip()}'")
+            bad("malformed", f"a coordinate is not a number: '{line}'")
             continue
         if not all(math.isfinite(v) for v in (x, y, w, h)):
-            bad("malformed", f"a coordinate is NaN or infinite: '{line.strip()}'")
+            bad("malformed", f"a coordinate is NaN or infinite: '{line}'")
             continue
         if cls < 0 or (classes is not None and cls >= classes):
             upper = f"{classes - 1}" if classes is not None else "classes-1"

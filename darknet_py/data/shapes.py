@@ -375,7 +375,11 @@ def add_shapes_arguments(p):
 def run_shapes(args):
     """Run ``darknet_py data shapes`` with parsed ``args``; returns the exit status."""
     workers = args.workers
-    if workers <= 0:
+    if workers < 0:
+        print(f"darknet_py data shapes: error: argument --workers: expected a whole number >= 0, "
+              f"not {workers}", file=sys.stderr)
+        return 2
+    if workers == 0:
         try:
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:

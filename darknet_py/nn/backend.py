@@ -81,9 +81,16 @@ def resolve_device(device="cpu", index=0):
         found = cupy.cuda.runtime.getDeviceCount() > index
         if found:
             cupy.cuda.Device(index).use()
-    except Exception as e:  # ImportError, CUDA driver errors
+    except ImportError:
         if device == "gpu":
-            raise DarknetError(f"--device gpu needs CuPy and a CUDA GPU ({e})") from None
+            raise DarknetError("the GPU engine is not installed (no CuPy): pip install "
+                               "'darknet_py[gpu]' (CuPy for CUDA 12, cuDNN), or train on the "
+                               "CPU with --device cpu") from None
+        return CPU
+    except Exception as e:  # CUDA driver errors
+        if device == "gpu":
+            raise DarknetError(f"--device gpu needs a CUDA GPU that CuPy can use ({e})") \
+                from None
         return CPU
     if found:
         return Device("gpu", index)

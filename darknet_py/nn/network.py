@@ -14,6 +14,7 @@ range-checked (gradient checks and layer tests feed any numbers).
 
 import numbers
 import os
+import warnings
 
 import numpy as np
 
@@ -27,7 +28,8 @@ from .layers.base import Field, UpdateArgs, next_field
 from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
 from ..atomic import atomic_write
-from .weights import DEFAULT_VERSION, header_bytes, read_weights_file
+from .weights import (DEFAULT_VERSION, NonFiniteWeights, WeightsWarning, count_nonfinite,
+                      header_bytes, nonfinite_summary, read_weights_file)
 
 class InputShapeError(DarknetError, ValueError):
     """An input that is not the (N, C, H, W) images the network takes."""
@@ -87,6 +89,7 @@ class Network:
         self.seen = 0
         self.t = 0              # number of weight updates (Adam's t)
         self.version = DEFAULT_VERSION
+        self.nonfinite = []          # NaN/inf found by the last load_weights (see there)
         self.rng = np.random.default_rng(seed)
         self.layers = []
         ctx = _BuildContext(self.xp, self.rng, self.options)
@@ -344,6 +347,13 @@ class Network:
         Returns the loss per image of this mini-batch.
         """
         x = self.as_input(x)
+        losses = [layer for layer in self.layers if layer.cost is not None]
+        if truth is None and losses:   # the loss would be 0 and the update decay alone
+            head = losses[-1]
+            wanted = "boxes (x, y, w, h, class) per image" if head.type in ("yolo", "region") \
+                else f"a (N, {head.inputs}) one-hot array"
+            raise ValueError(f"train_step needs the truth for layer {head.index}'s loss "
+                             f"({head.type}): {wanted}, not None")
         self.train_pass(x, truth)
         if update and self.update_due():
             self.update()
@@ -406,6 +416,11 @@ class Network:
         every batch norm into its layer's weights (an inference-only network).
         """
         filled = self._load_weights(path, partial, cutoff)
+        if self.nonfinite:    # Darknet loads them without a word and prints garbage
+            warnings.warn(WeightsWarning(
+                f"{path}: warning: {nonfinite_summary(self.nonfinite)}: the outputs will be "
+                "NaN or garbage; these weights are broken (saved by a training that "
+                "diverged?)"), stacklevel=2)
         if fuse:
             self.fold_batchnorm()
         self.forget_graphs()          # they hold the replaced arrays' addresses
@@ -420,6 +435,7 @@ class Network:
         self.t = self.seen // (self.batch * self.subdivisions)
         pos = 0
         filled = 0
+        self.nonfinite = []          # (layer index, type, array, count) of NaN/inf values
         layers = self.layers if cutoff is None else self.layers[:cutoff]
         for layer in layers:
             if layer.dontload:
@@ -444,6 +460,9 @@ class Network:
                 values = payload[pos:pos + target.size]
                 pos += target.size
                 values = self._orient(layer, name, values, header.transpose)
+                bad = count_nonfinite(values)
+                if bad:
+                    self.nonfinite.append((layer.index, layer.type, name, bad))
                 setattr(layer, name, self.xp.asarray(values.reshape(target.shape),
                                                      dtype=self.dtype).copy())
             filled += 1
@@ -464,9 +483,17 @@ class Network:
             return values.reshape(-1, n).T
         return values
 
-    def save_weights(self, path, cutoff=None):
-        """Write a Darknet .weights file (header 0.2.x, 64-bit seen), atomically."""
+    def save_weights(self, path, cutoff=None, allow_nonfinite=False):
+        """Write a Darknet .weights file (header 0.2.x, 64-bit seen), atomically.  Weights
+        holding NaN or inf are refused (NonFiniteWeights, ``path`` untouched) unless
+        ``allow_nonfinite``: nothing useful is made of them, and a diverged training's weights
+        would replace the last good ones."""
         layers = self.layers if cutoff is None else self.layers[:cutoff]
+        if not allow_nonfinite:
+            found = self.nonfinite_arrays(layers)
+            if found:
+                raise NonFiniteWeights(f"refusing to write weights holding "
+                                       f"{nonfinite_summary(found)}", str(path))
 
         def chunks():
             yield header_bytes(self.seen, self.version)
@@ -477,6 +504,18 @@ class Network:
                     yield np.ascontiguousarray(to_numpy(getattr(layer, name)),
                                                dtype="<f4").tobytes()
         atomic_write(path, chunks())
+
+    def nonfinite_arrays(self, layers=None):
+        """[(layer index, type, array name, count)] of the saved arrays holding NaN or inf."""
+        found = []
+        for layer in self.layers if layers is None else layers:
+            if layer.dontsave:
+                continue
+            for name in layer.weight_record():
+                bad = count_nonfinite(getattr(layer, name), self.xp)
+                if bad:
+                    found.append((layer.index, layer.type, name, bad))
+        return found
 
     # -- presentation --------------------------------------------------------------------
     def receptive_fields(self):

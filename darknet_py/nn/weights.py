@@ -13,6 +13,28 @@ import numpy as np
 
 from ..errors import WeightsError
 
+
+class NonFiniteWeights(WeightsError):
+    """Weights holding NaN or inf: refused where they would be written (a diverged training's
+    weights must not replace good ones)."""
+
+
+class WeightsWarning(UserWarning):
+    """A .weights file that loads but is suspect (NaN/inf values); ``path: warning: ...``."""
+
+
+def nonfinite_summary(found):
+    """``found``: [(layer index, layer type, array name, count)] -> one clause for a message."""
+    total = sum(n for *_, n in found)
+    index, kind, name, n = found[0]
+    more = f"; {len(found) - 1} more array(s) too" if len(found) > 1 else ""
+    return (f"{total} NaN/inf value(s): layer {index} ({kind}) {name} has {n} of them{more}")
+
+
+def count_nonfinite(array, xp=np):
+    """How many values of ``array`` (NumPy or CuPy) are NaN or inf."""
+    return int(array.size - int(xp.count_nonzero(xp.isfinite(array))))
+
 DEFAULT_VERSION = (0, 2, 0)
 
 

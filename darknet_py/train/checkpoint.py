@@ -1,10 +1,14 @@
 """The backup folder's files: their names, and the checkpoint beside ``<cfg>_last.weights``
 (``<cfg>_last.state.npz`` and the log).
 
-The .weights file holds each layer's weights record; the state file holds the rest of every
-layer's ``state()`` (update buffers with their momentum, Adam's moments), keyed
-``"<layer index>/<name>"``, and ``meta`` (JSON: seen, t, seed, avg_loss, best, accuracy).  It
-belongs to the weights file with the same ``seen``; together they make --resume exact.
+The .weights file holds each layer's weights record; the state file holds every layer's whole
+``state()`` -- the weights again, the update buffers with their momentum, Adam's moments --
+keyed ``"<layer index>/<name>"``, and ``meta`` (JSON: seen, t, seed, avg_loss, best, accuracy,
+``whole``).  The state file is written first and is complete on its own: a kill between the two
+writes leaves it one checkpoint ahead of ``_last.weights``, and --resume then takes the
+weights from it, so a resumed run ends exactly as an uninterrupted one whenever it was killed.
+A state file without the weights (older versions) belongs to the weights file of the same
+``seen`` only.
 """
 
 import contextlib
@@ -43,15 +47,17 @@ def beyond_weights(layer):
 
 
 def save_state(net, path, meta):
-    """Write the state file of ``net`` (its weights are saved apart), atomically."""
+    """Write the state file of ``net`` -- everything --resume needs, the weights included --
+    atomically (before ``_last.weights``: see the module's docstring)."""
     arrays = {f"{layer.index}/{name}": to_numpy(array) for layer in net.layers
-              for name, array in beyond_weights(layer).items()}
+              for name, array in layer.state().items()}
     buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(dict(seen=net.seen, t=net.t, **meta))), **arrays)
+    np.savez(buf, meta=np.array(json.dumps(dict(seen=net.seen, t=net.t, whole=True, **meta))),
+             **arrays)
     atomic_write(path, [buf.getvalue()])
 
 
-def _read_state(path):
+def read_state(path):
     """(meta, {key: array}) of a state file; a file that cannot be read whole (empty, cut by a
     full disk, not a state file) is a one-line error saying what to do."""
     try:
@@ -74,12 +80,18 @@ def restore_state(net, path):
     file."""
     if not os.path.exists(path):
         return None, []
-    meta, saved = _read_state(path)
-    if meta["seen"] != net.seen:
+    meta, saved = read_state(path)
+    ahead = meta.get("whole", False) and meta["seen"] > net.seen
+    if meta["seen"] != net.seen and not ahead:
         return None, []
+    if ahead:           # killed between the state file and the weights: the state is whole
+        print(f"{path}: note: one checkpoint ahead of the weights file (a run stopped between "
+              "the two writes); resuming from it", file=sys.stderr)
+        net.seen = meta["seen"]
     missing = []
     for layer in net.layers:
-        for name, array in beyond_weights(layer).items():
+        arrays = layer.state() if ahead else beyond_weights(layer)
+        for name, array in arrays.items():
             key = f"{layer.index}/{name}"
             if key not in saved:
                 missing.append(key)
@@ -123,6 +135,22 @@ def read_log(path, iteration, say=True):
             records.append(record)
     return kept, [(r["iteration"], r["loss"], r["avg_loss"]) for r in records
                   if "loss" in r]      # not the --profile record
+
+
+def remove_cut_writes(folder, base):
+    """Remove the temporary files of writes that a kill cut short (atomic.atomic_open's
+    ``.<name>.<random><suffix>`` beside ``<base>_*``, ``<base>.log.jsonl``, ``chart_<base>.png``):
+    never read, they would only pile up.  Called with the backup lock held, so no running
+    training of ``base`` is writing them."""
+    prefixes = (f".{base}_", f".{base}.log.jsonl.", f".chart_{base}.png.")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefixes):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
 
 
 def saved_iteration(weights_path, images_per_iteration):

@@ -38,7 +38,7 @@ def evaluate(net, dataset, top=1, batch=256, progress=False):
 class ClassifierTrainer(Trainer):
     def _setup_head(self):
         net = self.net
-        self.classes = self.data.int("classes", 2)
+        self.classes = self.data.int("classes", 2, minimum=1)
         self.top = max(1, self.data.int("top", 1))
         last = net.layers[-1]
         if last.type not in ("softmax", "cost", "logistic"):

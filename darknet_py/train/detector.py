@@ -31,7 +31,7 @@ class DetectorTrainer(Trainer):
                                net.path)
         last = heads[-1]
         self.classes = last.classes
-        data_classes = self.data.int("classes", self.classes)
+        data_classes = self.data.int("classes", self.classes, minimum=1)
         if data_classes != self.classes:
             raise DarknetError(f"classes={data_classes} here but the cfg's detection layers have "
                                f"classes={self.classes} ({last.path}:{last.line})",

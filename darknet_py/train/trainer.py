@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -34,10 +35,13 @@ from ..atomic import atomic_write
 from ..data.datacfg import DataCfg
 from ..data.datasets import Batches
 from ..data.threads import blas_threads, limit_blas
-from ..errors import DarknetError
+from ..cfg.check import check_cfg
+from ..errors import CfgError, DarknetError, WeightsError
 from ..nn.network import Network
+from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
-from .checkpoint import (BackupLock, basecfg, read_log, restore_state, save_state,
+from .checkpoint import (BackupLock, basecfg, read_log, remove_cut_writes, restore_state,
+                         save_state,
                          saved_iteration, snapshot_every)
 from .options import TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
@@ -101,8 +105,17 @@ class Trainer:
         self.backup_every = max(1, o.backup_every)
         self.show_imgs = o.show_imgs        # still to do: cleared after the first mini-batch
         self.data = DataCfg(data)
-        self.net = Network.from_cfg(cfg, device=o.device, device_index=o.gpu_index,
-                                    seed=o.seed)
+        try:
+            self.net = Network.from_cfg(cfg, device=o.device, device_index=o.gpu_index,
+                                        seed=o.seed)
+        except CfgError:        # a size off the stride fails later layers obscurely: say it
+            finding = stride_finding(cfg)
+            if finding is None:
+                raise
+            raise CfgError(finding.message, finding.path, finding.line) from None
+        finding = stride_finding(cfg)
+        if finding is not None and self.rank == 0:    # it builds, but boxes will be off
+            print(f"{finding.path}:{finding.line}: warning: {finding.message}", file=sys.stderr)
         self.net.world_size = self.world
         self.images_per_iteration = self.net.update_batch     # over every replica
         self._setup_head()
@@ -117,6 +130,7 @@ class Trainer:
         self._start_from(weights)
         self._setup_schedule(weights)
         self._setup_data()
+        self._say_if_batch_exceeds_data()
         self.per_epoch = max(1, len(self.train_set) // self.images_per_iteration)
         self.eval_every = self._eval_every()
         self.profiler = Profiler.for_run(self.net.device, o.profile, self.iteration,
@@ -124,10 +138,26 @@ class Trainer:
             if o.profile else None
 
     # -- setup -----------------------------------------------------------------------------
+    def _say_if_batch_exceeds_data(self):
+        """A mini-batch bigger than the training set repeats images in every batch (epoch_order):
+        fine for a smoke test, a mistake otherwise -- say it once."""
+        n, mini = len(self.train_set), self.net.batch * self.world
+        if n < mini and self.rank == 0:
+            print(f"{self.net.path}:{self.net.options.section.line_of('batch')}: warning: a "
+                  f"mini-batch of {mini} images (batch/subdivisions) is more than the {n} "
+                  f"training images of {self.data.get('train')}: each batch repeats some of "
+                  "them", file=sys.stderr)
+
     def _setup_files(self, cfg):
         self.base = basecfg(cfg)
         self.backup = self.data.get("backup", "backup")     # an output folder: from the cwd
-        os.makedirs(self.backup, exist_ok=True)
+        try:
+            os.makedirs(self.backup, exist_ok=True)
+        except OSError as e:     # a file of that name (FileExistsError), no permission, ...
+            what = "a file, not a folder" if os.path.exists(self.backup) else e.strerror
+            raise DarknetError(f"backup={self.backup}: {what}; backup= names the folder "
+                               "where the weights are saved", *self.data.where("backup")) \
+                from None
         self.paths = {kind: os.path.join(self.backup, f"{self.base}_{kind}.weights")
                       for kind in ("last", "best", "final")}
         self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
@@ -140,13 +170,23 @@ class Trainer:
             raise DarknetError(f"cannot create the chart's folder: {e.strerror}",
                                self.chart_path) from None
 
+    def _load_finite(self, path, partial=True):
+        """Load ``path``; weights holding NaN/inf are refused (no training starts from them)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", WeightsWarning)
+            filled = self.net.load_weights(path, partial=partial)
+        if self.net.nonfinite:
+            raise WeightsError(f"the weights hold {nonfinite_summary(self.net.nonfinite)}: "
+                               "training cannot start from them", path)
+        return filled
+
     def _start_from(self, weights):
         """--resume, or the start weights (a fresh log); -clear counts from iteration 0."""
         if self.options.resume:
             self._resume()
         else:
             if weights:
-                filled = self.net.load_weights(weights, partial=True)
+                filled = self._load_finite(weights)
                 print(f"Loaded {filled} of {len(self.net.layers)} layers from {weights}",
                       file=self.out)
         if self.options.clear:
@@ -199,15 +239,21 @@ class Trainer:
         """``<cfg>_last.weights`` and its state file (rank 0)."""
         if self.rank != 0:
             return
-        self.net.save_weights(self.paths["last"])
+        # the state first: it is whole on its own (checkpoint.py), so a kill between the two
+        # writes still resumes exactly; NaN weights are refused before either is written
+        found = self.net.nonfinite_arrays()
+        if found:
+            raise NonFiniteWeights(f"refusing to write weights holding "
+                                   f"{nonfinite_summary(found)}", self.paths["last"])
         save_state(self.net, self.state_path, dict(seed=self.seed, avg_loss=self.avg_loss,
                                                    best=self.best, accuracy=self.accuracy))
+        self.net.save_weights(self.paths["last"], allow_nonfinite=True)     # checked above
 
     def _resume(self):
         if not os.path.exists(self.paths["last"]):
             raise DarknetError(f"--resume: {self.paths['last']} does not exist (nothing to "
                                "resume; train without --resume first)")
-        self.net.load_weights(self.paths["last"])
+        self._load_finite(self.paths["last"], partial=False)
         meta, missing = restore_state(self.net, self.state_path)
         if meta is None:
             how = "without a matching state file: momentum starts from zero"
@@ -234,6 +280,7 @@ class Trainer:
         lock = BackupLock(self.backup, self.base)
         if self.rank == 0:
             lock.acquire()
+            remove_cut_writes(self.backup, self.base)
         try:
             return self._run()
         finally:
@@ -251,15 +298,20 @@ class Trainer:
             with _Interrupt() as interrupt, open(log_target, "a") as log, \
                     limit_blas(blas_threads(self.loader_processes)), \
                     np.errstate(all="ignore"):      # a diverging loss is reported below
-                while self.iteration < self.max_batches:
-                    k, loss, seconds = self._train_iteration(batches)
-                    if not math.isfinite(loss):
-                        self._diverged(k, loss)
-                        return 1
-                    self._record(k, loss, seconds, log)
-                    if self._after_iteration(k, log, interrupt):
-                        return 130
-                self._finish()
+                try:
+                    while self.iteration < self.max_batches:
+                        k, loss, seconds = self._train_iteration(batches)
+                        if not math.isfinite(loss):
+                            self._diverged(k, f"loss became {loss}")
+                            return 1
+                        self._record(k, loss, seconds, log)
+                        if self._after_iteration(k, log, interrupt):
+                            return 130
+                    self._finish()
+                except NonFiniteWeights as e:     # a finite loss, but an update gave NaN/inf
+                    self._diverged(self.iteration, f"the weights became NaN/inf "
+                                                   f"({e.message}; {e.path} not written)")
+                    return 1
                 return 0
         finally:
             batches.close()
@@ -453,8 +505,10 @@ class Trainer:
         draw_chart(self.chart_path, series, title=f"{self.base}: training", right_series=right)
 
     # -- what stops a run ------------------------------------------------------------------
-    def _diverged(self, k, loss):
-        print(f"\nloss became {loss} at iteration {k} (learning rate "
+    def _diverged(self, k, what):
+        """Nothing is saved: every save refuses NaN/inf weights (Network.save_weights), and the
+        last backup stays as it was."""
+        print(f"\n{what} at iteration {k} (learning rate "
               f"{self.net.current_rate():g}); stopping. The last good weights are "
               f"in {self.paths['last']} (iteration {self._saved_iteration()}). Try a lower "
               "learning_rate or a longer burn_in.", file=sys.stderr)
@@ -486,3 +540,13 @@ class Trainer:
                      f"{self._saved_iteration()})")
         print(f"\nTraining stopped by a data error; {where}. Fix the data and continue "
               "with --resume.", file=sys.stderr)
+
+
+def stride_finding(cfg):
+    """``cfg check``'s finding that width or height is not a multiple of the network's total
+    stride (AlexeyAB warns too: "must be divisible by 32"), or None."""
+    for finding in check_cfg(cfg):
+        if finding.level == "error" and "the network's total stride" in finding.message:
+            return finding
+    return None
+

@@ -340,6 +340,11 @@ CASES = [
      "darknet_py", None),
     ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "error",
      "binary=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
+    ("value-filters-overflow", "mnist", [S("filters=32", "filters=99999999")], "error",
+     "[convolutional] would have 14,399,999,856 weights: over 2^31 - 1, where Darknet's int "
+     "counts overflow", None),
+    ("value-connected-output-overflow", "mnist", [S("output=10", "output=999999999")], "error",
+     "[connected] would have 127,999,999,872 weights: over 2^31 - 1", None),
 ]
 
 
