@@ -14,11 +14,11 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DarknetError
-from ..image import (apply_hsv, distort_hsv, hsv_tables, letterbox, load_image_color,
-                     open_image)
+from ..image import apply_hsv, hsv_tables, letterbox, load_image_color, open_image
 from .datacfg import read_lines
 from .datasets import thread_pool
 from .labels import label_path_for, read_labels
+from .rawimages import RawImages
 from .workers import ThreadBatch, WorkerPool
 
 
@@ -55,7 +55,8 @@ class DetectionSet:
         return len(self.paths)
 
     def submit(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
+               raw=False):
         """Start preparing augmented images and truths: a pending batch whose ``result()`` is
         (x, truth) and whose ``release()`` hands its buffers back.  Threads prepare it, or with
         ``processes`` a pool of that many worker processes (which the GIL does not limit) writing
@@ -63,16 +64,20 @@ class DetectionSet:
         depends on neither.  ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the
         batch's image and three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup,
         the image blended half and half with another one drawn from the set, with the boxes of
-        both."""
+        both.  ``raw``: hand the images over as bytes with their colour tables, for the GPU
+        to finish (data/rawimages.py; colour images without mosaic or mixup only, else
+        ignored)."""
         seeds = rng.integers(0, 2 ** 63, len(indexes))
+        raw = raw and shape[0] == 3 and not mosaic and not mixup
         options = dict(shape=tuple(shape), jitter=jitter, hue=hue, saturation=saturation,
                        exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
                        mixup=mixup, max_boxes=self.max_boxes)
         items = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
         if processes:
-            return self._workers(processes).submit(items, options, shape, self.max_boxes * 5)
+            return self._workers(processes).submit(items, options, shape, self.max_boxes * 5,
+                                                   raw)
         return ThreadBatch(thread_pool(), fill_row, (self.paths, self.boxes), items, options,
-                           shape, self.max_boxes * 5)
+                           shape, self.max_boxes * 5, raw)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
@@ -153,8 +158,11 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
     (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
     (left, top, right, bottom) in pixels, the rest being padding.  ``out``: a (c, h, w)
-    float32 array to write the image into (a row of the batch)."""
+    float32 array to write the image into (a row of the batch), or a RawImages row: then the
+    canvas bytes and the colour tables go there, the distortion left to the GPU."""
     c, h, w = shape
+    deferred = isinstance(out, RawImages)
+    tables = None
     with open_image(path) as im:
         im = im.convert("RGB" if c == 3 else "L")
         iw, ih = im.size
@@ -181,8 +189,9 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
                 if box != (0, 0, nw, nh):
                     placed, at = placed.crop(box), (max(0, dx), max(0, dy))
                 tables = hsv_tables(rng, hue, saturation, exposure)
-                placed = apply_hsv(placed, tables)
-                fill = apply_hsv(Image.new("RGB", (1, 1), fill), tables).getpixel((0, 0))
+                if not deferred:
+                    placed = apply_hsv(placed, tables)
+                    fill = apply_hsv(Image.new("RGB", (1, 1), fill), tables).getpixel((0, 0))
                 distort = False
             canvas = Image.new(im.mode, (w, h), fill)
             canvas.paste(placed, at)
@@ -196,15 +205,21 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
             nw, nh = w * iw / cw, h * ih / chh           # the whole image's size on the canvas
             dx, dy = -pl * w / cw, -pt * h / chh
     if distort:
-        canvas = distort_hsv(canvas, rng, hue, saturation, exposure)
+        tables = hsv_tables(rng, hue, saturation, exposure)       # distort_hsv's draws
+        if not deferred:
+            canvas = apply_hsv(canvas, tables)
     a = np.asarray(canvas)
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     flipped = flip and rng.random() < 0.5
-    if flipped:
-        a = a[:, :, ::-1]
-    # byte / 255 in float32, flipped and laid out as (c, h, w) in one pass over the output
-    a = np.divide(a, np.float32(255), out=np.empty((c, h, w), np.float32) if out is None
-                  else out, dtype=np.float32)
+    if deferred:
+        out.set(a[:, ::-1] if flipped else a, tables)
+        a = out
+    else:
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        if flipped:
+            a = a[:, :, ::-1]
+        # byte / 255 in float32, flipped and laid out as (c, h, w) in one pass over the output
+        a = np.divide(a, np.float32(255), out=np.empty((c, h, w), np.float32) if out is None
+                      else out, dtype=np.float32)
     rows = boxes.astype(np.float64).copy()
     if len(rows):
         sx, sy = nw / w, nh / h

@@ -3,7 +3,7 @@
 Darknet loads the next batch in pthreads beside training (pj:src/data.c load_data_in_thread,
 load_threads); Python threads share the GIL, so darknet_py also offers processes.  The parent
 owns a ring of shared-memory *slots*, each holding one batch -- images (n, c, h, w) and truth
-(n, t), float32 -- and sends small tasks ``(slot, row, image index, seed)``, a few rows to a
+(n, t), float32, or the images as bytes for the GPU to finish (data/rawimages.py) -- and sends small tasks ``(slot, row, image index, seed)``, a few rows to a
 message; a worker writes each image and its truth row in place and answers when its rows are
 done (or with the error of the one that failed).  No image is pickled or copied by
 the parent, a slot's pages are touched once and then reused, and several batches are in flight
@@ -27,6 +27,7 @@ from multiprocessing import get_context, parent_process, shared_memory
 import numpy as np
 
 from ..errors import DarknetError
+from .rawimages import raw_layout, raw_views
 
 SHM_DIR = "/dev/shm"
 
@@ -63,14 +64,20 @@ def _check_room(nbytes):
                            "(threads)")
 
 
-def layout(n, shape, truth_width):
-    """(x shape, truth shape, bytes) of a batch of ``n`` images of ``shape`` in a slot."""
+def layout(n, shape, truth_width, raw=False):
+    """(x shape, truth shape, bytes) of a batch of ``n`` images of ``shape`` in a slot; with
+    ``raw`` the images are bytes to finish on the GPU (data/rawimages.py), x shape then
+    ("raw", n, c, h, w)."""
     xs, ts = (n, *shape), (n, truth_width)
+    if raw:
+        return ("raw", *xs), ts, raw_layout(n, shape, truth_width)[2]
     return xs, ts, 4 * (int(np.prod(xs)) + int(np.prod(ts)))
 
 
 def views(buf, xs, ts):
-    """The (x, truth) float32 arrays of a slot's buffer."""
+    """The (x, truth) arrays of a slot's buffer: float32, or RawImages for a raw layout."""
+    if xs[0] == "raw":
+        return raw_views(buf, xs[1], xs[2:], ts[1])
     nx = int(np.prod(xs))
     x = np.ndarray(xs, np.float32, buffer=buf)
     truth = np.ndarray(ts, np.float32, buffer=buf, offset=4 * nx)
@@ -106,9 +113,9 @@ class ThreadBatch:
     """The same batch prepared by a thread pool (``executor``) into arrays of the parent's:
     ``fill(state, item, options, x_row, truth_row)`` per row, as a worker would."""
 
-    def __init__(self, executor, fill, state, items, options, shape, truth_width):
-        xs, ts, _ = layout(len(items), shape, truth_width)
-        self.x, self.truth = np.empty(xs, np.float32), np.empty(ts, np.float32)
+    def __init__(self, executor, fill, state, items, options, shape, truth_width, raw=False):
+        xs, ts, nbytes = layout(len(items), shape, truth_width, raw)
+        self.x, self.truth = views(np.empty(nbytes, np.uint8), xs, ts)
         self._futures = [executor.submit(fill, state, item, options, self.x[k], self.truth[k])
                          for k, item in enumerate(items)]
 
@@ -146,9 +153,10 @@ class WorkerPool:
     def processes(self):
         return len(self._procs)
 
-    def submit(self, items, options, shape, truth_width):
-        """Rows ``items[k]`` of a new batch, each ``fill``-ed by a worker with ``options``."""
-        xs, ts, nbytes = layout(len(items), shape, truth_width)
+    def submit(self, items, options, shape, truth_width, raw=False):
+        """Rows ``items[k]`` of a new batch, each ``fill``-ed by a worker with ``options``
+        (``raw``: images as bytes, see ``layout``)."""
+        xs, ts, nbytes = layout(len(items), shape, truth_width, raw)
         with self._lock:
             slot = self._acquire(nbytes)
             self._token += 1
