@@ -394,6 +394,9 @@ class Network:
         for layer in self.layers:
             if layer.type not in ("convolutional", "connected") or not layer.batch_normalize:
                 continue
+            if getattr(layer, "share", None) is not None:
+                layer.batch_normalize = False     # share_index: its arrays fold with theirs
+                continue
             xp = self.xp
             s = layer.scales.astype(xp.float64) / xp.sqrt(
                 layer.rolling_variance.astype(xp.float64) + BN_EPSILON)

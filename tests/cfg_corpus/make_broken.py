@@ -336,8 +336,7 @@ CASES = [
     ("unsupported-local", "mnist", [S("[convolutional]", "[local]", 2), D("batch_normalize=1", 2)],
      "error", "[local] is a valid Darknet layer but is not supported by darknet_py", None),
     ("unsupported-share-index", "y3", [I("filters=32", "share_index=2")], "error",
-     "share_index= in [convolutional] (AlexeyAB) is valid Darknet but not supported by "
-     "darknet_py", None),
+     "share_index=2 in [convolutional] points at layer 2, which is not before this layer", None),
     ("unsupported-binary", "tiny", [I("filters=64", "binary=1")], "error",
      "binary=1 in [convolutional] is valid Darknet but not supported by darknet_py", None),
     ("value-filters-overflow", "mnist", [S("filters=32", "filters=99999999")], "error",

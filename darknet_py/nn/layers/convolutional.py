@@ -9,6 +9,15 @@ out_h with stride_y.  ``dilation`` (1 when size=1): taps ``dilation`` apart with
 pad*dilation on every side (ab im2col_cpu_ext and its cuDNN descriptor), the output size
 AlexeyAB's formula above, which ignores the dilation: that is the dilated convolution's size only
 when 2*pad = size - 1 (pad=1 with an odd size), so any other padding is refused with dilation.
+
+AlexeyAB's ``share_index=N`` (ab:src/parser.c parse_convolutional; N >= 0 a layer index, else
+relative): the layer computes with layer N's weights, biases and batch-norm parameters -- the same
+arrays (ab make_convolutional_layer's share_layer), which must have the same size, input channels,
+filters and groups (ab refuses the rest) -- and stores none of them in the .weights file (ab
+save/load_weights skip it).  Folding batch norm folds layer N's arrays once; the sharing layer
+then has no batch norm either (ab fuse_conv_batchnorm).  Training is refused: AlexeyAB updates
+the shared arrays once per sharing layer and lets the layers overwrite each other's batch
+statistics between the forward and the backward, which is not a gradient of anything.
 """
 
 import math
@@ -17,9 +26,9 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, CHANNEL_ACTIVATIONS
 from ..backend import cudnn_ops
-from ...errors import CfgError
+from ...errors import CfgError, NotSupportedError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
-from .base import Layer, Shape
+from .base import Layer, Shape, resolve_refs, unimplemented_in
 from .batchnorm import init_batchnorm
 from .epilogue import backward_epilogue, forward_epilogue
 
@@ -34,7 +43,7 @@ class ConvolutionalLayer(Layer):
     type = "convolutional"
     cfg_keys = frozenset((
         "filters size stride padding pad groups activation batch_normalize flipped dot "
-        "stride_x stride_y dilation"
+        "stride_x stride_y dilation share_index"
     ).split())
     params = ("weights", "biases", "scales")
     needs_image = True
@@ -44,8 +53,9 @@ class ConvolutionalLayer(Layer):
     unsupported = {
         "binary": (0, ""), "xnor": (0, ""),
         "antialiasing": (0, "AlexeyAB"),
-        "share_index": (None, "AlexeyAB"),
     }
+    #: shared weights train as AlexeyAB never meant them to (see the module docstring)
+    training_unimplemented = {"share_index": None}
 
     @staticmethod
     def padding_of(sec, size):
@@ -76,6 +86,14 @@ class ConvolutionalLayer(Layer):
         cls.padding_of(sec, sec.int("size", 1))
         cls.dilation_of(sec)
         sec.int("groups", 1, minimum=1)
+        cls.shared_index(sec)
+
+    @staticmethod
+    def shared_index(sec):
+        """The earlier layer ``share_index`` names, or None."""
+        if not sec.has("share_index"):
+            return None
+        return resolve_refs(sec, "share_index", "the [convolutional] whose weights to use")[0]
 
     @classmethod
     def output_shape(cls, sec, inp, refs):
@@ -105,7 +123,8 @@ class ConvolutionalLayer(Layer):
 
     @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls.build_shape(section, ctx, cls())
+        shared = cls.shared_index(section)
+        layer = cls.build_shape(section, ctx, cls() if shared is None else SharedConvolution())
         layer.n = layer.out_c
         layer.size = section.int("size", 1)
         layer.stride = section.int("stride", 1)
@@ -118,7 +137,11 @@ class ConvolutionalLayer(Layer):
         layer.batch_normalize = section.bool("batch_normalize")
         layer.flipped = section.bool("flipped")
         section.int("dot", 0)
-        layer.init_params(ctx)
+        if shared is None:
+            layer.init_params(ctx)
+        else:
+            layer.use_weights_of(ctx.layers[shared], section)
+            layer.unimplemented = unimplemented_in(section, cls.training_unimplemented)
         return layer
 
     def init_params(self, ctx):
@@ -205,3 +228,47 @@ class ConvolutionalLayer(Layer):
         return (f"conv  {self.n:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
                 f"{self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
                 f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}  {self.bflops():5.3f} BFLOPs")
+
+
+class SharedConvolution(ConvolutionalLayer):
+    """A [convolutional] with ``share_index``: its parameters are those of the layer it names
+    (the same arrays, read through ``share``), none of them its own."""
+
+    shared = ("weights", "weight_updates", "biases", "bias_updates", "scales", "scale_updates",
+              "rolling_mean", "rolling_variance")
+
+    def use_weights_of(self, other, section):
+        key = "share_index"
+        if not isinstance(other, ConvolutionalLayer) or isinstance(other, SharedConvolution):
+            raise CfgError(f"{key}={section.str(key)} in [{section.name}] names layer "
+                           f"{other.index} ({other.type}): it must be a [convolutional] with "
+                           "weights of its own", section.path, section.line_of(key))
+        mine = (self.size, self.c, self.n, self.groups, self.batch_normalize)
+        theirs = (other.size, other.c, other.n, other.groups, other.batch_normalize)
+        if mine != theirs:
+            raise CfgError(f"{key}={section.str(key)} in [{section.name}]: layer {other.index} "
+                           f"has size, input channels, filters, groups, batch_normalize "
+                           f"{theirs}, this layer {mine}; the weights can only be shared "
+                           "between equal ones (AlexeyAB's rule)", section.path,
+                           section.line_of(key))
+        self.share = other
+
+    def __getattr__(self, name):
+        # only called for names the instance does not hold: the shared parameters
+        if name in SharedConvolution.shared and "share" in self.__dict__:
+            return getattr(self.share, name)
+        raise AttributeError(name)
+
+    def register_state(self, adam=False):
+        """Nothing of its own to keep: the layer it shares registers the arrays."""
+
+    def weight_record(self):
+        return ()
+
+    def backward(self, net):
+        raise NotSupportedError(f"layer {self.index} [convolutional] share_index: darknet_py "
+                                "does not train layers with shared weights (inference only)",
+                                self.path, self.line)
+
+    def update(self, args):
+        """Never trained (see backward)."""
