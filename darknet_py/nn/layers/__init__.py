@@ -5,6 +5,7 @@ from .activation import ActivationLayer
 from .avgpool import AvgpoolLayer
 from .batchnorm import BatchnormLayer
 from .connected import ConnectedLayer
+from .contrastive import ContrastiveLayer
 from .convolutional import ConvolutionalLayer
 from .cost import CostLayer
 from .crop import CropLayer
@@ -28,6 +29,6 @@ REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
-    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer)}
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, ContrastiveLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

@@ -187,11 +187,7 @@ class HistoryShape(UnknownShape):
     type = "history"
 
 
-class ContrastiveShape(UnknownShape):
-    type = "contrastive"
-
-
 SHAPE_ONLY = {cls.type: cls for cls in (
     DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, RecurrentShape,
     GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
-    HistoryShape, ContrastiveShape)}
+    HistoryShape)}
