@@ -5,9 +5,8 @@ arrays x, y, w, h (or numbers) that broadcast against the other box's columns, s
 one pair, one box against n, or k against n as a (k, n) matrix (``columns`` splits (..., 4) rows).
 Columns are NumPy or CuPy arrays (or numbers); the result lives where they do.  The arithmetic
 is done in the columns' float dtype (float64 for Python numbers), operation for operation as
-pj's C: float32 columns give pj's float32 results bit for bit.  ``score`` and ``score_gradient``
-(darknet_py's training) are float64, with the array module's ``arctan`` (within an ulp or so of
-libm's ``atan``).
+pj's C: float32 columns give pj's float32 results bit for bit.  ``score`` is float64, with the
+array module's ``arctan`` (within an ulp or so of libm's ``atan``).
 
     overlap(x1, w1, x2, w2) = min(x1 + w1/2, x2 + w2/2) - max(x1 - w1/2, x2 - w2/2)
     I = ow * oh (0 when ow < 0 or oh < 0),         U = w1 h1 + w2 h2 - I
@@ -18,10 +17,9 @@ libm's ``atan``).
                             alpha = v / (1 - iou + v), held constant (as the CIoU paper)
     box_diounms = iou - (rho^2 / c^2)^beta         AlexeyAB's NMS score (iou where c^2 = 0)
 
-The iou_loss of AlexeyAB's [yolo] is 1 - ``score``; ``score_gradient`` is d score / d(x, y, w, h)
-of the prediction, exactly (darknet_py's own derivation; AlexeyAB's dx_box_iou uses its own
-approximations, e.g. it scales the w/h terms by exp(tw) without the anchor factor); where a min
-or max is tied the one-sided derivative is used.
+The iou_loss of AlexeyAB's [yolo] trains with ``dx_box_iou``, AlexeyAB's own box deltas (float32
+as its C, equal to it bit for bit: tests/test_ab_box_oracle.py), not the exact gradient of
+1 - ``score``.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from .nn.backend import xp_of
 
 F32 = np.float32
 KINDS = ("iou", "giou", "diou", "ciou")
-_FOUR_PI2, _EIGHT_PI2 = 4 / math.pi ** 2, 8 / math.pi ** 2
+_FOUR_PI2 = 4 / math.pi ** 2
 
 
 class Box(NamedTuple):
@@ -180,55 +178,84 @@ def score(p, t, kind):
         return (iou_ - d - _ratio(v, 1 - iou_ + v, f, xp) * v)[()]
 
 
-def score_gradient(p, t, kind):
-    """d score / d (x, y, w, h) of the predicted box p (columns), as four float64 arrays."""
-    p, t, f, xp = _floats(p, t, np.float64)
-    x, y, w, h = p
-    zero = f(0)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        l, r, top, bot = _edges(p, f(2))
-        tl, tr, tt, tb = _edges(t, f(2))
-        iw, ih, inter, union = _intersection(p, t, f, xp)
-        overlap = (iw > 0) & (ih > 0)
-        # derivatives with respect to the edges l, r, top, bot of the prediction
-        dI = [xp.where(overlap & (l > tl), -ih, zero), xp.where(overlap & (r < tr), ih, zero),
-              xp.where(overlap & (top > tt), -iw, zero), xp.where(overlap & (bot < tb), iw, zero)]
-        dU = [a - i for a, i in zip((-h, h, -w, w), dI)]      # d(w*h) / d edges, less dI
-        iou_ = _ratio(inter, union, f, xp)
-        u2 = xp.where(union > 0, union * union, zero)
-        g = [_ratio(di * union - inter * du, u2, f, xp) for di, du in zip(dI, dU)]
-        gx = gy = gw = gh = zero
-        if kind in ("giou", "diou", "ciou"):
-            cw, ch = _enclosing(p, t, f, xp)
-            dcw = [xp.where(l < tl, f(-1), zero), xp.where(r > tr, f(1), zero), zero, zero]
-            dch = [zero, zero, xp.where(top < tt, f(-1), zero), xp.where(bot > tb, f(1), zero)]
-            if kind == "giou":
-                c = cw * ch
-                c_2 = xp.where(c > 0, c * c, zero)
-                dC = [a * ch + b * cw for a, b in zip(dcw, dch)]
-                g = [gi + _ratio(du * c - union * dc, c_2, f, xp)
-                     for gi, du, dc in zip(g, dU, dC)]
-            else:
-                c2 = cw * cw + ch * ch
-                dx, dy = x - t[0], y - t[1]
-                rho2 = dx * dx + dy * dy
-                dc2 = [2 * cw * a + 2 * ch * b for a, b in zip(dcw, dch)]
-                g = [gi + _ratio(rho2 * dc, c2 * c2, f, xp) for gi, dc in zip(g, dc2)]
-                gx = gx - _ratio(2 * dx, c2, f, xp)
-                gy = gy - _ratio(2 * dy, c2, f, xp)
+def dx_box_iou(pred, truth, kind):
+    """AlexeyAB's ``dx_box_iou(pred, truth, iou_loss)`` (AB:src/box.c) of columns: its (dx, dy,
+    dw, dh) of the predicted box, float32 operation for operation as AB's C (fmin/fmax, float
+    arithmetic; CIoU's atan terms in double, rounded to float where AB stores them).
+
+    Not the exact gradient of the score: the IoU part is d IoU / d edges summed as
+    dx = dl + dr, dw = dr - dl (no 1/2); giou adds d(U/C) and, without overlap, replaces the IoU
+    part by it; diou/ciou add AB's centre-distance terms (the x/y ones with AB's sign), ciou
+    alpha 8/pi^2 (atan(wt/ht) - atan(w/h)) h (no 1/(w^2 + h^2)); ``kind`` iou or mse: the IoU
+    part only (AB has no mse branch).  NaN/inf are left as AB's (delta_yolo_box zeroes them)."""
+    p, t, f, xp = _floats(pred, truth, np.float32)
+    two, zero, one = f(2), f(0), f(1)
+    fmin, fmax, where = xp.fmin, xp.fmax, xp.where
+    with np.errstate(all="ignore"):
+        top, bot, left, right = p[1] - p[3] / two, p[1] + p[3] / two, \
+            p[0] - p[2] / two, p[0] + p[2] / two                            # to_tblr
+        pt, pb, pl, pr = fmin(top, bot), fmax(top, bot), fmin(left, right), fmax(left, right)
+        tt, tb, tl, tr = t[1] - t[3] / two, t[1] + t[3] / two, \
+            t[0] - t[2] / two, t[0] + t[2] / two
+        X = (pb - pt) * (pr - pl)
+        Xhat = (tb - tt) * (tr - tl)
+        Ih = fmin(pb, tb) - fmax(pt, tt)
+        Iw = fmin(pr, tr) - fmax(pl, tl)
+        inter = Iw * Ih
+        U = X + Xhat - inter
+        S = (p[0] - t[0]) * (p[0] - t[0]) + (p[1] - t[1]) * (p[1] - t[1])
+        gCw = fmax(pr, tr) - fmin(pl, tl)
+        gCh = fmax(pb, tb) - fmin(pt, tt)
+        gC = gCw * gCh
+        # t, b, l, r: d X, d I, d U = dX - dI and d C (GIoU's enclosing area) by the edges
+        dX = (-(pr - pl), pr - pl, -(pb - pt), pb - pt)
+        dI = (where(pt > tt, -Iw, zero), where(pb < tb, Iw, zero),
+              where(pl > tl, -Ih, zero), where(pr < tr, Ih, zero))
+        dU = tuple(a - b for a, b in zip(dX, dI))
+        dC = (where(pt < tt, -gCw, zero), where(pb > tb, gCw, zero),
+              where(pl < tl, -gCh, zero), where(pr > tr, gCh, zero))
+        g = [where(U > 0, ((U * di) - (inter * du)) / (U * U), zero) for di, du in zip(dI, dU)]
+        # "apply grad from prediction min/max for correct corner selection": where top >= bot
+        # the top takes the bottom's (AB then sets p_db from the new p_dt: unchanged)
+        g[0] = where(top < bot, g[0], g[1])
+        g[2] = where(left < right, g[2], g[3])
+        apart = (Iw <= 0) | (Ih <= 0)
+        if kind == "giou":
+            cterm = [((gC * du) - (U * dc)) / (gC * gC) for du, dc in zip(dU, dC)]
+            g = [where(gC > 0, gi + c, gi) for gi, c in zip(g, cterm)]
+            g = [where(apart, c, gi) for gi, c in zip(g, cterm)]
+        # DIoU's enclosing box C = Cw^2 + Ch^2 and its derivatives by x, y, w, h
+        Ct = fmin(p[1] - p[3] / two, t[1] - t[3] / two)
+        Cb = fmax(p[1] + p[3] / two, t[1] + t[3] / two)
+        Cl = fmin(p[0] - p[2] / two, t[0] - t[2] / two)
+        Cr = fmax(p[0] + p[2] / two, t[0] + t[2] / two)
+        Cw, Ch = Cr - Cl, Cb - Ct
+        C = Cw * Cw + Ch * Ch
+        up, down, lft, rgt = pt < tt, pb > tb, pl < tl, pr > tr
+        half = f(0.5)
+        dCw = (where(rgt, one, zero) - where(lft, one, zero), zero - zero,
+               where(rgt, half, zero) - where(lft, -half, zero), zero - zero)
+        dCh = (zero - zero, where(down, one, zero) - where(up, one, zero), zero - zero,
+               where(down, half, zero) - where(up, -half, zero))
+        d = [g[2] + g[3], g[0] + g[1], g[3] - g[2], g[1] - g[0]]       # p_dx, p_dy, p_dw, p_dh
+        if kind in ("diou", "ciou"):
+            CC = C * C
+            span = [(two * Cw * a + two * Ch * b) * S for a, b in zip(dCw, dCh)]
+            terms = [(two * (t[0] - p[0]) * C - span[0]) / CC,
+                     (two * (t[1] - p[1]) * C - span[1]) / CC, span[2] / CC, span[3] / CC]
             if kind == "ciou":
-                diff = xp.arctan(t[2] / t[3]) - xp.arctan(w / h)
-                v = _FOUR_PI2 * (diff * diff)
-                alpha = _ratio(v, 1 - iou_ + v, f, xp)
-                # d v / d w = -8/pi^2 * diff * h / (w^2 + h^2), d v / d h = +8/pi^2 * diff
-                # * w / (w^2 + h^2); the score has -alpha * v
-                k = _EIGHT_PI2 * diff / (w * w + h * h)
-                gw = gw + alpha * k * h
-                gh = gh - alpha * k * w
-        # edges -> centre and size: l = x - w/2, r = x + w/2, ...
-        return tuple(xp.asarray(v, f)[()] for v in (gx + (g[0] + g[1]), gy + (g[2] + g[3]),
-                                                     gw + (g[1] - g[0]) / 2,
-                                                     gh + (g[3] - g[2]) / 2))
+                diff = xp.arctan((t[2] / t[3]).astype(np.float64)) - \
+                    xp.arctan((p[2] / p[3]).astype(np.float64))
+                ar_loss = (4 / (math.pi * math.pi) * diff * diff).astype(f)
+                alpha = (ar_loss.astype(np.float64) /
+                         ((one - inter / U + ar_loss).astype(np.float64) + 0.000001)).astype(f)
+                ar_dw = (8 / (math.pi * math.pi) * diff * p[3].astype(np.float64)).astype(f)
+                ar_dh = (-8 / (math.pi * math.pi) * diff * p[2].astype(np.float64)).astype(f)
+                terms[2] = terms[2] + alpha * ar_dw
+                terms[3] = terms[3] + alpha * ar_dh
+            d = [where(C > 0, di + te, di) for di, te in zip(d, terms)]
+            d = [where(apart, te, di) for di, te in zip(d, terms)]
+        return tuple(xp.asarray(v, f)[()] for v in d)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -289,6 +289,20 @@ DETECTION_HEADS = {
 }
 
 
+@pytest.mark.parametrize("kind", ["iou", "giou", "mse", "diou", "ciou"])
+def test_gpu_dx_box_iou_equals_numpy(kind):
+    """AlexeyAB's box deltas (box.dx_box_iou, float32) on CuPy columns equal NumPy's bit for bit
+    on random and degenerate pairs (ciou: within its atan's rounding)."""
+    import cupy
+    from darknet_py.box import dx_box_iou
+    from test_ab_box_oracle import assert_equal_f32, box_pairs
+    p, t = box_pairs(rng_for_test())
+    want = np.stack(dx_box_iou(tuple(p.T), tuple(t.T), kind), axis=1)
+    got = dx_box_iou(tuple(cupy.asarray(p).T), tuple(cupy.asarray(t).T), kind)
+    assert all(isinstance(v, cupy.ndarray) and v.dtype == np.float32 for v in got)
+    assert_equal_f32(np.stack([to_numpy(v) for v in got], axis=1), want, kind)
+
+
 def _detection_head(case):
     from test_yolo_loss import region_head, yolo_head
     head = region_head if case.startswith("region") else yolo_head

@@ -187,9 +187,12 @@ def test_iou_thresh_assigns_a_truth_to_every_close_anchor():
     assert d[0, 0, 2, 1] != 0 and d[1, 0, 2, 1] != 0
 
 
-@pytest.mark.parametrize("kind", ["giou", "diou", "ciou"])
-def test_iou_losses_give_the_score_gradient_at_the_assigned_cell(kind):
-    from darknet_py.box import score_gradient
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_iou_losses_give_alexeyabs_deltas_at_the_assigned_cell(kind):
+    """AB delta_yolo_box: iou_normalizer x dx_box_iou of the box, its w, h terms times exp(o_w),
+    exp(o_h), and no 1/W chain factor on x, y (for giou, whose x term is the gradient, the
+    x delta is iou_normalizer d score / d x of the image-relative box)."""
+    from darknet_py.box import dx_box_iou, score
     net = _yolo_net(f"iou_loss={kind}\niou_normalizer=0.07\nnms_kind=greedynms\n")
     x = rng_for_test().standard_normal((1, 12, 4, 4)).astype(np.float32) * 0.1
     net.forward(x, train=True, truth=_one_truth())
@@ -199,11 +202,16 @@ def test_iou_losses_give_the_score_gradient_at_the_assigned_cell(kind):
     pw = np.exp(o[a, 2, j, i]) * 1.25 / 4
     ph = np.exp(o[a, 3, j, i]) * 1.25 / 4
     pred = ((i + o[a, 0, j, i]) / 4, (j + o[a, 1, j, i]) / 4, pw, ph)
-    gx, gy, gw, gh = score_gradient(pred, (0.3, 0.6, 0.28, 0.28), kind)
+    truth = (0.3, 0.6, 0.28, 0.28)
+    dx, dy, dw, dh = (float(v) for v in dx_box_iou(pred, truth, kind))
     d = layer.delta.reshape(2, 6, 4, 4)
-    np.testing.assert_allclose(d[a, :4, j, i], 0.07 * np.array([gx / 4, gy / 4, gw * pw,
-                                                                 gh * ph]), rtol=1e-4)
+    np.testing.assert_allclose(d[a, :4, j, i], 0.07 * np.array(
+        [dx, dy, dw * np.exp(o[a, 2, j, i]), dh * np.exp(o[a, 3, j, i])]), rtol=1e-5)
     assert d[a, 4, j, i] == pytest.approx(1 - o[a, 4, j, i], rel=1e-5)
+    if kind == "giou":
+        shifted = [(pred[0] + e, *pred[1:]) for e in (1e-6, -1e-6)]
+        numeric = (score(shifted[0], truth, kind) - score(shifted[1], truth, kind)) / 2e-6
+        assert d[a, 0, j, i] == pytest.approx(0.07 * numeric, rel=1e-3)
 
 
 def test_max_delta_clips_the_iou_loss_box_deltas_only():
@@ -292,7 +300,7 @@ def test_label_smooth_eps_moves_the_class_targets_towards_one_half():
 def test_ciou_training_moves_the_box_onto_the_truth():
     from conftest import build
     from darknet_py.box import score
-    net = build("[net]\nbatch=1\nchannels=1\nwidth=4\nheight=4\nlearning_rate=0.1\n"
+    net = build("[net]\nbatch=1\nchannels=1\nwidth=4\nheight=4\nlearning_rate=0.01\n"
                 "momentum=0.9\ndecay=0\n[convolutional]\nfilters=12\nsize=1\n"
                 "activation=linear\n[yolo]\nclasses=1\nnum=2\nmask=0,1\n"
                 "anchors=1,1, 1.25,1.25\niou_loss=ciou\n", seed=0)
@@ -354,37 +362,29 @@ def test_new_coords_mse_deltas_vanish_where_the_box_is_the_truth():
 
 
 @pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
-def test_new_coords_iou_deltas_are_the_score_gradient(kind):
-    """With new_coords the iou_loss box deltas are iou_normalizer x d score / d o through
-    w = 4 o^2 anchor / net_w (central differences, float64)."""
-    from darknet_py.box import score
+def test_new_coords_iou_deltas_are_alexeyabs_unscaled(kind):
+    """With new_coords AB's delta_yolo_box leaves dx_box_iou's w, h terms unscaled (its
+    8 o factors are commented out): iou_normalizer x dx_box_iou of w = 4 o^2 anchor / net_w; an
+    output of exactly 0 (w = 0) is taken as w = 1 ("avoid nan in dx_box_iou")."""
+    from darknet_py.box import dx_box_iou
     net = _yolo_net(f"new_coords=1\niou_loss={kind}\niou_normalizer=0.07\n")
     x = rng_for_test().uniform(0.2, 0.8, (1, 12, 4, 4)).astype(np.float32)
-    net.forward(x, train=True, truth=_one_truth())
-    o = net.layers[0].output.reshape(2, 6, 4, 4).astype(np.float64)
-    anchors = [(1, 1), (1.25, 1.25)]
     a, j, i = 1, 2, 1
+    anchors = [(1, 1), (1.25, 1.25)]
     truth = (0.3, 0.6, 0.28, 0.28)
-
-    def v(box):
-        return 4 / np.pi ** 2 * (np.arctan(truth[2] / truth[3]) - np.arctan(box[2] / box[3])) ** 2
-
-    here = _new_coords_box(o, a, j, i, anchors)
-    alpha = v(here) / (1 - score(here, truth, "iou") + v(here))
-
-    def f(box):         # ciou's alpha is held constant (box.py, as the CIoU paper)
-        return score(box, truth, "diou") - alpha * v(box) if kind == "ciou" else \
-            score(box, truth, kind)
-    numeric = []
-    for k in range(4):
-        up, down = o.copy(), o.copy()
-        up[a, k, j, i] += 1e-6
-        down[a, k, j, i] -= 1e-6
-        numeric.append((f(_new_coords_box(up, a, j, i, anchors))
-                        - f(_new_coords_box(down, a, j, i, anchors))) / 2e-6)
-    d = net.layers[0].delta.reshape(2, 6, 4, 4)
-    np.testing.assert_allclose(d[a, :4, j, i], 0.07 * np.array(numeric), rtol=1e-4, atol=1e-9)
-    assert d[a, 4, j, i] == pytest.approx(1 - o[a, 4, j, i], rel=1e-5)
+    for zero_w in (False, True):
+        if zero_w:
+            x.reshape(2, 6, 4, 4)[a, 2, j, i] = 0
+        net.forward(x, train=True, truth=_one_truth())
+        o = net.layers[0].output.reshape(2, 6, 4, 4).astype(np.float64)
+        box = list(_new_coords_box(o, a, j, i, anchors))
+        assert (box[2] == 0) == zero_w
+        box[2] = box[2] or 1.0
+        d = net.layers[0].delta.reshape(2, 6, 4, 4)
+        want = 0.07 * np.array([float(v) for v in dx_box_iou(tuple(box), truth, kind)])
+        np.testing.assert_allclose(d[a, :4, j, i], want, rtol=1e-5, atol=1e-9)
+        assert (want != 0).any()
+        assert d[a, 4, j, i] == pytest.approx(1 - o[a, 4, j, i], rel=1e-5)
 
 
 def test_new_coords_training_through_a_logistic_conv_moves_the_box_onto_the_truth():
@@ -434,6 +434,7 @@ YOLO_CASES = {
     "focal_loss": "focal_loss=1\n",
     "focal-smooth-counters": "focal_loss=1\nlabel_smooth_eps=0.5\ncounters_per_class=9,3,1,0\n",
     "truth_thresh": "truth_thresh=0.3\nignore_thresh=0.2\n",
+    "truth_thresh-iou_normalizer": "truth_thresh=0.3\nignore_thresh=0.2\niou_normalizer=0.5\n",
     "truth_thresh-giou": "truth_thresh=0.3\nignore_thresh=0.2\niou_loss=giou\nmax_delta=0.1\n"
                         "counters_per_class=1,2,3,4\nlabel_smooth_eps=0.2\n",
     "truth_thresh-focal": "truth_thresh=0.25\nfocal_loss=1\ncls_normalizer=0.5\n",

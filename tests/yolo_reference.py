@@ -3,10 +3,13 @@ loops (per image, per truth, per anchor), kept verbatim for the tests only.
 
 A literal copy of ``YoloLayer._loss``, ``RegionLayer._loss`` and their helpers
 (``_DetectionHead._pred_boxes``, ``_box_delta``, ``_truth_rows``, ``YoloLayer._thresh_score``,
-``_class_weight``, ``_class_delta``) and of ``darknet_py.box``'s ``score`` and
-``score_gradient`` (libm's atan and pow, float64), made into plain functions of the layer.  The
-vectorised loss in ``darknet_py.nn.layers.yololoss`` must equal it (tests/test_yolo_loss.py).
-Each function returns (delta, cost, stats) instead of setting them on the layer.
+``_class_weight``, ``_class_delta``) and of ``darknet_py.box``'s ``score`` (libm's atan and pow,
+float64), made into plain functions of the layer.  The iou_loss box deltas are AlexeyAB's:
+``dx_box_iou`` and ``_ab_iou_delta`` transcribe AB:src/box.c dx_box_iou and
+AB:src/yolo_layer.c delta_yolo_box line by line on float32 scalars (checked against AB's C in
+tests/test_ab_box_oracle.py).  The vectorised loss in ``darknet_py.nn.layers.yololoss`` must
+equal it (tests/test_yolo_loss.py).  Each function returns (delta, cost, stats) instead of
+setting them on the layer.
 """
 
 import math
@@ -14,10 +17,10 @@ import math
 import numpy as np
 
 # ------------------------------------------------------------------------------------------------
-# darknet_py.box's score and score_gradient (libm's atan and pow)
+# darknet_py.box's score (libm's atan and pow); AlexeyAB's dx_box_iou
 # ------------------------------------------------------------------------------------------------
 
-_FOUR_PI2, _EIGHT_PI2 = 4 / math.pi ** 2, 8 / math.pi ** 2
+_FOUR_PI2 = 4 / math.pi ** 2
 _atan = np.vectorize(math.atan, otypes=[np.float64])
 
 
@@ -79,48 +82,86 @@ def score(p, t, kind):
         return (iou_ - d - _ratio(v, 1 - iou_ + v, f) * v)[()]
 
 
-def score_gradient(p, t, kind):
-    p, t, f = _floats(p, t, np.float64)
-    x, y, w, h = p
-    zero = f(0)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        l, r, top, bot = _edges(p, f(2))
-        tl, tr, tt, tb = _edges(t, f(2))
-        iw, ih, inter, union = _intersection(p, t, f)
-        overlap = (iw > 0) & (ih > 0)
-        dI = [np.where(overlap & (l > tl), -ih, zero), np.where(overlap & (r < tr), ih, zero),
-              np.where(overlap & (top > tt), -iw, zero), np.where(overlap & (bot < tb), iw, zero)]
-        dU = [a - i for a, i in zip((-h, h, -w, w), dI)]
-        iou_ = _ratio(inter, union, f)
-        u2 = np.where(union > 0, _sq(union), zero)
-        g = [_ratio(di * union - inter * du, u2, f) for di, du in zip(dI, dU)]
-        gx = gy = gw = gh = zero
-        if kind in ("giou", "diou", "ciou"):
-            cw, ch = _enclosing(p, t, f)
-            dcw = [np.where(l < tl, f(-1), zero), np.where(r > tr, f(1), zero), zero, zero]
-            dch = [zero, zero, np.where(top < tt, f(-1), zero), np.where(bot > tb, f(1), zero)]
-            if kind == "giou":
-                c = cw * ch
-                c_2 = np.where(c > 0, _sq(c), zero)
-                dC = [a * ch + b * cw for a, b in zip(dcw, dch)]
-                g = [gi + _ratio(du * c - union * dc, c_2, f) for gi, du, dc in zip(g, dU, dC)]
-            else:
-                c2 = cw * cw + ch * ch
-                rho2 = _sq(x - t[0]) + _sq(y - t[1])
-                dc2 = [2 * cw * a + 2 * ch * b for a, b in zip(dcw, dch)]
-                g = [gi + _ratio(rho2 * dc, _sq(c2), f) for gi, dc in zip(g, dc2)]
-                gx = gx - _ratio(2 * (x - t[0]), c2, f)
-                gy = gy - _ratio(2 * (y - t[1]), c2, f)
+_F = np.float32
+
+
+def dx_box_iou(pred, truth, kind):
+    """AB:src/box.c dx_box_iou of one box pair, line by line as AlexeyAB's C on float32 scalars
+    (libm's atan and exp in double where AB calls them)."""
+    F = _F
+    px, py, pw, ph = (F(v) for v in pred)
+    tx, ty, tw, th = (F(v) for v in truth)
+    two = F(2)
+    with np.errstate(all="ignore"):
+        top, bot, left, right = py - ph / two, py + ph / two, px - pw / two, px + pw / two
+        pred_t, pred_b = F(min(top, bot)), F(max(top, bot))
+        pred_l, pred_r = F(min(left, right)), F(max(left, right))
+        t_top, t_bot, t_left, t_right = ty - th / two, ty + th / two, tx - tw / two, tx + tw / two
+        X = (pred_b - pred_t) * (pred_r - pred_l)
+        Xhat = (t_bot - t_top) * (t_right - t_left)
+        Ih = F(min(pred_b, t_bot)) - F(max(pred_t, t_top))
+        Iw = F(min(pred_r, t_right)) - F(max(pred_l, t_left))
+        I = Iw * Ih
+        U = X + Xhat - I
+        S = (px - tx) * (px - tx) + (py - ty) * (py - ty)
+        giou_Cw = F(max(pred_r, t_right)) - F(min(pred_l, t_left))
+        giou_Ch = F(max(pred_b, t_bot)) - F(min(pred_t, t_top))
+        giou_C = giou_Cw * giou_Ch
+        dX = {"t": -(pred_r - pred_l), "b": pred_r - pred_l, "l": -(pred_b - pred_t),
+              "r": pred_b - pred_t}
+        dI = {"t": -Iw if pred_t > t_top else F(0), "b": Iw if pred_b < t_bot else F(0),
+              "l": -Ih if pred_l > t_left else F(0), "r": Ih if pred_r < t_right else F(0)}
+        dU = {k: dX[k] - dI[k] for k in "tblr"}
+        dC = {"t": -giou_Cw if pred_t < t_top else F(0),
+              "b": giou_Cw if pred_b > t_bot else F(0),
+              "l": -giou_Ch if pred_l < t_left else F(0),
+              "r": giou_Ch if pred_r > t_right else F(0)}
+        g = {k: F(0) for k in "tblr"}
+        if U > 0:
+            g = {k: ((U * dI[k]) - (I * dU[k])) / (U * U) for k in "tblr"}
+        g["t"] = g["t"] if top < bot else g["b"]
+        g["b"] = g["b"] if top < bot else g["t"]
+        g["l"] = g["l"] if left < right else g["r"]
+        g["r"] = g["r"] if left < right else g["l"]
+        if kind == "giou":
+            if giou_C > 0:
+                g = {k: g[k] + ((giou_C * dU[k]) - (U * dC[k])) / (giou_C * giou_C)
+                     for k in "tblr"}
+            if Iw <= 0 or Ih <= 0:
+                g = {k: ((giou_C * dU[k]) - (U * dC[k])) / (giou_C * giou_C) for k in "tblr"}
+        Cw = F(max(px + pw / two, tx + tw / two)) - F(min(px - pw / two, tx - tw / two))
+        Ch = F(max(py + ph / two, ty + th / two)) - F(min(py - ph / two, ty - th / two))
+        C = Cw * Cw + Ch * Ch
+        one, half = F(1), F(0.5)
+        dCt_dy, dCt_dh = (one, -half) if pred_t < t_top else (F(0), F(0))
+        dCb_dy, dCb_dh = (one, half) if pred_b > t_bot else (F(0), F(0))
+        dCl_dx, dCl_dw = (one, -half) if pred_l < t_left else (F(0), F(0))
+        dCr_dx, dCr_dw = (one, half) if pred_r > t_right else (F(0), F(0))
+        dCw = {"x": dCr_dx - dCl_dx, "y": F(0), "w": dCr_dw - dCl_dw, "h": F(0)}
+        dCh = {"x": F(0), "y": dCb_dy - dCt_dy, "w": F(0), "h": dCb_dh - dCt_dh}
+        d = {"x": g["l"] + g["r"], "y": g["t"] + g["b"], "w": g["r"] - g["l"],
+             "h": g["b"] - g["t"]}
+        if kind in ("diou", "ciou"):
+            extra = {"w": F(0), "h": F(0)}
             if kind == "ciou":
-                diff = _atan(t[2] / t[3]) - _atan(w / h)
-                v = _FOUR_PI2 * _sq(diff)
-                alpha = _ratio(v, 1 - iou_ + v, f)
-                k = _EIGHT_PI2 * diff / (w * w + h * h)
-                gw = gw + alpha * k * h
-                gh = gh - alpha * k * w
-        return tuple(np.asarray(v, f)[()] for v in (gx + (g[0] + g[1]), gy + (g[2] + g[3]),
-                                                     gw + (g[1] - g[0]) / 2,
-                                                     gh + (g[3] - g[2]) / 2))
+                diff = math.atan(tw / th) - math.atan(pw / ph)
+                ar_loss = F(4 / (math.pi * math.pi) * diff * diff)
+                alpha = F(float(ar_loss) / (float(one - I / U + ar_loss) + 0.000001))
+                extra = {"w": alpha * F(8 / (math.pi * math.pi) * diff * float(ph)),
+                         "h": alpha * F(-8 / (math.pi * math.pi) * diff * float(pw))}
+            term = {"x": (two * (tx - px) * C - (two * Cw * dCw["x"] + two * Ch * dCh["x"]) * S)
+                    / (C * C),
+                    "y": (two * (ty - py) * C - (two * Cw * dCw["y"] + two * Ch * dCh["y"]) * S)
+                    / (C * C)}
+            for k in "wh":
+                term[k] = (two * Cw * dCw[k] + two * Ch * dCh[k]) * S / (C * C)
+                if kind == "ciou":
+                    term[k] = term[k] + extra[k]
+            if C > 0:
+                d = {k: d[k] + term[k] for k in "xywh"}
+            if Iw <= 0 or Ih <= 0:
+                d = dict(term)
+        return tuple(F(d[k]) for k in "xywh")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,6 +198,36 @@ def _pred_boxes(layer, o, anchors):
             np.exp(o[:, 3]) * anchors[:, 1, None, None] / uh)
 
 
+def _ab_iou_delta(layer, t, x, aw, ah, i, j, weight):
+    """AB:src/yolo_layer.c delta_yolo_box's iou_loss branch (with get_yolo_box) for one cell's
+    outputs x = (x, y, w, h), as AB's C: float32, exp in double."""
+    F = _F
+    uw, uh = anchor_units(layer)
+    x = [F(v) for v in x]
+    bx, by = (F(i) + x[0]) / F(layer.w), (F(j) + x[1]) / F(layer.h)
+    if _new_coords(layer):
+        bw = x[2] * x[2] * F(4) * F(aw) / F(uw)
+        bh = x[3] * x[3] * F(4) * F(ah) / F(uh)
+    else:
+        bw = F(math.exp(float(x[2])) * float(F(aw)) / uw)
+        bh = F(math.exp(float(x[3])) * float(F(ah)) / uh)
+    bw, bh = (F(1) if v == 0 else v for v in (bw, bh))     # "avoid nan in dx_box_iou"
+    dx, dy, dw, dh = dx_box_iou((bx, by, bw, bh), t[:4], layer.iou_loss)
+    if not _new_coords(layer):
+        dw = F(float(dw) * math.exp(float(x[2])))
+        dh = F(float(dh) * math.exp(float(x[3])))
+    norm = F(layer.iou_normalizer) * F(weight)
+    out = []
+    with np.errstate(all="ignore"):
+        for v in (dx * norm, dy * norm, dw * norm, dh * norm):
+            v = F(0) if not math.isfinite(v) else v                 # fix_nan_inf
+            if layer.max_delta != math.inf:                         # clip_value
+                top = F(layer.max_delta)
+                v = top if v > top else (-top if v < -top else v)
+            out.append(v)
+    return out
+
+
 def _box_delta(layer, t, o, d, anchor, a, j, i, scale, weight=1.0):
     uw, uh = anchor_units(layer)
     aw, ah = layer.anchors[2 * anchor], layer.anchors[2 * anchor + 1]
@@ -165,23 +236,14 @@ def _box_delta(layer, t, o, d, anchor, a, j, i, scale, weight=1.0):
     if new:
         ow, oh = o[a, 2, j, i], o[a, 3, j, i]
         pw, ph = ow * ow * 4 * aw / uw, oh * oh * 4 * ah / uh
-        dpw, dph = 8 * ow * aw / uw, 8 * oh * ah / uh          # d pw / d ow, d ph / d oh
     else:
         pw = math.exp(o[a, 2, j, i]) * aw / uw
         ph = math.exp(o[a, 3, j, i]) * ah / uh
-        dpw, dph = pw, ph
     iou = float(score((px, py, pw, ph), tuple(t[:4]), "iou"))
     kind = layer.iou_loss
     if kind != "mse":
-        gx, gy, gw, gh = score_gradient((px, py, pw, ph), tuple(t[:4]), kind)
-        n = layer.iou_normalizer * weight
-        deltas = (n * gx / layer.w, n * gy / layer.h, 0.0 if dpw == 0 else n * gw * dpw,
-                  0.0 if dph == 0 else n * gh * dph)
-        limit = layer.max_delta
-        if limit != math.inf:
-            deltas = tuple(min(max(v if math.isfinite(v) else 0.0, -limit), limit)
-                           for v in deltas)
-        d[a, 0, j, i], d[a, 1, j, i], d[a, 2, j, i], d[a, 3, j, i] = deltas
+        d[a, 0, j, i], d[a, 1, j, i], d[a, 2, j, i], d[a, 3, j, i] = _ab_iou_delta(
+            layer, t, o[a, :4, j, i], aw, ah, i, j, weight)
         return iou
     if new:     # ab delta_yolo_box, new_coords: tw = sqrt(truth.w*w / (4*biases[2n]))
         target = (t[0] * layer.w - i, t[1] * layer.h - j, math.sqrt(t[2] * uw / (4 * aw)),
@@ -226,7 +288,8 @@ def yolo_loss(layer, output, truth):
                 delta[b, a, 4, j, i] = layer.obj_normalizer * (1 - o[a, 4, j, i])
                 _class_delta(o, delta[b], a, j, i, int(t[4]), None,
                              smooth=layer.label_smooth_eps, focal=layer.focal_loss, weight=m)
-                _box_delta(layer, t, o, delta[b], mask[a], a, j, i, (2 - t[2] * t[3]) * m, m)
+                _box_delta(layer, t, o, delta[b], mask[a], a, j, i,
+                           (2 - t[2] * t[3]) * layer.iou_normalizer * m, m)
         for t in rows:
             i, j = int(t[0] * ww), int(t[1] * hh)
             shape_iou = score((0, 0, anchors[:, 0] / layer.net_w, anchors[:, 1] / layer.net_h),

@@ -11,20 +11,22 @@ exp(h) anchor_h / U_h), U the network's size ([yolo]: anchors in pixels) or the 
 A truth is written at cell (int(y H), int(x W)).  With AlexeyAB's ``new_coords=1`` (outputs
 already in (0, 1) from the conv's logistic) the box is ((i + x)/W, (j + y)/H, 4 w^2 anchor_w / U_w,
 4 h^2 anchor_h / U_h) and the mse targets of w, h are sqrt(t_w U_w / (4 anchor_w)), ... (ab
-get_yolo_box, delta_yolo_box); the iou_loss deltas are d score / d o through that box.
+get_yolo_box, delta_yolo_box).
 
 [yolo] (pj:src/yolo_layer.c forward_yolo_layer, AlexeyAB's options as ab:src/yolo_layer.c):
 
 * objectness obj_normalizer (0 - obj), or 0 where the box's best IoU with a truth of its image
   exceeds ignore_thresh; above truth_thresh the cell gets that truth's deltas (objectness
-  obj_normalizer (1 - obj), class scale 1, mse box scale (2 - w h) m) -- obj_normalizer as
-  AlexeyAB's process_batch (pj has none: 1);
+  obj_normalizer (1 - obj), class scale 1, box as a truth's write below) -- obj_normalizer and
+  iou_normalizer as AlexeyAB's process_batch (pj has neither: 1);
 * each truth takes the best of ALL anchors by the IoU of centred shapes, and every other anchor
   whose iou_thresh_kind score exceeds iou_thresh; those in the mask get, at their first slot:
   box (mse) (2 - w h) iou_normalizer m (target - o), target (x W - i, y H - j,
   log(w U_w / anchor_w), log(h U_h / anchor_h)); with iou_loss iou/giou/diou/ciou instead
-  iou_normalizer m d score / d o (``darknet_py.box.score_gradient``), clipped to +-max_delta
-  (NaN and inf -> 0) when max_delta is set; objectness m obj_normalizer (1 - obj); classes
+  AlexeyAB's delta_yolo_box deltas in float32 (``_iou_box_delta``: ``darknet_py.box.dx_box_iou``
+  of the box, w/h terms times exp(o_w), exp(o_h) -- new_coords: not scaled --, times
+  iou_normalizer m, NaN and inf -> 0, clipped to +-max_delta when set), not the gradient of the
+  score; objectness m obj_normalizer (1 - obj); classes
   cls_normalizer (y - p), y = 1 - eps/2 for the truth's class (times m) and eps/2 for the others
   (label_smooth_eps), or with focal_loss cls_normalizer (y - p) 0.5 grad, y in {0, 1},
   grad = -(1 - pt)(2 pt log pt + pt - 1), pt the truth class's p;  m = the largest
@@ -55,7 +57,7 @@ import math
 
 import numpy as np
 
-from ...box import score, score_gradient
+from ...box import dx_box_iou, score
 from ..backend import to_numpy, xp_of
 from ..kernels import box_ignore
 
@@ -210,28 +212,50 @@ def _blocks(g, b, k):
             for q, s in enumerate(starts)], by_image
 
 
-def _box_delta(layer, o, t, i, j, aw, ah, scale, weight, units):
-    """pj delta_yolo_box / delta_region_box (AlexeyAB's iou_loss and max_delta) of raw
-    outputs o = (x, y, w, h) at cell (j, i) with anchor (aw, ah) for truths t (columns)."""
-    xp = xp_of(o[0])
+def _ab_pred(o, i, j, aw, ah, w, h, units, new_coords):
+    """AB get_yolo_box in float32 as AB's C: x = (i + o) / lw; w = exp(o) anchor / U in double
+    rounded to float, or new_coords' o o 4 anchor / U in float (o, i, j, aw, ah float32)."""
+    xp, f = xp_of(o[0]), np.float32
+    x, y = (i + o[0]) / f(w), (j + o[1]) / f(h)
+    if new_coords:
+        return x, y, o[2] * o[2] * f(4) * aw / f(units[0]), o[3] * o[3] * f(4) * ah / f(units[1])
+    return x, y, *((xp.exp(o[k].astype(xp.float64)) * a.astype(xp.float64) / u).astype(f)
+                   for k, a, u in ((2, aw, units[0]), (3, ah, units[1])))
+
+
+def _iou_box_delta(layer, o, t, i, j, aw, ah, weight, units):
+    """AB delta_yolo_box's iou_loss deltas (AB:src/yolo_layer.c), float32 as AB's C: dx_box_iou
+    of the box (a zero w or h taken as 1, "avoid nan in dx_box_iou"); dw, dh times exp(o_w),
+    exp(o_h) (new_coords: by nothing, AB's 8 o factors are commented out); no 1/lw chain factor
+    on dx, dy; times iou_normalizer x the class multiplier; NaN/inf -> 0; clipped to
+    +-max_delta when set (AB's order)."""
+    xp, f = xp_of(o[0]), np.float32
     new = getattr(layer, "new_coords", False)
+    o, t = [v.astype(f) for v in o], [xp.asarray(v).astype(f) for v in t]
+    i, j, aw, ah = (xp.asarray(v).astype(f) for v in (i, j, aw, ah))
+    with np.errstate(all="ignore"):             # exp overflows: AB's fix_nan_inf below
+        x, y, w, h = _ab_pred(o, i, j, aw, ah, layer.w, layer.h, units, new)
+        w, h = xp.where(w == 0, f(1), w), xp.where(h == 0, f(1), h)
+        d = list(dx_box_iou((x, y, w, h), t, layer.iou_loss))
+        if not new:
+            d[2], d[3] = ((d[k].astype(xp.float64) * xp.exp(o[k].astype(xp.float64))).astype(f)
+                          for k in (2, 3))
+        norm = f(layer.iou_normalizer) * xp.asarray(weight).astype(f)
+        d = [v * norm for v in d]
+    d = [xp.where(xp.isfinite(v), v, f(0)) for v in d]
+    if layer.max_delta != math.inf:
+        top = f(layer.max_delta)
+        d = [xp.clip(v, -top, top) for v in d]
+    return tuple(v.astype(xp.float64) for v in d)
+
+
+def _box_delta(layer, o, t, i, j, aw, ah, scale, weight, units):
+    """pj delta_yolo_box / delta_region_box (AlexeyAB's iou_loss, new_coords and max_delta) of
+    raw outputs o = (x, y, w, h) at cell (j, i) with anchor (aw, ah) for truths t (columns)."""
     if layer.iou_loss != "mse":
-        # the loss is 1 - score: delta = +d score / d o; x = (i + o)/W, w = exp(o) anchor / U
-        # (new_coords: w = 4 o^2 anchor / U, d w / d o = 8 o anchor / U, 0 at o = 0)
-        pred = _pred(o, i, j, aw, ah, layer.w, layer.h, units, new)
-        g = score_gradient(pred, t, layer.iou_loss)
-        n = layer.iou_normalizer * weight
-        if new:
-            dw = [xp.where(o[k] == 0, 0.0, g[k] * (8 * o[k] * a / u))
-                  for k, a, u in ((2, aw, units[0]), (3, ah, units[1]))]
-        else:
-            dw = [g[2] * pred[2], g[3] * pred[3]]
-        deltas = (n * g[0] / layer.w, n * g[1] / layer.h, n * dw[0], n * dw[1])
-        if layer.max_delta != math.inf:
-            deltas = tuple(xp.clip(xp.where(xp.isfinite(v), v, 0), -layer.max_delta,
-                                   layer.max_delta) for v in deltas)
-        return deltas
-    target = _mse_target(t, i, j, aw, ah, layer.w, layer.h, units, new)
+        return _iou_box_delta(layer, o, t, i, j, aw, ah, weight, units)
+    target = _mse_target(t, i, j, aw, ah, layer.w, layer.h, units,
+                         getattr(layer, "new_coords", False))
     return tuple(scale * (target[k] - o[k]) for k in range(4))
 
 
@@ -266,8 +290,8 @@ def _truth_thresh(layer, g, dev, best, best_t, units):
     m = _class_weights(dev.get("multipliers"), cls)
     box = _box_delta(layer, [o[:, :, k] for k in range(4)], [tb[..., k] for k in range(4)],
                      dev["gi"], dev["gj"][:, None], dev["anchors"][:, 0, None, None],
-                     dev["anchors"][:, 1, None, None], (2 - tb[..., 2] * tb[..., 3]) * m, m,
-                     units)
+                     dev["anchors"][:, 1, None, None],
+                     (2 - tb[..., 2] * tb[..., 3]) * layer.iou_normalizer * m, m, units)
     for k in range(4):
         d[:, :, k] = xp.where(hit, box[k], 0)
     d[:, :, 4] = xp.where(hit, layer.obj_normalizer * (1 - o[:, :, 4]), d[:, :, 4])
