@@ -58,7 +58,8 @@ import sys
 from ..data.datacfg import DataCfg
 from ..errors import CfgError, DarknetError
 from ..nn.layers import REGISTRY, SHAPE_ONLY
-from ..nn.layers.base import Field, asks_for_something, next_field, resolve_refs
+from ..nn.layers.base import (Field, asks_for_something, next_field, resolve_refs,
+                              unimplemented_message)
 from ..nn.netoptions import COMMON_KEYS as DP_COMMON_KEYS
 from ..nn.netoptions import NetOptions
 from .keys import DP_KEYS, KNOWN_KEYS, ORIGIN, PJ_SECTIONS, closest, plural
@@ -260,8 +261,7 @@ class _Checker(ValueRules, NetRules, HeadRules):
                 self.warn(opt.line, f"option '{key}' in [{sec.name}] ({origin}) is not "
                                     "supported by darknet_py, which ignores it")
             elif key in unimplemented and asks_for_something(opt.value, unimplemented[key]):
-                self.warn(opt.line, f"{key}={opt.value} in [{sec.name}]: darknet_py's training "
-                                    "does not implement it and trains without it")
+                self.error(opt.line, unimplemented_message(key, opt.value, sec.name))
             if ORIGIN[sec.type].get(key) == "AlexeyAB" and sec.type in PJ_SECTIONS:
                 # pj:src/option_list.c option_unused; a section pj lacks has its own note
                 self.note(opt.line, f"option '{key}' in [{sec.name}] is AlexeyAB's: pjreddie's "

@@ -145,6 +145,9 @@ class NetRules:
                 self.error(line(key), f"{key}={raw(key)} must be > 0 (1 means no change)")
         if "hue" in v and not 0 <= v["hue"] <= 1:
             self.error(line("hue"), f"hue={raw('hue')} must be in [0, 1] (usually .1)")
+        if v.get("letter_box") and v.get("mosaic"):      # AB:src/data.c refuses the pair
+            self.error(line("letter_box"), "letter_box=1 with mosaic=1 in [net]: AlexeyAB's "
+                       "training does not support the pair; remove one of them")
 
         w, h, c = (max(0, v.get(k, 0)) for k in ("width", "height", "channels"))
         inputs = v.get("inputs", w * h * c)

@@ -55,7 +55,8 @@ class DetectionSet:
         return len(self.paths)
 
     def submit(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
+               keep_aspect=False, mosaic_bound=True):
         """Start preparing augmented images and truths: a pending batch whose ``result()`` is
         (x, truth) and whose ``release()`` hands its buffers back.  Threads prepare it, or with
         ``processes`` a pool of that many worker processes (which the GIL does not limit) writing
@@ -63,11 +64,12 @@ class DetectionSet:
         depends on neither.  ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the
         batch's image and three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup,
         the image blended half and half with another one drawn from the set, with the boxes of
-        both."""
+        both.  ``keep_aspect`` and ``mosaic_bound``: see ``augment`` and ``mosaic_of``."""
         seeds = rng.integers(0, 2 ** 63, len(indexes))
         options = dict(shape=tuple(shape), jitter=jitter, hue=hue, saturation=saturation,
                        exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
-                       mixup=mixup, max_boxes=self.max_boxes)
+                       mixup=mixup, max_boxes=self.max_boxes, keep_aspect=keep_aspect,
+                       mosaic_bound=mosaic_bound)
         items = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
         if processes:
             return self._workers(processes).submit(items, options, shape, self.max_boxes * 5)
@@ -75,10 +77,11 @@ class DetectionSet:
                            shape, self.max_boxes * 5)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
+              keep_aspect=False, mosaic_bound=True):
         """``submit``'s batch, waited for: (x, truth) arrays of its own."""
         pending = self.submit(indexes, shape, rng, jitter, hue, saturation, exposure, flip,
-                              letterbox, mosaic, mixup, processes)
+                              letterbox, mosaic, mixup, processes, keep_aspect, mosaic_bound)
         try:
             x, truth = pending.result()
             return (x.copy(), truth.copy()) if processes else (x, truth)
@@ -115,13 +118,14 @@ def prepare(paths, boxes, i, seed, options, out=None):
     def load(j, into=None):
         return augment(paths[j], boxes[j], o["shape"], r, o["jitter"], o["hue"],
                        o["saturation"], o["exposure"], o["flip"], o["letterbox"],
-                       placement=True, out=into)
+                       placement=True, out=into, keep_aspect=o.get("keep_aspect", False))
 
     if o["mosaic"] and r.random() < 0.5:
         others = r.integers(0, len(paths), 3)
         parts = [load(j) for j in [i, *others]]
         order = r.permutation(4)                      # the batch's image in any quadrant
-        image, rows = mosaic_of([parts[q] for q in order], r, out)
+        image, rows = mosaic_of([parts[q] for q in order], r, out,
+                                o.get("mosaic_bound", True))
     elif o["mixup"] and r.random() < 0.5:
         (a, rows_a, _), (b, rows_b, _) = load(i), load(int(r.integers(len(paths))))
         image = np.add(a, b, out=out)
@@ -147,10 +151,12 @@ def fill_row(state, item, options, x_row, truth_row):
 
 
 def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
-            placement=False, out=None):
+            placement=False, out=None, keep_aspect=False):
     """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
     on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
-    each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
+    each side, resized to the network size); ``keep_aspect`` (AlexeyAB's letter_box=1, with
+    letterbox=False): that crop first widened on both sides, by the same amount, to the
+    network's aspect ratio (AB:src/data.c load_data_detection, ``if (letter_box)``).  Returns (c, h, w) floats and YOLO rows
     (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
     (left, top, right, bottom) in pixels, the rest being padding.  ``out``: a (c, h, w)
     float32 array to write the image into (a row of the batch)."""
@@ -189,6 +195,8 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
         else:
             pl, pr = (int(rng.uniform(-jitter, jitter) * iw) for _ in range(2))
             pt, pb = (int(rng.uniform(-jitter, jitter) * ih) for _ in range(2))
+            if keep_aspect:
+                pl, pr, pt, pb = keep_aspect_crop(pl, pr, pt, pb, iw, ih, w, h)
             cw, chh = max(1, iw - pl - pr), max(1, ih - pt - pb)
             crop = Image.new(im.mode, (cw, chh), fill)
             crop.paste(im, (-pl, -pt))
@@ -230,14 +238,29 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     return a, rows, (left, max(0.0, dy), right, min(float(h), dy + nh))
 
 
-def mosaic_of(parts, rng, out=None):
+def keep_aspect_crop(pl, pr, pt, pb, iw, ih, w, h):
+    """AlexeyAB's letter_box=1 crop margins: those of an ``iw x ih`` image, shifted on both
+    sides by half the padding that gives the crop the ``w x h`` network's aspect ratio (C's
+    float32 ratios and truncation toward zero, AB:src/data.c load_data_detection)."""
+    f = np.float32
+    img_ar, net_ar = f(iw) / f(ih), f(w) / f(h)
+    if img_ar / net_ar > 1:                  # too wide: taller crop
+        delta = (f(iw) / net_ar - f(ih)) / f(2)
+        return pl, pr, int(f(pt) - delta), int(f(pb) - delta)
+    delta = (f(ih) * net_ar - f(iw)) / f(2)
+    return int(f(pl) - delta), int(f(pr) - delta), pt, pb
+
+
+def mosaic_of(parts, rng, out=None, bound=True):
     """AlexeyAB's mosaic (data.c load_data_detection, mosaic=1) of four augmented images
     ``(image, rows, placement)``: a split point uniform in [20%, 80%] of the width and height
     cuts the canvas into four quadrants (top-left, top-right, bottom-left, bottom-right); each
     takes the part of its image nearest the split, moved inward past the image's padding (AB's
     left/right/top/bot_shift).  Boxes move with their pixels and are clipped to their quadrant
-    (AB's mosaic_bound=1; with its default a box may reach into a neighbour's pixels); those
-    under one pixel are dropped.  The image is written into ``out`` when given."""
+    (``bound``: AB's mosaic_bound=1) or, with ``bound=False`` (AB's mosaic_bound=0), only to
+    the canvas, so that a box may reach into a neighbour's pixels (AB:src/data.c
+    blend_truth_mosaic); those under one pixel are dropped.  The image is written into ``out``
+    when given."""
     c, h, w = parts[0][0].shape
     cut_x = int(rng.integers(w * 20 // 100, w * 80 // 100 + 1))
     cut_y = int(rng.integers(h * 20 // 100, h * 80 // 100 + 1))
@@ -258,10 +281,11 @@ def mosaic_of(parts, rng, out=None):
         if not len(rows):
             continue
         r = rows.astype(np.float64)
-        x0 = np.clip((r[:, 0] - r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
-        x1 = np.clip((r[:, 0] + r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
-        y0 = np.clip((r[:, 1] - r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
-        y1 = np.clip((r[:, 1] + r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
+        x_lo, x_hi, y_lo, y_hi = (ox, ox + qw, oy, oy + qh) if bound else (0, w, 0, h)
+        x0 = np.clip((r[:, 0] - r[:, 2] / 2) * w - sx + ox, x_lo, x_hi)
+        x1 = np.clip((r[:, 0] + r[:, 2] / 2) * w - sx + ox, x_lo, x_hi)
+        y0 = np.clip((r[:, 1] - r[:, 3] / 2) * h - sy + oy, y_lo, y_hi)
+        y1 = np.clip((r[:, 1] + r[:, 3] / 2) * h - sy + oy, y_lo, y_hi)
         moved = np.stack([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h,
                           r[:, 4]], axis=1)
         kept.append(moved[(x1 - x0 >= 1) & (y1 - y0 >= 1)])

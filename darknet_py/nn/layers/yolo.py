@@ -9,9 +9,9 @@ region: logistic on x, y and obj (unless ``background``); the classes get a soft
         (``softmax=1``) or a logistic.
 
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
-statistics, on the outputs' device).  [yolo]'s backward adds the delta to the input delta with
-no logistic derivative (pj); [region]'s applies the logistic derivative to x, y and obj (pj's
-GPU; pj's CPU backward is empty).
+statistics, on the outputs' device).  [yolo]'s backward adds the delta (times AlexeyAB's
+``delta_normalizer``) to the input delta with no logistic derivative (pj); [region]'s applies
+the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
 """
 
 import math
@@ -139,9 +139,13 @@ class YoloLayer(_DetectionHead):
         "map scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer "
         "iou_thresh delta_normalizer beta_nms max_delta resize "
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
-        "counters_per_class focal_loss show_details new_coords"
+        "counters_per_class focal_loss show_details new_coords embedding_layer"
     ).split())
-    training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1, "resize": 1}
+    # refused when set (cfg check, training start): objectness_smooth rewrites the objectness
+    # and class targets (AB:src/yolo_layer.c forward_yolo_layer), resize scales the training
+    # crops (AB:src/data.c load_data_detection), embedding_layer feeds AB's tracking and
+    # contrastive training
+    training_unimplemented = {"objectness_smooth": 0, "resize": 1, "embedding_layer": None}
     coords = 4
 
     @classmethod
@@ -169,6 +173,9 @@ class YoloLayer(_DetectionHead):
         layer.cls_normalizer = section.float("cls_normalizer", 1.0)
         layer.obj_normalizer = section.float("obj_normalizer", 1.0)
         layer.iou_thresh = section.float("iou_thresh", 1.0)
+        # scales the delta handed back to the previous layer (AB's GPU backward_yolo_layer_gpu;
+        # its CPU backward ignores it: darknet_py follows the GPU, see docs/notes.md)
+        layer.delta_normalizer = section.float("delta_normalizer", 1.0)
         # clips the iou_loss box deltas (not mse's), as AlexeyAB's delta_yolo_box
         layer.max_delta = section.float("max_delta", math.inf)
         layer.label_smooth_eps = section.float("label_smooth_eps", 0.0)
@@ -214,8 +221,12 @@ class YoloLayer(_DetectionHead):
             self._learn(*yolo_loss(self, self.output, _host_first(net)))
 
     def backward(self, net):
-        if net.delta is not None:
+        if net.delta is None:
+            return
+        if self.delta_normalizer == 1:
             net.delta += self.delta.reshape(net.delta.shape)
+        else:
+            net.delta += self.delta_normalizer * self.delta.reshape(net.delta.shape)
 
     def describe(self):
         return "yolo"
