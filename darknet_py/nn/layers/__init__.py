@@ -12,6 +12,7 @@ from .dropout import DropoutLayer
 from .empty import EmptyLayer
 from .implicit import ImplicitLayer
 from .l2norm import L2normLayer
+from .local_avgpool import LocalAvgpoolLayer
 from .logistic import LogisticLayer
 from .maxpool import MaxpoolLayer
 from .reorg import Reorg3dLayer, ReorgLayer
@@ -28,6 +29,6 @@ REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
-    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer)}
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, LocalAvgpoolLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

@@ -10,7 +10,6 @@ from fractions import Fraction
 
 from ...errors import CfgError, NotSupportedError
 from .base import Layer, Shape
-from .maxpool import MaxpoolLayer
 from .yolo import _DetectionHead
 
 
@@ -82,13 +81,6 @@ class NormalizationShape(ShapeOnly):
     def output_shape(cls, sec, inp, refs):
         sec.int("size", 5, minimum=1)
         return inp
-
-
-class LocalAvgpoolShape(ShapeOnly, MaxpoolLayer):
-    """AlexeyAB's [local_avgpool]: maxpool's window and shape rule, averaging."""
-
-    type = "local_avgpool"
-    unsupported = {}
 
 
 class _VectorShape(ShapeOnly):
@@ -192,6 +184,6 @@ class ContrastiveShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, RecurrentShape,
+    DeconvolutionalShape, LocalShape, NormalizationShape, RecurrentShape,
     GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
     HistoryShape, ContrastiveShape)}
