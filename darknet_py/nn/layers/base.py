@@ -87,6 +87,8 @@ class Layer:
     #: keys of Darknet's training this layer reads but does not implement, with the value
     #: that changes nothing (None: any); a training run and `cfg check` refuse the ones set
     training_unimplemented = {}
+    #: False for a layer darknet_py runs for inference only (refused at training start)
+    trains = True
     #: the parameters ``update`` may train, each with its ``UPDATE_NAMES`` buffer; those the
     #: weights record holds are registered (conv's ``scales`` only with batch_normalize)
     params = ()
@@ -431,6 +433,11 @@ def unimplemented_message(key, value, section_name):
 def refuse_unimplemented(net):
     """Training: the first option set that darknet_py's training does not implement is an
     error at its line (NotSupportedError), checked before anything is prepared."""
+    for layer in net.layers:
+        if not layer.trains:
+            raise NotSupportedError(f"training a [{layer.section_name}] is not supported by "
+                                    "darknet_py (it runs it for detection only)", net.path,
+                                    layer.line)
     found = [("net", row) for row in net.options.unimplemented] + \
         [(layer.section_name, row) for layer in net.layers for row in layer.unimplemented]
     if found:

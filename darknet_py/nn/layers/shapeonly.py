@@ -10,7 +10,6 @@ from fractions import Fraction
 
 from ...errors import CfgError, NotSupportedError
 from .base import Layer, Shape
-from .yolo import _DetectionHead
 
 
 class ShapeOnly(Layer):
@@ -157,12 +156,6 @@ class IsegShape(ShapeOnly):
         return inp
 
 
-class GaussianYoloShape(ShapeOnly, _DetectionHead):
-    """AlexeyAB's [Gaussian_yolo]: the [yolo] head's options and shape."""
-
-    type = "gaussian_yolo"
-
-
 class UnknownShape(ShapeOnly):
     """AlexeyAB sections whose shape rule darknet_py does not model."""
 
@@ -185,5 +178,5 @@ class ContrastiveShape(UnknownShape):
 
 SHAPE_ONLY = {cls.type: cls for cls in (
     DeconvolutionalShape, LocalShape, NormalizationShape, RecurrentShape,
-    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
+    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, ConvLstmShape,
     HistoryShape, ContrastiveShape)}

@@ -198,8 +198,9 @@ class YoloLayer(_DetectionHead):
         section.int("show_details", 1)
         layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
         layer.net_options = ctx.net
-        layer._shape_check(section, layer.n * (layer.classes + 5),
-                           f"len(mask)={layer.n} x (classes={layer.classes} + 5)")
+        extra = layer.coords + 1
+        layer._shape_check(section, layer.n * (layer.classes + extra),
+                           f"len(mask)={layer.n} x (classes={layer.classes} + {extra})")
         layer.cost = 0.0
         layer.stats = {}
         return layer
