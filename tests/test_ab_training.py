@@ -10,12 +10,13 @@ import types
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import rng_for_test
 from darknet_py import Network
 from darknet_py.cfg.check import check_cfg
 from darknet_py.cfg.parser import parse_cfg_text
-from darknet_py.data.detaug import augment, keep_aspect_crop, mosaic_of
+from darknet_py.data.detaug import augment, keep_aspect_crop, mosaic_of, resize_margins
 from darknet_py.errors import CfgError, NotSupportedError
 from darknet_py.nn.policies import current_rate
 from darknet_py.train.detector import DetectorTrainer
@@ -31,8 +32,7 @@ HEAD = ("[convolutional]\nfilters=12\nsize=1\nactivation=linear\n"
 REFUSED = [("net", "cutmix=1"), ("net", "blur=1"), ("net", "gaussian_noise=1"),
            ("net", "ema_alpha=0.9998"), ("net", "dynamic_minibatch=1"),
            ("net", "adversarial_lr=0.05"), ("net", "attention=1"), ("net", "contrastive=1"),
-           ("yolo", "objectness_smooth=1"), ("yolo", "resize=1.5"),
-           ("yolo", "embedding_layer=-2")]
+           ("yolo", "objectness_smooth=1"), ("yolo", "embedding_layer=-2")]
 
 
 def cfg_with(option, section):
@@ -169,7 +169,6 @@ def test_keep_aspect_margins_equal_alexeyabs_letter_box():
 def test_letter_box_1_pads_to_the_network_aspect_and_moves_the_boxes(tmp_path):
     """A 120x60 image into a 64x64 network, no jitter: AB's letter_box=1 crops 120x120
     (30 rows above and below the image), so the red box keeps its shape."""
-    from PIL import Image
     a = np.zeros((60, 120, 3), np.uint8)
     a[10:40, 30:90] = (255, 0, 0)
     Image.fromarray(a).save(tmp_path / "i.png")
@@ -195,6 +194,85 @@ def test_letter_box_1_with_mosaic_1_is_refused_as_alexeyab_does(tmp_path):
                         options=TrainOptions(device="cpu", seed=1, progress=False),
                         out=open(os.devnull, "w"))
     assert e.value.line == line and "letter_box=1 with mosaic=1" in str(e.value)
+
+
+# -- [yolo] resize -----------------------------------------------------------------------------
+def ab_resize(pleft, pright, ptop, pbot, ow, oh, resize, resize_r1, resize_r2):
+    """AB:src/data.c load_data_detection's resize margins, as written (float32, int)."""
+    f = np.float32
+
+    def rand_precalc_random(lo, hi, random_part):
+        lo, hi = f(lo), f(hi)
+        if hi < lo:
+            lo, hi = hi, lo
+        return f(random_part) * (hi - lo) + lo
+
+    resize_down = resize_up = f(resize)
+    if resize_down > 1.0:
+        resize_down = f(1) / resize_down
+    min_rdw = int(f(ow) * (f(1) - (f(1) / resize_down)) / f(2))
+    min_rdh = int(f(oh) * (f(1) - (f(1) / resize_down)) / f(2))
+    if resize_up < 1.0:
+        resize_up = f(1) / resize_up
+    max_rdw = int(f(ow) * (f(1) - (f(1) / resize_up)) / f(2))
+    max_rdh = int(f(oh) * (f(1) - (f(1) / resize_up)) / f(2))
+    if resize < 1:
+        pleft = int(f(pleft) + rand_precalc_random(min_rdw, 0, resize_r1))
+        pright = int(f(pright) + rand_precalc_random(min_rdw, 0, resize_r2))
+        ptop = int(f(ptop) + rand_precalc_random(min_rdh, 0, resize_r1))
+        pbot = int(f(pbot) + rand_precalc_random(min_rdh, 0, resize_r2))
+    else:
+        pleft = int(f(pleft) + rand_precalc_random(min_rdw, max_rdw, resize_r1))
+        pright = int(f(pright) + rand_precalc_random(min_rdw, max_rdw, resize_r2))
+        ptop = int(f(ptop) + rand_precalc_random(min_rdh, max_rdh, resize_r1))
+        pbot = int(f(pbot) + rand_precalc_random(min_rdh, max_rdh, resize_r2))
+    return pleft, pright, ptop, pbot
+
+
+def test_resize_margins_equal_alexeyabs():
+    rng = rng_for_test()
+    for _ in range(500):
+        ow, oh = (int(v) for v in rng.integers(8, 900, 2))
+        resize = float(rng.choice([0.5, 0.8, 1.0, 1.25, 1.5, 2.0]))
+        margins = [int(v) for v in rng.integers(-200, 200, 4)]
+        r1, r2 = rng.random(), rng.random()
+        assert resize_margins(*margins, ow, oh, resize, r1, r2) == \
+            ab_resize(*margins, ow, oh, resize, r1, r2)
+
+
+def test_resize_needs_alexeyabs_placement_in_check_and_training(tmp_path):
+    path = tmp_path / "r.cfg"
+    text = NET + HEAD + "resize=1.5\n"
+    path.write_text(text)
+    said = [(f.line, f.message) for f in check_cfg(str(path)) if f.level == "error"]
+    assert [n for n, _ in said] == [text.count("\n")] and "set letter_box=0" in said[0][1]
+    with pytest.raises(CfgError) as e:
+        DetectorTrainer(str(path), str(data_file(tmp_path)), out=open(os.devnull, "w"),
+                        options=TrainOptions(device="cpu", seed=1, progress=False))
+    assert e.value.line == text.count("\n") and "resize=1.5" in e.value.message
+    path.write_text(NET + "letter_box=0\n" + HEAD + "resize=1.5\n")
+    assert not [f for f in check_cfg(str(path)) if f.level == "error"]
+
+
+def test_resize_scales_the_crop_as_alexeyab(tmp_path):
+    """With jitter 0 the crop is the resize margins' alone: a box keeps its place relative to
+    the crop AB draws (the same two draws after augment's own)."""
+    rng = rng_for_test()
+    path = str(tmp_path / "i.png")
+    Image.fromarray(np.zeros((50, 80, 3), np.uint8)).save(path)
+    boxes = np.float32([[0, 0.5, 0.5, 0.25, 0.2]])
+    for _ in range(10):
+        seed = int(rng.integers(1 << 30))
+        _, rows = augment(path, boxes, (3, 64, 64), np.random.default_rng(seed), 0.0, 0.0,
+                          1.0, 1.0, False, letterbox=False, resize=1.5)
+        r = np.random.default_rng(seed)
+        r.random(4)                                          # augment's four jitter draws
+        pl, pr, pt, pb = ab_resize(0, 0, 0, 0, 80, 50, 1.5, r.random(), r.random())
+        cw, ch = 80 - pl - pr, 50 - pt - pb
+        x0, x1 = max(0, (40 - 10 - pl) / cw), min(1, (40 + 10 - pl) / cw)
+        y0, y1 = max(0, (25 - 5 - pt) / ch), min(1, (25 + 5 - pt) / ch)
+        np.testing.assert_allclose(rows[0, :4], [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0,
+                                                 y1 - y0], atol=1e-5)
 
 
 # -- [net] mosaic_bound ----------------------------------------------------------------------
@@ -234,7 +312,6 @@ def test_mosaic_bound_0_clips_boxes_to_the_canvas_and_1_to_their_quadrant():
                           ("letter_box=0\nmosaic=1\nmosaic_bound=0\n", False, False, False)])
 def test_the_detector_trainer_passes_letter_box_and_mosaic_bound_to_the_loader(
         tmp_path, extra, keep_aspect, letterbox, bound):
-    from PIL import Image
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     data = data_file(tmp_path)

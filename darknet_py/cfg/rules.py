@@ -9,6 +9,7 @@ import collections
 import math
 
 from ..nn.layers.base import Shape
+from ..nn.layers.yolo import resize_needs_ab_placement
 from ..nn.activations import ACTIVATIONS as DP_ACTIVATIONS, CHANNEL_ACTIVATIONS
 from .keys import CHOICES, DARKNET_ACTIVATIONS, PJ_ACTIVATIONS, closest
 
@@ -231,6 +232,10 @@ class HeadRules:
                            f"every detection head must use the same classes; set classes={ref}")
         for L in heads:
             self.check_head_input(L, ref)
+        last = self.layers[-1]          # AB:src/detector.c reads resize from the last layer
+        if last.type in ("yolo", "gaussian_yolo") and last.v("resize", 1.0) != 1 and \
+                "letter_box" not in self.net_vals:
+            self.error(last.line("resize"), resize_needs_ab_placement(last.v("resize"), last.name))
         return ref_head, ref
 
     def head_input_fits(self, L, classes):

@@ -56,7 +56,7 @@ class DetectionSet:
 
     def submit(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
                flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
-               keep_aspect=False, mosaic_bound=True):
+               keep_aspect=False, mosaic_bound=True, resize=1.0):
         """Start preparing augmented images and truths: a pending batch whose ``result()`` is
         (x, truth) and whose ``release()`` hands its buffers back.  Threads prepare it, or with
         ``processes`` a pool of that many worker processes (which the GIL does not limit) writing
@@ -64,12 +64,13 @@ class DetectionSet:
         depends on neither.  ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the
         batch's image and three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup,
         the image blended half and half with another one drawn from the set, with the boxes of
-        both.  ``keep_aspect`` and ``mosaic_bound``: see ``augment`` and ``mosaic_of``."""
+        both.  ``keep_aspect``, ``resize`` and ``mosaic_bound``: see ``augment`` and
+        ``mosaic_of``."""
         seeds = rng.integers(0, 2 ** 63, len(indexes))
         options = dict(shape=tuple(shape), jitter=jitter, hue=hue, saturation=saturation,
                        exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
                        mixup=mixup, max_boxes=self.max_boxes, keep_aspect=keep_aspect,
-                       mosaic_bound=mosaic_bound)
+                       mosaic_bound=mosaic_bound, resize=resize)
         items = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
         if processes:
             return self._workers(processes).submit(items, options, shape, self.max_boxes * 5)
@@ -78,10 +79,11 @@ class DetectionSet:
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
               flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
-              keep_aspect=False, mosaic_bound=True):
+              keep_aspect=False, mosaic_bound=True, resize=1.0):
         """``submit``'s batch, waited for: (x, truth) arrays of its own."""
         pending = self.submit(indexes, shape, rng, jitter, hue, saturation, exposure, flip,
-                              letterbox, mosaic, mixup, processes, keep_aspect, mosaic_bound)
+                              letterbox, mosaic, mixup, processes, keep_aspect, mosaic_bound,
+                              resize)
         try:
             x, truth = pending.result()
             return (x.copy(), truth.copy()) if processes else (x, truth)
@@ -118,7 +120,8 @@ def prepare(paths, boxes, i, seed, options, out=None):
     def load(j, into=None):
         return augment(paths[j], boxes[j], o["shape"], r, o["jitter"], o["hue"],
                        o["saturation"], o["exposure"], o["flip"], o["letterbox"],
-                       placement=True, out=into, keep_aspect=o.get("keep_aspect", False))
+                       placement=True, out=into, keep_aspect=o.get("keep_aspect", False),
+                       resize=o.get("resize", 1.0))
 
     if o["mosaic"] and r.random() < 0.5:
         others = r.integers(0, len(paths), 3)
@@ -151,12 +154,14 @@ def fill_row(state, item, options, x_row, truth_row):
 
 
 def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
-            placement=False, out=None, keep_aspect=False):
+            placement=False, out=None, keep_aspect=False, resize=1.0):
     """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
     on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
     each side, resized to the network size); ``keep_aspect`` (AlexeyAB's letter_box=1, with
     letterbox=False): that crop first widened on both sides, by the same amount, to the
-    network's aspect ratio (AB:src/data.c load_data_detection, ``if (letter_box)``).  Returns (c, h, w) floats and YOLO rows
+    network's aspect ratio (AB:src/data.c load_data_detection, ``if (letter_box)``).
+    ``resize`` (AlexeyAB's [yolo] resize, AB's placement only): the crop's margins also moved
+    by a random scale of the image (``resize_margins``), before ``keep_aspect``.  Returns (c, h, w) floats and YOLO rows
     (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
     (left, top, right, bottom) in pixels, the rest being padding.  ``out``: a (c, h, w)
     float32 array to write the image into (a row of the batch)."""
@@ -195,6 +200,9 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
         else:
             pl, pr = (int(rng.uniform(-jitter, jitter) * iw) for _ in range(2))
             pt, pb = (int(rng.uniform(-jitter, jitter) * ih) for _ in range(2))
+            if resize != 1:
+                pl, pr, pt, pb = resize_margins(pl, pr, pt, pb, iw, ih, resize, rng.random(),
+                                                rng.random())
             if keep_aspect:
                 pl, pr, pt, pb = keep_aspect_crop(pl, pr, pt, pb, iw, ih, w, h)
             cw, chh = max(1, iw - pl - pr), max(1, ih - pt - pb)
@@ -236,6 +244,30 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     if flipped:
         left, right = w - right, w - left
     return a, rows, (left, max(0.0, dy), right, min(float(h), dy + nh))
+
+
+def resize_margins(pl, pr, pt, pb, iw, ih, resize, r1, r2):
+    """AlexeyAB's [yolo] resize: the crop margins of an ``iw x ih`` image moved by up to
+    (1 - resize) / 2 of its size (growing the crop, the image shrinks) and, for resize > 1,
+    up to (1 - 1/resize) / 2 (shrinking it); ``r1`` draws the left and top moves, ``r2`` the
+    right and bottom ones (C's float32 and int truncation, AB:src/data.c load_data_detection)."""
+    f = np.float32
+    down = up = f(resize)
+    if down > 1:
+        down = f(1) / down
+    if up < 1:
+        up = f(1) / up
+    lo_w, lo_h = (int(f(s) * (f(1) - f(1) / down) / f(2)) for s in (iw, ih))      # <= 0
+    hi_w, hi_h = (int(f(s) * (f(1) - f(1) / up) / f(2)) for s in (iw, ih))        # >= 0
+    if resize < 1:                                                              # down only
+        hi_w = hi_h = 0
+
+    def draw(lo, hi, r):                       # AB rand_precalc_random
+        lo, hi = min(lo, hi), max(lo, hi)
+        return f(r) * f(hi - lo) + f(lo)
+
+    return (int(f(pl) + draw(lo_w, hi_w, r1)), int(f(pr) + draw(lo_w, hi_w, r2)),
+            int(f(pt) + draw(lo_h, hi_h, r1)), int(f(pb) + draw(lo_h, hi_h, r2)))
 
 
 def keep_aspect_crop(pl, pr, pt, pb, iw, ih, w, h):

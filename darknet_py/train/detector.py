@@ -17,6 +17,7 @@ from ..detection.evaluate import detections_for_map
 from ..detection.mapeval import evaluate_map
 from ..errors import CfgError, DarknetError
 from ..image import draw_detections, rand_scale
+from ..nn.layers.yolo import resize_needs_ab_placement
 from .trainer import Trainer
 
 
@@ -58,6 +59,12 @@ class DetectorTrainer(Trainer):
         self.keep_aspect = aug.get("letter_box") == 1
         self.letterbox = uses_letterbox(net.options) and not self.keep_aspect
         self.mosaic_bound = aug.get("mosaic_bound", 1) != 0
+        # AB's [yolo] resize, read from the last layer as AB:src/detector.c does
+        self.resize = getattr(net.layers[-1], "resize", 1.0)
+        if self.resize != 1 and self.letterbox:
+            last = net.layers[-1]
+            raise CfgError(resize_needs_ab_placement(self.resize, last.section_name), last.path,
+                           last.resize_line)
         if self.keep_aspect and self.mosaic:
             sec = net.options.section      # AB:src/data.c refuses the pair too
             raise CfgError("letter_box=1 with mosaic=1 in [net]: AlexeyAB's training does not "
@@ -113,7 +120,7 @@ class DetectorTrainer(Trainer):
                                       letterbox=self.letterbox, mosaic=self.mosaic,
                                       mixup=self.mixup, processes=self.loader_processes,
                                       keep_aspect=self.keep_aspect,
-                                      mosaic_bound=self.mosaic_bound)
+                                      mosaic_bound=self.mosaic_bound, resize=self.resize)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
             self._save_augmented(k, *batch.result())

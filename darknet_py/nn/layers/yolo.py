@@ -125,6 +125,14 @@ class _DetectionHead(Layer):
                 f".5R: {f(s['recall'])}, .75R: {f(s['recall75'])},  count: {c}")
 
 
+def resize_needs_ab_placement(value, section_name):
+    """The error for AlexeyAB's [yolo] resize with pj's placement (no letter_box= in [net]):
+    resize scales AB's crops, which pj's placement does not make (data/detaug.py)."""
+    return (f"resize={value:g} in [{section_name}] scales AlexeyAB's training crops: set "
+            "letter_box=0 (or 1) in [net] to train with AlexeyAB's placement, or remove resize= "
+            "(pj's placement, without letter_box=, has its own random scale)")
+
+
 def _host_first(net):
     """The truth table, as the host array the loader gave when there is one: the losses plan
     their truth-only work on the host (yololoss.py), so a device copy would be fetched back."""
@@ -142,10 +150,9 @@ class YoloLayer(_DetectionHead):
         "counters_per_class focal_loss show_details new_coords embedding_layer"
     ).split())
     # refused when set (cfg check, training start): objectness_smooth rewrites the objectness
-    # and class targets (AB:src/yolo_layer.c forward_yolo_layer), resize scales the training
-    # crops (AB:src/data.c load_data_detection), embedding_layer feeds AB's tracking and
-    # contrastive training
-    training_unimplemented = {"objectness_smooth": 0, "resize": 1, "embedding_layer": None}
+    # and class targets (AB:src/yolo_layer.c forward_yolo_layer, with AB's class-matched
+    # ignore rule), embedding_layer feeds AB's tracking and contrastive training
+    training_unimplemented = {"objectness_smooth": 0, "embedding_layer": None}
     coords = 4
 
     @classmethod
@@ -161,6 +168,12 @@ class YoloLayer(_DetectionHead):
         layer.ignore_thresh = section.float("ignore_thresh", 0.5)
         layer.truth_thresh = section.float("truth_thresh", 1.0)
         layer.random = section.float("random", 0.0)
+        # the training crops' random scale (AB's placement only: data/detaug.py)
+        layer.resize = section.float("resize", 1.0)
+        layer.resize_line = section.line_of("resize")
+        if layer.resize <= 0:
+            raise CfgError(f"resize={section.str('resize')} in [{section.name}] must be > 0 "
+                           "(1: no random scale)", section.path, section.line_of("resize"))
         layer.map = section.str("map")
         # AlexeyAB's options.  Defaults keep pj's behaviour (AB's own iou_normalizer default
         # is 0.75; cfgs written for AB set it explicitly).
