@@ -69,6 +69,8 @@ CASES = {
                                    "stride=2\ngroups=2\nactivation=linear\n",
     "maxpool_stride_x_y": "[maxpool]\nsize=3\nstride_x=2\nstride_y=1\n",
     "maxpool_depth": "[maxpool]\nmaxpool_depth=1\nout_channels=3\n",
+    "local_avgpool_3_1": "[local_avgpool]\nsize=3\nstride=1\n",
+    "local_avgpool_stride_x_y": "[local_avgpool]\nsize=3\nstride_x=2\nstride_y=1\n",
 }
 CASES.update({f"activation_{a}": CONV.format(f=4, k=3, s=1, bn=0, act=a, g=1)
               for a in ACTIVATIONS})

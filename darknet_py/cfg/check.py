@@ -18,6 +18,8 @@ Levels
     whose intended option then takes its default); or valid Darknet that darknet_py cannot
     build ([rnn], [gru], [local], [detection], ``tree=``, ``reorg extra=``, an AlexeyAB
     activation it lacks...) unless ``darknet_only`` says the cfg is meant for Darknet alone;
+    or a training option set that darknet_py's training does not implement (AlexeyAB's
+    ``ema_alpha``, ``objectness_smooth``, ``blur``...: the layers' ``training_unimplemented``);
     or the training schedule contradicts itself
     (``max_batches`` below ``burn_in`` or the last of ``steps``, steps that do not increase,
     fewer ``scales`` than ``steps``); or the cfg, the ``.data`` and the ``.names`` disagree on
@@ -58,7 +60,8 @@ import sys
 from ..data.datacfg import DataCfg
 from ..errors import CfgError, DarknetError
 from ..nn.layers import REGISTRY, SHAPE_ONLY
-from ..nn.layers.base import Field, asks_for_something, next_field, resolve_refs
+from ..nn.layers.base import (Field, asks_for_something, next_field, resolve_refs,
+                              unimplemented_message)
 from ..nn.netoptions import COMMON_KEYS as DP_COMMON_KEYS
 from ..nn.netoptions import NetOptions
 from .keys import DP_KEYS, KNOWN_KEYS, ORIGIN, PJ_SECTIONS, closest, plural
@@ -260,8 +263,7 @@ class _Checker(ValueRules, NetRules, HeadRules):
                 self.warn(opt.line, f"option '{key}' in [{sec.name}] ({origin}) is not "
                                     "supported by darknet_py, which ignores it")
             elif key in unimplemented and asks_for_something(opt.value, unimplemented[key]):
-                self.warn(opt.line, f"{key}={opt.value} in [{sec.name}]: darknet_py's training "
-                                    "does not implement it and trains without it")
+                self.error(opt.line, unimplemented_message(key, opt.value, sec.name))
             if ORIGIN[sec.type].get(key) == "AlexeyAB" and sec.type in PJ_SECTIONS:
                 # pj:src/option_list.c option_unused; a section pj lacks has its own note
                 self.note(opt.line, f"option '{key}' in [{sec.name}] is AlexeyAB's: pjreddie's "

@@ -9,6 +9,7 @@ import collections
 import math
 
 from ..nn.layers.base import Shape
+from ..nn.layers.yolo import resize_needs_ab_placement
 from ..nn.activations import ACTIVATIONS as DP_ACTIVATIONS, CHANNEL_ACTIVATIONS
 from .keys import CHOICES, DARKNET_ACTIVATIONS, PJ_ACTIVATIONS, closest
 
@@ -145,6 +146,9 @@ class NetRules:
                 self.error(line(key), f"{key}={raw(key)} must be > 0 (1 means no change)")
         if "hue" in v and not 0 <= v["hue"] <= 1:
             self.error(line("hue"), f"hue={raw('hue')} must be in [0, 1] (usually .1)")
+        if v.get("letter_box") and v.get("mosaic"):      # AB:src/data.c refuses the pair
+            self.error(line("letter_box"), "letter_box=1 with mosaic=1 in [net]: AlexeyAB's "
+                       "training does not support the pair; remove one of them")
 
         w, h, c = (max(0, v.get(k, 0)) for k in ("width", "height", "channels"))
         inputs = v.get("inputs", w * h * c)
@@ -228,6 +232,10 @@ class HeadRules:
                            f"every detection head must use the same classes; set classes={ref}")
         for L in heads:
             self.check_head_input(L, ref)
+        last = self.layers[-1]          # AB:src/detector.c reads resize from the last layer
+        if last.type in ("yolo", "gaussian_yolo") and last.v("resize", 1.0) != 1 and \
+                "letter_box" not in self.net_vals:
+            self.error(last.line("resize"), resize_needs_ab_placement(last.v("resize"), last.name))
         return ref_head, ref
 
     def head_input_fits(self, L, classes):

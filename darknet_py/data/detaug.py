@@ -56,7 +56,7 @@ class DetectionSet:
 
     def submit(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
                flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
-               raw=False):
+               keep_aspect=False, mosaic_bound=True, resize=1.0, raw=False):
         """Start preparing augmented images and truths: a pending batch whose ``result()`` is
         (x, truth) and whose ``release()`` hands its buffers back.  Threads prepare it, or with
         ``processes`` a pool of that many worker processes (which the GIL does not limit) writing
@@ -64,14 +64,16 @@ class DetectionSet:
         depends on neither.  ``mosaic``: half of the images are AlexeyAB's 4-image mosaics (the
         batch's image and three drawn from the whole set); ``mixup``: half are AlexeyAB's mixup,
         the image blended half and half with another one drawn from the set, with the boxes of
-        both.  ``raw``: hand the images over as bytes with their colour tables, for the GPU
-        to finish (data/rawimages.py; colour images without mosaic or mixup only, else
-        ignored)."""
+        both.  ``keep_aspect``, ``resize`` and ``mosaic_bound``: see ``augment`` and
+        ``mosaic_of``.  ``raw``: hand the images over as bytes with their colour tables, for
+        the GPU to finish (data/rawimages.py; colour images without mosaic or mixup only,
+        else ignored)."""
         seeds = rng.integers(0, 2 ** 63, len(indexes))
         raw = raw and shape[0] == 3 and not mosaic and not mixup
         options = dict(shape=tuple(shape), jitter=jitter, hue=hue, saturation=saturation,
                        exposure=exposure, flip=flip, letterbox=letterbox, mosaic=mosaic,
-                       mixup=mixup, max_boxes=self.max_boxes)
+                       mixup=mixup, max_boxes=self.max_boxes, keep_aspect=keep_aspect,
+                       mosaic_bound=mosaic_bound, resize=resize)
         items = [(int(indexes[k]), int(seeds[k])) for k in range(len(indexes))]
         if processes:
             return self._workers(processes).submit(items, options, shape, self.max_boxes * 5,
@@ -80,10 +82,12 @@ class DetectionSet:
                            shape, self.max_boxes * 5, raw)
 
     def batch(self, indexes, shape, rng, jitter=0.2, hue=0.0, saturation=1.0, exposure=1.0,
-              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None):
+              flip=True, letterbox=True, mosaic=False, mixup=False, processes=None,
+              keep_aspect=False, mosaic_bound=True, resize=1.0):
         """``submit``'s batch, waited for: (x, truth) arrays of its own."""
         pending = self.submit(indexes, shape, rng, jitter, hue, saturation, exposure, flip,
-                              letterbox, mosaic, mixup, processes)
+                              letterbox, mosaic, mixup, processes, keep_aspect, mosaic_bound,
+                              resize)
         try:
             x, truth = pending.result()
             return (x.copy(), truth.copy()) if processes else (x, truth)
@@ -120,13 +124,15 @@ def prepare(paths, boxes, i, seed, options, out=None):
     def load(j, into=None):
         return augment(paths[j], boxes[j], o["shape"], r, o["jitter"], o["hue"],
                        o["saturation"], o["exposure"], o["flip"], o["letterbox"],
-                       placement=True, out=into)
+                       placement=True, out=into, keep_aspect=o.get("keep_aspect", False),
+                       resize=o.get("resize", 1.0))
 
     if o["mosaic"] and r.random() < 0.5:
         others = r.integers(0, len(paths), 3)
         parts = [load(j) for j in [i, *others]]
         order = r.permutation(4)                      # the batch's image in any quadrant
-        image, rows = mosaic_of([parts[q] for q in order], r, out)
+        image, rows = mosaic_of([parts[q] for q in order], r, out,
+                                o.get("mosaic_bound", True))
     elif o["mixup"] and r.random() < 0.5:
         (a, rows_a, _), (b, rows_b, _) = load(i), load(int(r.integers(len(paths))))
         image = np.add(a, b, out=out)
@@ -152,10 +158,14 @@ def fill_row(state, item, options, x_row, truth_row):
 
 
 def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, letterbox=True,
-            placement=False, out=None):
+            placement=False, out=None, keep_aspect=False, resize=1.0):
     """One training image: pj's placement (letterbox=True: aspect jitter, resize, random offset
     on a 0.5 canvas) or AlexeyAB's stretch (letter_box=0: a crop jittered by up to ``jitter`` of
-    each side, resized to the network size).  Returns (c, h, w) floats and YOLO rows
+    each side, resized to the network size); ``keep_aspect`` (AlexeyAB's letter_box=1, with
+    letterbox=False): that crop first widened on both sides, by the same amount, to the
+    network's aspect ratio (AB:src/data.c load_data_detection, ``if (letter_box)``).
+    ``resize`` (AlexeyAB's [yolo] resize, AB's placement only): the crop's margins also moved
+    by a random scale of the image (``resize_margins``), before ``keep_aspect``.  Returns (c, h, w) floats and YOLO rows
     (x, y, w, h, class), and with ``placement`` also where the image lies on the canvas:
     (left, top, right, bottom) in pixels, the rest being padding.  ``out``: a (c, h, w)
     float32 array to write the image into (a row of the batch), or a RawImages row: then the
@@ -198,6 +208,11 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
         else:
             pl, pr = (int(rng.uniform(-jitter, jitter) * iw) for _ in range(2))
             pt, pb = (int(rng.uniform(-jitter, jitter) * ih) for _ in range(2))
+            if resize != 1:
+                pl, pr, pt, pb = resize_margins(pl, pr, pt, pb, iw, ih, resize, rng.random(),
+                                                rng.random())
+            if keep_aspect:
+                pl, pr, pt, pb = keep_aspect_crop(pl, pr, pt, pb, iw, ih, w, h)
             cw, chh = max(1, iw - pl - pr), max(1, ih - pt - pb)
             crop = Image.new(im.mode, (cw, chh), fill)
             crop.paste(im, (-pl, -pt))
@@ -245,14 +260,53 @@ def augment(path, boxes, shape, rng, jitter, hue, saturation, exposure, flip, le
     return a, rows, (left, max(0.0, dy), right, min(float(h), dy + nh))
 
 
-def mosaic_of(parts, rng, out=None):
+def resize_margins(pl, pr, pt, pb, iw, ih, resize, r1, r2):
+    """AlexeyAB's [yolo] resize: the crop margins of an ``iw x ih`` image moved by up to
+    (1 - resize) / 2 of its size (growing the crop, the image shrinks) and, for resize > 1,
+    up to (1 - 1/resize) / 2 (shrinking it); ``r1`` draws the left and top moves, ``r2`` the
+    right and bottom ones (C's float32 and int truncation, AB:src/data.c load_data_detection)."""
+    f = np.float32
+    down = up = f(resize)
+    if down > 1:
+        down = f(1) / down
+    if up < 1:
+        up = f(1) / up
+    lo_w, lo_h = (int(f(s) * (f(1) - f(1) / down) / f(2)) for s in (iw, ih))      # <= 0
+    hi_w, hi_h = (int(f(s) * (f(1) - f(1) / up) / f(2)) for s in (iw, ih))        # >= 0
+    if resize < 1:                                                              # down only
+        hi_w = hi_h = 0
+
+    def draw(lo, hi, r):                       # AB rand_precalc_random
+        lo, hi = min(lo, hi), max(lo, hi)
+        return f(r) * f(hi - lo) + f(lo)
+
+    return (int(f(pl) + draw(lo_w, hi_w, r1)), int(f(pr) + draw(lo_w, hi_w, r2)),
+            int(f(pt) + draw(lo_h, hi_h, r1)), int(f(pb) + draw(lo_h, hi_h, r2)))
+
+
+def keep_aspect_crop(pl, pr, pt, pb, iw, ih, w, h):
+    """AlexeyAB's letter_box=1 crop margins: those of an ``iw x ih`` image, shifted on both
+    sides by half the padding that gives the crop the ``w x h`` network's aspect ratio (C's
+    float32 ratios and truncation toward zero, AB:src/data.c load_data_detection)."""
+    f = np.float32
+    img_ar, net_ar = f(iw) / f(ih), f(w) / f(h)
+    if img_ar / net_ar > 1:                  # too wide: taller crop
+        delta = (f(iw) / net_ar - f(ih)) / f(2)
+        return pl, pr, int(f(pt) - delta), int(f(pb) - delta)
+    delta = (f(ih) * net_ar - f(iw)) / f(2)
+    return int(f(pl) - delta), int(f(pr) - delta), pt, pb
+
+
+def mosaic_of(parts, rng, out=None, bound=True):
     """AlexeyAB's mosaic (data.c load_data_detection, mosaic=1) of four augmented images
     ``(image, rows, placement)``: a split point uniform in [20%, 80%] of the width and height
     cuts the canvas into four quadrants (top-left, top-right, bottom-left, bottom-right); each
     takes the part of its image nearest the split, moved inward past the image's padding (AB's
     left/right/top/bot_shift).  Boxes move with their pixels and are clipped to their quadrant
-    (AB's mosaic_bound=1; with its default a box may reach into a neighbour's pixels); those
-    under one pixel are dropped.  The image is written into ``out`` when given."""
+    (``bound``: AB's mosaic_bound=1) or, with ``bound=False`` (AB's mosaic_bound=0), only to
+    the canvas, so that a box may reach into a neighbour's pixels (AB:src/data.c
+    blend_truth_mosaic); those under one pixel are dropped.  The image is written into ``out``
+    when given."""
     c, h, w = parts[0][0].shape
     cut_x = int(rng.integers(w * 20 // 100, w * 80 // 100 + 1))
     cut_y = int(rng.integers(h * 20 // 100, h * 80 // 100 + 1))
@@ -273,10 +327,11 @@ def mosaic_of(parts, rng, out=None):
         if not len(rows):
             continue
         r = rows.astype(np.float64)
-        x0 = np.clip((r[:, 0] - r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
-        x1 = np.clip((r[:, 0] + r[:, 2] / 2) * w - sx + ox, ox, ox + qw)
-        y0 = np.clip((r[:, 1] - r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
-        y1 = np.clip((r[:, 1] + r[:, 3] / 2) * h - sy + oy, oy, oy + qh)
+        x_lo, x_hi, y_lo, y_hi = (ox, ox + qw, oy, oy + qh) if bound else (0, w, 0, h)
+        x0 = np.clip((r[:, 0] - r[:, 2] / 2) * w - sx + ox, x_lo, x_hi)
+        x1 = np.clip((r[:, 0] + r[:, 2] / 2) * w - sx + ox, x_lo, x_hi)
+        y0 = np.clip((r[:, 1] - r[:, 3] / 2) * h - sy + oy, y_lo, y_hi)
+        y1 = np.clip((r[:, 1] + r[:, 3] / 2) * h - sy + oy, y_lo, y_hi)
         moved = np.stack([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h,
                           r[:, 4]], axis=1)
         kept.append(moved[(x1 - x0 >= 1) & (y1 - y0 >= 1)])

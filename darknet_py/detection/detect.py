@@ -29,6 +29,8 @@ from ..nn.backend import to_numpy, xp_of
 
 
 F32 = np.float32
+#: the layer types whose outputs are detections
+HEADS = ("yolo", "gaussian_yolo", "region")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,11 +78,11 @@ def _fetch(values, where):
     return np.asarray(to_numpy(where), np.int64), np.asarray(to_numpy(values[b, k, :, r, c]), F32)
 
 
-def _yolo_cells(values, thresh):
-    """The cells of a [yolo] output (_head_values) with objectness > thresh, in pj's order:
-    per image, cells row-major and anchors inner."""
+def _yolo_cells(values, thresh, obj=4):
+    """The cells of a [yolo] output (_head_values) with objectness (entry ``obj``) > thresh,
+    in pj's order: per image, cells row-major and anchors inner."""
     xp = xp_of(values)
-    keep = values[:, :, 4].astype(F32) > F32(thresh)
+    keep = values[:, :, obj].astype(F32) > F32(thresh)
     return _fetch(values, xp.argwhere(keep.transpose(0, 2, 3, 1))[:, [0, 3, 1, 2]])
 
 
@@ -127,6 +129,44 @@ def _yolo_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, 
     probs = (objectness[:, None] * v[:, 5:5 + ncls]).astype(F32)
     probs = np.where(probs > t, probs, F32(0))
     return _detections(boxes, objectness, probs, layer.classes if classes is None else classes)
+
+
+def _gaussian_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes):
+    """AlexeyAB get_gaussian_yolo_detections' arithmetic for the cells ``where`` with entries
+    ``v`` (x, sigma_x, y, sigma_y, w, sigma_w, h, sigma_h, obj, classes): get_gaussian_yolo_box
+    (float, exp in double) with ``yolo_point``; prob_j = obj * p_j * (1.0 - mean sigma), the
+    mean in float then double, zeroed when <= thresh; correct_gaussian_yolo_boxes (pj's)."""
+    ks, rows, cols = where[:, 1], where[:, 2], where[:, 3]
+    anchors = np.asarray(layer.anchors, F32).reshape(-1, 2)
+    a = anchors[np.asarray(layer.mask, np.int64)[ks]]
+    boxes = np.empty((len(v), 4), F32)
+    with np.errstate(over="ignore"):
+        boxes[:, 2] = (np.exp(v[:, 4].astype(np.float64)) * a[:, 0] / net_w).astype(F32)
+        boxes[:, 3] = (np.exp(v[:, 6].astype(np.float64)) * a[:, 1] / net_h).astype(F32)
+    boxes[:, 0] = (cols.astype(F32) + v[:, 0]) / F32(layer.out_w)
+    boxes[:, 1] = (rows.astype(F32) + v[:, 2]) / F32(layer.out_h)
+    shift = {"center": 0, "left_top": 1, "right_bottom": -1}[layer.yolo_point]
+    if shift:
+        boxes[:, 0] += F32(shift) * (boxes[:, 2] / F32(2))
+        boxes[:, 1] += F32(shift) * (boxes[:, 3] / F32(2))
+    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, relative,
+                          uses_letterbox(layer_net_options(layer)))
+    objectness = v[:, 8]
+    uc_aver = ((v[:, 1] + v[:, 3] + v[:, 5] + v[:, 7]).astype(np.float64) / 4.0)[:, None]
+    probs = ((objectness[:, None] * v[:, 9:9 + layer.classes]) * (1.0 - uc_aver)).astype(F32)
+    probs = np.where(probs > F32(thresh), probs, F32(0))
+    return _detections(boxes, objectness, probs, layer.classes if classes is None else classes)
+
+
+def get_gaussian_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True,
+                                 classes=None, batch_index=0) -> list[Detection]:
+    """AlexeyAB ``get_gaussian_yolo_detections``: [yolo]'s cells and order, objectness at
+    entry 8 (see :func:`_gaussian_decode`)."""
+    where, v = _yolo_cells(_head_values(layer)[batch_index:batch_index + 1], thresh, 8)
+    if len(v) == 0:
+        return []
+    return _gaussian_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative,
+                            classes)
 
 
 def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True,
@@ -227,9 +267,9 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
                       dropped: list | None = None) -> list[Detection]:
     """pj ``get_network_boxes(net, w, h, thresh, hier, 0, relative, &n)`` after a forward pass.
 
-    Walks the layers in order: [yolo] layers add their detections above ``thresh``, [region]
-    layers every anchor of every cell.  Each prob array has the last layer's ``classes``
-    entries (pj's make_network_boxes).  Boxes are relative to the original img_w x img_h image
+    Walks the layers in order: [yolo] (and [Gaussian_yolo]) layers add their detections above
+    ``thresh``, [region] layers every anchor of every cell.  Each prob array has the last
+    layer's ``classes`` entries (pj's make_network_boxes).  Boxes are relative to the original img_w x img_h image
     (pixels if ``relative`` is 0).  ``hier_thresh`` only matters for tree (9000) region layers,
     which are not supported; it is accepted for the call signature.  Boxes of non-finite or
     absurd size are left out (:func:`plausible`); their count is appended to ``dropped``."""
@@ -241,6 +281,9 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
         if layer.type == "yolo":
             dets += get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative,
                                         classes, batch_index)
+        elif layer.type == "gaussian_yolo":
+            dets += get_gaussian_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh,
+                                                 relative, classes, batch_index)
         elif layer.type == "region":
             dets += get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative,
                                           classes, batch_index)
@@ -302,12 +345,15 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5, relative: int = 1,
     kept = [[] for _ in sizes]      # per image: the live detections, in list order
     bad = [0 for _ in sizes]        # per image: the absurd boxes left out
     for layer in net.layers:
-        if layer.type not in ("yolo", "region"):
+        if layer.type not in HEADS:
             continue
         values = _head_values(layer)
         if layer.type == "yolo":
             where, v = _yolo_cells(values, thresh)
             decode, cells = _yolo_decode, None
+        elif layer.type == "gaussian_yolo":
+            where, v = _yolo_cells(values, thresh, 8)
+            decode, cells = _gaussian_decode, None
         else:
             _no_tree(layer)
             xp = xp_of(values)
@@ -324,7 +370,7 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5, relative: int = 1,
             finite = np.array([plausible([d], w, h, relative)[1] == 0 for d in dets], bool)
             alive = np.array([d.objectness != 0 for d in dets], bool) & finite
             bad[b] += int((~finite).sum())
-            if cells is None:           # [yolo]: its list is these cells
+            if cells is None:           # [yolo], [Gaussian_yolo]: its list is these cells
                 flags = alive[finite]
             else:                       # [region]: every cell, the others finite and 0
                 k, r, c = where[part, 1], where[part, 2], where[part, 3]
@@ -393,7 +439,7 @@ def heads_are_finite(net) -> bool:
     """Whether the detection layers' last outputs are all finite numbers (untrained or broken
     weights overflow to inf and NaN, as in Darknet)."""
     return all(bool(np.isfinite(to_numpy(layer.output)).all()) for layer in net.layers
-               if layer.type in ("yolo", "region") and layer.output is not None)
+               if layer.type in HEADS and layer.output is not None)
 
 
 def network_nms(net, dets: list[Detection], thresh: float) -> list[Detection]:

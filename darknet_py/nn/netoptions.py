@@ -12,10 +12,14 @@ COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "do
 # [net] keys that only the training/data code reads (detection augmentation and the input
 # placement).
 NET_DATA_KEYS = {"saturation": float, "exposure": float, "hue": float, "letter_box": int,
-                 "flip": int, "mosaic": int, "mixup": int}
+                 "flip": int, "mosaic": int, "mixup": int, "mosaic_bound": int}
 # Darknet's other [net] training keys, with the value that leaves training as darknet_py does
-# it (None: any value asks for something).  darknet_py does not implement them: a training run
-# (and `cfg check`) says so for each one set otherwise, instead of training silently without.
+# it (None: any value asks for something).  darknet_py does not implement them: `cfg check`
+# and the start of a training run refuse each one set otherwise (an error at its line), instead
+# of training silently without.  AB:src/parser.c parse_net_options reads them; ema_alpha
+# (AB:src/network.c ema_update), dynamic_minibatch (AB:src/detector.c), blur / gaussian_noise
+# (AB:src/image_opencv.cpp image_data_augmentation, OpenCV's GaussianBlur), cutmix and the
+# contrastive / adversarial / attention training each change what is computed.
 NET_UNIMPLEMENTED = {
     "random": 0, "notruth": 0, "cutmix": 0,
     "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32, "ema_alpha": 0,

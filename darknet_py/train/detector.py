@@ -15,8 +15,9 @@ from ..data.detaug import DetectionSet
 from ..detection.detect import uses_letterbox
 from ..detection.evaluate import detections_for_map
 from ..detection.mapeval import evaluate_map
-from ..errors import DarknetError
+from ..errors import CfgError, DarknetError
 from ..image import draw_detections, rand_scale
+from ..nn.layers.yolo import resize_needs_ab_placement
 from .trainer import Trainer
 
 
@@ -53,7 +54,22 @@ class DetectorTrainer(Trainer):
         # AB's mixup=1; with mosaic=1 set too, AB's parser makes it a mosaic
         self.mixup = aug.get("mixup", 0) != 0 and not self.mosaic
         self._nets = {}
-        self.letterbox = uses_letterbox(net.options)
+        # AlexeyAB's letter_box=1: its stretch crop widened to the network's aspect (pj's
+        # placement is what runs without the key); mosaic_bound: see detaug.mosaic_of
+        self.keep_aspect = aug.get("letter_box") == 1
+        self.letterbox = uses_letterbox(net.options) and not self.keep_aspect
+        self.mosaic_bound = aug.get("mosaic_bound", 1) != 0
+        # AB's [yolo] resize, read from the last layer as AB:src/detector.c does
+        self.resize = getattr(net.layers[-1], "resize", 1.0)
+        if self.resize != 1 and self.letterbox:
+            last = net.layers[-1]
+            raise CfgError(resize_needs_ab_placement(self.resize, last.section_name), last.path,
+                           last.resize_line)
+        if self.keep_aspect and self.mosaic:
+            sec = net.options.section      # AB:src/data.c refuses the pair too
+            raise CfgError("letter_box=1 with mosaic=1 in [net]: AlexeyAB's training does not "
+                           "support the pair; remove one of them", sec.path,
+                           sec.line_of("letter_box"))
 
     def _setup_data(self):
         self.names = class_names(self.data, self.classes)
@@ -102,7 +118,9 @@ class DetectorTrainer(Trainer):
         batch = self.train_set.submit(idx, (c, h, w), rng, self.jitter, self.hue,
                                       self.saturation, self.exposure, flip=self.flip,
                                       letterbox=self.letterbox, mosaic=self.mosaic,
-                                      mixup=self.mixup, processes=self.loader_processes)
+                                      mixup=self.mixup, processes=self.loader_processes,
+                                      keep_aspect=self.keep_aspect,
+                                      mosaic_bound=self.mosaic_bound, resize=self.resize)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
             self._save_augmented(k, *batch.result())

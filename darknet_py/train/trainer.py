@@ -37,6 +37,7 @@ from ..data.datasets import Batches
 from ..data.threads import blas_threads, limit_blas
 from ..cfg.check import check_cfg
 from ..errors import CfgError, DarknetError, WeightsError
+from ..nn.layers.base import refuse_unimplemented
 from ..nn.network import Network
 from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
@@ -113,6 +114,7 @@ class Trainer:
             if finding is None:
                 raise
             raise CfgError(finding.message, finding.path, finding.line) from None
+        refuse_unimplemented(self.net)       # before any file or data is touched
         finding = stride_finding(cfg)
         if finding is not None and self.rank == 0:    # it builds, but boxes will be off
             print(f"{finding.path}:{finding.line}: warning: {finding.message}", file=sys.stderr)
@@ -320,7 +322,7 @@ class Trainer:
             self._bar = None
 
     def _announce(self):
-        """The run's summary lines, and a warning per cfg key the training does not do."""
+        """The run's summary lines."""
         net = self.net
         cfg = net.options
         print(f"{self.base}: {len(self.train_set)} training images, "
@@ -331,14 +333,6 @@ class Trainer:
               f"{self.per_epoch} iterations per epoch, device {net.device.kind}", file=self.out)
         print(f"Learning Rate: {cfg.learning_rate:g}, Momentum: {cfg.momentum:g}, "
               f"Decay: {cfg.decay:g}", file=self.out, flush=True)
-        if self.rank != 0:
-            return
-        sections = [("net", cfg.unimplemented)] + [(layer.section_name, layer.unimplemented)
-                                                  for layer in net.layers]
-        for name, found in sections:
-            for key, value, line in found:
-                print(f"{net.path}:{line}: warning: {key}={value} in [{name}]: darknet_py's "
-                      "training does not implement it and trains without it", file=sys.stderr)
 
     def _progress(self):
         if not self.options.progress or self.options.darknet_lines:

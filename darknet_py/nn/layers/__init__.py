@@ -11,8 +11,10 @@ from .cost import CostLayer
 from .crop import CropLayer
 from .dropout import DropoutLayer
 from .empty import EmptyLayer
+from .gaussian_yolo import GaussianYoloLayer
 from .implicit import ImplicitLayer
 from .l2norm import L2normLayer
+from .local_avgpool import LocalAvgpoolLayer
 from .logistic import LogisticLayer
 from .maxpool import MaxpoolLayer
 from .reorg import Reorg3dLayer, ReorgLayer
@@ -29,6 +31,7 @@ REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
-    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, ContrastiveLayer)}
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, LocalAvgpoolLayer,
+    GaussianYoloLayer, ContrastiveLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

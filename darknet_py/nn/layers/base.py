@@ -85,8 +85,10 @@ class Layer:
     #: is a programming error, and ``cfg check`` calls any other Darknet key unsupported
     cfg_keys = frozenset()
     #: keys of Darknet's training this layer reads but does not implement, with the value
-    #: that changes nothing (None: any); a training run and `cfg check` name the ones set
+    #: that changes nothing (None: any); a training run and `cfg check` refuse the ones set
     training_unimplemented = {}
+    #: False for a layer darknet_py runs for inference only (refused at training start)
+    trains = True
     #: the parameters ``update`` may train, each with its ``UPDATE_NAMES`` buffer; those the
     #: weights record holds are registered (conv's ``scales`` only with batch_normalize)
     params = ()
@@ -419,6 +421,28 @@ def asks_for_something(value, default):
         return float(value) != default
     except ValueError:
         return True
+
+
+def unimplemented_message(key, value, section_name):
+    """The error for a training option darknet_py does not implement (``cfg check`` and the
+    start of a training run say the same)."""
+    return (f"{key}={value} in [{section_name}] changes AlexeyAB's training and darknet_py does "
+            f"not implement it: remove it (or set the value that asks for nothing)")
+
+
+def refuse_unimplemented(net):
+    """Training: the first option set that darknet_py's training does not implement is an
+    error at its line (NotSupportedError), checked before anything is prepared."""
+    for layer in net.layers:
+        if not layer.trains:
+            raise NotSupportedError(f"training a [{layer.section_name}] is not supported by "
+                                    "darknet_py (it runs it for detection only)", net.path,
+                                    layer.line)
+    found = [("net", row) for row in net.options.unimplemented] + \
+        [(layer.section_name, row) for layer in net.layers for row in layer.unimplemented]
+    if found:
+        name, (key, value, line) = min(found, key=lambda f: f[1][2])
+        raise NotSupportedError(unimplemented_message(key, value, name), net.path, line)
 
 
 def unimplemented_in(section, table):

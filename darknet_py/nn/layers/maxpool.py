@@ -59,13 +59,13 @@ class MaxpoolLayer(Layer):
         section.int("out_channels", 1)
         return layer
 
-    def _windows(self, x):
-        """(N, C, size*size, OH, OW) view of the -inf padded input."""
+    def _windows(self, x, fill=float("-inf")):
+        """(N, C, size*size, OH, OW) view of the input padded with ``fill``."""
         xp = xp_of(x)
         sx, sy, k, off = self.stride_x, self.stride_y, self.size, self.padding // 2
         need_h = (self.out_h - 1) * sy + k
         need_w = (self.out_w - 1) * sx + k
-        padded = xp.full((x.shape[0], self.c, need_h + off, need_w + off), -xp.inf,
+        padded = xp.full((*x.shape[:2], need_h + off, need_w + off), fill,
                          dtype=x.dtype)
         hh, ww = min(self.h, need_h - off), min(self.w, need_w - off)
         padded[:, :, off:off + hh, off:off + ww] = x[:, :, :hh, :ww]
@@ -111,14 +111,20 @@ class MaxpoolLayer(Layer):
                 * self.delta[:, None]
             dx += grad.reshape(n, t * self.out_c, self.h, self.w)[:, :self.c]
             return
+        self._scatter(dx, lambda tap: self.delta * (self.indexes == tap))
+
+    def _scatter(self, dx, tap_delta):
+        """Add ``tap_delta(t)`` (N, C, OH, OW), the delta of window tap t = ky*size + kx, into
+        ``dx`` (N, C, H, W) at the input pixels the taps read (padded taps are dropped)."""
+        xp = xp_of(dx)
+        n = dx.shape[0]
         sx, sy, k, off = self.stride_x, self.stride_y, self.size, self.padding // 2
         grad = xp.zeros((n, self.c, (self.out_h - 1) * sy + k + off,
-                         (self.out_w - 1) * sx + k + off), dtype=self.delta.dtype)
+                         (self.out_w - 1) * sx + k + off), dtype=dx.dtype)
         for ky in range(k):
             for kx in range(k):
-                hit = self.indexes == ky * k + kx
                 grad[:, :, ky:ky + sy * self.out_h:sy, kx:kx + sx * self.out_w:sx] += \
-                    self.delta * hit
+                    tap_delta(ky * k + kx)
         hh, ww = min(self.h, grad.shape[2] - off), min(self.w, grad.shape[3] - off)
         dx[:, :, :hh, :ww] += grad[:, :, off:off + hh, off:off + ww]
 

@@ -10,8 +10,6 @@ from fractions import Fraction
 
 from ...errors import CfgError, NotSupportedError
 from .base import Layer, Shape
-from .maxpool import MaxpoolLayer
-from .yolo import _DetectionHead
 
 
 class ShapeOnly(Layer):
@@ -82,13 +80,6 @@ class NormalizationShape(ShapeOnly):
     def output_shape(cls, sec, inp, refs):
         sec.int("size", 5, minimum=1)
         return inp
-
-
-class LocalAvgpoolShape(ShapeOnly, MaxpoolLayer):
-    """AlexeyAB's [local_avgpool]: maxpool's window and shape rule, averaging."""
-
-    type = "local_avgpool"
-    unsupported = {}
 
 
 class _VectorShape(ShapeOnly):
@@ -165,12 +156,6 @@ class IsegShape(ShapeOnly):
         return inp
 
 
-class GaussianYoloShape(ShapeOnly, _DetectionHead):
-    """AlexeyAB's [Gaussian_yolo]: the [yolo] head's options and shape."""
-
-    type = "gaussian_yolo"
-
-
 class UnknownShape(ShapeOnly):
     """AlexeyAB sections whose shape rule darknet_py does not model."""
 
@@ -188,6 +173,6 @@ class HistoryShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, RecurrentShape,
-    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
+    DeconvolutionalShape, LocalShape, NormalizationShape, RecurrentShape,
+    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, ConvLstmShape,
     HistoryShape)}

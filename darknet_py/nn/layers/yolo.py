@@ -9,9 +9,9 @@ region: logistic on x, y and obj (unless ``background``); the classes get a soft
         (``softmax=1``) or a logistic.
 
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
-statistics, on the outputs' device).  [yolo]'s backward adds the delta to the input delta with
-no logistic derivative (pj); [region]'s applies the logistic derivative to x, y and obj (pj's
-GPU; pj's CPU backward is empty).
+statistics, on the outputs' device).  [yolo]'s backward adds the delta (times AlexeyAB's
+``delta_normalizer``) to the input delta with no logistic derivative (pj); [region]'s applies
+the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
 """
 
 import math
@@ -125,6 +125,14 @@ class _DetectionHead(Layer):
                 f".5R: {f(s['recall'])}, .75R: {f(s['recall75'])},  count: {c}")
 
 
+def resize_needs_ab_placement(value, section_name):
+    """The error for AlexeyAB's [yolo] resize with pj's placement (no letter_box= in [net]):
+    resize scales AB's crops, which pj's placement does not make (data/detaug.py)."""
+    return (f"resize={value:g} in [{section_name}] scales AlexeyAB's training crops: set "
+            "letter_box=0 (or 1) in [net] to train with AlexeyAB's placement, or remove resize= "
+            "(pj's placement, without letter_box=, has its own random scale)")
+
+
 def _host_first(net):
     """The truth table, as the host array the loader gave when there is one: the losses plan
     their truth-only work on the host (yololoss.py), so a device copy would be fetched back."""
@@ -139,9 +147,12 @@ class YoloLayer(_DetectionHead):
         "map scale_x_y iou_loss iou_normalizer cls_normalizer obj_normalizer "
         "iou_thresh delta_normalizer beta_nms max_delta resize "
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
-        "counters_per_class focal_loss show_details new_coords"
+        "counters_per_class focal_loss show_details new_coords embedding_layer"
     ).split())
-    training_unimplemented = {"objectness_smooth": 0, "delta_normalizer": 1, "resize": 1}
+    # refused when set (cfg check, training start): objectness_smooth rewrites the objectness
+    # and class targets (AB:src/yolo_layer.c forward_yolo_layer, with AB's class-matched
+    # ignore rule), embedding_layer feeds AB's tracking and contrastive training
+    training_unimplemented = {"objectness_smooth": 0, "embedding_layer": None}
     coords = 4
 
     @classmethod
@@ -157,6 +168,12 @@ class YoloLayer(_DetectionHead):
         layer.ignore_thresh = section.float("ignore_thresh", 0.5)
         layer.truth_thresh = section.float("truth_thresh", 1.0)
         layer.random = section.float("random", 0.0)
+        # the training crops' random scale (AB's placement only: data/detaug.py)
+        layer.resize = section.float("resize", 1.0)
+        layer.resize_line = section.line_of("resize")
+        if layer.resize <= 0:
+            raise CfgError(f"resize={section.str('resize')} in [{section.name}] must be > 0 "
+                           "(1: no random scale)", section.path, section.line_of("resize"))
         layer.map = section.str("map")
         # AlexeyAB's options.  Defaults keep pj's behaviour (AB's own iou_normalizer default
         # is 0.75; cfgs written for AB set it explicitly).
@@ -169,6 +186,9 @@ class YoloLayer(_DetectionHead):
         layer.cls_normalizer = section.float("cls_normalizer", 1.0)
         layer.obj_normalizer = section.float("obj_normalizer", 1.0)
         layer.iou_thresh = section.float("iou_thresh", 1.0)
+        # scales the delta handed back to the previous layer (AB's GPU backward_yolo_layer_gpu;
+        # its CPU backward ignores it: darknet_py follows the GPU, see docs/notes.md)
+        layer.delta_normalizer = section.float("delta_normalizer", 1.0)
         # clips the iou_loss box deltas (not mse's), as AlexeyAB's delta_yolo_box
         layer.max_delta = section.float("max_delta", math.inf)
         layer.label_smooth_eps = section.float("label_smooth_eps", 0.0)
@@ -191,8 +211,9 @@ class YoloLayer(_DetectionHead):
         section.int("show_details", 1)
         layer.net_w, layer.net_h = ctx.net.width, ctx.net.height
         layer.net_options = ctx.net
-        layer._shape_check(section, layer.n * (layer.classes + 5),
-                           f"len(mask)={layer.n} x (classes={layer.classes} + 5)")
+        extra = layer.coords + 1
+        layer._shape_check(section, layer.n * (layer.classes + extra),
+                           f"len(mask)={layer.n} x (classes={layer.classes} + {extra})")
         layer.cost = 0.0
         layer.stats = {}
         return layer
@@ -214,8 +235,12 @@ class YoloLayer(_DetectionHead):
             self._learn(*yolo_loss(self, self.output, _host_first(net)))
 
     def backward(self, net):
-        if net.delta is not None:
+        if net.delta is None:
+            return
+        if self.delta_normalizer == 1:
             net.delta += self.delta.reshape(net.delta.shape)
+        else:
+            net.delta += self.delta_normalizer * self.delta.reshape(net.delta.shape)
 
     def describe(self):
         return "yolo"
