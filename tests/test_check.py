@@ -440,7 +440,8 @@ def test_training_options_darknet_py_lacks_are_errors_only_when_they_matter(tmp_
             if "does not implement" in f.message]
     assert [(line, level) for line, level, _ in said] == [(6, "error"), (21, "error")]
     assert said[0][2] == "blur=1 in [net] changes AlexeyAB's training and darknet_py does not " \
-                         "implement it: remove it (or set the value that asks for nothing)"
+                         "implement it: remove it to train here (or set the value that asks " \
+                         "for nothing); inference does not use it"
     net = Network(parse_cfg_text(text, str(path)), seed=0, warn=False)
     assert not net.diagnostics.items                        # nothing unused at build
     assert [k for k, _, _ in net.options.unimplemented] == ["blur"]

@@ -427,7 +427,8 @@ def unimplemented_message(key, value, section_name):
     """The error for a training option darknet_py does not implement (``cfg check`` and the
     start of a training run say the same)."""
     return (f"{key}={value} in [{section_name}] changes AlexeyAB's training and darknet_py does "
-            f"not implement it: remove it (or set the value that asks for nothing)")
+            f"not implement it: remove it to train here (or set the value that asks for "
+            f"nothing); inference does not use it")
 
 
 def refuse_unimplemented(net):
