@@ -30,7 +30,7 @@ from ..nn.backend import to_numpy, xp_of
 
 F32 = np.float32
 #: the layer types whose outputs are detections
-HEADS = ("yolo", "gaussian_yolo", "region")
+HEADS = ("yolo", "gaussian_yolo", "region", "detection")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,6 +287,9 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
         elif layer.type == "region":
             dets += get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative,
                                           classes, batch_index)
+        elif layer.type == "detection":
+            dets += get_detection_detections(layer, img_w, img_h, thresh, relative, classes,
+                                             batch_index)
     dets, bad = plausible(dets, img_w, img_h, relative)
     if dropped is not None:
         dropped.append(bad)
@@ -347,33 +350,15 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5, relative: int = 1,
     for layer in net.layers:
         if layer.type not in HEADS:
             continue
-        values = _head_values(layer)
-        if layer.type == "yolo":
-            where, v = _yolo_cells(values, thresh)
-            decode, cells = _yolo_decode, None
-        elif layer.type == "gaussian_yolo":
-            where, v = _yolo_cells(values, thresh, 8)
-            decode, cells = _gaussian_decode, None
-        else:
-            _no_tree(layer)
-            xp = xp_of(values)
-            score = xp.ones(values[:, :, 0].shape, bool) if layer.background else \
-                values[:, :, layer.coords].astype(F32) > F32(thresh)
-            unsafe = ~_safe_cells(layer, values, sizes, net_w, net_h, relative)
-            where, v = _fetch(values, xp.argwhere(score | unsafe))
-            decode, cells = _region_decode, layer.n * layer.out_h * layer.out_w
-        bounds = np.searchsorted(where[:, 0], np.arange(len(sizes) + 1))
-        for b, (w, h) in enumerate(sizes):
-            part = slice(bounds[b], bounds[b + 1])
-            dets = decode(layer, where[part], v[part], w, h, net_w, net_h, thresh, relative,
-                          classes) if bounds[b + 1] > bounds[b] else []
+        for b, (w, h), dets, places, cells in _head_lists(layer, sizes, net_w, net_h, thresh,
+                                                          relative, classes):
             finite = np.array([plausible([d], w, h, relative)[1] == 0 for d in dets], bool)
             alive = np.array([d.objectness != 0 for d in dets], bool) & finite
             bad[b] += int((~finite).sum())
-            if cells is None:           # [yolo], [Gaussian_yolo]: its list is these cells
+            if cells is None:           # its list is these detections
                 flags = alive[finite]
             else:                       # [region]: every cell, the others finite and 0
-                k, r, c = where[part, 1], where[part, 2], where[part, 3]
+                k, r, c = places[:, 1], places[:, 2], places[:, 3]
                 at = (k * layer.out_h + r) * layer.out_w + c
                 flags, keep = np.zeros(cells, bool), np.ones(cells, bool)
                 flags[at], keep[at] = alive, finite
@@ -388,6 +373,65 @@ def network_boxes_for_nms(net, sizes, thresh: float = 0.5, relative: int = 1,
     if dropped is not None:
         dropped.extend(bad)
     return out
+
+
+def _head_lists(layer, sizes, net_w, net_h, thresh, relative, classes):
+    """Per image of the batch: (b, its size, the head's detections from the cells fetched,
+    those cells' places, the head's cell count when the list holds every cell else None)."""
+    if layer.type == "detection":     # YOLOv1: a small output, decoded on the host
+        for b, size in enumerate(sizes):
+            yield b, size, get_detection_detections(layer, *size, thresh, relative, classes,
+                                                    b), None, None
+        return
+    values = _head_values(layer)
+    if layer.type == "yolo":
+        where, v = _yolo_cells(values, thresh)
+        decode, cells = _yolo_decode, None
+    elif layer.type == "gaussian_yolo":
+        where, v = _yolo_cells(values, thresh, 8)
+        decode, cells = _gaussian_decode, None
+    else:
+        _no_tree(layer)
+        xp = xp_of(values)
+        score = xp.ones(values[:, :, 0].shape, bool) if layer.background else \
+            values[:, :, layer.coords].astype(F32) > F32(thresh)
+        unsafe = ~_safe_cells(layer, values, sizes, net_w, net_h, relative)
+        where, v = _fetch(values, xp.argwhere(score | unsafe))
+        decode, cells = _region_decode, layer.n * layer.out_h * layer.out_w
+    bounds = np.searchsorted(where[:, 0], np.arange(len(sizes) + 1))
+    for b, (w, h) in enumerate(sizes):
+        part = slice(bounds[b], bounds[b + 1])
+        dets = decode(layer, where[part], v[part], w, h, net_w, net_h, thresh, relative,
+                      classes) if bounds[b + 1] > bounds[b] else []
+        yield b, (w, h), dets, where[part], cells
+
+
+def get_detection_detections(layer, img_w, img_h, thresh, relative=True, classes=None,
+                             batch_index=0) -> list[Detection]:
+    """pj ``get_detection_detections`` (YOLOv1's [detection]): one detection per box of every
+    cell, cells row-major and boxes inner; bx = (x + col)/side, by = (y + row)/side, bw = w
+    (w^2 with ``sqrt``), bh likewise, times the image's size in pixels (``relative`` 0) --
+    pj multiplies by the image's size whatever ``relative`` asks, which its drawing then
+    scales again: darknet_py gives relative boxes for relative 1; objectness = the box's
+    confidence, prob = confidence x p(class), zeroed when <= thresh.  No letterbox
+    correction, as pj."""
+    p = np.asarray(to_numpy(layer.output[batch_index]), F32).reshape(-1)
+    side, n, ncls = layer.side, layer.n, layer.classes
+    cells = side * side
+    scale = p[cells * ncls:cells * (ncls + n)]                       # (cell, box) flat
+    boxes = p[cells * (ncls + n):cells * (ncls + n) + cells * n * 4].reshape(-1, 4)
+    row, col = np.divmod(np.repeat(np.arange(cells), n), side)
+    w, h = (F32(1), F32(1)) if relative else (F32(img_w), F32(img_h))
+    out = np.empty((cells * n, 4), F32)
+    out[:, 0] = (boxes[:, 0] + col.astype(F32)) / F32(side) * w      # float, as pj's C
+    out[:, 1] = (boxes[:, 1] + row.astype(F32)) / F32(side) * h
+    power = 2.0 if layer.sqrt else 1.0                               # pow() is double
+    with np.errstate(over="ignore", invalid="ignore"):
+        out[:, 2] = (np.power(boxes[:, 2].astype(np.float64), power) * float(w)).astype(F32)
+        out[:, 3] = (np.power(boxes[:, 3].astype(np.float64), power) * float(h)).astype(F32)
+    probs = scale[:, None] * np.repeat(p[:cells * ncls].reshape(cells, ncls), n, axis=0)
+    probs = np.where(probs > F32(thresh), probs, F32(0)).astype(F32)
+    return _detections(out, scale, probs, ncls if classes is None else classes)
 
 
 def network_classes(net) -> int:

@@ -8,6 +8,7 @@ from .connected import ConnectedLayer
 from .contrastive import ContrastiveLayer
 from .convolutional import ConvolutionalLayer
 from .cost import CostLayer
+from .detection import DetectionLayer
 from .crop import CropLayer
 from .dropout import DropoutLayer
 from .empty import EmptyLayer
@@ -32,6 +33,6 @@ REGISTRY = {cls.type: cls for cls in (
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
     ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, LocalAvgpoolLayer,
-    GaussianYoloLayer, ContrastiveLayer)}
+    GaussianYoloLayer, ContrastiveLayer, DetectionLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

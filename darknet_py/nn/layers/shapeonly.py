@@ -123,23 +123,6 @@ class CrnnShape(ShapeOnly):
         return Shape(sec.int("output_filters", sec.int("output", 1)), inp.h, inp.w)
 
 
-class DetectionShape(ShapeOnly):
-    """pj's YOLOv1 [detection] head: a flat output of its inputs."""
-
-    type = "detection"
-
-    @classmethod
-    def output_shape(cls, sec, inp, refs):
-        for key, default in (("side", 7), ("num", 1), ("coords", 1)):
-            sec.int(key, default, minimum=1)
-        sec.int("classes", 1, minimum=0)
-        return Shape(inp.size, 1, 1, True)
-
-    @classmethod
-    def window(cls, sec):
-        return None
-
-
 class IsegShape(ShapeOnly):
     """pj's instance segmentation head: classes + ids input channels, same shape."""
 
@@ -174,5 +157,5 @@ class HistoryShape(UnknownShape):
 
 SHAPE_ONLY = {cls.type: cls for cls in (
     DeconvolutionalShape, LocalShape, NormalizationShape, RecurrentShape,
-    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, ConvLstmShape,
+    GruShape, LstmShape, CrnnShape, IsegShape, ConvLstmShape,
     HistoryShape)}
