@@ -98,10 +98,7 @@ VALID_WARNINGS = {
     "gru.cfg": ["[gru] is a valid Darknet layer but is not supported by darknet_py"] * 3,
     "rnn.cfg": ["[rnn] is a valid Darknet layer but is not supported by darknet_py"] * 3,
     "rnn.train.cfg": ["[rnn] is a valid Darknet layer but is not supported by darknet_py"] * 3,
-    "t1.test.cfg": ["[detection] is a valid Darknet layer but is not supported by darknet_py"],
-    "yolov1-tiny.cfg": ["[detection] is a valid Darknet layer but is not supported"],
-    "yolov1.cfg": ["[local] is a valid Darknet layer but is not supported by darknet_py",
-                   "[detection] is a valid Darknet layer but is not supported by darknet_py"],
+    "yolov1.cfg": ["[local] is a valid Darknet layer but is not supported by darknet_py"],
 }
 
 
@@ -111,7 +108,7 @@ def _valid_ids(paths, prefix):
 
 # Valid Darknet that darknet_py cannot build: clean only for ``cfg check --darknet-only``.
 DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg", "gru.cfg", "rnn.cfg",
-                "rnn.train.cfg", "t1.test.cfg", "yolov1-tiny.cfg", "yolov1.cfg"}
+                "rnn.train.cfg", "yolov1.cfg"}
 
 
 def _assert_valid(path):
