@@ -218,7 +218,7 @@ def test_cfg_new_writes_a_ready_cfg(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_CFG), reason="Debian's darknet cfgs are absent")
 def test_cfg_check_fails_what_darknet_py_cannot_build_unless_darknet_only():
-    cfg = os.path.join(DEBIAN_CFG, "rnn.cfg")
+    cfg = os.path.join(DEBIAN_CFG, "gru.cfg")
     r = run("cfg", "check", cfg)
     assert r.returncode == 1
     assert r.stdout.splitlines()[-1] == f"{cfg}: 3 errors, 0 warnings"

@@ -9,6 +9,7 @@
  * Darknet aborts or calls exit() on many errors (missing file, bad cfg), so
  * the caller must only pass files that exist and cfgs Darknet accepts.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "darknet.h"
 
@@ -17,11 +18,26 @@
 /* srand(seed); parse cfg; load weights (if given); shrink the batch (if
  * batch > 0).  Darknet's set_batch_network does not reallocate buffers, so
  * a batch larger than the cfg's batch/subdivisions is refused (NULL). */
+/* pj make_rnn_layer allocates one step of state (batch*outputs floats), but a training
+ * forward moves l.state one step along per time step and writes steps+1 of them (the heap
+ * overflow crashes the process later).  Give it AlexeyAB's steps+1 (AB make_rnn_layer). */
+static void grow_rnn_state(network *net)
+{
+    int i;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (l->type != RNN) continue;
+        free(l->state);
+        l->state = calloc((size_t)l->batch * l->outputs * (l->steps + 1), sizeof(float));
+    }
+}
+
 void *shim_load(const char *cfg, const char *weights, int batch, unsigned seed)
 {
     srand(seed);
     network *net = parse_network_cfg((char *)cfg);
     if (!net) return NULL;
+    grow_rnn_state(net);
     if (weights && weights[0]) load_weights(net, (char *)weights);
     if (batch > 0) {
         if (batch > net->batch) { free_network(net); return NULL; }
@@ -135,22 +151,33 @@ static float lcg_uniform(float a, float b)
 /* Conv/connected layers: with BN, scales ~ U(.5,1.5), biases ~ U(-.5,.5),
  * rolling_mean ~ U(-.5,.5), rolling_variance ~ U(.5,1.5) (drawn in that order
  * per layer); without BN, biases ~ U(-.1,.1).  Uses its own LCG, not rand(). */
+static void randomize_layer_bn(layer *l)
+{
+    int nb = l->type == CONVOLUTIONAL ? l->n : l->outputs;
+    if (l->batch_normalize) {
+        for (int k = 0; k < nb; ++k) l->scales[k] = lcg_uniform(0.5f, 1.5f);
+        for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.5f, 0.5f);
+        for (int k = 0; k < nb; ++k) l->rolling_mean[k] = lcg_uniform(-0.5f, 0.5f);
+        for (int k = 0; k < nb; ++k) l->rolling_variance[k] = lcg_uniform(0.5f, 1.5f);
+    } else {
+        for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.1f, 0.1f);
+    }
+}
+
+/* Conv and connected layers, and the connected parts of an [rnn] (in its weights order). */
 void shim_randomize_bn(void *h, unsigned seed)
 {
     network *net = h;
     lcg_state = seed;
     for (int i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
-        if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
-        int nb = l->type == CONVOLUTIONAL ? l->n : l->outputs;
-        if (l->batch_normalize) {
-            for (int k = 0; k < nb; ++k) l->scales[k] = lcg_uniform(0.5f, 1.5f);
-            for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.5f, 0.5f);
-            for (int k = 0; k < nb; ++k) l->rolling_mean[k] = lcg_uniform(-0.5f, 0.5f);
-            for (int k = 0; k < nb; ++k) l->rolling_variance[k] = lcg_uniform(0.5f, 1.5f);
-        } else {
-            for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.1f, 0.1f);
+        if (l->type == RNN) {
+            randomize_layer_bn(l->input_layer);
+            randomize_layer_bn(l->self_layer);
+            randomize_layer_bn(l->output_layer);
         }
+        if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
+        randomize_layer_bn(l);
     }
 }
 

@@ -16,6 +16,7 @@ from .logistic import LogisticLayer
 from .maxpool import MaxpoolLayer
 from .reorg import Reorg3dLayer, ReorgLayer
 from .shapeonly import SHAPE_ONLY
+from .rnn import RnnLayer
 from .route import RouteLayer
 from .sam import SamLayer
 from .scale_channels import ScaleChannelsLayer
@@ -28,6 +29,6 @@ REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
-    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer)}
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, RnnLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

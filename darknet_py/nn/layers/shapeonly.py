@@ -107,17 +107,13 @@ class _VectorShape(ShapeOnly):
         return None
 
 
-class RecurrentShape(_VectorShape):
-    """pj make_rnn/gru/lstm_layer: ``output`` values per step, flat."""
+class GruShape(_VectorShape):
+    """pj make_gru/lstm_layer: ``output`` values per step, flat."""
 
-    type = "rnn"
-
-
-class GruShape(RecurrentShape):
     type = "gru"
 
 
-class LstmShape(RecurrentShape):
+class LstmShape(GruShape):
     type = "lstm"
 
 
@@ -192,6 +188,5 @@ class ContrastiveShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, RecurrentShape,
-    GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
+    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
     HistoryShape, ContrastiveShape)}
