@@ -95,7 +95,6 @@ VALID_WARNINGS = {
                         "supported by darknet_py"],
     "go.cfg": ["extra=1 in [reorg] is valid Darknet but not supported by darknet_py"],
     "go.test.cfg": ["extra=1 in [reorg] is valid Darknet but not supported by darknet_py"],
-    "gru.cfg": ["[gru] is a valid Darknet layer but is not supported by darknet_py"] * 3,
     "t1.test.cfg": ["[detection] is a valid Darknet layer but is not supported by darknet_py"],
     "yolov1-tiny.cfg": ["[detection] is a valid Darknet layer but is not supported"],
     "yolov1.cfg": ["[local] is a valid Darknet layer but is not supported by darknet_py",
@@ -108,7 +107,7 @@ def _valid_ids(paths, prefix):
 
 
 # Valid Darknet that darknet_py cannot build: clean only for ``cfg check --darknet-only``.
-DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg", "gru.cfg",
+DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg",
                 "t1.test.cfg", "yolov1-tiny.cfg", "yolov1.cfg"}
 
 

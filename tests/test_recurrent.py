@@ -23,16 +23,32 @@ ORACLE_OK, ORACLE_WHY = DarknetOracle.available()
 STEPS, BATCH, INPUTS, CLASSES = 4, 3, 5, 3
 
 
-def rnn_cfg(activation="linear", bn=0, shortcut=0, extra="", output=6, steps=STEPS,
-            batch=BATCH):
-    """input 5 -> connected(leaky) -> [rnn] -> connected -> softmax: the first connected gets
-    the rnn's input delta, so its update checks it."""
+def net_cfg(section, steps=STEPS, batch=BATCH):
+    """input 5 -> connected(leaky) -> ``section`` -> connected -> softmax: the first connected
+    gets the recurrent layer's input delta, so its update checks it."""
     return (f"[net]\nbatch={batch}\nsubdivisions=1\ntime_steps={steps}\ninputs={INPUTS}\n"
             "learning_rate=0.1\nmomentum=0.9\ndecay=0.001\n\n"
-            "[connected]\noutput=4\nactivation=leaky\n\n"
-            f"[rnn]\noutput={output}\nactivation={activation}\nbatch_normalize={bn}\n"
-            f"shortcut={shortcut}\n{extra}\n"
+            f"[connected]\noutput=4\nactivation=leaky\n\n{section}\n"
             f"[connected]\noutput={CLASSES}\nactivation=linear\n\n[softmax]\n")
+
+
+def rnn_cfg(activation="linear", bn=0, shortcut=0, extra="", output=6, steps=STEPS,
+            batch=BATCH):
+    return net_cfg(f"[rnn]\noutput={output}\nactivation={activation}\nbatch_normalize={bn}\n"
+                   f"shortcut={shortcut}\n{extra}", steps, batch)
+
+
+def gru_cfg(bn=0, tanh=0, output=6):
+    return net_cfg(f"[gru]\noutput={output}\nbatch_normalize={bn}\ntanh={tanh}\n")
+
+
+CASES = {
+    "rnn-linear": rnn_cfg("linear"), "rnn-leaky": rnn_cfg("leaky"),
+    "rnn-logistic-shortcut": rnn_cfg("logistic", 0, 1), "rnn-tanh-bn": rnn_cfg("tanh", 1, 0),
+    "rnn-leaky-bn-shortcut": rnn_cfg("leaky", 1, 1),
+    "gru": gru_cfg(), "gru-tanh": gru_cfg(tanh=1), "gru-bn": gru_cfg(bn=1),
+    "gru-tanh-bn": gru_cfg(bn=1, tanh=1),
+}
 
 
 def floats(path):
@@ -84,11 +100,10 @@ def compensate_bn(net):
 
 # -- against pj's Darknet ----------------------------------------------------------------
 
-@pytest.mark.parametrize("activation,bn,shortcut", [
-    ("linear", 0, 0), ("leaky", 0, 0), ("logistic", 0, 1), ("tanh", 1, 0), ("leaky", 1, 1)])
-def test_rnn_inference_equals_darknet_and_carries_the_state(tmp_path, activation, bn, shortcut):
+@pytest.mark.parametrize("case", CASES)
+def test_inference_equals_darknet_and_carries_the_state(tmp_path, case):
     """Two inference passes: the second starts from the state the first left (pj l.state)."""
-    cfg = write(tmp_path, rnn_cfg(activation, bn, shortcut))
+    cfg = write(tmp_path, CASES[case])
     x, _, start, outs, _, _ = darknet_run(cfg, tmp_path, seed=7, inference_passes=2)
     net = py_net(cfg, start)
     compensate_bn(net)
@@ -101,14 +116,15 @@ def test_rnn_inference_equals_darknet_and_carries_the_state(tmp_path, activation
     assert rel_err(outs[1][1], outs[0][1]) > 1e-3, "the state carried over changes nothing"
 
 
-@pytest.mark.parametrize("shortcut", [0, 1])
-def test_rnn_training_forward_with_batchnorm_equals_darknet(tmp_path, monkeypatch, shortcut):
+@pytest.mark.parametrize("case", ["rnn-tanh-bn", "rnn-leaky-bn-shortcut", "gru-bn",
+                                  "gru-tanh-bn"])
+def test_training_forward_with_batchnorm_equals_darknet(tmp_path, monkeypatch, case):
     """Batch statistics per step and part (pj's CPU BN formulas swapped in), and the rolling
     statistics each part's BN then holds (Darknet's saved file)."""
     import darknet_py.nn.layers.epilogue as epilogue
     monkeypatch.setattr(epilogue, "batchnorm_forward", pj_cpu_batchnorm_forward)
     monkeypatch.setattr(epilogue, "batchnorm_backward", pj_cpu_batchnorm_backward)
-    cfg = write(tmp_path, rnn_cfg("leaky", 1, shortcut))
+    cfg = write(tmp_path, CASES[case])
     x, _, start, outs, _, _ = darknet_run(cfg, tmp_path, seed=11, train_forward=True)
     with DarknetOracle.load(cfg, str(start), batch=0, seed=11) as dn:
         dn.forward(x, train=True)
@@ -140,9 +156,9 @@ def test_rnn_sgd_steps_equal_darknet(tmp_path, steps, batch, hidden_cfg):
     assert err <= 2 * EXACT_RTOL, f"weight changes: rel_err {err:.3g}"
 
 
-@pytest.mark.parametrize("bn", [0, 1])
-def test_rnn_darknet_weights_round_trip_byte_identical(tmp_path, bn):
-    cfg = write(tmp_path, rnn_cfg("leaky", bn))
+@pytest.mark.parametrize("case", ["rnn-leaky", "rnn-tanh-bn", "gru", "gru-bn"])
+def test_darknet_weights_round_trip_byte_identical(tmp_path, case):
+    cfg = write(tmp_path, CASES[case])
     *_, start, _, _, _ = darknet_run(cfg, tmp_path, seed=3, inference_passes=0)
     py_net(cfg, start).save_weights(str(tmp_path / "again.weights"))
     assert (tmp_path / "again.weights").read_bytes() == start.read_bytes()
@@ -171,7 +187,19 @@ def rnn_params(net):
     "activation=tanh\nbatch_normalize=1\nshortcut=0\nlogistic=1\nhidden=5",
 ], ids=["tanh", "shortcut", "bn-shortcut-hidden", "bn-logistic-self"])
 def test_rnn_backward_through_time_is_the_gradient(opts):
-    text = (f"[net]\nbatch=3\ntime_steps=3\ninputs=4\n\n[rnn]\noutput=4\n{opts}\n")
+    check_gradients(f"[rnn]\noutput=4\n{opts}\n")
+
+
+@pytest.mark.parametrize("opts", ["batch_normalize=0\ntanh=0", "batch_normalize=0\ntanh=1",
+                                  "batch_normalize=1\ntanh=1"], ids=["logistic", "tanh", "bn"])
+def test_gru_backward_through_time_is_the_gradient(opts):
+    check_gradients(f"[gru]\noutput=4\n{opts}\n")
+
+
+def check_gradients(section):
+    """-dx and every part's -updates against central differences of sum(r * output), each
+    forward from a zero state (a [gru] would carry its state from the last forward on)."""
+    text = f"[net]\nbatch=3\ntime_steps=3\ninputs=4\n\n{section}"
     net = build(text, seed=2, strict=True).astype(np.float64)
     rng = rng_for_test()
     for layer, key, _ in rnn_params(net):
@@ -182,6 +210,7 @@ def test_rnn_backward_through_time_is_the_gradient(opts):
     r = rng.standard_normal((9, 4, 1, 1))
 
     def f():
+        net.layers[0].last_state = None
         net.forward(x, train=True)
         return float(np.sum(r * net.layers[-1].output))
 
@@ -192,7 +221,9 @@ def test_rnn_backward_through_time_is_the_gradient(opts):
     net.layers[-1].delta[...] = -r
     dx = np.zeros_like(x)
     net.backward(dx)
-    assert_grad_close(-dx, numeric_grad(f, x), "d/d input")
+    numeric = numeric_grad(f, x)
+    assert np.abs(numeric).max() > 1e-6, "the numeric input gradient is zero: a vacuous check"
+    assert_grad_close(-dx, numeric, "d/d input")
     for layer, key, upd in params:
         assert_grad_close(-getattr(layer, upd), numeric_grad(f, getattr(layer, key)),
                           f"d/d {key}")
@@ -221,9 +252,10 @@ def test_rnn_update_trains_every_part_and_hidden_sizes_the_state():
 # -- GPU ----------------------------------------------------------------------------------
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("bn", [0, 1])
-def test_gpu_rnn_step_equals_numpy(bn):
-    text = rnn_cfg("leaky", bn, shortcut=1, extra="hidden=5\n")
+@pytest.mark.parametrize("text", [rnn_cfg("leaky", 0, 1, "hidden=5\n"),
+                                  rnn_cfg("leaky", 1, 1, "hidden=5\n"), gru_cfg(0, 1),
+                                  gru_cfg(1, 1)], ids=["rnn", "rnn-bn", "gru", "gru-bn"])
+def test_gpu_recurrent_step_equals_numpy(text):
     cpu, gpu = build(text, seed=4), build(text, seed=4, device="gpu")
     rng = rng_for_test()
     for _ in range(2):

@@ -164,7 +164,8 @@ static void randomize_layer_bn(layer *l)
     }
 }
 
-/* Conv and connected layers, and the connected parts of an [rnn] (in its weights order). */
+/* Conv and connected layers, and the connected parts of an [rnn] or [gru] (in their
+ * weights order). */
 void shim_randomize_bn(void *h, unsigned seed)
 {
     network *net = h;
@@ -175,6 +176,10 @@ void shim_randomize_bn(void *h, unsigned seed)
             randomize_layer_bn(l->input_layer);
             randomize_layer_bn(l->self_layer);
             randomize_layer_bn(l->output_layer);
+        }
+        if (l->type == GRU) {
+            layer *parts[] = {l->wz, l->wr, l->wh, l->uz, l->ur, l->uh};
+            for (int k = 0; k < 6; ++k) randomize_layer_bn(parts[k]);
         }
         if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
         randomize_layer_bn(l);

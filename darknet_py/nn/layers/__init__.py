@@ -10,6 +10,7 @@ from .cost import CostLayer
 from .crop import CropLayer
 from .dropout import DropoutLayer
 from .empty import EmptyLayer
+from .gru import GruLayer
 from .implicit import ImplicitLayer
 from .l2norm import L2normLayer
 from .logistic import LogisticLayer
@@ -29,6 +30,6 @@ REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
-    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, RnnLayer)}
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, RnnLayer, GruLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

@@ -107,13 +107,9 @@ class _VectorShape(ShapeOnly):
         return None
 
 
-class GruShape(_VectorShape):
-    """pj make_gru/lstm_layer: ``output`` values per step, flat."""
+class LstmShape(_VectorShape):
+    """pj make_lstm_layer: ``output`` values per step, flat."""
 
-    type = "gru"
-
-
-class LstmShape(GruShape):
     type = "lstm"
 
 
@@ -188,5 +184,5 @@ class ContrastiveShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, GruShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
+    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
     HistoryShape, ContrastiveShape)}
