@@ -42,12 +42,16 @@ def gru_cfg(bn=0, tanh=0, output=6):
     return net_cfg(f"[gru]\noutput={output}\nbatch_normalize={bn}\ntanh={tanh}\n")
 
 
+def lstm_cfg(bn=0, output=6):
+    return net_cfg(f"[lstm]\noutput={output}\nbatch_normalize={bn}\n")
+
+
 CASES = {
     "rnn-linear": rnn_cfg("linear"), "rnn-leaky": rnn_cfg("leaky"),
     "rnn-logistic-shortcut": rnn_cfg("logistic", 0, 1), "rnn-tanh-bn": rnn_cfg("tanh", 1, 0),
     "rnn-leaky-bn-shortcut": rnn_cfg("leaky", 1, 1),
     "gru": gru_cfg(), "gru-tanh": gru_cfg(tanh=1), "gru-bn": gru_cfg(bn=1),
-    "gru-tanh-bn": gru_cfg(bn=1, tanh=1),
+    "gru-tanh-bn": gru_cfg(bn=1, tanh=1), "lstm": lstm_cfg(), "lstm-bn": lstm_cfg(bn=1),
 }
 
 
@@ -117,7 +121,7 @@ def test_inference_equals_darknet_and_carries_the_state(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["rnn-tanh-bn", "rnn-leaky-bn-shortcut", "gru-bn",
-                                  "gru-tanh-bn"])
+                                  "gru-tanh-bn", "lstm-bn"])
 def test_training_forward_with_batchnorm_equals_darknet(tmp_path, monkeypatch, case):
     """Batch statistics per step and part (pj's CPU BN formulas swapped in), and the rolling
     statistics each part's BN then holds (Darknet's saved file)."""
@@ -156,7 +160,8 @@ def test_rnn_sgd_steps_equal_darknet(tmp_path, steps, batch, hidden_cfg):
     assert err <= 2 * EXACT_RTOL, f"weight changes: rel_err {err:.3g}"
 
 
-@pytest.mark.parametrize("case", ["rnn-leaky", "rnn-tanh-bn", "gru", "gru-bn"])
+@pytest.mark.parametrize("case", ["rnn-leaky", "rnn-tanh-bn", "gru", "gru-bn", "lstm",
+                                  "lstm-bn"])
 def test_darknet_weights_round_trip_byte_identical(tmp_path, case):
     cfg = write(tmp_path, CASES[case])
     *_, start, _, _, _ = darknet_run(cfg, tmp_path, seed=3, inference_passes=0)
@@ -194,6 +199,11 @@ def test_rnn_backward_through_time_is_the_gradient(opts):
                                   "batch_normalize=1\ntanh=1"], ids=["logistic", "tanh", "bn"])
 def test_gru_backward_through_time_is_the_gradient(opts):
     check_gradients(f"[gru]\noutput=4\n{opts}\n")
+
+
+@pytest.mark.parametrize("bn", [0, 1])
+def test_lstm_backward_through_time_is_the_gradient(bn):
+    check_gradients(f"[lstm]\noutput=4\nbatch_normalize={bn}\n")
 
 
 def check_gradients(section):
@@ -254,7 +264,8 @@ def test_rnn_update_trains_every_part_and_hidden_sizes_the_state():
 @pytest.mark.gpu
 @pytest.mark.parametrize("text", [rnn_cfg("leaky", 0, 1, "hidden=5\n"),
                                   rnn_cfg("leaky", 1, 1, "hidden=5\n"), gru_cfg(0, 1),
-                                  gru_cfg(1, 1)], ids=["rnn", "rnn-bn", "gru", "gru-bn"])
+                                  gru_cfg(1, 1), lstm_cfg(0), lstm_cfg(1)],
+                         ids=["rnn", "rnn-bn", "gru", "gru-bn", "lstm", "lstm-bn"])
 def test_gpu_recurrent_step_equals_numpy(text):
     cpu, gpu = build(text, seed=4), build(text, seed=4, device="gpu")
     rng = rng_for_test()

@@ -20,15 +20,20 @@
  * a batch larger than the cfg's batch/subdivisions is refused (NULL). */
 /* pj make_rnn_layer allocates one step of state (batch*outputs floats), but a training
  * forward moves l.state one step along per time step and writes steps+1 of them (the heap
- * overflow crashes the process later).  Give it AlexeyAB's steps+1 (AB make_rnn_layer). */
-static void grow_rnn_state(network *net)
+ * overflow crashes the process later): give it AlexeyAB's steps+1 (AB make_rnn_layer).
+ * pj make_lstm_layer allocates no delta, which a training forward zeroes: give it one (its
+ * backward is not set either, so an [lstm] is only run forward here). */
+static void fix_recurrent_buffers(network *net)
 {
     int i;
     for (i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
-        if (l->type != RNN) continue;
-        free(l->state);
-        l->state = calloc((size_t)l->batch * l->outputs * (l->steps + 1), sizeof(float));
+        if (l->type == RNN) {
+            free(l->state);
+            l->state = calloc((size_t)l->batch * l->outputs * (l->steps + 1), sizeof(float));
+        }
+        if (l->type == LSTM && !l->delta)
+            l->delta = calloc((size_t)l->batch * l->outputs * l->steps, sizeof(float));
     }
 }
 
@@ -37,7 +42,7 @@ void *shim_load(const char *cfg, const char *weights, int batch, unsigned seed)
     srand(seed);
     network *net = parse_network_cfg((char *)cfg);
     if (!net) return NULL;
-    grow_rnn_state(net);
+    fix_recurrent_buffers(net);
     if (weights && weights[0]) load_weights(net, (char *)weights);
     if (batch > 0) {
         if (batch > net->batch) { free_network(net); return NULL; }
@@ -164,7 +169,8 @@ static void randomize_layer_bn(layer *l)
     }
 }
 
-/* Conv and connected layers, and the connected parts of an [rnn] or [gru] (in their
+/* Conv and connected layers, and the connected parts of an [rnn], [gru] or
+ * [lstm] (in their
  * weights order). */
 void shim_randomize_bn(void *h, unsigned seed)
 {
@@ -180,6 +186,10 @@ void shim_randomize_bn(void *h, unsigned seed)
         if (l->type == GRU) {
             layer *parts[] = {l->wz, l->wr, l->wh, l->uz, l->ur, l->uh};
             for (int k = 0; k < 6; ++k) randomize_layer_bn(parts[k]);
+        }
+        if (l->type == LSTM) {
+            layer *parts[] = {l->wi, l->wf, l->wo, l->wg, l->ui, l->uf, l->uo, l->ug};
+            for (int k = 0; k < 8; ++k) randomize_layer_bn(parts[k]);
         }
         if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
         randomize_layer_bn(l);

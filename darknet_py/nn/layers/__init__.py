@@ -14,6 +14,7 @@ from .gru import GruLayer
 from .implicit import ImplicitLayer
 from .l2norm import L2normLayer
 from .logistic import LogisticLayer
+from .lstm import LstmLayer
 from .maxpool import MaxpoolLayer
 from .reorg import Reorg3dLayer, ReorgLayer
 from .shapeonly import SHAPE_ONLY
@@ -30,6 +31,7 @@ REGISTRY = {cls.type: cls for cls in (
     ActivationLayer, AvgpoolLayer, BatchnormLayer, ConnectedLayer, ConvolutionalLayer, CostLayer,
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
-    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, RnnLayer, GruLayer)}
+    ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, RnnLayer, GruLayer,
+    LstmLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

@@ -107,12 +107,6 @@ class _VectorShape(ShapeOnly):
         return None
 
 
-class LstmShape(_VectorShape):
-    """pj make_lstm_layer: ``output`` values per step, flat."""
-
-    type = "lstm"
-
-
 class CrnnShape(ShapeOnly):
     """pj make_crnn_layer: ``output_filters`` maps of the input's size."""
 
@@ -184,5 +178,5 @@ class ContrastiveShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, LstmShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
+    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
     HistoryShape, ContrastiveShape)}
