@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from darknet_py import Network
+from darknet_py.errors import CfgError
 from darknet_py.nn.backend import to_numpy
 
 from conftest import build, require_darknet, rng_for_test
@@ -42,6 +43,16 @@ def gru_cfg(bn=0, tanh=0, output=6):
     return net_cfg(f"[gru]\noutput={output}\nbatch_normalize={bn}\ntanh={tanh}\n")
 
 
+def crnn_cfg(activation="linear", bn=0, shortcut=0, steps=STEPS, batch=BATCH):
+    """A 4x4x2 image -> conv(leaky) -> [crnn] (pj's keys: 3x3 pad 1) -> connected -> softmax."""
+    return (f"[net]\nbatch={batch}\nsubdivisions=1\ntime_steps={steps}\nwidth=4\nheight=4\n"
+            "channels=2\nlearning_rate=0.1\nmomentum=0.9\ndecay=0.001\n\n"
+            "[convolutional]\nfilters=3\nsize=3\npad=1\nactivation=leaky\n\n"
+            f"[crnn]\noutput_filters=4\nhidden_filters=3\nactivation={activation}\n"
+            f"batch_normalize={bn}\nshortcut={shortcut}\n\n"
+            f"[connected]\noutput={CLASSES}\nactivation=linear\n\n[softmax]\n")
+
+
 def lstm_cfg(bn=0, output=6):
     return net_cfg(f"[lstm]\noutput={output}\nbatch_normalize={bn}\n")
 
@@ -52,6 +63,8 @@ CASES = {
     "rnn-leaky-bn-shortcut": rnn_cfg("leaky", 1, 1),
     "gru": gru_cfg(), "gru-tanh": gru_cfg(tanh=1), "gru-bn": gru_cfg(bn=1),
     "gru-tanh-bn": gru_cfg(bn=1, tanh=1), "lstm": lstm_cfg(), "lstm-bn": lstm_cfg(bn=1),
+    "crnn-linear": crnn_cfg(), "crnn-leaky-shortcut": crnn_cfg("leaky", 0, 1),
+    "crnn-tanh-bn": crnn_cfg("tanh", 1),
 }
 
 
@@ -121,7 +134,7 @@ def test_inference_equals_darknet_and_carries_the_state(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["rnn-tanh-bn", "rnn-leaky-bn-shortcut", "gru-bn",
-                                  "gru-tanh-bn", "lstm-bn"])
+                                  "gru-tanh-bn", "lstm-bn", "crnn-tanh-bn"])
 def test_training_forward_with_batchnorm_equals_darknet(tmp_path, monkeypatch, case):
     """Batch statistics per step and part (pj's CPU BN formulas swapped in), and the rolling
     statistics each part's BN then holds (Darknet's saved file)."""
@@ -143,11 +156,13 @@ def test_training_forward_with_batchnorm_equals_darknet(tmp_path, monkeypatch, c
     assert err <= EXACT_BN_RTOL, f"rolling statistics: rel_err {err:.3g}"
 
 
-@pytest.mark.parametrize("steps,batch,hidden_cfg", [(4, 3, ""), (2, 4, ""), (1, 5, "")])
-def test_rnn_sgd_steps_equal_darknet(tmp_path, steps, batch, hidden_cfg):
+@pytest.mark.parametrize("make,steps,batch", [(rnn_cfg, 4, 3), (rnn_cfg, 2, 4), (rnn_cfg, 1, 5),
+                                              (crnn_cfg, 3, 2)],
+                         ids=["rnn-4x3", "rnn-2x4", "rnn-1x5", "crnn-3x2"])
+def test_sgd_steps_equal_darknet(tmp_path, make, steps, batch):
     """Three train_network_datum steps (momentum and decay act): every weight of the file and
-    the loss; the [connected] before the rnn learns from the rnn's input delta."""
-    cfg = write(tmp_path, rnn_cfg("linear", steps=steps, batch=batch))
+    the loss; the layer before the recurrent one learns from its input delta."""
+    cfg = write(tmp_path, make("linear", steps=steps, batch=batch))
     x, truths, start, _, costs, end = darknet_run(cfg, tmp_path, seed=steps, train_steps=3)
     net = py_net(cfg, start)
     assert net.batch == steps * batch
@@ -161,7 +176,7 @@ def test_rnn_sgd_steps_equal_darknet(tmp_path, steps, batch, hidden_cfg):
 
 
 @pytest.mark.parametrize("case", ["rnn-leaky", "rnn-tanh-bn", "gru", "gru-bn", "lstm",
-                                  "lstm-bn"])
+                                  "lstm-bn", "crnn-linear", "crnn-tanh-bn"])
 def test_darknet_weights_round_trip_byte_identical(tmp_path, case):
     cfg = write(tmp_path, CASES[case])
     *_, start, _, _, _ = darknet_run(cfg, tmp_path, seed=3, inference_passes=0)
@@ -206,18 +221,35 @@ def test_lstm_backward_through_time_is_the_gradient(bn):
     check_gradients(f"[lstm]\noutput=4\nbatch_normalize={bn}\n")
 
 
-def check_gradients(section):
+@pytest.mark.parametrize("opts", [
+    "output_filters=3\nhidden_filters=2\nactivation=tanh\nshortcut=1",
+    "output=3\nhidden=2\nsize=1\npad=0\nactivation=logistic\nbatch_normalize=1",
+    "output=2\nhidden=4\nsize=3\npad=1\ngroups=2\nactivation=leaky\nbatch_normalize=1"],
+    ids=["pj-shortcut", "ab-1x1-bn", "ab-groups-bn"])
+def test_crnn_backward_through_time_is_the_gradient(opts):
+    check_gradients(f"[crnn]\n{opts}\n", image=True)
+
+
+def test_crnn_refuses_a_convolution_that_changes_the_map_size():
+    with pytest.raises(CfgError, match="keeps the map size"):
+        build("[net]\nbatch=2\ntime_steps=2\nwidth=4\nheight=4\nchannels=2\n\n"
+              "[crnn]\noutput=2\nhidden=2\nsize=3\npad=0\n")
+
+
+def check_gradients(section, image=False):
     """-dx and every part's -updates against central differences of sum(r * output), each
     forward from a zero state (a [gru] would carry its state from the last forward on)."""
-    text = f"[net]\nbatch=3\ntime_steps=3\ninputs=4\n\n{section}"
+    shape = "width=3\nheight=3\nchannels=2" if image else "inputs=4"
+    text = f"[net]\nbatch=3\ntime_steps=3\n{shape}\n\n{section}"
     net = build(text, seed=2, strict=True).astype(np.float64)
     rng = rng_for_test()
     for layer, key, _ in rnn_params(net):
         if not key.endswith("weights"):
             low, high = (0.5, 1.5) if key.endswith("scales") else (-0.5, 0.5)
             getattr(layer, key)[...] = rng.uniform(low, high, getattr(layer, key).shape)
-    x = rng.standard_normal((9, 4))
-    r = rng.standard_normal((9, 4, 1, 1))
+    x = rng.standard_normal((9,) + tuple(net.input_shape))
+    r = rng.standard_normal(net.layers[0].output.shape if net.layers[0].output is not None
+                            else (9,) + net.layers[0].out_shape)
 
     def f():
         net.layers[0].last_state = None
@@ -264,8 +296,9 @@ def test_rnn_update_trains_every_part_and_hidden_sizes_the_state():
 @pytest.mark.gpu
 @pytest.mark.parametrize("text", [rnn_cfg("leaky", 0, 1, "hidden=5\n"),
                                   rnn_cfg("leaky", 1, 1, "hidden=5\n"), gru_cfg(0, 1),
-                                  gru_cfg(1, 1), lstm_cfg(0), lstm_cfg(1)],
-                         ids=["rnn", "rnn-bn", "gru", "gru-bn", "lstm", "lstm-bn"])
+                                  gru_cfg(1, 1), lstm_cfg(0), lstm_cfg(1),
+                                  crnn_cfg("leaky", 1, 1)],
+                         ids=["rnn", "rnn-bn", "gru", "gru-bn", "lstm", "lstm-bn", "crnn-bn"])
 def test_gpu_recurrent_step_equals_numpy(text):
     cpu, gpu = build(text, seed=4), build(text, seed=4, device="gpu")
     rng = rng_for_test()

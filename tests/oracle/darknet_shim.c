@@ -22,10 +22,31 @@
  * forward moves l.state one step along per time step and writes steps+1 of them (the heap
  * overflow crashes the process later): give it AlexeyAB's steps+1 (AB make_rnn_layer).
  * pj make_lstm_layer allocates no delta, which a training forward zeroes: give it one (its
- * backward is not set either, so an [lstm] is only run forward here). */
+ * backward is not set either, so an [lstm] is only run forward here).  pj make_crnn_layer
+ * leaves its workspace_size 0, so parse_network_cfg sizes the shared im2col workspace without
+ * its convolutions (a heap overflow): grow it to their need (AB make_crnn_layer counts it).
+ * Its convolutions keep learning_rate_scale 0 (pj make_convolutional_layer never sets it;
+ * parse_network_cfg does for the top-level layers only), so pj never trains them: give them
+ * the [crnn]'s own, as AlexeyAB's make_convolutional_layer does (1). */
 static void fix_recurrent_buffers(network *net)
 {
     int i;
+    size_t have = 0, need = 0;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (l->workspace_size > have) have = l->workspace_size;
+        if (l->type == CRNN) {
+            layer *parts[] = {l->input_layer, l->self_layer, l->output_layer};
+            for (int k = 0; k < 3; ++k) {
+                if (parts[k]->workspace_size > need) need = parts[k]->workspace_size;
+                parts[k]->learning_rate_scale = l->learning_rate_scale;
+            }
+        }
+    }
+    if (need > have) {
+        free(net->workspace);
+        net->workspace = calloc(1, need);
+    }
     for (i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
         if (l->type == RNN) {
@@ -169,7 +190,7 @@ static void randomize_layer_bn(layer *l)
     }
 }
 
-/* Conv and connected layers, and the connected parts of an [rnn], [gru] or
+/* Conv and connected layers, and the parts of an [rnn], [crnn], [gru] or
  * [lstm] (in their
  * weights order). */
 void shim_randomize_bn(void *h, unsigned seed)
@@ -178,7 +199,7 @@ void shim_randomize_bn(void *h, unsigned seed)
     lcg_state = seed;
     for (int i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
-        if (l->type == RNN) {
+        if (l->type == RNN || l->type == CRNN) {
             randomize_layer_bn(l->input_layer);
             randomize_layer_bn(l->self_layer);
             randomize_layer_bn(l->output_layer);

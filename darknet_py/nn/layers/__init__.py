@@ -7,6 +7,7 @@ from .batchnorm import BatchnormLayer
 from .connected import ConnectedLayer
 from .convolutional import ConvolutionalLayer
 from .cost import CostLayer
+from .crnn import CrnnLayer
 from .crop import CropLayer
 from .dropout import DropoutLayer
 from .empty import EmptyLayer
@@ -32,6 +33,6 @@ REGISTRY = {cls.type: cls for cls in (
     CropLayer, DropoutLayer, L2normLayer, LogisticLayer, MaxpoolLayer, ReorgLayer, Reorg3dLayer,
     RouteLayer, ShortcutLayer, SoftmaxLayer, UpsampleLayer, YoloLayer, RegionLayer,
     ScaleChannelsLayer, SamLayer, ImplicitLayer, EmptyLayer, RnnLayer, GruLayer,
-    LstmLayer)}
+    LstmLayer, CrnnLayer)}
 
 __all__ = ["REGISTRY", "SHAPE_ONLY"] + [cls.__name__ for cls in REGISTRY.values()]

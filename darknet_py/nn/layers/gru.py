@@ -16,7 +16,6 @@ Weights: wz, wr, wh, uz, ur, uh (pj save_weights).  AlexeyAB writes uz, ur, uh, 
 
 from ..activations import activate, gradient
 from ..backend import xp_of
-from .base import Shape
 from .connected import ConnectedLayer
 from .recurrent import RecurrentLayer, step_backward, step_forward
 
@@ -27,22 +26,13 @@ class GruLayer(RecurrentLayer):
     parts = ("wz", "wr", "wh", "uz", "ur", "uh")
 
     @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return Shape(sec.int("output", 1, minimum=1), 1, 1, True)
-
-    window = ConnectedLayer.window      # each output sees the whole input
-
-    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls.build_shape(section, ctx, cls())
-        layer.steps = ctx.net.time_steps
-        layer.batch_normalize = section.bool("batch_normalize")
+        layer = cls.built(section, ctx)
         layer.candidate = "tanh" if section.bool("tanh") else "logistic"
         n, bn = layer.out_c, layer.batch_normalize
         for name in cls.parts:       # u*: inputs -> output, w*: output -> output, linear
             fan_in = layer.inputs if name[0] == "u" else n
             setattr(layer, name, ConnectedLayer.part(ctx, fan_in, n, "linear", bn))
-        layer.last_state = None     # pj l.state
         return layer
 
     def forward(self, net):

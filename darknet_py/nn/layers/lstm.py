@@ -15,7 +15,6 @@ ui, ug, uo: docs/notes.md).
 
 from ..activations import activate, gradient
 from ..backend import xp_of
-from .base import Shape
 from .connected import ConnectedLayer
 from .recurrent import RecurrentLayer, step_backward, step_forward
 
@@ -28,21 +27,12 @@ class LstmLayer(RecurrentLayer):
     parts = ("wi", "wf", "wo", "wg", "ui", "uf", "uo", "ug")
 
     @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return Shape(sec.int("output", 1, minimum=1), 1, 1, True)
-
-    window = ConnectedLayer.window      # each output sees the whole input
-
-    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls.build_shape(section, ctx, cls())
-        layer.steps = ctx.net.time_steps
-        layer.batch_normalize = section.bool("batch_normalize")
+        layer = cls.built(section, ctx)
         n, bn = layer.out_c, layer.batch_normalize
         for name in ("uf", "ui", "ug", "uo", "wf", "wi", "wg", "wo"):   # pj's make order
             fan_in = layer.inputs if name[0] == "u" else n
             setattr(layer, name, ConnectedLayer.part(ctx, fan_in, n, "linear", bn))
-        layer.last_state = None     # (h, c): pj l.h_cpu, l.c_cpu
         return layer
 
     def forward(self, net):

@@ -16,7 +16,7 @@ per time step (pj:src/rnn_layer.c, gru_layer.c, lstm_layer.c, crnn_layer.c; AB:s
 from types import SimpleNamespace
 
 from ...errors import DarknetError
-from .base import Layer
+from .base import Layer, Shape
 
 _MISSING = object()
 
@@ -45,6 +45,25 @@ class RecurrentLayer(Layer):
 
     parts = ()
     needs_input = False
+
+    @classmethod
+    def output_shape(cls, sec, inp, refs):
+        """pj make_rnn/gru/lstm_layer: ``output`` values per row, flat."""
+        return Shape(sec.int("output", 1, minimum=1), 1, 1, True)
+
+    @classmethod
+    def window(cls, sec):
+        return None         # each output sees the whole input, as [connected]
+
+    @classmethod
+    def built(cls, section, ctx):
+        """The layer with its shapes, ``steps`` ([net] time_steps) and ``batch_normalize``, and
+        no state yet (``last_state``: what the last forward left for the next)."""
+        layer = cls.build_shape(section, ctx, cls())
+        layer.steps = ctx.net.time_steps
+        layer.batch_normalize = section.bool("batch_normalize")
+        layer.last_state = None
+        return layer
 
     def __getattr__(self, name):
         part, sep, attr = name.partition("__")

@@ -20,7 +20,6 @@ Weights: input_layer, self_layer, output_layer, each a [connected] record (pj sa
 """
 
 from ..backend import xp_of
-from .base import Shape
 from .connected import ConnectedLayer
 from .convolutional import read_activation
 from .recurrent import RecurrentLayer, step_backward, step_forward
@@ -38,43 +37,38 @@ class RnnLayer(RecurrentLayer):
         sec.choice("logistic", "0", ("0", "1", "2"))
 
     @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return Shape(sec.int("output", 1, minimum=1), 1, 1, True)
-
-    window = ConnectedLayer.window      # each output sees the whole input
-
-    @classmethod
     def from_cfg(cls, section, ctx):
-        layer = cls.build_shape(section, ctx, cls())
-        layer.steps = ctx.net.time_steps
+        layer = cls.built(section, ctx)
         layer.hidden = section.int("hidden", layer.out_c, minimum=1)
         layer.activation = read_activation(section, "logistic")
-        layer.batch_normalize = section.bool("batch_normalize")
         layer.shortcut = section.bool("shortcut")
         layer.logistic = int(section.choice("logistic", "0", ("0", "1", "2")))
         self_activation = {0: layer.activation, 1: "logistic", 2: "loggy"}[layer.logistic]
-        bn = layer.batch_normalize
-        layer.input_layer = ConnectedLayer.part(ctx, layer.inputs, layer.hidden,
-                                                layer.activation, bn)
-        layer.self_layer = ConnectedLayer.part(ctx, layer.hidden, layer.hidden,
-                                               self_activation, bn)
-        layer.output_layer = ConnectedLayer.part(ctx, layer.hidden, layer.out_c,
-                                                 layer.activation, bn)
-        layer.last_state = None     # h after the last inference forward (pj l.state)
+        layer.make_parts(ctx, section, self_activation)
         return layer
+
+    def make_parts(self, ctx, section, self_activation):
+        bn = self.batch_normalize
+        self.state_shape = (self.hidden, 1, 1)
+        self.input_layer = ConnectedLayer.part(ctx, self.inputs, self.hidden, self.activation,
+                                               bn)
+        self.self_layer = ConnectedLayer.part(ctx, self.hidden, self.hidden, self_activation, bn)
+        self.output_layer = ConnectedLayer.part(ctx, self.hidden, self.out_c, self.activation,
+                                                bn)
 
     def forward(self, net):
         steps, b = self.steps_of(net.input)
         xp = net.xp
         x = net.input.reshape(steps, b, self.inputs)
         h = self.last_state
-        if net.train or h is None or h.shape != (b, self.hidden) or h.dtype != x.dtype:
-            h = xp.zeros((b, self.hidden), dtype=x.dtype)
+        shape = (b,) + self.state_shape
+        if net.train or h is None or h.shape != shape or h.dtype != x.dtype:
+            h = xp.zeros(shape, dtype=x.dtype)
         self.states, self.kept, outs = [h], [], []
         for t in range(steps):
             kept_in = step_forward(self.input_layer, x[t], net.train)
             kept_self = step_forward(self.self_layer, h, net.train)
-            new = (self.input_layer.output + self.self_layer.output).reshape(b, self.hidden)
+            new = (self.input_layer.output + self.self_layer.output).reshape(shape)
             h = new + h if self.shortcut else new
             kept_out = step_forward(self.output_layer, h, net.train)
             outs.append(self.output_layer.output)
@@ -82,24 +76,23 @@ class RnnLayer(RecurrentLayer):
             self.states.append(h)
         # pj: training starts from (and leaves) a zero state; inference carries it on
         self.last_state = xp.zeros_like(h) if net.train else h
-        self.output = xp.concatenate(outs).reshape(steps * b, self.out_c, 1, 1)
+        self.output = xp.concatenate(outs).reshape((steps * b,) + self.out_shape)
 
     def backward(self, net):
         steps, b = self.steps_of(self.output)
         xp = xp_of(self.output)
         x = net.input.reshape(steps, b, self.inputs)
         dx = None if net.delta is None else net.delta.reshape(steps, b, self.inputs)
-        delta = self.delta.reshape(steps, b, self.out_c, 1, 1)
-        carry = xp.zeros((b, self.hidden), dtype=self.output.dtype)
+        delta = self.delta.reshape((steps, b) + self.out_shape)
+        carry = xp.zeros((b,) + self.state_shape, dtype=self.output.dtype)
         for t in range(steps - 1, -1, -1):
             kept_in, kept_self, kept_out = self.kept[t]
             dh = carry
             step_backward(self.output_layer, kept_out, self.states[t + 1], delta[t].copy(), dh)
-            step_backward(self.input_layer, kept_in, x[t], dh.reshape(b, -1, 1, 1).copy(),
+            step_backward(self.input_layer, kept_in, x[t], dh.copy(),
                           None if dx is None else dx[t])
             prev = xp.zeros_like(dh) if t > 0 else None
-            step_backward(self.self_layer, kept_self, self.states[t],
-                          dh.reshape(b, -1, 1, 1).copy(), prev)
+            step_backward(self.self_layer, kept_self, self.states[t], dh.copy(), prev)
             if t > 0:
                 carry = prev + dh if self.shortcut else prev
 

@@ -107,17 +107,6 @@ class _VectorShape(ShapeOnly):
         return None
 
 
-class CrnnShape(ShapeOnly):
-    """pj make_crnn_layer: ``output_filters`` maps of the input's size."""
-
-    type = "crnn"
-    needs_image = True
-
-    @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return Shape(sec.int("output_filters", sec.int("output", 1)), inp.h, inp.w)
-
-
 class DetectionShape(ShapeOnly):
     """pj's YOLOv1 [detection] head: a flat output of its inputs."""
 
@@ -178,5 +167,5 @@ class ContrastiveShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, CrnnShape, DetectionShape, IsegShape, GaussianYoloShape, ConvLstmShape,
-    HistoryShape, ContrastiveShape)}
+    DeconvolutionalShape, LocalShape, NormalizationShape, LocalAvgpoolShape, DetectionShape,
+    IsegShape, GaussianYoloShape, ConvLstmShape, HistoryShape, ContrastiveShape)}
