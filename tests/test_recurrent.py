@@ -303,7 +303,7 @@ def test_gpu_recurrent_step_equals_numpy(text):
     cpu, gpu = build(text, seed=4), build(text, seed=4, device="gpu")
     rng = rng_for_test()
     for _ in range(2):
-        x = rng.random((cpu.batch, INPUTS), dtype=np.float32)
+        x = rng.random((cpu.batch,) + tuple(cpu.input_shape), dtype=np.float32)
         t = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, cpu.batch)]
         assert rel_err(gpu.train_step(x, t), cpu.train_step(x, t)) <= 1e-5
     for a, b in zip(cpu.layers, gpu.layers):
