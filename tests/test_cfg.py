@@ -138,8 +138,8 @@ def test_route_out_of_range_names_the_line():
 
 def test_unsupported_section_is_named_with_its_line():
     with pytest.raises(NotSupportedError,
-                       match=r"t\.cfg:6: error: \[lstm\] layers are not supported"):
-        build(NET + "[lstm]\noutput=4\n")
+                       match=r"t\.cfg:6: error: \[conv_lstm\] layers are not supported"):
+        build(NET + "[conv_lstm]\noutput=4\n")
 
 
 def test_image_layer_after_flat_layer_is_refused():

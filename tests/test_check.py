@@ -95,9 +95,6 @@ VALID_WARNINGS = {
                         "supported by darknet_py"],
     "go.cfg": ["extra=1 in [reorg] is valid Darknet but not supported by darknet_py"],
     "go.test.cfg": ["extra=1 in [reorg] is valid Darknet but not supported by darknet_py"],
-    "gru.cfg": ["[gru] is a valid Darknet layer but is not supported by darknet_py"] * 3,
-    "rnn.cfg": ["[rnn] is a valid Darknet layer but is not supported by darknet_py"] * 3,
-    "rnn.train.cfg": ["[rnn] is a valid Darknet layer but is not supported by darknet_py"] * 3,
     "yolov1.cfg": ["[local] is a valid Darknet layer but is not supported by darknet_py"],
 }
 
@@ -107,8 +104,7 @@ def _valid_ids(paths, prefix):
 
 
 # Valid Darknet that darknet_py cannot build: clean only for ``cfg check --darknet-only``.
-DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg", "gru.cfg", "rnn.cfg",
-                "rnn.train.cfg", "yolov1.cfg"}
+DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg", "yolov1.cfg"}
 
 
 def _assert_valid(path):

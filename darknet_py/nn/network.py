@@ -477,6 +477,9 @@ class Network:
 
     @staticmethod
     def _orient(layer, name, values, transpose):
+        part, sep, own = name.partition("__")
+        if sep:         # a recurrent layer's part (layers/recurrent.py): oriented as itself
+            return Network._orient(getattr(layer, part), own, values, transpose)
         if name != "weights":
             return values
         if layer.type == "connected" and transpose:

@@ -9,6 +9,7 @@
  * Darknet aborts or calls exit() on many errors (missing file, bad cfg), so
  * the caller must only pass files that exist and cfgs Darknet accepts.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "darknet.h"
 
@@ -17,11 +18,52 @@
 /* srand(seed); parse cfg; load weights (if given); shrink the batch (if
  * batch > 0).  Darknet's set_batch_network does not reallocate buffers, so
  * a batch larger than the cfg's batch/subdivisions is refused (NULL). */
+/* pj make_rnn_layer allocates one step of state (batch*outputs floats), but a training
+ * forward moves l.state one step along per time step and writes steps+1 of them (the heap
+ * overflow crashes the process later): give it AlexeyAB's steps+1 (AB make_rnn_layer).
+ * pj make_lstm_layer allocates no delta, which a training forward zeroes: give it one (its
+ * backward is not set either, so an [lstm] is only run forward here).  pj make_crnn_layer
+ * leaves its workspace_size 0, so parse_network_cfg sizes the shared im2col workspace without
+ * its convolutions (a heap overflow): grow it to their need (AB make_crnn_layer counts it).
+ * Its convolutions keep learning_rate_scale 0 (pj make_convolutional_layer never sets it;
+ * parse_network_cfg does for the top-level layers only), so pj never trains them: give them
+ * the [crnn]'s own, as AlexeyAB's make_convolutional_layer does (1). */
+static void fix_recurrent_buffers(network *net)
+{
+    int i;
+    size_t have = 0, need = 0;
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (l->workspace_size > have) have = l->workspace_size;
+        if (l->type == CRNN) {
+            layer *parts[] = {l->input_layer, l->self_layer, l->output_layer};
+            for (int k = 0; k < 3; ++k) {
+                if (parts[k]->workspace_size > need) need = parts[k]->workspace_size;
+                parts[k]->learning_rate_scale = l->learning_rate_scale;
+            }
+        }
+    }
+    if (need > have) {
+        free(net->workspace);
+        net->workspace = calloc(1, need);
+    }
+    for (i = 0; i < net->n; ++i) {
+        layer *l = &net->layers[i];
+        if (l->type == RNN) {
+            free(l->state);
+            l->state = calloc((size_t)l->batch * l->outputs * (l->steps + 1), sizeof(float));
+        }
+        if (l->type == LSTM && !l->delta)
+            l->delta = calloc((size_t)l->batch * l->outputs * l->steps, sizeof(float));
+    }
+}
+
 void *shim_load(const char *cfg, const char *weights, int batch, unsigned seed)
 {
     srand(seed);
     network *net = parse_network_cfg((char *)cfg);
     if (!net) return NULL;
+    fix_recurrent_buffers(net);
     if (weights && weights[0]) load_weights(net, (char *)weights);
     if (batch > 0) {
         if (batch > net->batch) { free_network(net); return NULL; }
@@ -135,22 +177,43 @@ static float lcg_uniform(float a, float b)
 /* Conv/connected layers: with BN, scales ~ U(.5,1.5), biases ~ U(-.5,.5),
  * rolling_mean ~ U(-.5,.5), rolling_variance ~ U(.5,1.5) (drawn in that order
  * per layer); without BN, biases ~ U(-.1,.1).  Uses its own LCG, not rand(). */
+static void randomize_layer_bn(layer *l)
+{
+    int nb = l->type == CONVOLUTIONAL ? l->n : l->outputs;
+    if (l->batch_normalize) {
+        for (int k = 0; k < nb; ++k) l->scales[k] = lcg_uniform(0.5f, 1.5f);
+        for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.5f, 0.5f);
+        for (int k = 0; k < nb; ++k) l->rolling_mean[k] = lcg_uniform(-0.5f, 0.5f);
+        for (int k = 0; k < nb; ++k) l->rolling_variance[k] = lcg_uniform(0.5f, 1.5f);
+    } else {
+        for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.1f, 0.1f);
+    }
+}
+
+/* Conv and connected layers, and the parts of an [rnn], [crnn], [gru] or
+ * [lstm] (in their
+ * weights order). */
 void shim_randomize_bn(void *h, unsigned seed)
 {
     network *net = h;
     lcg_state = seed;
     for (int i = 0; i < net->n; ++i) {
         layer *l = &net->layers[i];
-        if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
-        int nb = l->type == CONVOLUTIONAL ? l->n : l->outputs;
-        if (l->batch_normalize) {
-            for (int k = 0; k < nb; ++k) l->scales[k] = lcg_uniform(0.5f, 1.5f);
-            for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.5f, 0.5f);
-            for (int k = 0; k < nb; ++k) l->rolling_mean[k] = lcg_uniform(-0.5f, 0.5f);
-            for (int k = 0; k < nb; ++k) l->rolling_variance[k] = lcg_uniform(0.5f, 1.5f);
-        } else {
-            for (int k = 0; k < nb; ++k) l->biases[k] = lcg_uniform(-0.1f, 0.1f);
+        if (l->type == RNN || l->type == CRNN) {
+            randomize_layer_bn(l->input_layer);
+            randomize_layer_bn(l->self_layer);
+            randomize_layer_bn(l->output_layer);
         }
+        if (l->type == GRU) {
+            layer *parts[] = {l->wz, l->wr, l->wh, l->uz, l->ur, l->uh};
+            for (int k = 0; k < 6; ++k) randomize_layer_bn(parts[k]);
+        }
+        if (l->type == LSTM) {
+            layer *parts[] = {l->wi, l->wf, l->wo, l->wg, l->ui, l->uf, l->uo, l->ug};
+            for (int k = 0; k < 8; ++k) randomize_layer_bn(parts[k]);
+        }
+        if (l->type != CONVOLUTIONAL && l->type != CONNECTED) continue;
+        randomize_layer_bn(l);
     }
 }
 

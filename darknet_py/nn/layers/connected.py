@@ -35,19 +35,32 @@ class ConnectedLayer(Layer):
     @classmethod
     def from_cfg(cls, section, ctx):
         layer = cls.build_shape(section, ctx, cls())
-        layer.flat = True           # an image layer after it is refused (set_input)
-        layer.activation = read_activation(section, "logistic")
-        layer.batch_normalize = section.bool("batch_normalize")
+        layer.init(ctx, read_activation(section, "logistic"), section.bool("batch_normalize"))
+        return layer
+
+    @classmethod
+    def part(cls, ctx, inputs, outputs, activation, batch_normalize):
+        """A connected layer inside another (pj make_connected_layer called by the recurrent
+        layers): ``inputs`` -> ``outputs`` values, no section of its own."""
+        layer = cls()
+        layer.c, layer.h, layer.w = inputs, 1, 1
+        layer.set_output(Shape(outputs, 1, 1))
+        layer.init(ctx, activation, batch_normalize)
+        return layer
+
+    def init(self, ctx, activation, batch_normalize):
+        self.flat = True            # an image layer after it is refused (set_input)
+        self.activation = activation
+        self.batch_normalize = batch_normalize
         xp = ctx.xp
         # pj: scale = sqrt(2/inputs), weights ~ scale * U(-1, 1)
-        w = math.sqrt(2.0 / layer.inputs) * ctx.rng.uniform(-1, 1, (layer.out_c, layer.inputs))
-        layer.weights = xp.asarray(w.astype(np.float32))
-        layer.weight_updates = xp.zeros_like(layer.weights)
-        layer.biases = xp.zeros(layer.out_c, dtype="float32")
-        layer.bias_updates = xp.zeros(layer.out_c, dtype="float32")
-        if layer.batch_normalize:
-            init_batchnorm(layer, layer.out_c, xp)
-        return layer
+        w = math.sqrt(2.0 / self.inputs) * ctx.rng.uniform(-1, 1, (self.out_c, self.inputs))
+        self.weights = xp.asarray(w.astype(np.float32))
+        self.weight_updates = xp.zeros_like(self.weights)
+        self.biases = xp.zeros(self.out_c, dtype="float32")
+        self.bias_updates = xp.zeros(self.out_c, dtype="float32")
+        if batch_normalize:
+            init_batchnorm(self, self.out_c, xp)
 
     def forward(self, net):
         x = net.input.reshape(net.input.shape[0], self.inputs)

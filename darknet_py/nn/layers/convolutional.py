@@ -144,6 +144,20 @@ class ConvolutionalLayer(Layer):
             layer.unimplemented = unimplemented_in(section, cls.training_unimplemented)
         return layer
 
+    @classmethod
+    def part(cls, ctx, inp, filters, size, padding, groups, activation, batch_normalize):
+        """A stride-1 convolution inside another layer (pj make_convolutional_layer called by
+        [crnn]), on an ``inp`` (c, h, w) image, no section of its own."""
+        layer = cls()
+        layer.c, layer.h, layer.w = inp
+        layer.set_output(Shape(filters, out_size(inp[1], size, 1, padding),
+                               out_size(inp[2], size, 1, padding)))
+        layer.n, layer.size, layer.padding, layer.groups = filters, size, padding, groups
+        layer.stride = layer.stride_x = layer.stride_y = layer.dilation = 1
+        layer.activation, layer.batch_normalize, layer.flipped = activation, batch_normalize, False
+        layer.init_params(ctx)
+        return layer
+
     def init_params(self, ctx):
         xp = ctx.xp
         fan_in = self.size * self.size * self.c // self.groups

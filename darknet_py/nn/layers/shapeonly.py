@@ -82,47 +82,6 @@ class NormalizationShape(ShapeOnly):
         return inp
 
 
-class _VectorShape(ShapeOnly):
-    """A section whose output is ``size_key`` values (default ``size_default``), whatever its
-    input: a vector, flat or Darknet's 1x1xN image."""
-
-    needs_input = False
-    size_key, size_default, flat_output = "output", 1, True
-
-    @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return Shape(sec.int(cls.size_key, cls.size_default, minimum=1), 1, 1, cls.flat_output)
-
-    @classmethod
-    def window(cls, sec):
-        return None
-
-
-class RecurrentShape(_VectorShape):
-    """pj make_rnn/gru/lstm_layer: ``output`` values per step, flat."""
-
-    type = "rnn"
-
-
-class GruShape(RecurrentShape):
-    type = "gru"
-
-
-class LstmShape(RecurrentShape):
-    type = "lstm"
-
-
-class CrnnShape(ShapeOnly):
-    """pj make_crnn_layer: ``output_filters`` maps of the input's size."""
-
-    type = "crnn"
-    needs_image = True
-
-    @classmethod
-    def output_shape(cls, sec, inp, refs):
-        return Shape(sec.int("output_filters", sec.int("output", 1)), inp.h, inp.w)
-
-
 class IsegShape(ShapeOnly):
     """pj's instance segmentation head: classes + ids input channels, same shape."""
 
@@ -156,6 +115,5 @@ class HistoryShape(UnknownShape):
 
 
 SHAPE_ONLY = {cls.type: cls for cls in (
-    DeconvolutionalShape, LocalShape, NormalizationShape, RecurrentShape,
-    GruShape, LstmShape, CrnnShape, IsegShape, ConvLstmShape,
+    DeconvolutionalShape, LocalShape, NormalizationShape, IsegShape, ConvLstmShape,
     HistoryShape)}
