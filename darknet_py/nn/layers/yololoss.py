@@ -168,15 +168,19 @@ def _mse_target(t, i, j, aw, ah, w, h, units, new_coords=False):
             xp.log(t[3] * units[1] / ah))
 
 
-def _ignore(g, dev, units, pos, want_first, blocks, new_coords=False):
+def _ignore(g, dev, units, pos, want_first, b, new_coords=False):
     """Per slot and cell the best IoU of its box with a live truth of its image (-inf without
     one), the first truth with it (``want_first``), and the IoUs at the flat places ``pos`` of
-    the (B, n*H*W, K) matrix, the ops' IoUs with their truths; in ``blocks`` (``_blocks``)."""
+    the (B, n*H*W, K) matrix, the ops' IoUs with their truths (``b``: the ops' images, host).
+    NumPy builds the matrix in blocks of images (``_blocks``)."""
     xp = g.xp
     if xp is not np:        # one kernel instead of the (slots x truths) matrix's ~30 launches
         return box_ignore(g.o, dev["truth"], dev["nlive"], dev["anchors"], units, pos,
                           want_first, new_coords)
-    o, t, bias = g.o, dev["truth"], dev["bias"]
+    o, t = g.o, dev["truth"]
+    blocks, by_image = _blocks(g, b, t.shape[1])
+    # 0 for a live truth, -inf for the rows after its image's end marker
+    bias = np.where(np.arange(t.shape[1]) < dev["nlive"][:, None], 0.0, -np.inf)[:, None]
     pred = _pred([o[:, :, k] for k in range(4)], dev["gi"], dev["gj"][:, None],
                  dev["anchors"][:, 0, None, None], dev["anchors"][:, 1, None, None],
                  g.w, g.h, units, new_coords)
@@ -184,7 +188,6 @@ def _ignore(g, dev, units, pos, want_first, blocks, new_coords=False):
     size = cols[0].shape[1] * t.shape[1]
     best, first, iou_op = [], [], xp.empty(pos.shape) if len(blocks) > 1 else None
     for s, e, ops in blocks:
-        # bias: 0 for a live truth, -inf for the rows after its image's end marker
         iou = score([c[s:e] for c in cols], [t[s:e, None, :, k] for k in range(4)],
                     "iou") + bias[s:e]
         best.append(iou.max(axis=-1))
@@ -193,7 +196,7 @@ def _ignore(g, dev, units, pos, want_first, blocks, new_coords=False):
         if iou_op is None:
             iou_op = iou.reshape(-1)[pos]
         else:
-            sel = dev["by_image"][ops]
+            sel = by_image[ops]
             iou_op[sel] = iou.reshape(-1)[pos[sel] - s * size]
     shape = pred[0].shape
     return (xp.concatenate(best).reshape(shape),
@@ -363,13 +366,11 @@ def yolo_loss(layer, output, truth):
         m = _class_weights(None if multipliers is None else
                            np.asarray(multipliers, np.float64), cls)
         thresh = layer.truth_thresh < 1                 # an IoU never exceeds 1
-        blocks, by_image = _blocks(g, b, t.shape[1])
         size = g.n * g.h * g.w * t.shape[1]
         host = dict(
-            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], nlive=live.sum(axis=1),
-            gi=np.arange(g.w, dtype=float),
+            truth=t, nlive=live.sum(axis=1), gi=np.arange(g.w, dtype=float),
             gj=np.arange(g.h, dtype=float), anchors=anchors[np.asarray(layer.mask)],
-            idx=g.planes_at(place), by_image=by_image,
+            idx=g.planes_at(place),
             pos=b * size + ((a * g.h + j) * g.w + i) * t.shape[1] + k,
             p_at=np.arange(len(b)) * g.planes + 5 + cls, cls=cls, classes=np.arange(nc),
             box_scale=(2 - t_op[:, 2] * t_op[:, 3]) * layer.iou_normalizer * m,
@@ -384,8 +385,7 @@ def yolo_loss(layer, output, truth):
             host["multipliers"] = np.asarray(multipliers, np.float64)
         dev = _upload(xp, host)
 
-        best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, blocks,
-                                    layer.new_coords)
+        best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, b, layer.new_coords)
         d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -layer.obj_normalizer * o[:, :, 4])
         if thresh:
             _truth_thresh(layer, g, dev, best, best_t, units)
@@ -428,15 +428,13 @@ def region_loss(layer, output, truth, seen):
             a = np.zeros_like(b)
         order, bounds = _rounds(g.place(b, a, j, i))
         b, k, a, j, i, t_op = (v[order] for v in (b, k, a, j, i, t_op))
-        blocks, by_image = _blocks(g, b, t.shape[1])
         size, hw = n * h * w * t.shape[1], h * w
         prior = np.zeros((4, h, w))         # the anchor at the cell's centre: x, y targets
         prior[0] += ((np.arange(w) + .5) / w) * w - np.arange(w)
         prior[1] += (((np.arange(h) + .5) / h) * h - np.arange(h))[:, None]
         host = dict(
-            truth=t, bias=np.where(live, 0.0, -np.inf)[:, None], nlive=live.sum(axis=1),
-            gi=np.arange(w, dtype=float),
-            gj=np.arange(h, dtype=float), anchors=anchors, by_image=by_image,
+            truth=t, nlive=live.sum(axis=1), gi=np.arange(w, dtype=float),
+            gj=np.arange(h, dtype=float), anchors=anchors,
             idx=g.planes_at(g.place(b, a, j, i)), cls=_classes(t_op, nc), classes=np.arange(nc),
             pos=b * size + ((a * h + j) * w + i) * t.shape[1] + k, prior=prior,
             box_scale=layer.coord_scale * (2 - t_op[:, 2] * t_op[:, 3]),
@@ -462,7 +460,7 @@ def region_loss(layer, output, truth, seen):
             anchor = dev["anchors"][a]
             dev["target"] = xp.stack(_mse_target(t_op, dev["i"], dev["j"], anchor[:, 0],
                                                  anchor[:, 1], w, h, units), axis=1)
-        best, _, iou = _ignore(g, dev, units, dev["pos"], False, blocks)
+        best, _, iou = _ignore(g, dev, units, dev["pos"], False, b)
         background = 1 if layer.background else 0
         d[:, :, c] = xp.where(best > layer.thresh, 0,
                               layer.noobject_scale * (background - o[:, :, c]))
