@@ -96,12 +96,14 @@ def step_alone(trainer, warmup, steps):
     """Median ms of the trainer's network training on the run's first batch, kept on the
     device: forward with the loss, backward, update; with the BLAS threads training uses."""
     net = trainer.net
-    batches = Batches(trainer._make, start=0)
+    # staged as training stages it (on the GPU, raw batches are finished there), then copied
+    # out of the loader's buffers, which close() hands back
+    batches = Batches(trainer._make, start=0, device=net.device)
     try:
-        x, truth = (np.array(to_numpy(a)) for a in batches.next())
+        x, truth = batches.next()
+        x, truth = net.xp.array(x), np.array(to_numpy(truth))
     finally:
         batches.close()
-    x = net.xp.asarray(x)
 
     def step():
         net.train_step(x, truth)

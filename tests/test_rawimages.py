@@ -87,3 +87,34 @@ def test_raw_is_ignored_where_the_cpu_must_finish(tmp_path):
         x, _ = pending.result()
         assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape == (2, *shape)
         pending.release()
+
+
+@pytest.mark.gpu
+def test_a_staged_raw_batch_is_finished_on_the_gpu_as_on_the_host(tmp_path):
+    """DeviceStaging finishes a raw batch with the kernel on its copy stream: the float32
+    images are RawImages.finish()'s bit for bit (a row without colour distortion too), the
+    truth arrives unchanged, and a float batch staged after it in the same ring still does."""
+    import cupy
+    from darknet_py.data.staging import DeviceStaging
+    data = _dataset(tmp_path)
+    seed = int(rng_for_test().integers(1 << 30))
+    idx = np.random.default_rng(seed).integers(0, len(data), 6)
+    pending = data.submit(idx, (3, H, W), np.random.default_rng([seed, 1]), raw=True, **AUG)
+    raw, truth = pending.result()
+    raw.flags[2] = 0                                  # this row is the canvas / 255 alone
+    want = raw.finish()
+    stage = DeviceStaging(0, 2)
+    staged = stage.put(raw, truth)
+    pending.release()                                 # put() copied it to pinned memory
+    floats = np.random.default_rng(seed).random((3, 3, H + 32, W), dtype=np.float32)
+    staged_floats = stage.put(floats, truth[:3])
+    x, t = staged.take()
+    x2, t2 = staged_floats.take()
+    np.testing.assert_array_equal(cupy.asnumpy(x), want)
+    np.testing.assert_array_equal(cupy.asnumpy(t), truth)
+    np.testing.assert_array_equal(cupy.asnumpy(x2), floats)
+    np.testing.assert_array_equal(cupy.asnumpy(t2), truth[:3])
+    staged.release()
+    staged_floats.release()
+    stage.close()
+    data.close()

@@ -300,13 +300,17 @@ def test_rnn_update_trains_every_part_and_hidden_sizes_the_state():
                                   crnn_cfg("leaky", 1, 1)],
                          ids=["rnn", "rnn-bn", "gru", "gru-bn", "lstm", "lstm-bn", "crnn-bn"])
 def test_gpu_recurrent_step_equals_numpy(text):
+    # with batch norm over 3 rows a step, the summation order of its sums shows (as against
+    # pj's BN: EXACT_BN_RTOL); on the H200 the bn cases differ by 1.0e-5 to 1.6e-5
+    tol = EXACT_BN_RTOL if "batch_normalize=1" in text else EXACT_RTOL
     cpu, gpu = build(text, seed=4), build(text, seed=4, device="gpu")
     rng = rng_for_test()
     for _ in range(2):
         x = rng.random((cpu.batch,) + tuple(cpu.input_shape), dtype=np.float32)
         t = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, cpu.batch)]
-        assert rel_err(gpu.train_step(x, t), cpu.train_step(x, t)) <= 1e-5
+        assert rel_err(gpu.train_step(x, t), cpu.train_step(x, t)) <= tol
     for a, b in zip(cpu.layers, gpu.layers):
-        assert rel_err(to_numpy(b.output), to_numpy(a.output)) <= 1e-5, a.type
+        assert rel_err(to_numpy(b.output), to_numpy(a.output)) <= tol, a.type
         for k, v in a.state().items():
-            assert rel_err(to_numpy(getattr(b, k)), to_numpy(v)) <= 1e-5, (a.index, k)
+            err = rel_err(to_numpy(getattr(b, k)), to_numpy(v))
+            assert err <= tol, (a.index, k, err)

@@ -1,13 +1,13 @@
-"""Training images handed over as bytes, their colour distortion left for later.
+"""Training images handed over as bytes, their colour distortion finished on the GPU.
 
 A detection worker spends most of its time on Pillow's RGB -> HSV -> RGB round trip of the
 colour distortion (image.apply_hsv: ~70% of an image at 416x416), which is a function of each
-pixel alone.  A raw batch stops before it: the workers hand over the canvas as bytes (n, h, w,
-3), already placed and flipped, with the image's three 256-entry tables (image.hsv_tables,
-drawn at the same point of its generator, so the batches are the same) and a flag saying
-whether to apply them.  ``RawImages.finish`` completes it as the CPU path does; the GPU is to do
-the same with ``HSV_SOURCE`` (Pillow's arithmetic in C), the tables and byte / 255 -- the same
-float32 bits, a quarter of the bytes over the bus.  Mosaic and mixup batches stay float.
+pixel alone.  When the network trains on the GPU, the workers can stop before it: they hand over
+the canvas as bytes (n, h, w, 3), already placed and flipped, with the image's three 256-entry
+tables (image.hsv_tables, drawn at the same point of its generator, so the batches are the
+same) and a flag saying whether to apply them; the GPU then does the round trip with Pillow's
+arithmetic, the tables, and byte / 255 -- the same float32 bits as the CPU path, a quarter of
+the bytes over the bus.  Mosaic and mixup batches are finished on the CPU as before.
 
 Pillow's conversions (its libImaging Convert.c, "following colorsys.py"), as arithmetic:
 
@@ -21,9 +21,9 @@ Pillow's conversions (its libImaging Convert.c, "following colorsys.py"), as ari
   float), v (1 - fs (1 - f)) as p, q, t, clipped; by i % 6: (v,t,p) (q,v,p) (p,v,t) (p,q,v)
   (t,p,v) (v,p,q).
 
-``HSV_SOURCE`` is that arithmetic in C (``DEVICE`` is the qualifier the compiler needs), to be
-compiled without FMA contraction (which would round differently); the tests compile it with the
-host's C compiler and compare it with Pillow over all 2^24 colours both ways.
+``HSV_SOURCE`` is that arithmetic in C, compiled for the GPU without FMA contraction (which
+would round differently); the tests compile the same source with the host's C compiler and
+compare it with Pillow over all 2^24 colours both ways.
 """
 
 import numpy as np
@@ -85,6 +85,25 @@ DEVICE void distort_pixel(const unsigned char* rgb, const unsigned char* tables,
 }
 """
 
+_KERNEL = r"""
+#define DEVICE __device__
+""" + HSV_SOURCE + r"""
+extern "C" __global__
+void finish_images(const unsigned char* pixels, const unsigned char* tables,
+                   const unsigned char* flags, float* out, long long n_pixels, int hw)
+{
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;     // (image, y, x)
+    if (id >= n_pixels) return;
+    long long image = id / hw, at = id % hw;
+    const unsigned char* rgb = pixels + 3 * id;
+    int c[3] = {rgb[0], rgb[1], rgb[2]};
+    if (flags[image]) distort_pixel(rgb, tables + 768 * image, c);
+    float* o = out + 3 * image * hw + at;          // (image, channel, y, x)
+    for (int k = 0; k < 3; ++k) o[k * hw] = (float)c[k] / 255.0f;
+}
+"""
+
+
 class RawImages:
     """A batch's images as bytes: ``pixels`` (n, h, w, 3) uint8, ``tables`` (n, 768) uint8 and
     ``flags`` (n,) uint8 (1: apply the tables).  ``self[k]`` is row k (the same views)."""
@@ -114,7 +133,7 @@ class RawImages:
 
     def finish(self):
         """The float32 (n, 3, h, w) images on the host, as the CPU path makes them (Pillow):
-        the reference for finishing them anywhere else."""
+        the reference the GPU kernel equals, and what -show_imgs draws."""
         out = np.empty(self.shape, F32)
         for k in range(len(self)):
             rgb = self.pixels[k]
@@ -142,3 +161,20 @@ def raw_views(buf, n, shape, truth_width):
     tables = np.ndarray((n, TABLES), np.uint8, buffer=buf, offset=t + p)
     flags = np.ndarray((n,), np.uint8, buffer=buf, offset=t + p + n * TABLES)
     return RawImages(pixels, tables, flags), truth
+
+
+_FINISH = None
+
+
+def finish_on_device(raw, out):
+    """Launch the kernel on the current CuPy stream: ``raw`` a RawImages of device arrays,
+    ``out`` the float32 (n, 3, h, w) device array it writes."""
+    global _FINISH
+    import cupy
+    if _FINISH is None:
+        _FINISH = cupy.RawKernel(_KERNEL, "finish_images", options=("--fmad=false",))
+    n, c, h, w = raw.shape
+    count = n * h * w
+    _FINISH(((count + 255) // 256,), (256,),
+            (raw.pixels, raw.tables, raw.flags, out, cupy.int64(count), cupy.int32(h * w)))
+    return out

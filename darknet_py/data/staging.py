@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 
+from .rawimages import RawImages, finish_on_device
+
 
 class DeviceStaging:
     """A ring of ``depth`` (pinned host, device) buffer pairs on GPU ``device_index``."""
@@ -31,8 +33,9 @@ class DeviceStaging:
 
     def put(self, x, truth):
         """In the loader thread: ``x`` and ``truth`` (NumPy) copied into the next ring buffer's
-        pinned memory, then on their way to the device.  Returns the staged batch, or None
-        when stopped while waiting for a free buffer."""
+        pinned memory, then on their way to the device; ``x`` may be RawImages (bytes and
+        colour tables), finished into float32 images by a kernel on the copy stream.  Returns
+        the staged batch, or None when stopped while waiting for a free buffer."""
         cp = self.cp
         b = self._ring[self._next]
         self._next = (self._next + 1) % len(self._ring)
@@ -40,20 +43,36 @@ class DeviceStaging:
             if self._stop.is_set():
                 return None
         b.free.clear()
+        raw = isinstance(x, RawImages)
+        parts = (truth, x.pixels, x.tables, x.flags) if raw else (x, truth)
+        nbytes = sum(a.nbytes for a in parts)
+        nx, nt = int(np.prod(x.shape)), truth.size
         with cp.cuda.Device(self.index):
             if b.copied is not None:
                 b.copied.synchronize()            # its previous copy has left the pinned buffer
-            nx, nt = x.size, truth.size
-            b.fit(cp, nx + nt, self.stream)
-            np.copyto(b.host[:nx].reshape(x.shape), x)
-            np.copyto(b.host[nx:nx + nt].reshape(truth.shape), truth)
+            # device: the float32 batch (x, truth), then room for the bytes of a raw batch
+            b.fit(cp, nbytes, (nx + nt) * 4 + (nbytes if raw else 0), self.stream)
+            at, places = 0, []
+            for a in parts:
+                np.copyto(b.host[at:at + a.nbytes].view(a.dtype).reshape(a.shape), a)
+                places.append(at)
+                at += a.nbytes
             if b.consumed is not None:            # the stream that read this buffer is done
                 self.stream.wait_event(b.consumed)
-            cp.cuda.runtime.memcpyAsync(b.device.data.ptr, b.host.ctypes.data, 4 * (nx + nt),
+            dev_x = b.device[:4 * nx].view(np.float32).reshape(x.shape)
+            dev_t = b.device[4 * nx:4 * (nx + nt)].view(np.float32).reshape(truth.shape)
+            target = b.device[4 * (nx + nt):] if raw else b.device
+            cp.cuda.runtime.memcpyAsync(target.data.ptr, b.host.ctypes.data, nbytes,
                                         cp.cuda.runtime.memcpyHostToDevice, self.stream.ptr)
+            if raw:
+                def dev(k):
+                    a = parts[k]
+                    return target[places[k]:places[k] + a.nbytes].view(a.dtype).reshape(a.shape)
+                with self.stream:
+                    cp.copyto(dev_t, dev(0))
+                    finish_on_device(RawImages(dev(1), dev(2), dev(3)), dev_x)
             b.copied = self.stream.record()
-        return Staged(cp, b, b.device[:nx].reshape(x.shape),
-                      b.device[nx:nx + nt].reshape(truth.shape))
+        return Staged(cp, b, dev_x, dev_t)
 
     def close(self):
         """Wait for the copies in flight; the buffers go with this object."""
@@ -63,25 +82,27 @@ class DeviceStaging:
 
 
 class _Buffer:
-    """A pinned host buffer, a device buffer of the same size (float32 elements), the events of
-    the last copy into it and of its consumer letting go, and whether it may be reused."""
+    """A pinned host buffer and a device buffer (bytes), the events of the last copy into it
+    and of its consumer letting go, and whether it may be reused."""
 
     def __init__(self):
         self.host = self.device = self.copied = self.consumed = None
         self.free = threading.Event()
         self.free.set()
 
-    def fit(self, cp, count, stream):
-        """Room for ``count`` floats: larger buffers when needed (multi-scale training)."""
-        if self.host is not None and self.host.size >= count:
+    def fit(self, cp, host_bytes, device_bytes, stream):
+        """Room for that many bytes: larger buffers when needed (multi-scale training)."""
+        if self.host is not None and self.host.size >= host_bytes and \
+                self.device.size >= device_bytes:
             return
         if self.consumed is not None:
             self.consumed.synchronize()           # the old device buffer is no longer read
-        self.host = np.frombuffer(cp.cuda.alloc_pinned_memory(4 * count), np.float32, count)
+        self.host = np.frombuffer(cp.cuda.alloc_pinned_memory(host_bytes), np.uint8,
+                                  host_bytes)
         # from the copy stream's share of CuPy's pool: memory the training stream freed may
         # still be read by its queued kernels, which this stream does not wait for
         with stream:
-            self.device = cp.empty(count, np.float32)
+            self.device = cp.empty(device_bytes, np.uint8)
         self.consumed = None
 
 

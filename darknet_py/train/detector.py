@@ -12,6 +12,7 @@ from ..data.datasets import epoch_order
 from ..data.threads import batches_ahead, default_loader_processes
 from ..box import Box, Detection
 from ..data.detaug import DetectionSet
+from ..data.rawimages import RawImages
 from ..detection.detect import uses_letterbox
 from ..detection.evaluate import detections_for_map
 from ..detection.mapeval import evaluate_map
@@ -120,7 +121,8 @@ class DetectorTrainer(Trainer):
                                       letterbox=self.letterbox, mosaic=self.mosaic,
                                       mixup=self.mixup, processes=self.loader_processes,
                                       keep_aspect=self.keep_aspect,
-                                      mosaic_bound=self.mosaic_bound, resize=self.resize)
+                                      mosaic_bound=self.mosaic_bound, resize=self.resize,
+                                      raw=self.net.device.on_gpu)
         if self.show_imgs and self.rank == 0:
             self.show_imgs = False                # the first mini-batch of this run only
             self._save_augmented(k, *batch.result())
@@ -129,6 +131,8 @@ class DetectorTrainer(Trainer):
     def _save_augmented(self, k, x, truth, limit=16):
         """-show_imgs: mini-batch k as the network sees it, with its truth boxes drawn
         (``aug_<k>_<i>.jpg`` in the backup folder) -- the way to check labels."""
+        if isinstance(x, RawImages):              # bytes for the GPU: finished here alike
+            x = x.finish()
         onehot = np.eye(self.classes, dtype=np.float32)
         for i in range(min(len(x), limit)):
             rows = truth[i].reshape(-1, 5)
