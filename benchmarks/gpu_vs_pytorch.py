@@ -4,7 +4,8 @@
 For each case (cfg, batch, size) it runs ``python -m darknet_py.bench`` and the peer
 (``shared/bench/pytorch_peer.py``: the same network in PyTorch, fp32, TF32 and AMP) one after
 the other on the same card, and prints the markdown table with the ratios
-(darknet_py ms / PyTorch fp32 ms: below 1 is faster), then every JSON line it read.
+(darknet_py ms / PyTorch ms in the matching mode -- fp32, TF32, and AMP for fp16 and bf16:
+below 1 is faster), then every JSON line it read.
 
     python benchmarks/gpu_vs_pytorch.py --peer ../shared/bench/pytorch_peer.py
 
@@ -33,19 +34,25 @@ def _json_lines(cmd, timeout):
     return rows
 
 
-def table(results):
-    """The markdown table of (case, darknet_py row, {mode: peer row}) results."""
-    lines = ["| case | darknet_py fp32 ms | PyTorch fp32 | TF32 | AMP | ratio to fp32 |",
-             "|---|---|---|---|---|---|"]
+#: the peer's mode each precision is compared with (its AMP is float16 autocast)
+PEER_MODE = {"fp32": "fp32", "tf32": "tf32", "fp16": "amp", "bf16": "amp"}
+
+
+def table(results, precisions):
+    """The markdown table of (case, {precision: darknet_py row}, {mode: peer row}) results:
+    per precision darknet_py's ms, the peer's in the matching mode, and their ratio."""
+    head = "| case |" + "".join(f" {p} ms | PyTorch {PEER_MODE[p]} | ratio |" for p in precisions)
+    lines = [head, "|---|" + "---|---|---|" * len(precisions)]
     for (cfg, batch, size), ours, peer in results:
         name = cfg.rsplit("/", 1)[-1].removesuffix(".cfg")
         for what, key in (("train step", "train_ms"), ("inference", "infer_ms")):
-            mine = ours.get(key) if ours else None
-            theirs = [peer.get(m, {}).get(key) for m in ("fp32", "tf32", "amp")]
-            ratio = f"{mine / theirs[0]:.2f}" if mine and theirs[0] else "n/a"
-            cells = [f"{v:.2f}" if v else "n/a" for v in [mine] + theirs]
-            lines.append(f"| {name} {size} b{batch}, {what} | " + " | ".join(cells) +
-                         f" | {ratio} |")
+            cells = []
+            for p in precisions:
+                mine = (ours.get(p) or {}).get(key)
+                theirs = peer.get(PEER_MODE[p], {}).get(key)
+                ratio = f"{mine / theirs:.2f}" if mine and theirs else "n/a"
+                cells += [f"{v:.2f}" if v else "n/a" for v in (mine, theirs)] + [ratio]
+            lines.append(f"| {name} {size} b{batch}, {what} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -57,6 +64,8 @@ def main(argv=None):
     p.add_argument("--case", action="append", metavar="CFG:BATCH:SIZE",
                    help="instead of the README's cases (repeatable)")
     p.add_argument("--timeout", type=int, default=180, help="seconds per command")
+    p.add_argument("--precisions", default="fp32,tf32,fp16,bf16",
+                   help="darknet_py's precisions to run (comma list; default: %(default)s)")
     a = p.parse_args(argv)
     cases = CASES
     if a.case:
@@ -64,16 +73,25 @@ def main(argv=None):
             cases = [(c, int(b), int(s)) for c, b, s in (x.rsplit(":", 2) for x in a.case)]
         except ValueError:
             p.error("argument --case: expected CFG:BATCH:SIZE, e.g. cfg/mnist.cfg:128:28")
+    precisions = a.precisions.split(",")
+    unknown = [x for x in precisions if x not in PEER_MODE]
+    if unknown:
+        p.error(f"argument --precisions: unknown {', '.join(unknown)}; expected a comma list "
+                f"of {', '.join(PEER_MODE)}")
+    modes = ",".join(dict.fromkeys(PEER_MODE[x] for x in precisions))
     results, seen = [], []
     for cfg, batch, size in cases:
         common = [cfg, "--batch", str(batch), "--size", str(size), "--steps", str(a.steps)]
-        ours = _json_lines([sys.executable, "-m", "darknet_py.bench", *common, "--device", "gpu"],
-                           a.timeout)
-        peer = _json_lines([sys.executable, a.peer, *common], a.timeout)
-        seen += ours + peer
-        results.append(((cfg, batch, size), ours[-1] if ours else None,
-                        {row["mode"]: row for row in peer}))
-    print(table(results))
+        ours = {}
+        for precision in precisions:
+            rows = _json_lines([sys.executable, "-m", "darknet_py.bench", *common, "--device",
+                                "gpu", "--precision", precision], a.timeout)
+            seen += rows
+            ours[precision] = rows[-1] if rows else None
+        peer = _json_lines([sys.executable, a.peer, *common, "--modes", modes], a.timeout)
+        seen += peer
+        results.append(((cfg, batch, size), ours, {row["mode"]: row for row in peer}))
+    print(table(results, precisions))
     for row in seen:
         print(json.dumps(row))
     return 0

@@ -34,6 +34,7 @@ from darknet_py.bench import device_name, time_ms  # noqa: E402
 from darknet_py.cfg.edit import CfgDocument  # noqa: E402
 from darknet_py.data.datacfg import DataCfg  # noqa: E402
 from darknet_py.data.datasets import Batches  # noqa: E402
+from darknet_py.nn.precision import PRECISIONS  # noqa: E402
 from darknet_py.data.threads import blas_threads, limit_blas  # noqa: E402
 from darknet_py.nn.backend import to_numpy  # noqa: E402
 from darknet_py.train.classifier import ClassifierTrainer  # noqa: E402
@@ -127,6 +128,7 @@ def main(argv=None):
                     help="with the validation training does (top-k each epoch, -map)")
     ap.add_argument("--profile", action="store_true", help="add the --profile table")
     ap.add_argument("--loader-processes", type=int, help="as train's --loader-processes")
+    ap.add_argument("--precision", choices=PRECISIONS, help="as train's --precision")
     a = ap.parse_args(argv)
     if a.warmup < 1 or a.iterations < 1:
         ap.error("--warmup and --iterations must be at least 1")
@@ -136,7 +138,7 @@ def main(argv=None):
         options = TrainOptions(device=a.device, seed=a.seed, progress=False, map=a.validate,
                                backup_every=10 ** 9, save_weights_every=10 ** 9,
                                profile=a.iterations if a.profile else 0,
-                               profile_warmup=a.warmup, **extra)
+                               profile_warmup=a.warmup, precision=a.precision, **extra)
         cls = DetectorTrainer if detector else ClassifierTrainer
         trainer, seconds = end_to_end(cls, cfg, data, options, a.warmup, a.iterations)
         step_ms = step_alone(trainer, min(a.warmup, 5), a.steps)
@@ -149,7 +151,7 @@ def main(argv=None):
     images = trainer.images_per_iteration
     common = {"bench": "train_throughput", "cfg": a.cfg, "data": a.data,
               "device": device_name(net.device), "batch": images,
-              "size": list(net.input_shape[1:])}
+              "size": list(net.input_shape[1:]), "precision": net.precision.name}
     step_ips = images / step_ms * 1e3
     train_ips = images * a.iterations / seconds
     print(json.dumps({**common, "what": "step", "ms": round(step_ms, 3),

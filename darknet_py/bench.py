@@ -18,6 +18,7 @@ import numpy as np
 from .cfg.parser import Option, read_cfg
 from .errors import DarknetError
 from .nn.network import Network
+from .nn.precision import PRECISIONS
 
 HEADS = ("yolo", "region", "detection")
 
@@ -30,7 +31,7 @@ def _set(section, key, value):
         opt.value = str(value)
 
 
-def bench_network(cfg_path, batch, size, device, seed=0):
+def bench_network(cfg_path, batch, size, device, seed=0, precision=None):
     cfg = read_cfg(cfg_path)
     net_section = cfg.net
     _set(net_section, "batch", batch)
@@ -44,7 +45,7 @@ def bench_network(cfg_path, batch, size, device, seed=0):
             sec.name, sec.type = "activation", "activation"
             sec.options = [Option("activation", "linear", sec.line)]
             heads.append(i)
-    net = Network(cfg, device=device, seed=seed, warn=False)
+    net = Network(cfg, device=device, seed=seed, warn=False, precision=precision)
     net.options.learning_rate = 1e-4
     return net, heads
 
@@ -113,6 +114,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="the convolutions' arithmetic (nn/precision.py; the peer's mode for "
+                        "fp16 and bf16 is amp)")
     p.add_argument("--profile", action="store_true",
                    help="also print where a training step spends its time, per layer type")
     a = p.parse_args(argv)
@@ -121,7 +125,7 @@ def main(argv=None):
         if value < least:
             p.error(f"argument {flag}: expected a whole number >= {least}, not {value}")
     try:
-        net, heads = bench_network(a.cfg, a.batch, a.size, a.device)
+        net, heads = bench_network(a.cfg, a.batch, a.size, a.device, precision=a.precision)
     except DarknetError as e:               # a bad cfg or --batch/--size: one line, no traceback
         print(f"python -m darknet_py.bench: error: {e}", file=sys.stderr)
         return 2
@@ -134,8 +138,12 @@ def main(argv=None):
         truth = xp.zeros((a.batch, last.inputs), dtype=xp.float32)
         truth[:, 0] = 1
 
+    scale = net.precision.scale
+
     def train_step():
         net.seen += a.batch
+        if scale is not None:    # fp16: the update buffers kept, as train_pass keeps them
+            scale.save(net.layers)
         net.forward(x, train=True, truth=truth)
         for i in heads:          # loss = mean(out^2): delta = -dL/dout
             layer = net.layers[i]
@@ -152,7 +160,7 @@ def main(argv=None):
     inference = time_ms(infer, a.warmup, a.steps, net.device)
     print(json.dumps({
         "peer": "darknet_py", "device": device_name(net.device), "cfg": a.cfg, "batch": a.batch,
-        "size": [h, w], "mode": "fp32", "train_ms": round(train, 3),
+        "size": [h, w], "mode": a.precision, "train_ms": round(train, 3),
         "infer_ms": round(inference, 3),
         "train_img_s": round(a.batch / train * 1e3, 1),
         "infer_img_s": round(a.batch / inference * 1e3, 1),

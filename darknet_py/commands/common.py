@@ -8,6 +8,7 @@ from ..data.datacfg import DataCfg, read_lines
 from ..errors import DarknetError
 from ..data.labels import label_path_for
 from ..detection.anchors import boxes_wh_from_labels
+from ..nn.precision import PRECISIONS
 from ..predict import load_network
 
 
@@ -46,6 +47,10 @@ def device_flags(p):
     p.add_argument("-i", "--gpu-index", type=at_least(0), default=0, metavar="N",
                    help="which GPU (Darknet's -i)")
     p.add_argument("-nogpu", "--nogpu", action="store_true", help="use the CPU (Darknet's -nogpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the convolutions' arithmetic: fp32 (exact), tf32, fp16 or bf16 (half "
+                        "with float32 accumulation and master weights); default: the cfg's "
+                        "precision=, else fp32")
 
 
 def inference_flags(p):
@@ -93,7 +98,8 @@ def load_for_inference(args, cfg, weights):
     ``--no-fuse``, AB's ``-letter_box`` where given."""
     return load_network(cfg, weights, device(args), args.gpu_index,
                         fuse=not getattr(args, "no_fuse", False),
-                        letter_box=getattr(args, "letter_box", False))
+                        letter_box=getattr(args, "letter_box", False),
+                        precision=getattr(args, "precision", None))
 
 
 def image_paths(images):

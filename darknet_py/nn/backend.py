@@ -6,7 +6,6 @@ one ``Device`` (``net.device``); "is this on the GPU" is ``device.on_gpu`` for a
 ``resolve_device("gpu")`` does, and fails with a clear message without it.
 """
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,10 +63,8 @@ def on_gpu(array):
 def resolve_device(device="cpu", index=0):
     """The ``Device`` for ``cpu``, ``gpu`` or ``auto`` (the GPU when CuPy sees one), or a
     ``Device`` itself; ``index`` picks the GPU (Darknet's ``-i N``), and that GPU becomes the
-    calling thread's current one.
-
-    fp32 stays exact: TF32 is switched off for cuBLAS/cuDNN (``NVIDIA_TF32_OVERRIDE=0``, unless
-    the user set it) before CuPy loads them.
+    calling thread's current one.  (What its products may round to is the network's
+    precision: nn/precision.py.)
     """
     if isinstance(device, Device):
         device, index = device.kind, device.index
@@ -75,7 +72,6 @@ def resolve_device(device="cpu", index=0):
         return CPU
     if device not in ("gpu", "auto"):
         raise DarknetError(f"unknown device '{device}'; expected {', '.join(DEVICE_NAMES)}")
-    os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
     try:
         import cupy
         found = cupy.cuda.runtime.getDeviceCount() > index

@@ -10,8 +10,8 @@ the caller then uses its CuPy implementation (im2col + cuBLAS, or the xp batch-n
 after a one-time warning, so training never dies on an unsupported shape.
 
 Exact fp32 by default: engines whose numerical notes say TENSOR_CORE or DOWN_CONVERT_INPUTS (TF32
-for fp32 data) are removed before plans are built, and ``NVIDIA_TF32_OVERRIDE=0`` is set for
-cuBLAS before CuPy loads it (see ``backend.resolve_device``).
+for fp32 data) are removed before plans are built (cuBLAS's products: ``Precision.activate``);
+the tf32, fp16 and bf16 precisions (nn/precision.py) keep them.
 
 Batch-norm plans are cuDNN runtime-compiled kernels: building one costs ~140 ms per shape on an
 H200 (a convolution plan ~5 ms), which multi-scale training (``random=1``, a new input size every
@@ -57,6 +57,8 @@ _UIDS = {name: uid for uid, name in enumerate(
     "x w y dy dx dw s b rm rv m iv nrm nrv ds db".split(), start=1)}
 #: the plans worth keeping on disk (runtime-compiled: reading back is ~7x faster than building)
 _KEPT = ("bn_fwd", "bn_bwd", "bn_inf")
+#: cuDNN's data type of a convolution's tensors, by precision (nn/precision.py)
+_IO_TYPE = {"fp32": "FLOAT", "tf32": "FLOAT", "fp16": "HALF", "bf16": "BFLOAT16"}
 
 
 def plan_cache_dir():
@@ -98,7 +100,6 @@ class CudnnOps:
         self._plans = {}
         self._warned = set()
         self._workspace = cupy.empty(1, dtype=cupy.uint8)
-        self.exact = True
         self.F = cudnn.data_type.FLOAT
         self._device_tag = None
 
@@ -109,9 +110,9 @@ class CudnnOps:
             self.cudnn.set_stream(handle=self.handle, stream=ptr)
             self._stream = ptr
 
-    def _tensor(self, g, name, shape):
-        return g.tensor(name=name, dim=list(shape), stride=_strides(shape), data_type=self.F,
-                        uid=_UIDS[name])
+    def _tensor(self, g, name, shape, io="FLOAT"):
+        return g.tensor(name=name, dim=list(shape), stride=_strides(shape),
+                        data_type=getattr(self.cudnn.data_type, io), uid=_UIDS[name])
 
     def _vec(self, g, name, c):
         return g.tensor(name=name, dim=[1, c, 1, 1], stride=[c, 1, 1, 1], data_type=self.F,
@@ -129,8 +130,7 @@ class CudnnOps:
         if self._device_tag is None:
             props = self.cp.cuda.runtime.getDeviceProperties(self.cp.cuda.Device().id)
             self._device_tag = (f"{props['name'].decode()} sm{props['major']}{props['minor']} "
-                                f"cudnn {self.cudnn.backend_version()} fe {self.cudnn.__version__}"
-                                f" exact {self.exact}")
+                                f"cudnn {self.cudnn.backend_version()} fe {self.cudnn.__version__}")
         digest = hashlib.sha256(repr((self._device_tag, key)).encode()).hexdigest()[:32]
         return where / f"{key[0]}-{digest}.plan"
 
@@ -144,7 +144,7 @@ class CudnnOps:
         except Exception:
             return None
 
-    def _plan(self, key, build, what):
+    def _plan(self, key, build, what, io="FLOAT", exact=True):
         """The cached plan for ``key``; built on first use (or read back from the disk cache);
         None when cuDNN has no engine."""
         if key in self._plans:
@@ -156,14 +156,15 @@ class CudnnOps:
                 self._plans[key] = plan
                 return plan
         cudnn = self.cudnn
-        g = cudnn.pygraph(io_data_type=self.F, intermediate_data_type=self.F,
-                          compute_data_type=self.F, handle=self.handle)
+        g = cudnn.pygraph(io_data_type=getattr(cudnn.data_type, io),
+                          intermediate_data_type=self.F, compute_data_type=self.F,
+                          handle=self.handle)
         build(g)
         try:
             g.validate()
             g.build_operation_graph()
             g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-            if self.exact:
+            if exact:
                 g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE,
                                           cudnn.numerical_note.DOWN_CONVERT_INPUTS])
             g.check_support()
@@ -198,7 +199,12 @@ class CudnnOps:
             raise DarknetError(f"cuDNN failed in {what}: {str(e).splitlines()[0]}") from None
 
     # -- convolution ---------------------------------------------------------------------------
-    def conv_forward(self, x, w, stride, pad, groups, what="conv forward", dilation=1):
+    # ``math`` (nn/precision.py): fp32 keeps exact engines only, tf32 allows the tensor-core
+    # ones, fp16/bf16 take and give half tensors (float16, or bfloat16 bits in uint16 arrays)
+    # with float32 accumulation.
+
+    def conv_forward(self, x, w, stride, pad, groups, what="conv forward", dilation=1,
+                     math="fp32"):
         """``stride``: an int or (stride_y, stride_x); ``pad`` zeros on every side; taps
         ``dilation`` apart (AlexeyAB's stride_x/stride_y/dilation)."""
         n, c, h, wd = x.shape
@@ -206,65 +212,49 @@ class CudnnOps:
         sy, sx = _pair(stride)
         oh = (h + 2 * pad - dilation * (r - 1) - 1) // sy + 1
         ow = (wd + 2 * pad - dilation * (s - 1) - 1) // sx + 1
-        key = ("fprop", x.shape, w.shape, sy, sx, pad, dilation)
-
-        def build(g):
-            X, W = self._tensor(g, "x", x.shape), self._tensor(g, "w", w.shape)
-            Y = g.conv_fprop(image=X, weight=W, padding=[pad, pad], stride=[sy, sx],
-                             dilation=[dilation, dilation], compute_data_type=self.F)
-            Y.set_output(True).set_uid(_UIDS["y"]).set_dim([n, k, oh, ow])
-            Y.set_stride(_strides((n, k, oh, ow)))
-            return X, W, Y
-
-        plan = self._plan(key, build, f"{what} {x.shape}*{w.shape}")
-        if plan is None:
-            return None
-        x, w = self.cp.ascontiguousarray(x), self.cp.ascontiguousarray(w)
-        y = self.cp.empty((n, k, oh, ow), dtype=x.dtype)
-        self._execute(plan, {"x": x.data.ptr, "w": w.data.ptr, "y": y.data.ptr}, what)
-        return y
+        return self._conv("fprop", dict(x=x, w=w), "y", (n, k, oh, ow), (sy, sx), pad,
+                          dilation, math, f"{what} {x.shape}*{w.shape}")
 
     def conv_backward_data(self, dy, w, x_shape, stride, pad, groups, what="conv dgrad",
-                           dilation=1):
-        sy, sx = _pair(stride)
-        key = ("dgrad", dy.shape, w.shape, tuple(x_shape), sy, sx, pad, dilation)
-
-        def build(g):
-            DY, W = self._tensor(g, "dy", dy.shape), self._tensor(g, "w", w.shape)
-            DX = g.conv_dgrad(loss=DY, filter=W, padding=[pad, pad], stride=[sy, sx],
-                              dilation=[dilation, dilation], compute_data_type=self.F)
-            DX.set_output(True).set_uid(_UIDS["dx"]).set_dim(list(x_shape))
-            DX.set_stride(_strides(x_shape))
-            return DY, W, DX
-
-        plan = self._plan(key, build, f"{what} {dy.shape}*{w.shape}")
-        if plan is None:
-            return None
-        dy, w = self.cp.ascontiguousarray(dy), self.cp.ascontiguousarray(w)
-        dx = self.cp.empty(tuple(x_shape), dtype=dy.dtype)
-        self._execute(plan, {"dy": dy.data.ptr, "w": w.data.ptr, "dx": dx.data.ptr}, what)
-        return dx
+                           dilation=1, math="fp32"):
+        return self._conv("dgrad", dict(dy=dy, w=w), "dx", tuple(x_shape), _pair(stride), pad,
+                          dilation, math, f"{what} {dy.shape}*{w.shape}")
 
     def conv_backward_filter(self, x, dy, w_shape, stride, pad, groups, what="conv wgrad",
-                             dilation=1):
-        sy, sx = _pair(stride)
-        key = ("wgrad", x.shape, dy.shape, tuple(w_shape), sy, sx, pad, dilation)
+                             dilation=1, math="fp32"):
+        return self._conv("wgrad", dict(x=x, dy=dy), "dw", tuple(w_shape), _pair(stride), pad,
+                          dilation, math, f"{what} {x.shape}/{dy.shape}")
+
+    def _conv(self, op, inputs, out, out_shape, stride, pad, dilation, math, what):
+        """One convolution graph: ``op`` fprop (x, w -> y), dgrad (dy, w -> dx) or wgrad
+        (x, dy -> dw); the output allocated here, of the inputs' dtype."""
+        (a, first), (b, second) = inputs.items()
+        io = _IO_TYPE[math]
+        key = (op, first.shape, second.shape, out_shape, stride, pad, dilation, math)
 
         def build(g):
-            X, DY = self._tensor(g, "x", x.shape), self._tensor(g, "dy", dy.shape)
-            DW = g.conv_wgrad(image=X, loss=DY, padding=[pad, pad], stride=[sy, sx],
-                              dilation=[dilation, dilation], compute_data_type=self.F)
-            DW.set_output(True).set_uid(_UIDS["dw"]).set_dim(list(w_shape))
-            DW.set_stride(_strides(w_shape))
-            return X, DY, DW
+            A = self._tensor(g, a, first.shape, io)
+            B = self._tensor(g, b, second.shape, io)
+            geometry = dict(padding=[pad, pad], stride=list(stride),
+                            dilation=[dilation, dilation], compute_data_type=self.F)
+            if op == "fprop":
+                Y = g.conv_fprop(image=A, weight=B, **geometry)
+            elif op == "dgrad":
+                Y = g.conv_dgrad(loss=A, filter=B, **geometry)
+            else:
+                Y = g.conv_wgrad(image=A, loss=B, **geometry)
+            Y.set_output(True).set_uid(_UIDS[out]).set_dim(list(out_shape))
+            Y.set_stride(_strides(out_shape)).set_data_type(getattr(self.cudnn.data_type, io))
+            return A, B, Y
 
-        plan = self._plan(key, build, f"{what} {x.shape}/{dy.shape}")
+        plan = self._plan(key, build, what, io=io, exact=math == "fp32")
         if plan is None:
             return None
-        x, dy = self.cp.ascontiguousarray(x), self.cp.ascontiguousarray(dy)
-        dw = self.cp.empty(tuple(w_shape), dtype=x.dtype)
-        self._execute(plan, {"x": x.data.ptr, "dy": dy.data.ptr, "dw": dw.data.ptr}, what)
-        return dw
+        first, second = self.cp.ascontiguousarray(first), self.cp.ascontiguousarray(second)
+        result = self.cp.empty(out_shape, dtype=first.dtype)
+        self._execute(plan, {a: first.data.ptr, b: second.data.ptr, out: result.data.ptr},
+                      what)
+        return result
 
     # -- batch normalization (SPATIAL) -----------------------------------------------------
     def batchnorm_train(self, x, scales, biases, rolling_mean, rolling_variance, epsilon,

@@ -5,6 +5,7 @@ from ..errors import CfgError
 from .layers import SHAPE_ONLY
 from .layers.base import ADAM_B1, ADAM_B2, ADAM_EPS, unimplemented_in
 from .policies import POLICIES
+from .precision import PRECISIONS
 
 # Keys every layer section accepts (pj parse_network_cfg), read quietly.
 COMMON_KEYS = frozenset(("truth", "onlyforward", "stopbackward", "dontsave", "dontload",
@@ -48,7 +49,7 @@ class NetOptions:
     cfg_keys = frozenset((
         "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
         "width channels inputs policy burn_in power step scale gamma max_batches "
-        "learning_rate_min sgdr_cycle sgdr_mult steps scales").split()) | \
+        "learning_rate_min sgdr_cycle sgdr_mult steps scales precision").split()) | \
         frozenset(NET_DATA_KEYS) | frozenset(NET_UNIMPLEMENTED) | frozenset(NET_MACHINERY_KEYS) | \
         frozenset(NET_CLASSIFIER_KEYS)
 
@@ -58,6 +59,8 @@ class NetOptions:
         self.cfg_batch = sec.int("batch", 1, minimum=1)
         self.subdivisions = sec.int("subdivisions", 1, minimum=1)
         self.time_steps = sec.int("time_steps", 1, minimum=1)
+        # darknet_py's own (Darknet picks half by build and GPU): nn/precision.py
+        self.precision = sec.choice("precision", "fp32", PRECISIONS)
         if self.cfg_batch < self.subdivisions:
             raise CfgError(f"[net] batch={self.cfg_batch} is smaller than subdivisions="
                            f"{self.subdivisions}; the mini-batch would be empty",

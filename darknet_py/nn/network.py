@@ -27,6 +27,7 @@ from .graphs import GraphedForward
 from .layers.base import Field, UpdateArgs, next_field
 from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
+from .precision import Precision, check_precision
 from ..atomic import atomic_write
 from .weights import (DEFAULT_VERSION, NonFiniteWeights, WeightsWarning, count_nonfinite,
                       header_bytes, nonfinite_summary, read_weights_file)
@@ -61,6 +62,7 @@ class _State:
         self.truth_host = None         # the same truth as a host array, when it came as one
         self.index = 0
         self.seen = network.seen       # images seen, including this mini-batch when training
+        self.precision = network.precision
 
 
 class Network:
@@ -73,7 +75,7 @@ class Network:
     cfg_text = None
 
     def __init__(self, cfgfile, batch=None, device="cpu", strict=False, seed=None, warn=True,
-                 device_index=0):
+                 device_index=0, precision=None):
         self.path = cfgfile.path
         self.device = resolve_device(device, device_index)
         self.xp = self.device.xp
@@ -85,6 +87,10 @@ class Network:
         self.options = NetOptions(cfgfile.net)
         self.diagnostics.report_unused(cfgfile.net)
         self.batch = _checked_batch(batch) if batch is not None else self.options.batch
+        #: nn/precision.py: the convolutions' arithmetic (``precision=`` in [net], or the
+        #: argument, which wins: --precision)
+        self.precision = Precision(self.options.precision if precision is None
+                                   else check_precision(precision))
         self.subdivisions = self.options.subdivisions
         self.seen = 0
         self.t = 0              # number of weight updates (Adam's t)
@@ -141,17 +147,19 @@ class Network:
 
     @classmethod
     def from_cfg(cls, path, batch=None, device="cpu", strict=False, seed=None, warn=True,
-                 device_index=0):
+                 device_index=0, precision=None):
         """Build a network from a Darknet .cfg file (weights randomly initialised as Darknet).
 
         ``device``: ``cpu`` (NumPy), ``gpu`` (CuPy + cuDNN) or ``auto`` (the GPU when CuPy sees
         one); ``device_index`` picks the GPU (Darknet's ``-i``).  A ``backend.Device`` is taken
         as it is (its index, not ``device_index``).  The result is ``net.device``.
+        ``precision``: fp32 (exact), tf32, fp16 or bf16 (nn/precision.py); None takes the
+        cfg's ``precision=`` (default fp32).
         """
         if hasattr(path, "read"):
             return cls.from_cfg_text(path.read(), getattr(path, "name", "<cfg>"), batch=batch,
                                      device=device, strict=strict, seed=seed, warn=warn,
-                                     device_index=device_index)
+                                     device_index=device_index, precision=precision)
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"Network.from_cfg expects the path of a .cfg file (str or "
                             f"os.PathLike) or an open file, not {type(path).__name__}")
@@ -159,11 +167,11 @@ class Network:
             raise ValueError("Network.from_cfg expects the path of a .cfg file, and this looks "
                              "like cfg text: use Network.from_cfg_text(text)")
         return cls(read_cfg(path), batch=batch, device=device, strict=strict, seed=seed,
-                   warn=warn, device_index=device_index)
+                   warn=warn, device_index=device_index, precision=precision)
 
     @classmethod
     def from_cfg_text(cls, text, path="<cfg>", batch=None, device="cpu", strict=False,
-                      seed=None, warn=True, device_index=0):
+                      seed=None, warn=True, device_index=0, precision=None):
         """:meth:`from_cfg` from the text of a cfg (``str`` or UTF-8 ``bytes``); ``path``
         names it in messages."""
         if isinstance(text, bytes):
@@ -175,7 +183,7 @@ class Network:
             raise TypeError(f"Network.from_cfg_text expects the cfg's text (str or bytes), not "
                             f"{type(text).__name__}")
         net = cls(parse_cfg_text(text, str(path)), batch=batch, device=device, strict=strict,
-                  seed=seed, warn=warn, device_index=device_index)
+                  seed=seed, warn=warn, device_index=device_index, precision=precision)
         net.cfg_text = text
         return net
 
@@ -191,6 +199,7 @@ class Network:
                 opt.value = str(value)
         other = Network(cfg, batch=self.batch, device=self.device, seed=0, warn=False)
         other.dtype, other.cfg_text = self.dtype, self.cfg_text
+        other.precision = self.precision      # and its loss scale
         for mine, theirs in zip(self.layers, other.layers):
             theirs.share_state(mine)
             if hasattr(mine, "batch_normalize"):
@@ -267,6 +276,7 @@ class Network:
             if isinstance(truth, np.ndarray):   # the loader's: the box losses plan on the host
                 host_truth = np.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
             truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
+        self.precision.activate(self.xp)
         state = _State(self, x, train, truth)
         state.truth_host = host_truth
         self.input, self.truth, self.train = x, truth, train
@@ -299,6 +309,7 @@ class Network:
         Darknet gives layer 0 no input delta; pass ``input_delta`` (an array shaped like the
         input, normally zeros) to have the gradient with respect to the input added into it.
         """
+        self.precision.activate(self.xp)
         state = _State(self, self.input, True, self.truth)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -329,7 +340,14 @@ class Network:
         return current_rate(self.options, self.seen // self.update_batch)
 
     def update(self):
-        """Every layer applies its own accumulated updates (pj update_network)."""
+        """Every layer applies its own accumulated updates (pj update_network).  In fp16,
+        an iteration whose gradients overflowed is skipped (nn/precision.py LossScale):
+        returns False then, else True."""
+        scale = self.precision.scale
+        if scale is not None and not scale.finish(self.layers):
+            if self.profiler is not None:
+                self.profiler.lap("update")
+            return False
         o = self.options
         self.t += 1
         args = UpdateArgs(self.current_rate(), o.momentum, o.decay, self.update_batch,
@@ -338,6 +356,7 @@ class Network:
             layer.update(args)
         if self.profiler is not None:
             self.profiler.lap("update")
+        return True
 
     def train_step(self, x, truth, update=True):
         """One mini-batch (pj train_network_datum); updates after every `subdivisions` calls
@@ -364,6 +383,10 @@ class Network:
         for ``cost`` to read (reading it waits for the GPU: the caller queues the update
         first)."""
         x = self.as_input(x)
+        scale = self.precision.scale
+        if scale is not None and (self.seen // (self.batch * self.world_size)) \
+                % self.subdivisions == 0:      # an iteration's first: its buffers kept
+            scale.save(self.layers)
         self.seen += x.shape[0] * self.world_size
         self.forward(x, train=True, truth=truth)
         self.backward()

@@ -18,6 +18,8 @@ class TrainOptions:
     device: str | Device = "auto"
     #: the GPU (Darknet's ``-i N``; one rank's GPU with ``-gpus``)
     gpu_index: int = 0
+    #: fp32, tf32, fp16 or bf16 (nn/precision.py); None: the cfg's ``precision=``
+    precision: str | None = None
     #: iterations to train up to; None: the cfg's ``max_batches``
     max_batches: int | None = None
     #: count from iteration 0 whatever the start weights have seen (Darknet's ``-clear``)

@@ -108,7 +108,7 @@ class Trainer:
         self.data = DataCfg(data)
         try:
             self.net = Network.from_cfg(cfg, device=o.device, device_index=o.gpu_index,
-                                        seed=o.seed)
+                                        seed=o.seed, precision=o.precision)
         except CfgError:        # a size off the stride fails later layers obscurely: say it
             finding = stride_finding(cfg)
             if finding is None:
@@ -364,7 +364,9 @@ class Trainer:
             allreduce_gradients(step_net, self.comm, before)
             if prof is not None:
                 prof.lap("allreduce")
-        step_net.update()
+        if not step_net.update():
+            self._say(f"iteration {k}: fp16 gradients overflowed; update skipped, loss scale "
+                      f"now {step_net.precision.loss_scale:g}")
         loss += step_net.cost / n       # the last mini-batch's, read once the update is queued
         if prof is not None:
             step_net.profiler = None

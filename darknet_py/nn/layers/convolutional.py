@@ -28,6 +28,7 @@ from ..activations import ACTIVATIONS, CHANNEL_ACTIVATIONS
 from ..backend import cudnn_ops
 from ...errors import CfgError, NotSupportedError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
+from ..precision import convolve, precision_of
 from .base import Layer, Shape, resolve_refs, unimplemented_in
 from .batchnorm import init_batchnorm
 from .epilogue import backward_epilogue, forward_epilogue
@@ -185,11 +186,12 @@ class ConvolutionalLayer(Layer):
         x = self.input_image(net.input)
         stride, pad, dilation = self._geometry
         ops = cudnn_ops(x)
-        out = ops and ops.conv_forward(x, self.weights, stride, pad, self.groups,
-                                       what=f"layer {self.index} conv forward",
-                                       dilation=dilation)
-        if out is None:
-            out = conv_forward(x, self.weights, stride, pad, self.groups, dilation)
+        what = f"layer {self.index} conv forward"
+        fprop = ops and (lambda a, b, math: ops.conv_forward(
+            a, b, stride, pad, self.groups, what=what, dilation=dilation, math=math))
+        out = convolve(precision_of(net), fprop,
+                       lambda a, b: conv_forward(a, b, stride, pad, self.groups, dilation),
+                       (x, self.weights))
         self.output = forward_epilogue(self, out, net.train)
 
     def backward(self, net):
@@ -197,21 +199,23 @@ class ConvolutionalLayer(Layer):
         stride, pad, dilation = self._geometry
         delta = backward_epilogue(self)
         ops = cudnn_ops(x)
-        dw = ops and ops.conv_backward_filter(x, delta, self.weights.shape, stride, pad,
-                                              self.groups,
-                                              what=f"layer {self.index} conv wgrad",
-                                              dilation=dilation)
-        if dw is None:
-            dw = conv_backward_filter(x, delta, self.size, stride, pad, self.groups, dilation)
-        self.weight_updates += dw
+        mp = precision_of(net)
+        what = f"layer {self.index} conv"
+        wgrad = ops and (lambda a, b, math: ops.conv_backward_filter(
+            a, b, self.weights.shape, stride, pad, self.groups, what=f"{what} wgrad",
+            dilation=dilation, math=math))
+        self.weight_updates += convolve(
+            mp, wgrad, lambda a, b: conv_backward_filter(a, b, self.size, stride, pad,
+                                                         self.groups, dilation),
+            (x, delta), scaled=1)
         if net.delta is not None:
-            dx = ops and ops.conv_backward_data(delta, self.weights, x.shape, stride, pad,
-                                                self.groups,
-                                                what=f"layer {self.index} conv dgrad",
-                                                dilation=dilation)
-            if dx is None:
-                dx = conv_backward_data(delta, self.weights, x.shape, stride, pad, self.groups,
-                                        dilation)
+            dgrad = ops and (lambda a, b, math: ops.conv_backward_data(
+                a, b, x.shape, stride, pad, self.groups, what=f"{what} dgrad",
+                dilation=dilation, math=math))
+            dx = convolve(mp, dgrad,
+                          lambda a, b: conv_backward_data(a, b, x.shape, stride, pad,
+                                                          self.groups, dilation),
+                          (delta, self.weights), scaled=0)
             net.delta += dx.reshape(net.delta.shape)
 
     def update(self, args):

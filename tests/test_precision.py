@@ -1,0 +1,216 @@
+"""nn/precision.py: the half roundings, the convolution in fp16/bf16 on the NumPy engine (the
+function the GPU must equal), fp16's loss scale, and ``precision=`` / ``--precision``; the GPU
+cases (cuDNN's half convolutions equal to this engine) at the end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import build, rng_for_test
+from darknet_py.errors import CfgError, DarknetError
+from darknet_py.nn.im2col import conv_backward_data, conv_backward_filter, conv_forward
+from darknet_py.nn.backend import to_numpy
+from darknet_py.nn.precision import (LossScale, Precision, check_precision, round_bf16,
+                                     round_fp16)
+
+CONV = ("[net]\nbatch=4\nwidth=10\nheight=10\nchannels=3\nlearning_rate=0.1\nmomentum=0.9\n"
+        "decay=0.0005\n{extra}\n"
+        "[convolutional]\nfilters=6\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+        "batch_normalize=1\n\n"
+        "[convolutional]\nfilters=5\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
+        "[avgpool]\n\n[softmax]\n")
+ONE_CONV = ("[net]\nbatch=4\nwidth=10\nheight=10\nchannels=3\n{extra}\n"
+            "[convolutional]\nfilters=5\nsize=3\nstride=2\npad=1\nactivation=linear\n\n"
+            "[avgpool]\n\n[softmax]\n")
+
+
+def bf16_reference(values):
+    """Round to nearest bfloat16, ties to the even mantissa, one float64 value at a time."""
+    out = []
+    for v in np.asarray(values, np.float32):
+        if not np.isfinite(v):
+            out.append(v)
+            continue
+        bits = int(np.float32(v).view(np.uint32))
+        low = float(np.uint32(bits & 0xFFFF0000).view(np.float32))
+        exponent = (bits >> 23) & 0xFF
+        unit = 2.0 ** (max(exponent, 1) - 127 - 7)        # of bf16's 7 mantissa bits
+        high = low + unit if low >= 0 else low - unit      # away from zero, in float64
+        dl, dh = abs(float(v) - low), abs(high - float(v))
+        if dl < dh or (dl == dh and not (bits >> 16) & 1):
+            out.append(np.float32(low))
+        else:
+            overflow = abs(high) >= 2.0 ** 128
+            out.append(np.float32(np.sign(v) * np.inf) if overflow else np.float32(high))
+    return np.array(out, np.float32)
+
+
+def test_bf16_rounding_is_to_nearest_ties_to_even():
+    rng = rng_for_test()
+    x = (rng.standard_normal(4000) * 10.0 ** rng.integers(-30, 30, 4000)).astype(np.float32)
+    # exact ties: a kept part with an odd and an even last bit, plus half of the dropped unit
+    ties = np.array([0x3F818000, 0x3F808000, 0xBF818000, 0x7F7F8000], np.uint32).view(np.float32)
+    x = np.concatenate([x, ties, np.float32([0.0, -0.0, np.inf, -np.inf, 65504.0, 1e-45])])
+    got = round_bf16(x)
+    np.testing.assert_array_equal(got.view(np.uint32), bf16_reference(x).view(np.uint32))
+    assert (got.view(np.uint32) & 0xFFFF == 0).all()
+    assert np.isnan(round_bf16(np.float32([np.nan]))).all()
+
+
+def test_fp16_rounding_saturates_to_inf_beyond_65504():
+    got = round_fp16(np.float32([65504.0, 65519.0, 65520.0, -1e6, 2.0 ** -25, 2.0 ** -24]))
+    np.testing.assert_array_equal(got, np.float32([65504, 65504, np.inf, -np.inf, 0,
+                                                   2.0 ** -24]))
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_a_half_convolution_is_the_rounded_one_accumulated_in_float32(name):
+    """One [convolutional] (linear, no batch norm: its delta is the loss's) in half precision:
+    forward y = h(conv(h(x), h(W))), dW = h(corr(h(x), h(S dy))) / S and the input's delta
+    h(conv_T(h(S dy), h(W))) / S, the convolutions in float64 here (S: the loss scale)."""
+    rng = rng_for_test()
+    net = build(ONE_CONV.format(extra=f"precision={name}\n"), seed=3)
+    r, s = net.precision.round, np.float32(net.precision.loss_scale)
+    conv = net.layers[0]
+    x = rng.random((4, 3, 10, 10), dtype=np.float32)
+    net.forward(x, train=True, truth=np.eye(5, dtype=np.float32)[[0, 1, 2, 3]])
+    w = conv.weights.astype(np.float64)
+    y = r(conv_forward(r(x).astype(np.float64), r(w), 2, 1, 1).astype(np.float32))
+    np.testing.assert_allclose(conv.output, y + conv.biases[None, :, None, None], rtol=1e-6,
+                               atol=1e-7)
+    dx = np.zeros_like(x)
+    net.backward(dx)
+    dy = r(conv.delta * s).astype(np.float64)
+    dw = r(conv_backward_filter(r(x).astype(np.float64), dy, 3, 2, 1, 1).astype(np.float32))
+    np.testing.assert_allclose(conv.weight_updates, dw / s, rtol=2e-7, atol=0)
+    want = r(conv_backward_data(dy, r(w), x.shape, 2, 1, 1).astype(np.float32)) / s
+    np.testing.assert_allclose(dx, want, rtol=2e-7, atol=0)
+    assert np.abs(want).max() > 0 and np.abs(dw).max() > 0
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_half_training_stays_within_half_precision_of_fp32(name):
+    rng = rng_for_test()
+    text = CONV.format(extra=f"precision={name}\n")
+    half, exact = build(text, seed=3), build(text, seed=3, precision="fp32")
+    x = rng.random((4, 3, 10, 10), dtype=np.float32)
+    t = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
+    for net in (half, exact):
+        net.train_step(x, t)
+        net.forward(x, train=True, truth=t)
+    tol = {"fp16": 4e-3, "bf16": 3e-2}[name]
+    for a, b in zip(half.layers, exact.layers):
+        err = np.abs(a.output - b.output).max() / np.abs(b.output).max()
+        assert err < tol, (a.type, err)
+        for k, v in b.state().items():
+            err = np.abs(getattr(a, k) - v).max() / max(np.abs(v).max(), 1e-3)
+            assert err < 4 * tol, (a.index, k, err)
+
+
+def test_an_fp16_overflow_skips_the_update_and_halves_the_scale():
+    rng = rng_for_test()
+    net = build(CONV.format(extra="precision=fp16\n"), seed=2)
+    x = rng.random((4, 3, 10, 10), dtype=np.float32)
+    t = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
+    net.train_step(x, t)                        # a clean step: momentum buffers not zero
+    assert net.t == 1
+    state = {k: v.copy() for k, v in net.layers[0].state().items()}
+    net.precision.scale.value = 2.0 ** 60       # dy * S beyond 65504: inf in half
+    net.train_step(x, t)
+    assert net.t == 1 and net.precision.scale.skipped == 1
+    assert net.precision.loss_scale == 2.0 ** 59
+    for k, v in net.layers[0].state().items():
+        if k in ("rolling_mean", "rolling_variance"):
+            continue                             # the forward's statistics still count
+        np.testing.assert_array_equal(v, state[k], err_msg=k)
+    net.precision.scale.value = 2.0 ** 10
+    net.train_step(x, t)
+    assert net.t == 2 and all(np.isfinite(v).all() for v in net.layers[0].state().values())
+
+
+def test_the_loss_scale_grows_after_clean_iterations():
+    scale = LossScale(value=8.0, growth_interval=3)
+    layer = build(CONV.format(extra=""), seed=1).layers[0]
+    scale.save([layer])
+    assert [scale.finish([layer]) for _ in range(3)] == [True] * 3 and scale.value == 16.0
+
+
+@pytest.mark.parametrize("name", ["tf32", "bf16"])
+def test_tf32_and_bf16_need_no_loss_scale(name):
+    p = Precision(name)
+    assert p.scale is None and p.loss_scale == 1.0 and p.tf32 == (name == "tf32")
+
+
+def test_precision_in_the_cfg_and_as_an_argument():
+    net = build(CONV.format(extra="precision=bf16\n"))
+    assert net.precision.name == "bf16"
+    assert build(CONV.format(extra="precision=bf16\n"), precision="fp32").precision.name == \
+        "fp32"
+    with pytest.raises(CfgError, match=r"cfg:9: error: .*precision=fp8.*expected one of"):
+        build(CONV.format(extra="precision=fp8\n"))
+    with pytest.raises(DarknetError, match="unknown precision 'half'"):
+        check_precision("half")
+
+
+def test_bench_and_train_take_precision(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "darknet_py.bench", "cfg/mnist.cfg", "--batch",
+                        "8", "--steps", "2", "--warmup", "1", "--device", "cpu", "--precision",
+                        "fp16"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["mode"] == "fp16" and row["train_ms"] > 0
+    r = subprocess.run([sys.executable, "-m", "darknet_py", "train", "cfg/mnist.cfg",
+                        "data/mnist.data", "--precision", "fp8"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "--precision" in r.stderr and "fp8" in r.stderr
+
+
+# -- GPU ----------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_gpu_half_training_steps_equal_the_numpy_engine(name):
+    """cuDNN's half convolutions compute the NumPy engine's function: two training steps of a
+    batch-normalised conv net, outputs and every array within one half unit of rounding."""
+    rng = rng_for_test()
+    text = CONV.format(extra=f"precision={name}\n")
+    cpu, gpu = build(text, seed=4), build(text, seed=4, device="gpu")
+    tol = {"fp16": 2e-3, "bf16": 1.6e-2}[name]
+    for _ in range(2):
+        x = rng.random((4, 3, 10, 10), dtype=np.float32)
+        t = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
+        assert abs(gpu.train_step(x, t) - cpu.train_step(x, t)) < tol
+    for a, b in zip(cpu.layers, gpu.layers):
+        got, want = to_numpy(b.output), a.output
+        assert np.abs(got - want).max() <= tol * np.abs(want).max(), a.type
+        for k, v in a.state().items():
+            got = to_numpy(getattr(b, k))
+            assert np.abs(got - v).max() <= 4 * tol * max(np.abs(v).max(), 1e-3), (a.index, k)
+
+
+@pytest.mark.gpu
+def test_gpu_fp16_overflow_skips_the_step_on_the_device_too():
+    rng = rng_for_test()
+    net = build(CONV.format(extra="precision=fp16\n"), seed=2, device="gpu")
+    x = rng.random((4, 3, 10, 10), dtype=np.float32)
+    t = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
+    net.train_step(x, t)
+    weights = to_numpy(net.layers[0].weights).copy()
+    net.precision.scale.value = 2.0 ** 60
+    net.train_step(x, t)
+    assert net.t == 1 and net.precision.scale.skipped == 1
+    np.testing.assert_array_equal(to_numpy(net.layers[0].weights), weights)
+
+
+@pytest.mark.gpu
+def test_gpu_tf32_stays_close_to_fp32():
+    rng = rng_for_test()
+    text = CONV.format(extra="")
+    a, b = build(text, seed=6, device="gpu"), build(text, seed=6, device="gpu",
+                                                    precision="tf32")
+    x = rng.random((4, 3, 10, 10), dtype=np.float32)
+    ya, yb = to_numpy(a.forward(x)), to_numpy(b.forward(x))
+    assert np.abs(ya - yb).max() <= 2e-3 * np.abs(ya).max()
