@@ -154,13 +154,15 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
 def test_cudnn_runs_alexeyabs_dilation_and_stride_x_y():
     """AlexeyAB's dilated / asymmetric-stride convs go through cuDNN's graph, not im2col."""
     from darknet_py.nn.cudnn import get_ops
-    for case, want in (("conv_dilation_bn", (1, 1, 2, 2)), ("conv_stride_x_y", (1, 2, 1, 1))):
+    # a plan's key: (op, input shapes, output shape, (stride_y, stride_x), pad, dilation, math)
+    for case, want in (("conv_dilation_bn", ((1, 1), 2, 2, "fp32")),
+                       ("conv_stride_x_y", ((1, 2), 1, 1, "fp32"))):
         _, gpu = pair(CASES[case])
         gpu.forward(rng_for_test().standard_normal((4, 4, 8, 8)), train=True)
         ops = get_ops()
         assert ops is not None
         keys = [k for k, plan in ops._plans.items() if plan is not None and k[0] == "fprop"]
-        assert any(k[3:] == want for k in keys), (case, keys)
+        assert any(k[4:] == want for k in keys), (case, keys)
 
 
 def test_cudnn_is_really_used_for_conv_and_batchnorm():
