@@ -214,3 +214,25 @@ def test_gpu_tf32_stays_close_to_fp32():
     x = rng.random((4, 3, 10, 10), dtype=np.float32)
     ya, yb = to_numpy(a.forward(x)), to_numpy(b.forward(x))
     assert np.abs(ya - yb).max() <= 2e-3 * np.abs(ya).max()
+
+
+def test_training_says_when_an_fp16_iteration_is_skipped(tmp_path):
+    """From a loss scale far too large, the first iterations overflow: each is skipped with one
+    line and halves the scale, until the gradients fit and training goes on."""
+    import io
+    from test_train import make_project
+    from darknet_py.train.classifier import ClassifierTrainer
+    from darknet_py.train.options import TrainOptions
+    project = make_project(tmp_path)
+    out = io.StringIO()
+    t = ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
+                          options=TrainOptions(device="cpu", seed=3, progress=False,
+                                               max_batches=60, precision="fp16"), out=out)
+    t.net.precision.scale.value = 2.0 ** 61
+    assert t.run() == 0
+    lines = [line for line in out.getvalue().splitlines() if "overflowed" in line]
+    skipped = t.net.precision.scale.skipped
+    assert 0 < skipped == len(lines) < 60 and t.net.t == 60 - skipped
+    assert lines == [f"iteration {k}: fp16 gradients overflowed; update skipped, loss scale now "
+                     f"{2.0 ** (60 - k):g}" for k in range(skipped)]
+    assert all(np.isfinite(v).all() for layer in t.net.layers for v in layer.state().values())
