@@ -236,3 +236,23 @@ def test_training_says_when_an_fp16_iteration_is_skipped(tmp_path):
     assert lines == [f"iteration {k}: fp16 gradients overflowed; update skipped, loss scale now "
                      f"{2.0 ** (60 - k):g}" for k in range(skipped)]
     assert all(np.isfinite(v).all() for layer in t.net.layers for v in layer.state().values())
+
+
+def test_detector_test_names_fp16s_range_when_outputs_overflow(tmp_path):
+    """Untrained weights (rolling variance 0: batch norm folds to x316 a layer) overflow fp16:
+    the warning says where the range ends and what to use instead."""
+    from darknet_py.nn.network import Network
+    from PIL import Image
+    Network.from_cfg("cfg/shapes-tiny.cfg", batch=1, seed=1).save_weights(
+        str(tmp_path / "s.weights"))
+    (tmp_path / "s.names").write_text("a\nb\nc\nd\n")
+    (tmp_path / "s.data").write_text(f"classes=4\nnames={tmp_path}/s.names\n")
+    image = rng_for_test().integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "im.jpg")
+    r = subprocess.run([sys.executable, "-m", "darknet_py", "detector", "test",
+                        str(tmp_path / "s.data"), "cfg/shapes-tiny.cfg",
+                        str(tmp_path / "s.weights"), str(tmp_path / "im.jpg"), "-dont_show",
+                        "--precision", "fp16"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "fp16 ends at 65504: try --precision bf16 or fp32" in r.stderr

@@ -82,8 +82,10 @@ def _detect(args, net, names, images):
         h, w = im.shape[1], im.shape[2]
         print(f"{path}: Predicted in {(time.perf_counter() - t0) * 1000:f} milli-seconds.")
         if not heads_are_finite(net):
+            why = ("fp16 ends at 65504: try --precision bf16 or fp32" if
+                   net.precision.name == "fp16" else "the weights look untrained or broken")
             print(f"warning: the network's outputs for {path} are not all finite (NaN or inf): "
-                  "the weights look untrained or broken", file=sys.stderr)
+                  f"{why}", file=sys.stderr)
         lines = detection_lines(dets, names, args.thresh, w, h, ext_output=args.ext_output)
         for line in lines:
             print(line)
