@@ -32,7 +32,7 @@ HEAD = ("[convolutional]\nfilters=12\nsize=1\nactivation=linear\n"
 REFUSED = [("net", "cutmix=1"), ("net", "blur=1"), ("net", "gaussian_noise=1"),
            ("net", "ema_alpha=0.9998"), ("net", "dynamic_minibatch=1"),
            ("net", "adversarial_lr=0.05"), ("net", "attention=1"), ("net", "contrastive=1"),
-           ("yolo", "objectness_smooth=1"), ("yolo", "embedding_layer=-2")]
+           ("yolo", "embedding_layer=-2")]
 
 
 def cfg_with(option, section):
@@ -80,7 +80,7 @@ def test_the_values_that_ask_for_nothing_pass(tmp_path, section, option):
 
 
 def test_detector_train_exits_nonzero_with_one_line_naming_the_option(tmp_path):
-    text, line = cfg_with("objectness_smooth=1", "yolo")
+    text, line = cfg_with("embedding_layer=-2", "yolo")
     (tmp_path / "ab.cfg").write_text(text)
     env = dict(os.environ, PYTHONPATH=ROOT)
     r = subprocess.run([sys.executable, "-m", "darknet_py", "detector", "train",
@@ -88,7 +88,7 @@ def test_detector_train_exits_nonzero_with_one_line_naming_the_option(tmp_path):
                        capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith(
-        f"darknet_py: ab.cfg:{line}: error: objectness_smooth=1 in [yolo] changes AlexeyAB's "
+        f"darknet_py: ab.cfg:{line}: error: embedding_layer=-2 in [yolo] changes AlexeyAB's "
         "training")
     assert "Traceback" not in r.stderr
 

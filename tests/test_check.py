@@ -420,13 +420,13 @@ def test_main_check_unreadable_cfg(tmp_path):
 
 
 def test_training_options_darknet_py_lacks_are_errors_only_when_they_matter(tmp_path):
-    """blur=1 or objectness_smooth=1 change AlexeyAB's training and darknet_py does not
+    """blur=1 or embedding_layer=-2 change AlexeyAB's training and darknet_py does not
     implement them: errors at their lines -- but mosaic=0 or focal_loss=0 ask for nothing and
     pass quietly (and max_delta=5 is implemented).  The network still builds (inference)."""
     text = ("[net]\nbatch=2\nwidth=32\nheight=32\nchannels=3\nblur=1\nmosaic=0\nflip=0\n"
             "[convolutional]\nfilters=12\nsize=1\nactivation=linear\n"
             "[yolo]\nmask=0,1\nnum=2\nanchors=1,1,2,2\nclasses=1\nmax_delta=5\nfocal_loss=0\n"
-            "iou_thresh_kind=iou\nobjectness_smooth=1\n")
+            "iou_thresh_kind=iou\nembedding_layer=-2\n")
     path = tmp_path / "ab.cfg"
     path.write_text(text)
     said = [(f.line, f.level, f.message) for f in check_cfg(str(path))
@@ -438,4 +438,4 @@ def test_training_options_darknet_py_lacks_are_errors_only_when_they_matter(tmp_
     net = Network(parse_cfg_text(text, str(path)), seed=0, warn=False)
     assert not net.diagnostics.items                        # nothing unused at build
     assert [k for k, _, _ in net.options.unimplemented] == ["blur"]
-    assert [k for k, _, _ in net.layers[-1].unimplemented] == ["objectness_smooth"]
+    assert [k for k, _, _ in net.layers[-1].unimplemented] == ["embedding_layer"]

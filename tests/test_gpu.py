@@ -288,6 +288,9 @@ DETECTION_HEADS = {
                             "obj_normalizer=4\niou_thresh=0.2\nmax_delta=5\ntruth_thresh=0.35\n"
                             "ignore_thresh=0.3\n",
     "yolo_new_coords_mse": "new_coords=1\n",
+    "yolo_objectness_smooth": "objectness_smooth=1\nnew_coords=1\nscale_x_y=2.0\n"
+                              "iou_loss=ciou\niou_normalizer=0.05\ntruth_thresh=0.35\n"
+                              "ignore_thresh=0.2\ncounters_per_class=10,20,30,5\n",
     "region_voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
     "region_logistic": "softmax=0\nbias_match=0\nbackground=1\nthresh=0.2\n",
 }

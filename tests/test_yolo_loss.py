@@ -453,6 +453,14 @@ YOLO_CASES = {
     "new_coords-giou": "new_coords=1\niou_loss=giou\n",
     "new_coords-truth_thresh": "new_coords=1\ntruth_thresh=0.3\nignore_thresh=0.2\n"
                                "iou_loss=diou\n",
+    # AlexeyAB's objectness_smooth (yolov7): IoU targets, the class-confidence gate
+    "objectness_smooth": "objectness_smooth=1\nignore_thresh=0.2\n",
+    "objectness_smooth-truth_thresh": "objectness_smooth=1\nignore_thresh=0.2\n"
+                                      "truth_thresh=0.3\ncounters_per_class=10,20,30,5\n",
+    "objectness_smooth-yolov7": "objectness_smooth=1\nnew_coords=1\nscale_x_y=2.0\n"
+                                "iou_loss=ciou\niou_normalizer=0.05\ncls_normalizer=0.5\n"
+                                "obj_normalizer=1.0\nignore_thresh=0.2\niou_thresh=0.2\n"
+                                "max_delta=2\n",
 }
 REGION_CASES = {
     "voc": "softmax=1\nbias_match=1\nrescore=1\nobject_scale=5\n",
@@ -650,3 +658,20 @@ def test_ignore_mask_blocks_and_a_full_truth_table_change_nothing(kind, monkeypa
     ref = (reference.region_loss(layer, out, truth, 0) if kind == "region"
            else reference.yolo_loss(layer, out, truth))
     assert_same_loss(got, ref, BATCH * layer.n * layer.h * layer.w)
+
+
+@pytest.mark.parametrize("case", [c for c in YOLO_CASES if c.startswith("objectness_smooth")])
+def test_objectness_smooth_changes_the_objectness_targets(case):
+    """The smooth cases above are not the plain loss in disguise: objectness deltas differ
+    (IoU targets where the class-confident boxes overlap a truth, kept at the truths' cells),
+    and with truth_thresh the truth's class delta too."""
+    rng = rng_for_test()
+    on = yolo_head(YOLO_CASES[case])
+    off = yolo_head(YOLO_CASES[case].replace("objectness_smooth=1", "objectness_smooth=0"))
+    out = head_output(rng, on)
+    truth = crowded_truths(rng, BATCH, on.classes)
+    shape = (BATCH, on.n, 5 + on.classes, on.h, on.w)
+    d_on = yolo_loss(on, out, truth)[0].reshape(shape)
+    d_off = yolo_loss(off, out, truth)[0].reshape(shape)
+    assert (d_on[:, :, 4] != d_off[:, :, 4]).sum() > 10
+    assert ((d_on[:, :, 5:] != d_off[:, :, 5:]).sum() > 0) == ("truth_thresh" in case)

@@ -281,13 +281,26 @@ def yolo_loss(layer, output, truth):
                          tuple(rows[:, :4].T), "iou")
             best = ious.max(axis=-1)
             best_t = ious.argmax(axis=-1)
-            delta[b, :, 4][best > layer.ignore_thresh] = 0
+            if layer.objectness_smooth:
+                # ab forward_yolo_layer: best_match_iou counts where compare_yolo_class finds
+                # some class above 0.25; then delta = max(delta, obj_norm (match - obj))
+                for a, j, i in np.ndindex(*best.shape):
+                    if (o[a, 5:, j, i] > 0.25).any() and best[a, j, i] > layer.ignore_thresh:
+                        smooth = layer.obj_normalizer * (best[a, j, i] - o[a, 4, j, i])
+                        if smooth > delta[b, a, 4, j, i]:
+                            delta[b, a, 4, j, i] = smooth
+            else:
+                delta[b, :, 4][best > layer.ignore_thresh] = 0
             for a, j, i in zip(*np.nonzero(best > layer.truth_thresh)):
                 t = rows[best_t[a, j, i]]
                 m = _class_weight(layer, int(t[4]))
-                delta[b, a, 4, j, i] = layer.obj_normalizer * (1 - o[a, 4, j, i])
+                target = best[a, j, i] ** 2 if layer.objectness_smooth else 1
+                delta[b, a, 4, j, i] = layer.obj_normalizer * (target - o[a, 4, j, i])
                 _class_delta(o, delta[b], a, j, i, int(t[4]), None,
                              smooth=layer.label_smooth_eps, focal=layer.focal_loss, weight=m)
+                if layer.objectness_smooth:
+                    c = 5 + int(t[4])
+                    delta[b, a, c, j, i] = m * (target - o[a, c, j, i])
                 _box_delta(layer, t, o, delta[b], mask[a], a, j, i,
                            (2 - t[2] * t[3]) * layer.iou_normalizer * m, m)
         for t in rows:
@@ -308,7 +321,8 @@ def yolo_loss(layer, output, truth):
                                  (2 - t[2] * t[3]) * layer.iou_normalizer * m, m)
 
                 stats["obj"] += o[a, 4, j, i]
-                delta[b, a, 4, j, i] = m * layer.obj_normalizer * (1 - o[a, 4, j, i])
+                if not layer.objectness_smooth or delta[b, a, 4, j, i] == 0:
+                    delta[b, a, 4, j, i] = m * layer.obj_normalizer * (1 - o[a, 4, j, i])
                 stats["cls"] += _class_delta(o, delta[b], a, j, i, int(t[4]), True,
                                              layer.cls_normalizer,
                                              layer.label_smooth_eps, layer.focal_loss,

@@ -149,10 +149,9 @@ class YoloLayer(_DetectionHead):
         "label_smooth_eps objectness_smooth iou_thresh_kind nms_kind "
         "counters_per_class focal_loss show_details new_coords embedding_layer"
     ).split())
-    # refused when set (cfg check, training start): objectness_smooth rewrites the objectness
-    # and class targets (AB:src/yolo_layer.c forward_yolo_layer, with AB's class-matched
-    # ignore rule), embedding_layer feeds AB's tracking and contrastive training
-    training_unimplemented = {"objectness_smooth": 0, "embedding_layer": None}
+    # refused when set (cfg check, training start): embedding_layer feeds AB's tracking and
+    # contrastive training
+    training_unimplemented = {"embedding_layer": None}
     coords = 4
 
     @classmethod
@@ -186,6 +185,8 @@ class YoloLayer(_DetectionHead):
         layer.cls_normalizer = section.float("cls_normalizer", 1.0)
         layer.obj_normalizer = section.float("obj_normalizer", 1.0)
         layer.iou_thresh = section.float("iou_thresh", 1.0)
+        # AB's IoU targets for the objectness (yololoss.py)
+        layer.objectness_smooth = section.bool("objectness_smooth")
         # scales the delta handed back to the previous layer (AB's GPU backward_yolo_layer_gpu;
         # its CPU backward ignores it: darknet_py follows the GPU, see docs/notes.md)
         layer.delta_normalizer = section.float("delta_normalizer", 1.0)

@@ -297,22 +297,32 @@ def _truth_thresh(layer, g, dev, best, best_t, units):
                      (2 - tb[..., 2] * tb[..., 3]) * layer.iou_normalizer * m, m, units)
     for k in range(4):
         d[:, :, k] = xp.where(hit, box[k], 0)
-    d[:, :, 4] = xp.where(hit, layer.obj_normalizer * (1 - o[:, :, 4]), d[:, :, 4])
+    # objectness_smooth: AB's targets are best^2 for the objectness and the truth's class
+    target = best * best if layer.objectness_smooth else 1
+    d[:, :, 4] = xp.where(hit, layer.obj_normalizer * (target - o[:, :, 4]), d[:, :, 4])
     p = xp.moveaxis(o[:, :, 5:], 2, -1)
     p_true = xp.take_along_axis(p, cls[..., None], axis=-1)[..., 0]
-    classes = _yolo_classes(layer, p, xp.arange(layer.classes) == cls[..., None], p_true, 1.0,
-                            m)
+    onehot = xp.arange(layer.classes) == cls[..., None]
+    classes = _yolo_classes(layer, p, onehot, p_true, 1.0, m)
+    if layer.objectness_smooth:
+        classes = xp.where(onehot, (m * (target - p_true))[..., None], classes)
     d[:, :, 5:] = xp.where(hit[:, :, None], xp.moveaxis(classes, -1, 2), 0)
 
 
-def _write_ops(g, dev, bounds, box_obj, every, single, fresh, always_every):
+def _write_ops(g, dev, bounds, box_obj, every, single, fresh, always_every, keep_obj=False):
     """Writes the ops' deltas round by round: box and objectness (planes 0-4), then the
     classes by pj's rule (see the module docstring); ``fresh``: no earlier write touched the
-    class deltas.  Returns which ops wrote every class (None: all did)."""
+    class deltas; ``keep_obj`` (AB's objectness_smooth): the objectness only where its delta
+    is still 0.  Returns which ops wrote every class (None: all did)."""
     xp, idx, full = g.xp, dev["idx"], None
     for r in range(len(bounds) - 1):
         s, e = bounds[r], bounds[r + 1]
-        g.d_flat[idx[s:e, :5]] = box_obj[s:e]
+        if keep_obj:
+            now = g.d_flat[idx[s:e, 4]]
+            g.d_flat[idx[s:e, :4]] = box_obj[s:e, :4]
+            g.d_flat[idx[s:e, 4]] = xp.where(now == 0, box_obj[s:e, 4], now)
+        else:
+            g.d_flat[idx[s:e, :5]] = box_obj[s:e]
         cells = idx[s:e, 5:]
         if always_every or (fresh and r == 0):      # the class-0 delta is 0 here
             g.d_flat[cells] = every[s:e]
@@ -386,7 +396,16 @@ def yolo_loss(layer, output, truth):
         dev = _upload(xp, host)
 
         best, best_t, iou = _ignore(g, dev, units, dev["pos"], thresh, b, layer.new_coords)
-        d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, -layer.obj_normalizer * o[:, :, 4])
+        no_obj = -layer.obj_normalizer * o[:, :, 4]
+        if layer.objectness_smooth:
+            # AB: the IoU counts where the cell predicts some class above 0.25
+            # (compare_yolo_class), and then is the objectness target if that is more
+            match = xp.where((o[:, :, 5:] > 0.25).any(axis=2), best, 0)
+            smooth = layer.obj_normalizer * (match - o[:, :, 4])
+            d[:, :, 4] = xp.where(match > layer.ignore_thresh, xp.maximum(no_obj, smooth),
+                                  no_obj)
+        else:
+            d[:, :, 4] = xp.where(best > layer.ignore_thresh, 0, no_obj)
         if thresh:
             _truth_thresh(layer, g, dev, best, best_t, units)
 
@@ -403,7 +422,8 @@ def yolo_loss(layer, output, truth):
         every = _yolo_classes(layer, ops[:, 5:], dev["hit"], p_true, layer.cls_normalizer,
                               dev["m"])
         single = layer.cls_normalizer * ((1 - eps + 0.5 * eps) - p_true) * dev["m"]
-        _write_ops(g, dev, bounds, box_obj, every, single, not thresh, False)
+        _write_ops(g, dev, bounds, box_obj, every, single, not thresh, False,
+                   keep_obj=layer.objectness_smooth)
         return g.finish(output, iou, p_true, ops[:, 4], dev["count"])
 
 
