@@ -213,3 +213,27 @@ def hierarchy_top_prediction(tree, p, thresh):
         group[r] = np.where(down, leafward, g)
         active[r[done]] = False
     return out
+
+
+def region_tree_probs(layer, v, scale, thresh, hier_thresh, map=None):
+    """pj get_region_detections' ``softmax_tree`` branch for the rows ``v`` (cells, entries)
+    float32 of a tree [region] with objectness ``scale``: hierarchy_predictions over the
+    classes, then with ``map`` (the .data file's, pj validate_detector) the probability
+    obj x p of each mapped class, zeroed when <= thresh (pj reads 200 lines: the ImageNet
+    detection classes; darknet_py the map's lines), else the one class
+    hierarchy_top_prediction picks with ``hier_thresh`` gets obj (0 when obj <= thresh).
+    Returns (cells, classes) float32."""
+    tree, c, ncls = layer.softmax_tree, layer.coords, layer.classes
+    first = c + (0 if layer.background else 1)
+    v = np.array(v, np.float32)
+    v[:, first:first + ncls] = hierarchy_predictions(tree, v[:, first:first + ncls])
+    t = np.float32(thresh)
+    probs = np.zeros((len(v), ncls), np.float32)
+    if map is not None:
+        m = np.asarray(map, np.int64)[:ncls]
+        p = scale[:, None] * v[:, c + 1 + m]
+        probs[:, :len(m)] = np.where(p > t, p, np.float32(0))
+    else:
+        top = hierarchy_top_prediction(tree, v[:, first:first + ncls], hier_thresh)
+        probs[np.arange(len(v)), top] = np.where(scale > t, scale, np.float32(0))
+    return probs
