@@ -39,7 +39,8 @@ get_yolo_box, delta_yolo_box).
 * each truth takes the anchor whose shape (bias_match: the anchor, else the cell's predicted
   shape) has the best IoU with its own: box coord_scale (2 - w h) (target - o); objectness
   object_scale (y - obj), y = 0 with background, the box's IoU with rescore, else 1; classes
-  class_scale ([c == class] - p).
+  class_scale ([c == class] - p), c through ``map=`` when the layer has one;
+* with ``tree=`` (YOLO9000) the classes' deltas and pj's class-only images are regiontree.py's.
 
 cost = the sum of the squared deltas.  Darknet writes the truths one after another, and the
 loss keeps that order: an op is one truth's write at one cell; the op of rank r in its cell
