@@ -157,10 +157,14 @@ def tree_softmax(tree, z, axis):
     xp = xp_of(z)
     z = xp.moveaxis(z, axis, -1)
     out = xp.empty_like(z)
-    for _, idx in tree.buckets():
-        v = z[..., xp.asarray(idx)]                               # (..., groups, size)
+    cache = tree.__dict__.setdefault("_device_buckets", {})
+    key = "numpy" if xp is np else (xp.__name__, xp.cuda.Device().id)
+    if key not in cache:                # the buckets' indices, copied to each device once
+        cache[key] = [xp.asarray(idx) for _, idx in tree.buckets()]
+    for idx in cache[key]:
+        v = z[..., idx]                                           # (..., groups, size)
         e = xp.exp(v - v.max(axis=-1, keepdims=True))
-        out[..., xp.asarray(idx)] = e / e.sum(axis=-1, keepdims=True)
+        out[..., idx] = e / e.sum(axis=-1, keepdims=True)
     return xp.moveaxis(out, -1, axis)
 
 
