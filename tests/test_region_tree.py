@@ -206,6 +206,25 @@ def test_tree_forward_deltas_and_cost_equal_darknet(tmp_path, seen, extra, class
     cfg = tree_cfg(tmp_path, random_tree(rng, classes), classes, extra=extra)
     x = (rng.standard_normal((2, 2 * (classes + 5), 3, 4)) * 2).astype(np.float32)
     truth = _truths(rng, classes, class_only)
+    _same_as_darknet(cfg, x, truth, seen, 6 if class_only else 12)
+
+
+@pytest.mark.darknet
+@pytest.mark.parametrize("class_only", [False, True], ids=["boxes", "class-only"])
+def test_a_negative_class_writes_no_class_delta_as_darknet(tmp_path, class_only, oracle):
+    """pj's ``while (class >= 0)``: a truth of class -1 gets its box and objectness deltas
+    and no class delta; a class-only one picks the cell by objectness alone."""
+    rng = rng_for_test()
+    classes = 23
+    cfg = tree_cfg(tmp_path, random_tree(rng, classes), classes, extra="bias_match=1\n")
+    x = (rng.standard_normal((2, 2 * (classes + 5), 3, 4)) * 2).astype(np.float32)
+    truth = _truths(rng, classes, class_only).reshape(2, 30, 5)
+    truth[0, 1, 4] = truth[1, 2, 4] = -1
+    _same_as_darknet(cfg, x, truth.reshape(2, -1), 20000, 6 if class_only else 12)
+
+
+def _same_as_darknet(cfg, x, truth, seen, count):
+    """The tree [region]'s output, deltas and cost equal pj's (its GPU order, see above)."""
     with DarknetOracle.load(cfg, batch=0) as dn:
         dn.seen = seen + 2
         cost = dn.region_tree_forward(0, x, truth)
@@ -217,7 +236,7 @@ def test_tree_forward_deltas_and_cost_equal_darknet(tmp_path, seen, extra, class
     assert np.abs(layer.delta.reshape(-1) - delta).max() <= 1e-4 * np.abs(delta).max()
     assert layer.cost == pytest.approx(float((delta.astype(np.float64) ** 2).sum()), rel=1e-4)
     assert layer.cost == pytest.approx(cost, rel=1e-4)
-    assert layer.stats["count"] == (6 if class_only else 12)
+    assert layer.stats["count"] == count
 
 
 def _detection_rows(dets):

@@ -145,8 +145,8 @@ def read_map(path, cfg_path=None, cfg_line=None, classes=None):
         except ValueError:
             raise CfgError(f"expected a class number, found {line.strip()!r}", path,
                            number) from None
-        if classes is not None and not 0 <= out[-1] < classes:
-            raise CfgError(f"class {out[-1]} is not in 0..{classes - 1} (classes={classes})",
+        if classes is not None and not -1 <= out[-1] < classes:    # -1: no class (pj)
+            raise CfgError(f"class {out[-1]} is not in -1..{classes - 1} (classes={classes})",
                            path, number)
     return np.asarray(out, np.int64)
 

@@ -1,7 +1,8 @@
 """The class deltas of a ``[region]`` with ``tree=`` (YOLO9000), pj:src/region_layer.c
 forward_region_layer and delta_region_class's ``hier`` branch, for yololoss.region_loss.
 
-* A truth's class c (after ``map=``) writes, for c and each of its ancestors, class_scale
+* A truth's class c (after ``map=``; a class < 0 writes nothing, as pj's ``while (class >=
+  0)``; one past the last class is taken as the last) writes, for c and each of its ancestors, class_scale
   (0 - p) on every class of that node's group and class_scale (1 - p) on the node: the groups
   off its path keep what earlier writes left (pj writes them whatever the cell holds: no
   ``if (delta[index])`` test here); the report's class figure adds the product of p along
@@ -24,10 +25,10 @@ CLASS_ONLY = 100000         # pj: truth.x > 100000 && truth.y > 100000
 
 def class_writes(tree, c):
     """(classes, targets) that delta_region_class's hier branch writes for class c, in pj's
-    order (c's group, then its parent's, ...), cached on the tree."""
+    order (c's group, then its parent's, ...), cached on the tree; none for a class < 0."""
     cache = tree.__dict__.setdefault("_writes", {})
     if c not in cache:
-        planes, targets = [], []
+        planes, targets = [np.zeros(0, np.int64)], [np.zeros(0)]
         for node in tree.path_of(c):
             g = tree.group[node]
             members = tree.group_offset[g] + np.arange(tree.group_size[g])
@@ -44,7 +45,7 @@ def write_plan(tree, classes, prefix):
     parts = [class_writes(tree, int(c)) for c in classes]
     lengths = np.array([len(p) for p, _ in parts], np.int64)
     paths = [tree.path_of(int(c)) for c in classes]
-    width = max((len(p) for p in paths), default=1)
+    width = max([1] + [len(p) for p in paths])
     path = np.full((len(classes), width), -1, np.int64)
     for q, p in enumerate(paths):
         path[q, :len(p)] = p
@@ -64,12 +65,12 @@ def class_only_images(t, live):
 
 
 def _path_product(xp, value_at, path):
-    """pj get_hierarchy_probability's product along each row of ``path`` (-1: none), with
-    ``value_at(column)`` the values of the nodes in one column of it."""
+    """pj get_hierarchy_probability's product along each row of ``path`` (-1: none; a class
+    < 0 has an empty path and the product 1), with ``value_at(column)`` the values of the
+    nodes in one column of it."""
     p = 1.0
     for k in range(path.shape[1]):
-        node = path[:, k]
-        p = p * xp.where(node >= 0, value_at(k), 1.0) if k else value_at(k)
+        p = p * xp.where(path[:, k] >= 0, value_at(k), 1.0)
     return p
 
 

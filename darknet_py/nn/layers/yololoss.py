@@ -449,7 +449,7 @@ def region_loss(layer, output, truth, seen):
             count=np.array([float(len(b))]))
         if tree is not None:
             host.update(write_plan(tree, host["cls"], "h_"), co_images=co_images,
-                        **write_plan(tree, _classes(t[co_images, co_rows], nc), "co_"))
+                        **write_plan(tree, _tree_classes(t[co_images, co_rows, 4], nc), "co_"))
             start = host.pop("h_start")
             del host["co_start"]
         if layer.bias_match:
@@ -501,11 +501,23 @@ def region_loss(layer, output, truth, seen):
 
 def _region_classes(layer, t_op):
     """The truths' classes, through the layer's ``map=`` when it has one (pj: class =
-    l.map[class]; a class past the map's end is taken as its last line)."""
+    l.map[class]; a class past the map's end is taken as its last line); with a tree a
+    class < 0 stays -1 (regiontree.py)."""
     table = getattr(layer, "map", None)
+    if getattr(layer, "softmax_tree", None) is not None:
+        raw = np.trunc(t_op[:, 4]).astype(np.int64)
+        if table is not None:
+            raw = np.asarray(table)[np.clip(raw, 0, len(table) - 1)]
+        return _tree_classes(raw, layer.classes)
     if table is None:
         return _classes(t_op, layer.classes)
-    return np.asarray(table)[_classes(t_op, len(table))]
+    return np.clip(np.asarray(table)[_classes(t_op, len(table))], 0, layer.classes - 1)
+
+
+def _tree_classes(raw, n):
+    """int(class) for a tree: -1 below 0 (no class write), at most n - 1."""
+    raw = np.trunc(raw).astype(np.int64)
+    return np.where(raw < 0, -1, np.minimum(raw, n - 1))
 
 
 def _class_only_finish(layer, g, dev, output, iou, p_cls, p_obj):
