@@ -53,9 +53,10 @@ def random_tree(rng, n):
 def tree_cfg(tmp_path, tree_text, classes, num=2, w=4, h=3, batch=2, extra=""):
     (tmp_path / "t.tree").write_text(tree_text)
     cfg = tmp_path / "t.cfg"
+    anchors = ",".join(["1,1.5", "2.5,2"][:num])
     cfg.write_text(f"[net]\nbatch={batch}\nsubdivisions=1\nchannels={num * (classes + 5)}\n"
                    f"width={w}\nheight={h}\n[region]\nclasses={classes}\ncoords=4\nnum={num}\n"
-                   f"anchors=1,1.5,2.5,2\nsoftmax=1\ntree={tmp_path / 't.tree'}\n{extra}")
+                   f"anchors={anchors}\nsoftmax=1\ntree={tmp_path / 't.tree'}\n{extra}")
     return cfg
 
 
@@ -355,3 +356,36 @@ def test_cfg_check_yolo9000_from_its_folder(tmp_path):
     p = _run(["cfg", "check", "yolo9000.cfg"], tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "not supported" not in p.stdout
+
+
+def test_detector_valid_passes_the_data_files_map(tmp_path, monkeypatch):
+    """pj validate_detector: the .data file's map= picks a tree [region]'s classes."""
+    from PIL import Image
+    from darknet_py.detection.detect import detect_image
+    from darknet_py.detection.evaluate import validation_results
+    rng = rng_for_test()
+    classes = 10
+    (tmp_path / "s.tree").write_text(SMALL)
+    cfg = tmp_path / "t.cfg"
+    cfg.write_text("[net]\nbatch=1\nchannels=3\nwidth=8\nheight=8\n[convolutional]\n"
+                   "filters=15\nsize=3\nstride=4\npad=1\nactivation=linear\n[region]\n"
+                   f"classes={classes}\nnum=1\nanchors=1,1\nsoftmax=1\n"
+                   f"tree={tmp_path / 's.tree'}\n")
+    net = Network.from_cfg(str(cfg), warn=False)
+    image = (rng.integers(0, 256, (3, 8, 8)) / 255).astype(np.float32)
+    table = np.array([9, 8, 5])
+    _, plain = detect_image(net, image, 0.0, 0.5, 0, map=None)
+    _, mapped = detect_image(net, image, 0.0, 0.5, 0, map=table)
+    layer_out = net.layers[1].output.reshape(15, 4)
+    obj = layer_out[4]
+    p = hierarchy_predictions(net.layers[1].softmax_tree, layer_out[5:].T)
+    for d, o, row in zip(mapped, obj, p):
+        np.testing.assert_allclose(d.prob[:3], o * row[table], rtol=1e-6)
+        assert not d.prob[3:].any()
+    assert [int(np.flatnonzero(d.prob)[0]) for d in plain] == \
+        hierarchy_top_prediction(net.layers[1].softmax_tree, p, 0.5).tolist()
+    path = tmp_path / "i.png"
+    Image.fromarray(np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)).save(path)
+    lines, _ = validation_results(net, SimpleNamespace(paths=[str(path)]), classes,
+                                  map=table)
+    assert all(not lines[j] for j in range(3, classes)) and lines[0]

@@ -18,6 +18,7 @@ from ..detection.detect import (ABSURD_SIZE, detect_image, detection_lines, dete
                                 get_network_boxes, heads_are_finite, network_classes)
 from ..detection.evaluate import detections_for_map, recall_per_image, validation_results
 from ..detection.mapeval import evaluate_map, format_map_table
+from ..detection.tree import read_map
 from ..errors import DarknetError
 from ..image import draw_detections
 from ..train.trainer import progress_bar
@@ -181,7 +182,10 @@ def cmd_detector_valid(args):
     prefix = args.prefix or ("results/comp4_det_test_" if kind != "coco" else "results/")
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     bar = progress_bar(len(valid.paths), "valid")
-    lines, coco = validation_results(net, valid, classes, progress=bar.update)
+    # pj validate_detector: the .data file's map= (read by a tree= [region]'s detections)
+    table = read_map(data.file("map"), data.path, data.lines["map"], classes) \
+        if "map" in data else None
+    lines, coco = validation_results(net, valid, classes, progress=bar.update, map=table)
     bar.close()
     if kind == "coco":
         out = prefix + "coco_results.json"

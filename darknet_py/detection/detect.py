@@ -442,11 +442,12 @@ def network_classes(net) -> int:
 
 
 def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45,
-                 dropped: list | None = None):
+                 dropped: list | None = None, map=None):
     """pj test_detector for one image: load (a path, a Pillow image or an array, see
     ``image.to_image``), letterbox to the network size, forward, get_network_boxes
-    (relative=1), NMS when nms > 0.  The number of absurd boxes left out before NMS is
-    appended to ``dropped`` (see get_network_boxes).
+    (relative=1; ``map``: a tree [region]'s, as pj validate_detector's), NMS when nms > 0.
+    The number of absurd boxes left out before NMS is appended to ``dropped`` (see
+    get_network_boxes).
 
     Returns ``(image_chw, dets)``."""
     im = to_image(image)
@@ -454,7 +455,7 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
     with np.errstate(all="ignore"):     # overflowing outputs are reported by heads_are_finite
         net.forward(sized[None])
     dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1,
-                             dropped=dropped)
+                             dropped=dropped, map=map)
     if nms > 0:
         network_nms(net, dets, nms)
     return im, dets
