@@ -92,9 +92,10 @@ def read_tree(path, cfg_path=None, cfg_line=None):
         raise CfgError("not a tree file (invalid UTF-8)", path,
                        data[:e.start].count(b"\n") + 1) from None
     names, parents = [], []
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         words = line.split()
-        if not words and number == len(text.splitlines()):
+        if not words and number == len(lines):
             break
         c = len(names)
         try:
