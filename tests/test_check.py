@@ -84,8 +84,7 @@ def test_warning_only_cfgs_still_build(path):
 # Valid Darknet cfgs, so no errors; these warnings are all true statements about the file.
 VALID_WARNINGS = {
     # duplicate [net] keys (the first wins: batch=1, subdivisions=1)
-    "yolo9000.cfg": ["duplicate option 'batch' in [net]", "duplicate option 'subdivisions'",
-                     "tree= in [region] (YOLO9000) is valid Darknet but not supported"],
+    "yolo9000.cfg": ["duplicate option 'batch' in [net]", "duplicate option 'subdivisions'"],
     "yolov3-openimages.cfg": ["Darknet uses batch=1 and ignores batch=64",
                               "Darknet uses subdivisions=1 and ignores subdivisions=16"],
     # 'seen' is no [net] option of any Darknet
@@ -104,7 +103,7 @@ def _valid_ids(paths, prefix):
 
 
 # Valid Darknet that darknet_py cannot build: clean only for ``cfg check --darknet-only``.
-DARKNET_ONLY = {"yolo9000.cfg", "darknet9000.cfg", "go.cfg", "go.test.cfg", "yolov1.cfg"}
+DARKNET_ONLY = {"darknet9000.cfg", "go.cfg", "go.test.cfg", "yolov1.cfg"}
 
 
 def _assert_valid(path):

@@ -16,7 +16,7 @@ Levels
     Darknet (pjreddie or AlexeyAB) or darknet_py would refuse, crash or assert on the cfg; or a
     setting is silently lost (an unparsable value, an unknown activation/policy, a misspelt key
     whose intended option then takes its default); or valid Darknet that darknet_py cannot
-    build ([rnn], [gru], [local], [detection], ``tree=``, ``reorg extra=``, an AlexeyAB
+    build ([rnn], [gru], [local], [detection], [softmax] ``tree=``, ``reorg extra=``, an AlexeyAB
     activation it lacks...) unless ``darknet_only`` says the cfg is meant for Darknet alone;
     or a training option set that darknet_py's training does not implement (AlexeyAB's
     ``ema_alpha``, ``embedding_layer``, ``blur``...: the layers' ``training_unimplemented``);

@@ -18,6 +18,7 @@ from ..detection.detect import (ABSURD_SIZE, detect_image, detection_lines, dete
                                 get_network_boxes, heads_are_finite, network_classes)
 from ..detection.evaluate import detections_for_map, recall_per_image, validation_results
 from ..detection.mapeval import evaluate_map, format_map_table
+from ..detection.tree import read_map
 from ..errors import DarknetError
 from ..image import draw_detections
 from ..train.trainer import progress_bar
@@ -78,7 +79,7 @@ def _detect(args, net, names, images):
     dropped = []
     for n, path in enumerate(paths):
         t0 = time.perf_counter()
-        im, dets = detect_image(net, path, args.thresh, 0.5, args.nms, dropped=dropped)
+        im, dets = detect_image(net, path, args.thresh, args.hier, args.nms, dropped=dropped)
         h, w = im.shape[1], im.shape[2]
         print(f"{path}: Predicted in {(time.perf_counter() - t0) * 1000:f} milli-seconds.")
         if not heads_are_finite(net):
@@ -91,7 +92,7 @@ def _detect(args, net, names, images):
             print(line)
         if not lines:
             # the raw scores below the threshold, from the same forward pass
-            low = get_network_boxes(net, w, h, 0.0, 0.5, 1)
+            low = get_network_boxes(net, w, h, 0.0, args.hier, 1)
             do_nms_sort(low, classes, args.nms)
             best = sorted(((float(d.prob[c]), c) for d in low for c in range(classes)),
                           reverse=True)[:3]
@@ -183,7 +184,10 @@ def cmd_detector_valid(args):
     prefix = args.prefix or ("results/comp4_det_test_" if kind != "coco" else "results/")
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     bar = progress_bar(len(valid.paths), "valid")
-    lines, coco = validation_results(net, valid, classes, progress=bar.update)
+    # pj validate_detector: the .data file's map= (read by a tree= [region]'s detections)
+    table = read_map(data.file("map"), data.path, data.lines["map"], classes) \
+        if "map" in data else None
+    lines, coco = validation_results(net, valid, classes, progress=bar.update, map=table)
     bar.close()
     if kind == "coco":
         out = prefix + "coco_results.json"
@@ -249,6 +253,9 @@ def _thresh_nms(p, what="report"):
 def _detect_flags(p):
     """The flags of ``detector test`` and ``detect``: AlexeyAB's spellings and long ones."""
     _thresh_nms(p)
+    p.add_argument("-hier", "--hier", type=between(0, 1), default=0.5,
+                   help="a tree= (YOLO9000) [region]: the class goes down the tree while the "
+                        "product of its probabilities stays above this (default .5)")
     p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
                    help="also print each box in pixels")
     p.add_argument("-out", "--out", help="write the detections as JSON to this file")

@@ -26,6 +26,7 @@ import numpy as np
 from ..box import Box, Detection, do_nms_sort
 from ..image import class_name, fit_image, letterbox_size, to_image
 from ..nn.backend import to_numpy, xp_of
+from .tree import region_tree_probs
 
 
 F32 = np.float32
@@ -182,8 +183,11 @@ def get_yolo_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True
     return _yolo_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes)
 
 
-def _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes):
-    """pj get_region_detections' arithmetic for the cells ``where`` with entries ``v``."""
+def _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes,
+                   hier_thresh=0.5, map=None):
+    """pj get_region_detections' arithmetic for the cells ``where`` with entries ``v``; a
+    tree= layer's probabilities as detection.tree.region_tree_probs (``hier_thresh``,
+    ``map``)."""
     ks, rows, cols = where[:, 1], where[:, 2], where[:, 3]
     lh, lw = layer.out_h, layer.out_w
     coords = layer.coords
@@ -200,30 +204,30 @@ def _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative
     objectness = np.where(scale > t, scale, F32(0))
     ncls = layer.classes
     # pj reads the classes at entry coords + 1 (whether or not the layer has a background)
-    probs = (scale[:, None] * v[:, coords + 1:coords + 1 + ncls]).astype(F32)
-    probs = np.where((probs > t) & (objectness[:, None] != 0), probs, F32(0))
+    if getattr(layer, "softmax_tree", None) is not None:
+        probs = region_tree_probs(layer, v, scale, thresh, hier_thresh, map)
+    else:
+        probs = (scale[:, None] * v[:, coords + 1:coords + 1 + ncls]).astype(F32)
+        probs = np.where((probs > t) & (objectness[:, None] != 0), probs, F32(0))
     masks = v[:, 4:coords] if coords > 4 else None
     return _detections(boxes, objectness, probs, layer.classes if classes is None else classes,
                        masks)
 
 
-def _no_tree(layer):
-    if getattr(layer, "softmax_tree", None):
-        raise NotImplementedError("[region] tree= (YOLO9000) is not supported")
-
-
 def get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative=True,
-                          classes=None, batch_index=0) -> list[Detection]:
-    """pj ``get_region_detections`` (no tree/softmax_tree): one detection per anchor and cell,
-    anchor-major (index n*lw*lh + cell); bx = (i + x)/lw, bw = exp(w) * anchor_w / lw (anchors
-    in grid cells); objectness = obj if > thresh else 0 (1 with ``background``); probs only
-    where objectness != 0: obj * p(class), zeroed when <= thresh; then the letterbox
-    correction."""
-    _no_tree(layer)
+                          classes=None, batch_index=0, hier_thresh=0.5,
+                          map=None) -> list[Detection]:
+    """pj ``get_region_detections``: one detection per anchor and cell, anchor-major (index
+    n*lw*lh + cell); bx = (i + x)/lw, bw = exp(w) * anchor_w / lw (anchors in grid cells);
+    objectness = obj if > thresh else 0 (1 with ``background``); probs only where
+    objectness != 0: obj * p(class), zeroed when <= thresh -- with tree= (YOLO9000) pj's
+    hierarchy branch (``hier_thresh``, ``map``: detection.tree.region_tree_probs); then the
+    letterbox correction."""
     values = _head_values(layer)[batch_index:batch_index + 1]
     xp = xp_of(values)
     where, v = _fetch(values, xp.argwhere(xp.ones(values[:, :, 0].shape, bool)))
-    return _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes)
+    return _region_decode(layer, where, v, img_w, img_h, net_w, net_h, thresh, relative, classes,
+                          hier_thresh, map)
 
 
 def uses_letterbox(options) -> bool:
@@ -264,16 +268,15 @@ def plausible(dets, img_w: int, img_h: int, relative: int = 1):
 
 def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thresh: float = 0.5,
                       relative: int = 1, batch_index: int = 0,
-                      dropped: list | None = None) -> list[Detection]:
-    """pj ``get_network_boxes(net, w, h, thresh, hier, 0, relative, &n)`` after a forward pass.
+                      dropped: list | None = None, map=None) -> list[Detection]:
+    """pj ``get_network_boxes(net, w, h, thresh, hier, map, relative, &n)`` after a forward pass.
 
     Walks the layers in order: [yolo] (and [Gaussian_yolo]) layers add their detections above
     ``thresh``, [region] layers every anchor of every cell.  Each prob array has the last
     layer's ``classes`` entries (pj's make_network_boxes).  Boxes are relative to the original img_w x img_h image
-    (pixels if ``relative`` is 0).  ``hier_thresh`` only matters for tree (9000) region layers,
-    which are not supported; it is accepted for the call signature.  Boxes of non-finite or
+    (pixels if ``relative`` is 0).  ``hier_thresh`` and ``map`` only matter for tree=
+    (YOLO9000) region layers (pj's test_detector: -hier, no map).  Boxes of non-finite or
     absurd size are left out (:func:`plausible`); their count is appended to ``dropped``."""
-    del hier_thresh
     net_w, net_h = network_size(net)
     classes = getattr(net.layers[-1], "classes", 0)
     dets: list[Detection] = []
@@ -286,7 +289,7 @@ def get_network_boxes(net, img_w: int, img_h: int, thresh: float = 0.5, hier_thr
                                                  relative, classes, batch_index)
         elif layer.type == "region":
             dets += get_region_detections(layer, img_w, img_h, net_w, net_h, thresh, relative,
-                                          classes, batch_index)
+                                          classes, batch_index, hier_thresh, map)
         elif layer.type == "detection":
             dets += get_detection_detections(layer, img_w, img_h, thresh, relative, classes,
                                              batch_index)
@@ -390,8 +393,7 @@ def _head_lists(layer, sizes, net_w, net_h, thresh, relative, classes):
     elif layer.type == "gaussian_yolo":
         where, v = _yolo_cells(values, thresh, 8)
         decode, cells = _gaussian_decode, None
-    else:
-        _no_tree(layer)
+    else:       # a tree layer's probabilities are at most obj: these cells hold them all
         xp = xp_of(values)
         score = xp.ones(values[:, :, 0].shape, bool) if layer.background else \
             values[:, :, layer.coords].astype(F32) > F32(thresh)
@@ -440,11 +442,12 @@ def network_classes(net) -> int:
 
 
 def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms: float = 0.45,
-                 dropped: list | None = None):
+                 dropped: list | None = None, map=None):
     """pj test_detector for one image: load (a path, a Pillow image or an array, see
     ``image.to_image``), letterbox to the network size, forward, get_network_boxes
-    (relative=1), NMS when nms > 0.  The number of absurd boxes left out before NMS is
-    appended to ``dropped`` (see get_network_boxes).
+    (relative=1; ``map``: a tree [region]'s, as pj validate_detector's), NMS when nms > 0.
+    The number of absurd boxes left out before NMS is appended to ``dropped`` (see
+    get_network_boxes).
 
     Returns ``(image_chw, dets)``."""
     im = to_image(image)
@@ -452,7 +455,7 @@ def detect_image(net, image, thresh: float = 0.5, hier_thresh: float = 0.5, nms:
     with np.errstate(all="ignore"):     # overflowing outputs are reported by heads_are_finite
         net.forward(sized[None])
     dets = get_network_boxes(net, im.shape[2], im.shape[1], thresh, hier_thresh, 1,
-                             dropped=dropped)
+                             dropped=dropped, map=map)
     if nms > 0:
         network_nms(net, dets, nms)
     return im, dets

@@ -56,8 +56,9 @@ def detections_for_map(net, dataset, thresh=0.005, nms=0.45, batch=16, progress=
     return detections, truths
 
 
-def validation_results(net, dataset, classes, progress=None):
-    """pj validate_detector (thresh .005, nms .45) over ``dataset``: ``(lines, coco)``.
+def validation_results(net, dataset, classes, progress=None, map=None):
+    """pj validate_detector (thresh .005, nms .45; ``map``: the .data file's ``map=``, which
+    only a tree= [region] reads) over ``dataset``: ``(lines, coco)``.
 
     ``lines[j]``: class j's VOC result lines ``image_id prob xmin ymin xmax ymax``, the box in
     1-based pixels clipped to the image (pj print_detector_detections); ``coco``: the same
@@ -66,7 +67,7 @@ def validation_results(net, dataset, classes, progress=None):
     lines = {j: [] for j in range(classes)}
     coco = []
     for path in dataset.paths:
-        im, dets = detect_image(net, path, 0.005, 0.5, 0.45)
+        im, dets = detect_image(net, path, 0.005, 0.5, 0.45, map=map)
         h, w = im.shape[1], im.shape[2]
         image_id = os.path.splitext(os.path.basename(path))[0]
         for d in dets:

@@ -337,6 +337,37 @@ class DarknetNet:
                                  whc)
         return sized, out[:n].copy(), (whc[0], whc[1])
 
+    # -- [region] tree= (YOLO9000) in pj's GPU order, see the shim's region_tree_forward --
+    def region_tree_forward(self, i: int, x, truth=None) -> float:
+        """Layer i (a [region] with tree=) on its input ``x`` (batch, C, H, W): pj's group
+        softmax as its GPU forward lays it out, then its CPU forward (and loss, with
+        ``truth`` (batch, truths)).  Read ``get(i, "output")`` / ``"delta"`` after; returns
+        the layer's cost (0 without truth)."""
+        lib = _tree_lib()
+        a = np.ascontiguousarray(x, dtype=np.float32)
+        t = None if truth is None else self._batch_array(truth, self.truths, "truth")
+        return lib.shim_region_tree_forward(self._handle(), self._layer(i), _ptr(a),
+                                            None if t is None else _ptr(t))
+
+    def region_tree_detect(self, x, w: int, h: int, thresh: float = 0.5, hier: float = 0.5,
+                           map=None, relative: bool = True):
+        """region_tree_forward of the last layer on its input ``x``, then get_network_boxes
+        (no NMS); rows as ``detect_image``'s.  ``map``: 200 class numbers or None."""
+        lib = _tree_lib()
+        a = np.ascontiguousarray(x, dtype=np.float32)
+        cap = _detect_lib().shim_max_boxes(self._handle())
+        out = np.zeros((max(cap, 1), 5 + self.net_classes), np.float32)
+        m = None
+        if map is not None:
+            m = np.ascontiguousarray(map, dtype=np.int32)
+            if m.size != 200:
+                raise ValueError("pj's get_region_detections reads 200 map entries")
+        n = lib.shim_region_tree_detect(
+            self._handle(), _ptr(a), int(w), int(h), float(thresh), float(hier),
+            None if m is None else m.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
+            int(bool(relative)), _ptr(out), cap)
+        return out[:n].copy()
+
     def _detect_buffers(self, c: int):
         lib = _detect_lib()
         _, nh, nw = self.input_shape
@@ -373,6 +404,20 @@ def _detect_lib() -> ctypes.CDLL:
             f = getattr(lib, name)
             f.restype, f.argtypes = res, args
         lib._detect_declared = True
+    return lib
+
+
+def _tree_lib() -> ctypes.CDLL:
+    """DarknetOracle.lib() with the shim's tree [region] functions declared."""
+    lib = _detect_lib()
+    if not getattr(lib, "_tree_declared", False):
+        lib.shim_region_tree_forward.restype = ctypes.c_float
+        lib.shim_region_tree_forward.argtypes = [_VP, ctypes.c_int, _F32P, _F32P]
+        lib.shim_region_tree_detect.restype = ctypes.c_int
+        lib.shim_region_tree_detect.argtypes = [
+            _VP, _F32P, ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float,
+            ctypes.POINTER(ctypes.c_int), ctypes.c_int, _F32P, ctypes.c_int]
+        lib._tree_declared = True
     return lib
 
 

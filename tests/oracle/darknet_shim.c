@@ -355,3 +355,80 @@ int shim_detect_file(void *h, const char *path, float thresh, float hier, float 
     free_image(im);
     return n;
 }
+
+/* ---- [region] tree= (YOLO9000) in pj's GPU order, on the CPU ---------------------------- */
+
+/* pj blas.c (exported by libdarknet, not declared in darknet.h) */
+void softmax_cpu(float *input, int n, int batch, int batch_offset, int groups, int group_offset,
+                 int stride, float temp, float *output);
+
+/* pj's CPU forward_region_layer runs its tree softmax over the wrong entries (offsets counted
+ * in floats, not planes) and with the layer's temperature, which parse_region leaves at 0
+ * (NaN); pj's GPU forward (forward_region_layer_gpu) runs softmax_tree (blas_kernels.cu) over
+ * each group of every cell's class planes and then the CPU loss on that output.  This does the
+ * same with pj's softmax_cpu: the group softmax (softmax_tree's layout: batch*n blocks of
+ * inputs/n, w*h cells, stride w*h) written into a copy of layer i's input, then the layer's
+ * forward with the tree's group count at 0 for the call, so that its CPU softmax loop runs no
+ * group (the logistic on x, y and obj and the whole loss are pj's CPU code), restored after.
+ * truth: batch*truths floats or NULL (train = 0). */
+static void region_tree_forward(network *net, int i, const float *input, const float *truth,
+                                int train)
+{
+    layer *l = &net->layers[i];
+    tree *t = l->softmax_tree;
+    int spatial = l->w * l->h, g;
+    size_t total = (size_t)l->batch * l->inputs;
+    float *buf = malloc(total * sizeof(float));
+    memcpy(buf, input, total * sizeof(float));
+    float *in = (float *)input + (size_t)(l->coords + 1) * spatial;
+    float *out = buf + (size_t)(l->coords + 1) * spatial;
+    for (g = 0; g < t->groups; ++g) {
+        size_t off = (size_t)t->group_offset[g] * spatial;
+        softmax_cpu(in + off, t->group_size[g], l->batch * l->n, l->inputs / l->n, spatial, 1,
+                    spatial, 1, out + off);
+    }
+    network orig = *net;
+    if (truth) memcpy(net->truth, truth, (size_t)net->batch * net->truths * sizeof(float));
+    net->input = buf;
+    net->train = train;
+    net->index = i;
+    if (!train) net->truth = 0;
+    int groups = t->groups;
+    t->groups = 0;
+    l->forward(*l, *net);
+    t->groups = groups;
+    *net = orig;
+    free(buf);
+}
+
+/* region_tree_forward of layer i; returns the layer's cost (0 without training). */
+float shim_region_tree_forward(void *h, int i, const float *input, const float *truth)
+{
+    network *net = h;
+    region_tree_forward(net, i, input, truth, truth != 0);
+    return truth && L(h, i)->cost ? *L(h, i)->cost : 0.f;
+}
+
+/* region_tree_forward of the last layer (a tree [region]) on its input, then
+ * get_network_boxes(net, w, hh, thresh, hier, map, relative): map NULL or, as pj's
+ * get_region_detections reads it, 200 class numbers (the classes must be 200 or more).
+ * out as shim_detect_image's (no NMS).  Returns nboxes. */
+int shim_region_tree_detect(void *h, const float *input, int w, int hh, float thresh,
+                            float hier, const int *map, int relative, float *out, int cap)
+{
+    network *net = h;
+    region_tree_forward(net, net->n - 1, input, 0, 0);
+    int nboxes = 0;
+    detection *dets = get_network_boxes(net, w, hh, thresh, hier, (int *)map, relative, &nboxes);
+    int classes = net->layers[net->n - 1].classes;
+    int stride = 5 + classes;
+    for (int i = 0; i < nboxes && i < cap; ++i) {
+        float *o = out + (size_t)i * stride;
+        o[0] = dets[i].bbox.x; o[1] = dets[i].bbox.y;
+        o[2] = dets[i].bbox.w; o[3] = dets[i].bbox.h;
+        o[4] = dets[i].objectness;
+        memcpy(o + 5, dets[i].prob, (size_t)classes * sizeof(float));
+    }
+    free_detections(dets, nboxes);
+    return nboxes;
+}

@@ -6,7 +6,9 @@ yolo:   logistic on x, y, obj and the classes; w, h stay raw.  AlexeyAB's ``new_
         scale_x_y; the box is ((i + x)/lw, (j + y)/lh, 4 w^2 anchor_w / net_w, 4 h^2 ...)
         (ab:src/yolo_layer.c forward_yolo_layer, get_yolo_box).
 region: logistic on x, y and obj (unless ``background``); the classes get a softmax per cell
-        (``softmax=1``) or a logistic.
+        (``softmax=1``) or a logistic; with ``tree=`` (YOLO9000) a softmax per group of the
+        tree (darknet_py.detection.tree), as pj's GPU forward (its CPU one runs the group
+        softmax over the wrong entries, with a temperature of 0).
 
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
 statistics, on the outputs' device).  [yolo]'s backward adds the delta (times AlexeyAB's
@@ -21,6 +23,7 @@ import numpy as np
 from ..activations import activate
 from ...box import NMS_KINDS
 from ...errors import CfgError, DarknetError, NotSupportedError
+from ...detection.tree import read_map, read_tree, tree_softmax
 from .base import Layer, unimplemented_in
 from .yololoss import fetch_stats, region_loss, yolo_loss
 
@@ -252,9 +255,8 @@ class RegionLayer(_DetectionHead):
     cfg_keys = frozenset((
         "coords classes num softmax background anchors log sqrt max "
         "rescore classfix absolute random bias_match jitter thresh coord_scale "
-        "object_scale noobject_scale mask_scale class_scale map"
+        "object_scale noobject_scale mask_scale class_scale map tree"
     ).split())
-    unsupported = {"tree": (None, "YOLO9000")}
 
     @classmethod
     def from_cfg(cls, section, ctx):
@@ -272,7 +274,17 @@ class RegionLayer(_DetectionHead):
                              ("object_scale", 1.0), ("noobject_scale", 1.0), ("mask_scale", 1.0),
                              ("class_scale", 1.0)):
             setattr(layer, key, section.float(key, default))
-        section.str("map")
+        layer.softmax_tree = layer.map = None
+        if section.has("tree"):         # pj parse_region: read_tree, relative to the cwd
+            tree = layer.softmax_tree = read_tree(section.str("tree"), section.path,
+                                                  section.line_of("tree"))
+            if tree.n != layer.classes:
+                raise CfgError(f"tree={tree.path} has {tree.n} classes but [{section.name}] "
+                               f"has classes={layer.classes}: they must be equal", section.path,
+                               section.line_of("tree"))
+        if section.has("map"):          # pj parse_region: read_map (training classes)
+            layer.map = read_map(section.str("map"), section.path, section.line_of("map"),
+                                 layer.classes)
         layer._shape_check(section, layer.n * (layer.classes + layer.coords + 1),
                            f"num={layer.n} x (classes={layer.classes} + coords={layer.coords} + 1)")
         layer.max_boxes = 30        # pj's region loops are fixed at 30 truths per image
@@ -289,7 +301,9 @@ class RegionLayer(_DetectionHead):
         c = self.coords
         if not self.background:
             p[:, :, c] = activate(p[:, :, c], "logistic")
-        if self.softmax:
+        if self.softmax_tree is not None:       # pj forward_region_layer_gpu's softmax_tree
+            p[:, :, c + 1:] = tree_softmax(self.softmax_tree, p[:, :, c + 1:], 2)
+        elif self.softmax:
             first = c + (0 if self.background else 1)
             z = p[:, :, first:]
             e = xp.exp(z - z.max(axis=2, keepdims=True))

@@ -39,7 +39,8 @@ get_yolo_box, delta_yolo_box).
 * each truth takes the anchor whose shape (bias_match: the anchor, else the cell's predicted
   shape) has the best IoU with its own: box coord_scale (2 - w h) (target - o); objectness
   object_scale (y - obj), y = 0 with background, the box's IoU with rescore, else 1; classes
-  class_scale ([c == class] - p).
+  class_scale ([c == class] - p), c through ``map=`` when the layer has one;
+* with ``tree=`` (YOLO9000) the classes' deltas and pj's class-only images are regiontree.py's.
 
 cost = the sum of the squared deltas.  Darknet writes the truths one after another, and the
 loss keeps that order: an op is one truth's write at one cell; the op of rank r in its cell
@@ -60,6 +61,7 @@ import numpy as np
 from ...box import dx_box_iou, score
 from ..backend import to_numpy, xp_of
 from ..kernels import box_ignore
+from .regiontree import class_only, class_only_images, hier_writes, write_plan
 
 #: the order of the statistics array the losses return
 STATS = ("cost", "iou", "cls", "obj", "anyobj", "recall", "recall75", "count")
@@ -437,6 +439,11 @@ def region_loss(layer, output, truth, seen):
     anchors = np.asarray(layer.anchors, np.float64).reshape(-1, 2)     # grid units
     units = (w, h)
     t, live = _host_truths(truth, g.batch, 30)      # pj's region loops stop at 30 truths
+    tree = getattr(layer, "softmax_tree", None)
+    if tree is not None:            # pj's onlyclass images take no box truth (regiontree.py)
+        co_images, co_rows = class_only_images(t, live)
+        live = live.copy()
+        live[co_images] = False
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         b, k = np.nonzero(live)
         j, i = _cell_of(t[b, k], w, h)
@@ -455,10 +462,16 @@ def region_loss(layer, output, truth, seen):
         host = dict(
             truth=t, nlive=live.sum(axis=1), gi=np.arange(w, dtype=float),
             gj=np.arange(h, dtype=float), anchors=anchors,
-            idx=g.planes_at(g.place(b, a, j, i)), cls=_classes(t_op, nc), classes=np.arange(nc),
+            idx=g.planes_at(g.place(b, a, j, i)), cls=_region_classes(layer, t_op),
+            classes=np.arange(nc),
             pos=b * size + ((a * h + j) * w + i) * t.shape[1] + k, prior=prior,
             box_scale=layer.coord_scale * (2 - t_op[:, 2] * t_op[:, 3]),
             count=np.array([float(len(b))]))
+        if tree is not None:
+            host.update(write_plan(tree, host["cls"], "h_"), co_images=co_images,
+                        **write_plan(tree, _tree_classes(t[co_images, co_rows, 4], nc), "co_"))
+            start = host.pop("h_start")
+            del host["co_start"]
         if layer.bias_match:
             host["target"] = np.stack(_mse_target(t_op.T, i, j, anchors[a, 0], anchors[a, 1],
                                                   w, h, units), axis=1)
@@ -492,6 +505,9 @@ def region_loss(layer, output, truth, seen):
         obj_target = 0 if layer.background else (iou if layer.rescore else 1)
         box_obj = xp.concatenate(
             (box, (layer.object_scale * (obj_target - ops[:, c]))[:, None]), axis=1)
+        if tree is not None:
+            p_cls = hier_writes(layer, g, dev, bounds, box_obj, start)
+            return _class_only_finish(layer, g, dev, output, iou, p_cls, ops[:, c])
         p, cs = ops[:, c + 1:], layer.class_scale
         dev["hit"] = dev["classes"] == dev["cls"][:, None]
         p_true = xp.where(dev["hit"], p, 0).sum(axis=1)      # 0 with classes=0
@@ -501,6 +517,41 @@ def region_loss(layer, output, truth, seen):
         # pj adds the class probability to the statistics only on an every-class write
         p_cls = p_true if full is None else xp.where(full, p_true, 0)
         return g.finish(output, iou, p_cls, ops[:, c], dev["count"])
+
+
+def _region_classes(layer, t_op):
+    """The truths' classes, through the layer's ``map=`` when it has one (pj: class =
+    l.map[class]; a class past the map's end is taken as its last line); with a tree a
+    class < 0 stays -1 (regiontree.py)."""
+    table = getattr(layer, "map", None)
+    if getattr(layer, "softmax_tree", None) is not None:
+        raw = np.trunc(t_op[:, 4]).astype(np.int64)
+        if table is not None:
+            raw = np.asarray(table)[np.clip(raw, 0, len(table) - 1)]
+        return _tree_classes(raw, layer.classes)
+    if table is None:
+        return _classes(t_op, layer.classes)
+    return np.clip(np.asarray(table)[_classes(t_op, len(table))], 0, layer.classes - 1)
+
+
+def _tree_classes(raw, n):
+    """int(class) for a tree: -1 below 0 (no class write), at most n - 1."""
+    raw = np.trunc(raw).astype(np.int64)
+    return np.where(raw < 0, -1, np.minimum(raw, n - 1))
+
+
+def _class_only_finish(layer, g, dev, output, iou, p_cls, p_obj):
+    """g.finish after pj's onlyclass images' deltas (regiontree.class_only): their class
+    product joins the report's class figure, their cells leave its No Obj average."""
+    xp, images = g.xp, dev["co_images"]
+    if not len(images):
+        return g.finish(output, iou, p_cls, p_obj, dev["count"])
+    prob = class_only(layer, g, dev)
+    delta, stats = g.finish(output, iou, p_cls, p_obj, dev["count"])
+    zero = xp.zeros(1)
+    fix = xp.concatenate((zero, zero, prob.sum()[None], zero,
+                          -g.o[images, :, layer.coords].sum()[None], zero, zero, zero))
+    return delta, stats + fix
 
 
 def fetch_stats(totals, cells):
