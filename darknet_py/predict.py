@@ -130,11 +130,13 @@ class Detector:
     ``image`` is a path, a Pillow image, a uint8 array (h, w, 3) of RGB pixels (as Pillow and
     imageio give them) or a float array (3, h, w) in [0, 1]; the answer is a list of
     :class:`Detection`.  A list of images runs as one batch and gives a list of lists.
-    ``device``: ``auto`` (the GPU when CuPy finds one), ``cpu`` or ``gpu``."""
+    ``device``: ``auto`` (the GPU when CuPy finds one), ``cpu`` or ``gpu``; ``precision``:
+    fp32, tf32, fp16 or bf16 (None: the cfg's; nn/precision.py)."""
 
     def __init__(self, cfg, weights, names=None, device="auto", device_index=0, fuse=True,
-                 letter_box=False):
-        self.net = load_network(cfg, weights, device, device_index, fuse, letter_box)
+                 letter_box=False, precision=None):
+        self.net = load_network(cfg, weights, device, device_index, fuse, letter_box,
+                                precision)
         self.classes = network_classes(self.net)
         if self.classes < 1:
             raise ValueError(f"{cfg}: the last layer has no classes: not a detector "
@@ -171,8 +173,9 @@ class Classifier:
     gives the k most probable classes as :class:`Prediction` s; ``clf(image)`` the whole
     probability vector.  Images as for :class:`Detector`; a list runs as one batch."""
 
-    def __init__(self, cfg, weights, names=None, device="auto", device_index=0, fuse=True):
-        self.net = load_network(cfg, weights, device, device_index, fuse)
+    def __init__(self, cfg, weights, names=None, device="auto", device_index=0, fuse=True,
+                 precision=None):
+        self.net = load_network(cfg, weights, device, device_index, fuse, precision=precision)
         self.classes = int(self.net.output_layer.outputs)
         self.names = read_names(names, self.classes)
 

@@ -256,3 +256,19 @@ def test_detector_test_names_fp16s_range_when_outputs_overflow(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "fp16 ends at 65504: try --precision bf16 or fp32" in r.stderr
+
+
+def test_the_predict_api_takes_a_precision(tmp_path):
+    from darknet_py.nn.network import Network
+    from darknet_py.predict import Classifier, Detector
+    Network.from_cfg("cfg/shapes-tiny.cfg", batch=1, seed=2).save_weights(
+        str(tmp_path / "s.weights"))
+    det = Detector("cfg/shapes-tiny.cfg", str(tmp_path / "s.weights"), precision="fp16",
+                   device="cpu")
+    assert det.net.precision.name == "fp16"
+    Network.from_cfg("cfg/mnist.cfg", batch=1, seed=2).save_weights(str(tmp_path / "m.weights"))
+    # (untrained weights fold batch norm to x316 a layer: fp16 would overflow, bf16 does not)
+    clf = Classifier("cfg/mnist.cfg", str(tmp_path / "m.weights"), precision="bf16",
+                     device="cpu")
+    probs = clf(rng_for_test().random((1, 28, 28), dtype=np.float32))
+    assert clf.net.precision.name == "bf16" and np.isclose(probs.sum(), 1, atol=1e-3)
