@@ -2,6 +2,8 @@
 (ab:src/network.c train_network_waitkey), the update formula on a short classifier training,
 ``<cfg>_ema.weights`` (ab:src/parser.c save_convolutional_weights_ema), --resume, cfg check."""
 
+import os
+import re
 import shutil
 
 import numpy as np
@@ -9,11 +11,14 @@ import pytest
 
 from conftest import build, rng_for_test
 from darknet_py.cfg.check import check_cfg
+from darknet_py.data.shapes import make_shapes
 from darknet_py.errors import CfgError
 from darknet_py.nn.network import Network
+from darknet_py.train.detector import DetectorTrainer
 from darknet_py.train.ema import EMA_NAMES, ema_schedule
+from darknet_py.train.options import TrainOptions
 from darknet_py.train.trainer import Trainer
-from test_train import CFG, make_project, trainer
+from test_train import CFG, ROOT, make_project, trainer
 
 ALPHA = 0.75
 # max_batches 2010: the EMA starts at 1005 and is applied at 1010; the runs start from weights
@@ -63,9 +68,62 @@ def start_weights(project):
     return str(path)
 
 
-def conv_arrays(layer):
-    return {name: np.array(getattr(layer, name)) for name in
-            ("weights", "biases", "scales", "weights_ema", "biases_ema", "scales_ema")}
+def conv_arrays(net):
+    """{(layer index, name): a copy} of each [convolutional]'s parameters and EMA arrays."""
+    return {(layer.index, name): np.array(array) for layer in net.layers
+            for name, array in layer.state().items()
+            if name in EMA_NAMES or name in EMA_NAMES.values()}
+
+
+def record_iterations(monkeypatch):
+    """Hooks recording the conv arrays after each update ({iteration: arrays}, from the network
+    that updated: a multi-scale copy shares the arrays) and after each whole iteration."""
+    updated, after = {}, {}
+    real_update, real_after = Network.update, Trainer._after_iteration
+
+    def update(net):
+        done = real_update(net)
+        updated[net.seen // net.update_batch] = conv_arrays(net)
+        return done
+
+    def after_iteration(self, k, log, interrupt):
+        after[k] = conv_arrays(self.net)
+        return real_after(self, k, log, interrupt)
+
+    monkeypatch.setattr(Network, "update", update)
+    monkeypatch.setattr(Trainer, "_after_iteration", after_iteration)
+    return updated, after
+
+
+def check_recursion(updated, after, alpha):
+    """The EMA after each iteration is AB's: zeros before INIT; at INIT ema_update(0) then
+    ema_update(alpha); ema = alpha ema + (1 - alpha) w (float32) until APPLY, where the weights
+    become the EMA; unchanged after."""
+    assert sorted(after) == list(range(START + 1, STOP + 1))
+    a, keep = np.float32(alpha), np.float32(1) - np.float32(alpha)
+    params = [(i, p) for i, p in after[STOP] if (i, EMA_NAMES.get(p)) in after[STOP]]
+    assert params
+    ema = {}
+    for k in range(START + 1, STOP + 1):
+        for index, p in params:
+            w, got = updated[k][index, p], after[k][index, EMA_NAMES[p]]
+            assert got.dtype == np.float32
+            if k < INIT:
+                assert not got.any() and np.array_equal(after[k][index, p], w)
+                continue
+            if k == INIT:                   # initialised (ema_update with alpha 0), updated
+                zero = np.float32(0)
+                ema[index, p] = zero * np.zeros_like(w) + (np.float32(1) - zero) * w
+                ema[index, p] = a * ema[index, p] + keep * w
+            elif k < APPLY:
+                ema[index, p] = a * ema[index, p] + keep * w
+            assert np.array_equal(got, ema[index, p]), (k, index, p)
+            if k == APPLY:                  # ema_apply: the weights are the EMA
+                assert np.array_equal(after[k][index, p], ema[index, p])
+                assert not np.array_equal(w, ema[index, p])
+            else:
+                assert np.array_equal(after[k][index, p], w)
+    return params
 
 
 @pytest.fixture
@@ -75,49 +133,55 @@ def project(tmp_path):
 
 def test_the_ema_follows_the_formula_after_each_update(project, monkeypatch):
     weights = start_weights(project)
-    updated, after = {}, {}         # iteration -> conv arrays after the update / the iteration
-    real_update, real_after = Network.update, Trainer._after_iteration
-
-    def update(net):
-        done = real_update(net)
-        updated[net.seen // 8] = conv_arrays(net.layers[0])
-        return done
-
-    def after_iteration(self, k, log, interrupt):
-        after[k] = conv_arrays(self.net.layers[0])
-        return real_after(self, k, log, interrupt)
-
-    monkeypatch.setattr(Network, "update", update)
-    monkeypatch.setattr(Trainer, "_after_iteration", after_iteration)
+    updated, after = record_iterations(monkeypatch)
     t = trainer(project, weights, max_batches=STOP)
     assert t.iteration == START and t.run() == 0
-    assert sorted(after) == list(range(START + 1, STOP + 1))
-
-    a, keep = np.float32(ALPHA), np.float32(1) - np.float32(ALPHA)
-    ema = {}
-    for k in range(START + 1, STOP + 1):
-        for p, e in EMA_NAMES.items():
-            w, got = updated[k][p], after[k][e]
-            assert got.dtype == np.float32
-            if k < INIT:
-                assert not got.any() and np.array_equal(after[k][p], w)
-                continue
-            if k == INIT:                   # initialised (ema_update with alpha 0), updated
-                zero = np.float32(0)
-                ema[p] = zero * np.zeros_like(w) + (np.float32(1) - zero) * w
-                ema[p] = a * ema[p] + keep * w
-            elif k < APPLY:
-                ema[p] = a * ema[p] + keep * w
-            assert np.array_equal(got, ema[p]), (k, p)
-            if k == APPLY:                  # ema_apply: the weights are the EMA
-                assert np.array_equal(after[k][p], ema[p]) and not np.array_equal(w, ema[p])
-            else:
-                assert np.array_equal(after[k][p], w)
+    assert check_recursion(updated, after, ALPHA) == [(0, "biases"), (0, "scales"),
+                                                      (0, "weights")]
     # the rolling statistics are not averaged, and other layers have no EMA
     assert "rolling_mean_ema" not in t.net.layers[0].state()
     assert not any(name.endswith("_ema") for layer in t.net.layers[1:] for name in layer.state())
     # the last weights continue from the EMA applied at APPLY
-    assert not np.array_equal(after[STOP]["weights"], after[APPLY]["weights"])
+    assert not np.array_equal(after[STOP][0, "weights"], after[APPLY][0, "weights"])
+
+
+def test_multi_scale_detector_copies_share_the_ema(tmp_path, monkeypatch):
+    """A detector with random=1 trains through resized copies (Network.resized): they share
+    the EMA arrays, and the EMA follows the updates made through them."""
+    make_shapes(tmp_path / "set", 16, size=(96, 96), seed=3, absolute=True)
+    cfg = open(os.path.join(ROOT, "cfg/shapes-tiny.cfg")).read()
+    for key, value in (("batch", 4), ("subdivisions", 1), ("width", 96), ("height", 96),
+                       ("burn_in", 0), ("max_batches", "2010\nema_alpha=0.5"),
+                       ("steps", "1500,1800")):
+        cfg = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", cfg)
+    assert "random=1" in cfg and "ema_alpha=0.5" in cfg
+    (tmp_path / "det.cfg").write_text(cfg)
+    data = (tmp_path / "set" / "shapes.data").read_text()
+    (tmp_path / "det.data").write_text(re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/b", data))
+    net = Network.from_cfg(str(tmp_path / "det.cfg"), seed=int(rng_for_test().integers(1000)))
+    net.seen = START * 4
+    net.save_weights(tmp_path / "start.weights")
+    # every other iteration at 64x64 (AB's rule would keep 96 so close to the run's end)
+    monkeypatch.setattr(DetectorTrainer, "_size_for",
+                        lambda self, k: (64, 64) if k % 2 else (96, 96))
+    updated, after = record_iterations(monkeypatch)
+    t = DetectorTrainer(str(tmp_path / "det.cfg"), str(tmp_path / "det.data"),
+                        str(tmp_path / "start.weights"),
+                        TrainOptions(device="cpu", seed=1, progress=False, map=False,
+                                     max_batches=STOP, loader_processes=0),
+                        out=open(os.devnull, "w"))
+    assert t.run() == 0
+    (small,) = t._nets.values()
+    assert small.input_shape[1:] == (64, 64)
+    for mine, theirs in zip(t.net.layers, small.layers):
+        for name in EMA_NAMES.values():
+            if name in mine.state():
+                assert getattr(theirs, name) is getattr(mine, name)
+    params = check_recursion(updated, after, 0.5)
+    convs = [layer.index for layer in t.net.layers if layer.type == "convolutional"]
+    assert sorted({index for index, _ in params}) == convs
+    assert (t.net.layers[convs[-1]].batch_normalize, (convs[-1], "scales") in params) == \
+        (False, False)
 
 
 def test_ema_weights_file_holds_the_ema_in_the_conv_layers(project):
