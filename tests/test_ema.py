@@ -256,3 +256,29 @@ def test_ema_alpha_outside_0_1_is_an_error_at_its_line(tmp_path, value):
     with pytest.raises(CfgError) as e:
         build(text)
     assert e.value.line == 7 and e.value.message == errors[0].message
+
+
+@pytest.mark.gpu
+def test_the_ema_on_the_gpu_equals_the_cpu_and_stays_on_the_device():
+    """The same schedule on a GPU network: the same float32 values, every array a CuPy one."""
+    import cupy
+
+    from darknet_py.train.ema import Ema
+    text = NET.format("ema_alpha=0.9") + LAYERS + LAYERS.replace("leaky", "linear") \
+        .replace("[convolutional]", "[convolutional]\nbatch_normalize=1")
+    text = text.replace("max_batches=100", "max_batches=2006")      # start 1003, apply 1006
+    cpu, gpu = build(text), build(text, device="gpu")
+    emas = Ema.for_net(cpu), Ema.for_net(gpu)
+    rng = rng_for_test()
+    for k in range(1001, 1009):
+        for a, b in zip(cpu.layers, gpu.layers):
+            for p in EMA_NAMES:
+                if p in a.state():
+                    w = rng.standard_normal(getattr(a, p).shape).astype(np.float32)
+                    getattr(a, p)[...] = w
+                    getattr(b, p)[...] = cupy.asarray(w)
+        assert emas[0].after_update(k) == emas[1].after_update(k)
+        for a, b in zip(cpu.layers, gpu.layers):
+            for name, array in a.state().items():
+                assert isinstance(getattr(b, name), cupy.ndarray)
+                assert np.array_equal(cupy.asnumpy(getattr(b, name)), array), (k, name)
