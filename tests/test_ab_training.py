@@ -30,7 +30,7 @@ HEAD = ("[convolutional]\nfilters=12\nsize=1\nactivation=linear\n"
 
 # (section, option): each changes AlexeyAB's training and darknet_py does not implement it
 REFUSED = [("net", "cutmix=1"), ("net", "blur=1"), ("net", "gaussian_noise=1"),
-           ("net", "ema_alpha=0.9998"), ("net", "dynamic_minibatch=1"),
+           ("net", "dynamic_minibatch=1"),
            ("net", "adversarial_lr=0.05"), ("net", "attention=1"), ("net", "contrastive=1"),
            ("yolo", "embedding_layer=-2")]
 
@@ -69,7 +69,7 @@ def test_cfg_check_and_training_refuse_an_unimplemented_option_at_its_line(tmp_p
     assert not (tmp_path / "backup").exists()              # refused before anything is made
 
 
-@pytest.mark.parametrize("section,option", [("net", "blur=0"), ("net", "ema_alpha=0"),
+@pytest.mark.parametrize("section,option", [("net", "blur=0"),
                                             ("yolo", "objectness_smooth=0"),
                                             ("yolo", "resize=1")])
 def test_the_values_that_ask_for_nothing_pass(tmp_path, section, option):

@@ -19,7 +19,8 @@ Levels
     build ([rnn], [gru], [local], [detection], [softmax] ``tree=``, ``reorg extra=``, an AlexeyAB
     activation it lacks...) unless ``darknet_only`` says the cfg is meant for Darknet alone;
     or a training option set that darknet_py's training does not implement (AlexeyAB's
-    ``ema_alpha``, ``embedding_layer``, ``blur``...: the layers' ``training_unimplemented``);
+    ``dynamic_minibatch``, ``embedding_layer``, ``blur``...: the layers'
+    ``training_unimplemented``);
     or the training schedule contradicts itself
     (``max_batches`` below ``burn_in`` or the last of ``steps``, steps that do not increase,
     fewer ``scales`` than ``steps``); or the cfg, the ``.data`` and the ``.names`` disagree on

@@ -10,6 +10,7 @@ import math
 
 from ..nn.layers.base import Shape
 from ..nn.layers.yolo import resize_needs_ab_placement
+from ..nn.netoptions import EMA_RANGE
 from ..nn.activations import ACTIVATIONS as DP_ACTIVATIONS, CHANNEL_ACTIVATIONS
 from .keys import CHOICES, DARKNET_ACTIVATIONS, PJ_ACTIVATIONS, closest
 
@@ -138,6 +139,9 @@ class NetRules:
         if mom is not None and not 0 <= mom < 1:
             self.error(line("momentum"), f"momentum={raw('momentum')} must be in [0, 1) "
                        "(usually 0.9)")
+        ema = v.get("ema_alpha")
+        if ema is not None and not 0 <= ema < 1:
+            self.error(line("ema_alpha"), f"ema_alpha={raw('ema_alpha')} in [net] {EMA_RANGE}")
         decay = v.get("decay")
         if decay is not None and decay < 0:
             self.error(line("decay"), f"decay={raw('decay')} must not be negative (usually 0.0005)")

@@ -17,17 +17,20 @@ NET_DATA_KEYS = {"saturation": float, "exposure": float, "hue": float, "letter_b
 # Darknet's other [net] training keys, with the value that leaves training as darknet_py does
 # it (None: any value asks for something).  darknet_py does not implement them: `cfg check`
 # and the start of a training run refuse each one set otherwise (an error at its line), instead
-# of training silently without.  AB:src/parser.c parse_net_options reads them; ema_alpha
-# (AB:src/network.c ema_update), dynamic_minibatch (AB:src/detector.c), blur / gaussian_noise
+# of training silently without.  AB:src/parser.c parse_net_options reads them;
+# dynamic_minibatch (AB:src/detector.c), blur / gaussian_noise
 # (AB:src/image_opencv.cpp image_data_augmentation, OpenCV's GaussianBlur), cutmix and the
 # contrastive / adversarial / attention training each change what is computed.
 NET_UNIMPLEMENTED = {
     "random": 0, "notruth": 0, "cutmix": 0,
-    "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32, "ema_alpha": 0,
+    "blur": 0, "gaussian_noise": 0, "label_smooth_eps": 0, "resize_step": 32,
     "dynamic_minibatch": 0, "sequential_subdivisions": 0, "adversarial_lr": 0,
     "seq_scales": None, "contrastive": 0, "unsupervised": 0, "contrastive_jit_flip": 0,
     "contrastive_color": 0, "attention": 0, "adversarial": 0,
 }
+#: what ema_alpha= may be (cfg check says the same)
+EMA_RANGE = ("must be in [0, 1), the weight of the old average in AlexeyAB's EMA of the "
+             "weights (0: off; AlexeyAB's cfgs use 0.9998)")
 # The classifier's crop augmentation (darknet_py/classaug.py reads them when training).
 NET_CLASSIFIER_KEYS = ("max_crop", "min_crop", "max_ratio", "min_ratio", "center", "angle",
                        "aspect")
@@ -49,7 +52,7 @@ class NetOptions:
     cfg_keys = frozenset((
         "batch subdivisions time_steps learning_rate momentum decay adam B1 B2 eps clip height "
         "width channels inputs policy burn_in power step scale gamma max_batches "
-        "learning_rate_min sgdr_cycle sgdr_mult steps scales precision").split()) | \
+        "learning_rate_min sgdr_cycle sgdr_mult steps scales precision ema_alpha").split()) | \
         frozenset(NET_DATA_KEYS) | frozenset(NET_UNIMPLEMENTED) | frozenset(NET_MACHINERY_KEYS) | \
         frozenset(NET_CLASSIFIER_KEYS)
 
@@ -91,6 +94,11 @@ class NetOptions:
         self.learning_rate_min = sec.float("learning_rate_min", 1e-5)
         self.sgdr_cycle = sec.int("sgdr_cycle", self.max_batches or 1, minimum=1)
         self.sgdr_mult = sec.int("sgdr_mult", 2, minimum=1)
+        # AlexeyAB's EMA of the conv parameters (train/ema.py); 0: none
+        self.ema_alpha = sec.float("ema_alpha", 0.0)
+        if not 0 <= self.ema_alpha < 1:
+            raise CfgError(f"ema_alpha={sec.str('ema_alpha')} in [net] {EMA_RANGE}", sec.path,
+                           sec.line_of("ema_alpha"))
         self.steps = sec.int_list("steps", [])
         self.scales = sec.float_list("scales", [])
         if self.policy == "steps":

@@ -512,14 +512,15 @@ class Network:
             return values.reshape(-1, n).T
         return values
 
-    def save_weights(self, path, cutoff=None, allow_nonfinite=False):
+    def save_weights(self, path, cutoff=None, allow_nonfinite=False, arrays=getattr):
         """Write a Darknet .weights file (header 0.2.x, 64-bit seen), atomically.  Weights
         holding NaN or inf are refused (NonFiniteWeights, ``path`` untouched) unless
         ``allow_nonfinite``: nothing useful is made of them, and a diverged training's weights
-        would replace the last good ones."""
+        would replace the last good ones.  ``arrays(layer, name)`` gives the array written
+        for each name of a layer's weights record (train/ema.py: AlexeyAB's _ema.weights)."""
         layers = self.layers if cutoff is None else self.layers[:cutoff]
         if not allow_nonfinite:
-            found = self.nonfinite_arrays(layers)
+            found = self.nonfinite_arrays(layers, arrays)
             if found:
                 raise NonFiniteWeights(f"refusing to write weights holding "
                                        f"{nonfinite_summary(found)}", str(path))
@@ -530,18 +531,18 @@ class Network:
                 if layer.dontsave:
                     continue
                 for name in layer.weight_record():
-                    yield np.ascontiguousarray(to_numpy(getattr(layer, name)),
+                    yield np.ascontiguousarray(to_numpy(arrays(layer, name)),
                                                dtype="<f4").tobytes()
         atomic_write(path, chunks())
 
-    def nonfinite_arrays(self, layers=None):
+    def nonfinite_arrays(self, layers=None, arrays=getattr):
         """[(layer index, type, array name, count)] of the saved arrays holding NaN or inf."""
         found = []
         for layer in self.layers if layers is None else layers:
             if layer.dontsave:
                 continue
             for name in layer.weight_record():
-                bad = count_nonfinite(getattr(layer, name), self.xp)
+                bad = count_nonfinite(arrays(layer, name), self.xp)
                 if bad:
                     found.append((layer.index, layer.type, name, bad))
         return found

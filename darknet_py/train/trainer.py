@@ -8,7 +8,8 @@ loss (per image), ``avg_loss = 0.9 avg + 0.1 loss``, the learning rate, images/s
 epoch: the validation metric.  Into the ``backup`` folder, all written atomically:
 ``<cfg>_last.weights`` (every ``backup_every`` iterations, at each epoch and on Ctrl-C),
 ``<cfg>_best.weights`` (best metric), ``<cfg>_final.weights``, ``<cfg>_N.weights`` snapshots
-(AlexeyAB's ``saveweights`` rule), ``<cfg>_last.state.npz`` (what the .weights file does not
+(AlexeyAB's ``saveweights`` rule), ``<cfg>_ema.weights`` beside ``_last`` with ``ema_alpha``
+(train/ema.py), ``<cfg>_last.state.npz`` (what the .weights file does not
 hold: momentum buffers, Adam's moments, counters; train/checkpoint.py) so that ``--resume``
 continues exactly, ``chart_<cfg>.png`` and ``<cfg>.log.jsonl``.  ``<cfg>`` is Darknet's ``basecfg``:
 the cfg's file name up to its first dot.
@@ -41,6 +42,7 @@ from ..nn.layers.base import refuse_unimplemented
 from ..nn.network import Network
 from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
+from .ema import Ema
 from .checkpoint import (BackupLock, basecfg, read_log, remove_cut_writes, restore_state,
                          save_state,
                          saved_iteration, snapshot_every)
@@ -119,6 +121,7 @@ class Trainer:
         if finding is not None and self.rank == 0:    # it builds, but boxes will be off
             print(f"{finding.path}:{finding.line}: warning: {finding.message}", file=sys.stderr)
         self.net.world_size = self.world
+        self.ema = Ema.for_net(self.net)      # its arrays in the state --resume restores
         self.images_per_iteration = self.net.update_batch     # over every replica
         self._setup_head()
         self._setup_files(cfg)
@@ -161,7 +164,7 @@ class Trainer:
                                "where the weights are saved", *self.data.where("backup")) \
                 from None
         self.paths = {kind: os.path.join(self.backup, f"{self.base}_{kind}.weights")
-                      for kind in ("last", "best", "final")}
+                      for kind in ("last", "best", "final", "ema")}
         self.state_path = os.path.join(self.backup, f"{self.base}_last.state.npz")
         self.log_path = os.path.join(self.backup, f"{self.base}.log.jsonl")
         # AlexeyAB's chart_<cfg>.png: two cfgs training into one backup/ keep their own charts
@@ -250,6 +253,8 @@ class Trainer:
         save_state(self.net, self.state_path, dict(seed=self.seed, avg_loss=self.avg_loss,
                                                    best=self.best, accuracy=self.accuracy))
         self.net.save_weights(self.paths["last"], allow_nonfinite=True)     # checked above
+        if self.ema is not None and self.ema.initialized():      # ab:src/detector.c
+            self.net.save_weights(self.paths["ema"], arrays=self.ema.stored)
 
     def _resume(self):
         if not os.path.exists(self.paths["last"]):
@@ -367,11 +372,22 @@ class Trainer:
         if not step_net.update():
             self._say(f"iteration {k}: fp16 gradients overflowed; update skipped, loss scale "
                       f"now {step_net.precision.loss_scale:g}")
+        if self.ema is not None:
+            self._ema_step(k + 1)
         loss += step_net.cost / n       # the last mini-batch's, read once the update is queued
         if prof is not None:
             step_net.profiler = None
         net.seen, net.t = step_net.seen, step_net.t
         return k + 1, loss / net.subdivisions, time.perf_counter() - t0
+
+    def _ema_step(self, k):
+        """AlexeyAB's EMA after the update that completed iteration ``k`` (train/ema.py)."""
+        done = self.ema.after_update(k)
+        if self._prof is not None:
+            self._prof.lap("update")
+        if done and done != ["updated"]:
+            self._say(f"iteration {k}: EMA of the conv weights {' and '.join(done)}"
+                      + (" (the weights are the EMA now)" if "applied" in done else ""))
 
     def _train_minibatch(self, step_net, batches, k, s):
         """Forward and backward of mini-batch ``s`` of iteration ``k``; returns its images

@@ -9,7 +9,8 @@ Conventions are Darknet's (pj:src/network.c):
   ``update`` changes parameters.
 * ``state()`` is every persistent array by name, registered once after the layer is built
   (``register_state``): the weights record, each trained parameter's ``*_updates`` buffer and,
-  in a network built with ``adam=1``, the parameter's Adam moments.  Checkpoints, ``astype``,
+  in a network built with ``adam=1``, the parameter's Adam moments (and, in a training with
+  ``ema_alpha``, the [convolutional] EMA arrays: train/ema.py).  Checkpoints, ``astype``,
   ``resized`` and the multi-GPU all-reduce read it; nothing is found by its name.
 """
 
