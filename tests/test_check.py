@@ -438,3 +438,20 @@ def test_training_options_darknet_py_lacks_are_errors_only_when_they_matter(tmp_
     assert not net.diagnostics.items                        # nothing unused at build
     assert [k for k, _, _ in net.options.unimplemented] == ["blur"]
     assert [k for k, _, _ in net.layers[-1].unimplemented] == ["embedding_layer"]
+
+
+def test_an_image_layer_after_a_connected_is_an_error_the_network_agrees(tmp_path):
+    """AlexeyAB's crnn.train puts a [crnn] after a [connected]: Darknet reads the vector as a
+    1x1xN image, darknet_py refuses to build it -- so cfg check is an error there (a warning
+    with --darknet-only), at the line the network names."""
+    text = ("[net]\nbatch=2\ninputs=16\n\n[connected]\noutput=8\nactivation=leaky\n\n"
+            "[convolutional]\nfilters=4\nsize=1\nactivation=leaky\n\n[softmax]\n")
+    path = tmp_path / "flat.cfg"
+    path.write_text(text)
+    errors = [(f.line, f.message) for f in check_cfg(str(path)) if f.level == "error"]
+    assert len(errors) == 1 and errors[0][0] == 9 and "after a [connected]" in errors[0][1]
+    assert [f.level for f in check_cfg(str(path), darknet_only=True)
+            if "after a [connected]" in f.message] == ["warning"]
+    with pytest.raises(Exception) as e:
+        Network(parse_cfg_text(text, str(path)), warn=False)
+    assert getattr(e.value, "line", None) == 9

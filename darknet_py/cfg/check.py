@@ -412,9 +412,10 @@ class _Checker(ValueRules, NetRules, HeadRules):
             raise _Stop
         if not inp.flat and inp.size > 0:
             if prev is not None and prev.type == "connected":
-                self.warn(layer.sec.line, f"[{layer.name}] after a [connected]: Darknet reads its "
-                          f"output as a 1x1x{inp.c} image, but darknet_py treats it as flat "
-                          "and does not support this")
+                self.unsupported(layer.sec.line, f"[{layer.name}] after a [connected]: Darknet "
+                                 f"reads its output as a 1x1x{inp.c} image, but darknet_py "
+                                 "treats it as flat and cannot build this")
+                raise _Stop
             return inp
         cause = prev.flat_cause if prev is not None else None
         if cause is not None:
