@@ -126,10 +126,10 @@ class LossScale:
         self._saved = None
 
     def save(self, layers):
-        """Before an iteration's first backward: a copy of every update buffer, to go back to
-        if its gradients overflow."""
-        self._saved = [(layer, name, array.copy()) for layer in layers
-                       for name, array in layer.state().items() if name.endswith("_updates")]
+        """Before an iteration's first backward: a copy of every update buffer
+        (``Layer.update_buffers``), to go back to if its gradients overflow."""
+        self._saved = [(array, array.copy()) for layer in layers
+                       for array in layer.update_buffers().values()]
 
     def finish(self, layers):
         """After the iteration's backwards: True when its gradients are finite (then the
@@ -137,18 +137,17 @@ class LossScale:
         skips the update.  Reads one flag from the device."""
         bad = 0
         for layer in layers:
-            for name, array in layer.state().items():
-                if name.endswith("_updates"):
-                    xp = xp_of(array)
-                    bad = bad + xp.count_nonzero(~xp.isfinite(array))
+            for array in layer.update_buffers().values():
+                xp = xp_of(array)
+                bad = bad + xp.count_nonzero(~xp.isfinite(array))
         if int(bad) == 0:
             self.clean += 1
             if self.clean >= self.growth_interval:
                 self.value *= 2.0
                 self.clean = 0
             return True
-        for layer, name, array in self._saved or ():
-            getattr(layer, name)[...] = array
+        for array, saved in self._saved or ():
+            array[...] = saved
         self.value /= 2.0
         self.clean = 0
         self.skipped += 1
