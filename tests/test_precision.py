@@ -272,3 +272,24 @@ def test_the_predict_api_takes_a_precision(tmp_path):
                      device="cpu")
     probs = clf(rng_for_test().random((1, 28, 28), dtype=np.float32))
     assert clf.net.precision.name == "bf16" and np.isclose(probs.sum(), 1, atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_gpu_half_casts_round_as_the_numpy_engine(name):
+    """kernels.to_half / from_half: x * scale rounded once, bit for bit the NumPy rounding,
+    and back exactly (a half value is a float32 value)."""
+    import cupy
+    from darknet_py.nn import kernels
+    rng = rng_for_test()
+    x = (rng.standard_normal(100_000) * 10.0 ** rng.integers(-8, 8, 100_000)).astype(np.float32)
+    x = np.concatenate([x, np.float32([0.0, -0.0, np.inf, -np.inf, 65504.0, 65520.0]),
+                        np.array([0x3F818000, 0x3F808000], np.uint32).view(np.float32)])
+    p = Precision(name)
+    for scale in (1.0, 1024.0):
+        want = p.round(x * np.float32(scale))
+        h = kernels.to_half(cupy.asarray(x), name, scale)
+        back = cupy.asnumpy(kernels.from_half(h, name))
+        np.testing.assert_array_equal(back.view(np.uint32), want.view(np.uint32))
+        np.testing.assert_array_equal(cupy.asnumpy(kernels.from_half(h, name, scale)),
+                                      want * np.float32(1.0 / scale))

@@ -133,6 +133,33 @@ def _elementwise(name, params, outs, body):
     return _CACHE[name]
 
 
+# float32 <-> the half tensors of nn/precision.py, each one pass: the product with the scale in
+# float32, then one rounding to nearest even (CuPy's float16 conversion; for bfloat16 the bit
+# arithmetic of precision.round_bf16, NaN kept a quiet NaN).
+_HALF_IN = {
+    "fp16": ("float16 y", "y = (float16)(x * s)"),
+    "bf16": ("uint16 y", "float v = x * s; unsigned int u = __float_as_uint(v);"
+                         "y = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)"
+                         " : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);"),
+}
+_HALF_OUT = {
+    "fp16": ("float16 h", "y = (float)h * r"),
+    "bf16": ("uint16 h", "y = __uint_as_float(((unsigned int)h) << 16) * r"),
+}
+
+
+def to_half(x, kind, scale=1.0):
+    """float32 CuPy ``x`` times ``scale`` as ``kind`` (fp16: float16, bf16: its bits in uint16)."""
+    out, body = _HALF_IN[kind]
+    return _elementwise(f"dp_to_{kind}", "float32 x, float32 s", out, body)(x, scale)
+
+
+def from_half(h, kind, scale=1.0):
+    """A ``kind`` half CuPy array as float32, divided by ``scale``."""
+    src, body = _HALF_OUT[kind]
+    return _elementwise(f"dp_from_{kind}", src + ", float32 r", "float32 y", body)(h, 1.0 / scale)
+
+
 def _per_channel(a):
     """The (N, C, H, W) array's channel count and H*W, for the per-channel indexing."""
     return a.shape[1], a.shape[2] * a.shape[3] if a.ndim == 4 else 1

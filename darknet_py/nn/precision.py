@@ -98,21 +98,13 @@ class Precision:
 
     def to_half(self, x, scale=1.0):
         """A float32 CuPy array (times ``scale``) as the half tensor cuDNN reads."""
-        if scale != 1.0:
-            x = x * np.float32(scale)
-        if self.name == "fp16":
-            return x.astype(np.float16)
-        return (round_bf16(x).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+        from . import kernels
+        return kernels.to_half(x, self.name, scale)
 
     def from_half(self, h, scale=1.0):
         """A half tensor from cuDNN as float32, divided by ``scale``."""
-        if self.name == "fp16":
-            out = h.astype(np.float32)
-        else:
-            out = (h.astype(np.uint32) << np.uint32(16)).view(np.float32)
-        if scale != 1.0:
-            out *= np.float32(1.0 / scale)
-        return out
+        from . import kernels
+        return kernels.from_half(h, self.name, scale)
 
 
 class LossScale:
