@@ -165,12 +165,19 @@ def _per_channel(a):
     return a.shape[1], a.shape[2] * a.shape[3] if a.ndim == 4 else 1
 
 
+#: reading a value of an (N, C, H, W) input of each dtype as float32
+_LOAD = {"float32": ("float32 x", "x"), "float16": ("float16 x", "(float)x"),
+         "uint16": ("uint16 x", "__uint_as_float(((unsigned int)x) << 16)")}     # bf16 bits
+
+
 def normalize_activate(x, activation, mean=None, scale=None, shift=None, keep_input=False):
     """act((x - mean[c]) * scale[c] + shift[c]) in one pass over a float32 (N, C, H, W) CuPy
     array, each part optional (the same operations, in the same order, as batchnorm.py's
-    inference and the epilogue's bias); with ``keep_input`` also the pre-activation."""
+    inference and the epilogue's bias); with ``keep_input`` also the pre-activation.  ``x``
+    may be a half convolution's output (float16, or bfloat16 bits in uint16): read as float32,
+    what from_half would give."""
     c, hw = _per_channel(x)
-    v = "x"
+    param, v = _LOAD[x.dtype.name]
     if mean is not None:
         v = f"({v} - m[(i / hw) % c])"
     if scale is not None:
@@ -179,12 +186,14 @@ def normalize_activate(x, activation, mean=None, scale=None, shift=None, keep_in
         v = f"{v} + b[(i / hw) % c]"
     parts = "".join("1" if p is not None else "0" for p in (mean, scale, shift))
     kernel = _elementwise(
-        f"dp_normalize_activate_{activation}_{parts}_{int(keep_input)}",
-        "float32 x, raw float32 m, raw float32 s, raw float32 b, int64 hw, int64 c",
+        f"dp_normalize_activate_{activation}_{parts}_{int(keep_input)}_{x.dtype.name}",
+        f"{param}, raw float32 m, raw float32 s, raw float32 b, int64 hw, int64 c",
         "float32 y, float32 a" if keep_input else "float32 y",
         f"float v = {v}; y = {_ACT[activation][0]};" + (" a = v;" if keep_input else ""))
-    # a part left out is not read by the kernel: x stands in (no allocation per call)
-    args = [x] + [x if p is None else p for p in (mean, scale, shift)] + [hw, c]
+    # a part left out is not read by the kernel: a float32 array of the call stands in (no
+    # allocation per call; a half x always comes with its shift)
+    stand_in = next((p for p in (mean, scale, shift) if p is not None), x)
+    args = [x] + [stand_in if p is None else p for p in (mean, scale, shift)] + [hw, c]
     if keep_input:
         return kernel(*args)
     return kernel(*args), None

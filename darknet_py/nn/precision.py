@@ -155,11 +155,13 @@ def precision_of(net):
     return getattr(net, "precision", FP32)
 
 
-def convolve(mp, cudnn_call, numpy_call, operands, scaled=None):
+def convolve(mp, cudnn_call, numpy_call, operands, scaled=None, keep_half=False):
     """One convolution in precision ``mp``: ``cudnn_call(*operands, math=name)`` (None, or
     returning None, where cuDNN has no engine) else ``numpy_call(*operands)``.  In fp16/bf16
     the operands go in as half (``operands[scaled]``, the delta, times the loss scale) and the
-    result comes out as float32 divided by it -- the function in the module docstring."""
+    result comes out as float32 divided by it -- the function in the module docstring;
+    ``keep_half``: cuDNN's half result as it is, for a reader that converts it itself
+    (the epilogue: layers/epilogue.py takes_half)."""
     if not mp.half:
         out = cudnn_call(*operands, math=mp.name) if cudnn_call is not None else None
         return numpy_call(*operands) if out is None else out
@@ -168,7 +170,7 @@ def convolve(mp, cudnn_call, numpy_call, operands, scaled=None):
         out = cudnn_call(*(mp.to_half(a, s if i == scaled else 1.0)
                            for i, a in enumerate(operands)), math=mp.name)
         if out is not None:
-            return mp.from_half(out, s)
+            return out if keep_half and s == 1.0 else mp.from_half(out, s)
     with np.errstate(over="ignore", invalid="ignore"):    # an overflow skips the update
         out = mp.round(numpy_call(*(mp.round(a * np.float32(s) if i == scaled else a)
                                     for i, a in enumerate(operands))))

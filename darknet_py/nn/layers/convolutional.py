@@ -31,7 +31,7 @@ from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out
 from ..precision import convolve, precision_of
 from .base import Layer, Shape, resolve_refs, unimplemented_in
 from .batchnorm import init_batchnorm
-from .epilogue import backward_epilogue, forward_epilogue
+from .epilogue import backward_epilogue, forward_epilogue, takes_half
 
 
 def read_activation(section, default, channels=False):
@@ -191,7 +191,7 @@ class ConvolutionalLayer(Layer):
             a, b, stride, pad, self.groups, what=what, dilation=dilation, math=math))
         out = convolve(precision_of(net), fprop,
                        lambda a, b: conv_forward(a, b, stride, pad, self.groups, dilation),
-                       (x, self.weights))
+                       (x, self.weights), keep_half=takes_half(self, net.train))
         self.output = forward_epilogue(self, out, net.train)
 
     def backward(self, net):
