@@ -4,7 +4,10 @@ Prints one JSON line in the schema of ``shared/bench/pytorch_peer.py`` (run both
 device call): milliseconds per training step (forward, backward, update) and per inference
 batch, timed with CUDA events after warm-up (a wall clock on the CPU), median of the repeats.
 Detection heads ([yolo], [region]) are timed as identity with a squared-output loss on their
-inputs, as the peer does, until detection training lands.
+inputs, as the peer does.  Timed is what the commands run: on the GPU the training step
+replays CUDA graphs of its pass and update where the network allows (``--no-graphs``: layer
+by layer), and inference folds batch norm into the weights as the inference commands load
+them (``--no-fuse``: rolling statistics) and replays a graph of the forward.
 """
 
 import argparse
@@ -17,6 +20,7 @@ import numpy as np
 
 from .cfg.parser import Option, read_cfg
 from .errors import DarknetError
+from .nn.layers.activation import ActivationLayer
 from .nn.network import Network
 from .nn.precision import PRECISIONS
 
@@ -29,6 +33,16 @@ def _set(section, key, value):
         section.options.append(Option(key, str(value), section.line))
     else:
         opt.value = str(value)
+
+
+class HeadStandIn(ActivationLayer):
+    """A detection head as the peer times it: the identity, with the loss mean(out^2) set in
+    the forward (delta = -dL/dout = -2 out / size), so that the step is one pass."""
+
+    def forward(self, net):
+        super().forward(net)
+        if net.train:
+            self.delta = (-2.0 / self.output.size) * self.output
 
 
 def bench_network(cfg_path, batch, size, device, seed=0, precision=None):
@@ -46,6 +60,8 @@ def bench_network(cfg_path, batch, size, device, seed=0, precision=None):
             sec.options = [Option("activation", "linear", sec.line)]
             heads.append(i)
     net = Network(cfg, device=device, seed=seed, warn=False, precision=precision)
+    for i in heads:     # built as [activation]; the stand-in adds its loss (no cfg type names it)
+        net.layers[i].__class__ = HeadStandIn
     net.options.learning_rate = 1e-4
     return net, heads
 
@@ -96,6 +112,7 @@ def profile(net, step):
             totals[key] = totals.get(key, 0.0) + (time.perf_counter() - t0) * 1e3
         return wrapper
 
+    graphs, net.step_graphs = net.step_graphs, None     # each layer timed: layer by layer
     for layer in net.layers:
         layer.forward, layer.backward = timed(layer, "forward"), timed(layer, "backward")
     step()
@@ -103,6 +120,7 @@ def profile(net, step):
     step()
     for layer in net.layers:
         del layer.forward, layer.backward
+    net.step_graphs = graphs
     return {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
@@ -119,6 +137,11 @@ def main(argv=None):
                         "fp16 and bf16 is amp)")
     p.add_argument("--profile", action="store_true",
                    help="also print where a training step spends its time, per layer type")
+    p.add_argument("--no-graphs", dest="no_graphs", action="store_true",
+                   help="GPU: run every pass layer by layer instead of replaying CUDA graphs")
+    p.add_argument("--no-fuse", dest="no_fuse", action="store_true",
+                   help="time inference with batch norm on its rolling statistics instead of "
+                        "folded into the weights (as the inference commands load them)")
     a = p.parse_args(argv)
     for flag, value, least in (("--batch", a.batch, 1), ("--size", a.size, 0),
                                ("--steps", a.steps, 1), ("--warmup", a.warmup, 0)):
@@ -138,17 +161,10 @@ def main(argv=None):
         truth = xp.zeros((a.batch, last.inputs), dtype=xp.float32)
         truth[:, 0] = 1
 
-    scale = net.precision.scale
+    graphs = not a.no_graphs and net.enable_graphs()
 
-    def train_step():
-        net.seen += a.batch
-        if scale is not None:    # fp16: the update buffers kept, as train_pass keeps them
-            scale.save(net.layers)
-        net.forward(x, train=True, truth=truth)
-        for i in heads:          # loss = mean(out^2): delta = -dL/dout
-            layer = net.layers[i]
-            layer.delta[...] = -2.0 / layer.output.size * layer.output
-        net.backward()
+    def train_step():            # Network.train_step without reading the loss (a host wait)
+        net.train_pass(x, truth)
         net.update()
 
     def infer():
@@ -157,11 +173,15 @@ def main(argv=None):
     train = time_ms(train_step, a.warmup, a.steps, net.device)
     if a.profile:
         print(json.dumps({"profile_ms": profile(net, train_step)}), flush=True)
+    step_graphs = graphs and net.step_graphs.refusal is None
+    if not a.no_fuse:
+        net.fold_batchnorm()
     inference = time_ms(infer, a.warmup, a.steps, net.device)
     print(json.dumps({
         "peer": "darknet_py", "device": device_name(net.device), "cfg": a.cfg, "batch": a.batch,
         "size": [h, w], "mode": a.precision, "train_ms": round(train, 3),
-        "infer_ms": round(inference, 3),
+        "infer_ms": round(inference, 3), "train_graphs": step_graphs,
+        "infer_graphs": bool(graphs and net.graphs.failed is None), "fused": not a.no_fuse,
         "train_img_s": round(a.batch / train * 1e3, 1),
         "infer_img_s": round(a.batch / inference * 1e3, 1),
     }), flush=True)

@@ -31,20 +31,22 @@ from .nn.network import Network
 
 
 def load_network(cfg, weights=None, device="auto", device_index=0, fuse=True,
-                 letter_box=False, precision=None) -> Network:
+                 letter_box=False, precision=None, graphs=True) -> Network:
     """The network of ``cfg`` at batch 1 on ``device``, with ``weights`` loaded and, when
     ``fuse``, every batch norm folded into its layer's weights (AlexeyAB's fuse_conv_batchnorm
     at load, AB:src/network.c: the same outputs to float rounding, one step less per layer).
     ``letter_box``: letterbox the images even where the cfg says ``letter_box=0`` (AB's
-    ``-letter_box`` flag).  ``precision``: as Network.from_cfg (None: the cfg's).  Every
-    inference command and the API load through here."""
+    ``-letter_box`` flag).  ``precision``: as Network.from_cfg (None: the cfg's).  ``graphs``:
+    replay the forward from CUDA graphs on the GPU (nn/graphs.py).  Every inference command
+    and the API load through here."""
     net = Network.from_cfg(cfg, batch=1, device=device, device_index=device_index,
                            precision=precision)
     if weights is not None:
         net.load_weights(weights, fuse=fuse)
     elif fuse:
         net.fold_batchnorm()
-    net.enable_graphs()                     # GPU: one launch per image instead of per layer
+    if graphs:
+        net.enable_graphs()                 # GPU: one launch per image instead of per layer
     if letter_box:
         net.options.data["letter_box"] = 1
     return net

@@ -86,10 +86,10 @@ def test_sgd_update_in_one_kernel(decay):
     rng = rng_for_test()
     w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
     u = rng.standard_normal(w.shape).astype(np.float32)
-    lr_b, mom = 0.01 / 64, 0.9
+    lr_b, mom, scale = 0.01 / 64, 0.9, 0.5          # scale: the layer's learning_rate=
     gw, gu = cupy.asarray(w), cupy.asarray(u)
-    kernels.sgd_update(gw, gu, lr_b, decay, mom)
+    kernels.sgd_update(gw, gu, cupy.asarray([lr_b], np.float32), scale, decay, mom)
     u = u + np.float32(-decay) * w
-    w = w + np.float32(lr_b) * u
+    w = w + (np.float32(lr_b) * np.float32(scale)) * u
     u = u * np.float32(mom)
     assert _rel(gw, w) <= TOL and _rel(gu, u) <= TOL

@@ -81,3 +81,112 @@ def test_a_replayed_forward_checks_and_scales_its_input_as_the_eager_one():
     np.testing.assert_array_equal(to_numpy(net.forward(pixels)), want)
     with pytest.raises(ValueError):
         net.forward(np.zeros((2, 32, 32, 3), np.float32))
+
+
+# -- the training step (GraphedStep) -------------------------------------------------------
+
+CLASSIFIER = ("[net]\nbatch=4\nchannels=1\nwidth=12\nheight=12\nlearning_rate=0.1\n"
+              "momentum=0.9\ndecay=0.0005\npolicy=steps\nsteps=4\nscales=0.1\n"
+              "[convolutional]\nfilters=6\nsize=3\nstride=1\npad=1\nbatch_normalize=1\n"
+              "activation=leaky\n"
+              "[maxpool]\nsize=2\nstride=2\n"
+              "[connected]\noutput=16\nbatch_normalize=1\nactivation=relu\n"
+              "[connected]\noutput=5\nactivation=linear\n"
+              "[softmax]\n")
+
+# route, upsample, shortcut and a [cost] head (the layers of the detectors' bodies)
+MAPS = ("[net]\nbatch=2\nchannels=3\nwidth=16\nheight=16\nlearning_rate=0.01\n"
+        "momentum=0.9\ndecay=0.0005\npolicy=poly\npower=2\nmax_batches=10\n"
+        "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\nbatch_normalize=1\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=2\n"
+        "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=mish\n"
+        "[upsample]\nstride=2\n"
+        "[shortcut]\nfrom=-4\nactivation=linear\n"
+        "[route]\nlayers=-1,-5\n"
+        "[convolutional]\nfilters=2\nsize=1\nstride=1\nactivation=logistic\n"
+        "[cost]\ntype=sse\n")
+
+
+def _train(net, batches):
+    """Per step: the output, the loss and every layer's state() after the update."""
+    seen = []
+    for x, truth in batches:
+        loss = net.train_step(x, truth)
+        seen.append((to_numpy(net.layers[-1].output).copy(), loss,
+                     [{k: to_numpy(v).copy() for k, v in layer.state().items()}
+                      for layer in net.layers]))
+    return seen
+
+
+@pytest.mark.parametrize("cfg,precision", [(CLASSIFIER, "fp32"), (MAPS, "fp32"),
+                                           (MAPS, "fp16"), (CLASSIFIER, "bf16")],
+                         ids=["classifier", "maps", "maps-fp16", "classifier-bf16"])
+def test_a_replayed_training_step_equals_the_eager_one(cfg, precision):
+    rng = rng_for_test()
+    eager, graphed = (build(cfg, device="gpu", precision=precision) for _ in range(2))
+    assert graphed.enable_graphs() and graphed.step_graphs.refusal is None
+    n, c, h, w = eager.batch, *eager.input_shape
+    out = eager.layers[-1].inputs
+    batches = []
+    for _ in range(7):          # 2 eager warm-up steps, then replays; the rate drops at 4
+        x = rng.random((n, c, h, w), dtype=np.float32)
+        truth = np.zeros((n, out), np.float32)
+        if cfg is CLASSIFIER:
+            truth[np.arange(n), rng.integers(0, out, n)] = 1
+        else:
+            truth[...] = rng.random((n, out)) > 0.5
+        batches.append((x, truth))
+    if precision == "fp16":     # a new loss scale from step 4 on: captured anew at step 7
+        batches[4:4] = [(x, t) for x, t in batches[4:6]]
+        for net in (eager, graphed):
+            net.precision.scale.value = 16.0        # small: no overflow changes it meanwhile
+    want, got = _train(eager, batches[:4]), _train(graphed, batches[:4])
+    for net in (eager, graphed):
+        if precision == "fp16":
+            net.precision.scale.value /= 4
+    want += _train(eager, batches[4:])
+    got += _train(graphed, batches[4:])
+    assert len(graphed.step_graphs.passes) == (2 if precision == "fp16" else 1)
+    assert eager.precision.loss_scale == graphed.precision.loss_scale
+    assert graphed.step_graphs.updates is not None
+    for step, ((o1, l1, s1), (o2, l2, s2)) in enumerate(zip(want, got)):
+        np.testing.assert_allclose(o2, o1, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+        assert l2 == pytest.approx(l1, rel=1e-5), f"step {step}"
+        for i, (a, b) in enumerate(zip(s1, s2)):
+            for k in a:
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6,
+                                           err_msg=f"step {step} layer {i} {k}")
+
+
+def test_a_step_with_host_work_trains_layer_by_layer_and_says_why():
+    cfg = CLASSIFIER.replace("[softmax]", "[dropout]\nprobability=.3\n[softmax]")
+    net = build(cfg, device="gpu")
+    net.enable_graphs()
+    assert "[dropout]" in net.step_graphs.refusal
+    rng = rng_for_test()
+    for _ in range(4):
+        truth = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
+        net.train_step(rng.random((4, 1, 12, 12), dtype=np.float32), truth)
+    assert not net.step_graphs.passes and net.step_graphs.updates is None
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_gemm_equals_numpys_product_in_every_layout(tf32):
+    import cupy
+    from darknet_py.nn import gemm
+    rng = rng_for_test()
+    for m, k, n in ((1, 7, 3), (33, 65, 17), (128, 3136, 10)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        tol = dict(rtol=3e-3, atol=3e-3 * np.sqrt(k)) if tf32 else \
+            dict(rtol=1e-5, atol=4e-6 * np.sqrt(k))     # float32 sums of k products
+        for da in (cupy.asarray(a), cupy.asfortranarray(cupy.asarray(a))):
+            for db in (cupy.asarray(b), cupy.asarray(b.T.copy()).T):
+                np.testing.assert_allclose(to_numpy(gemm.matmul(da, db, tf32=tf32)), want,
+                                           **tol)
+        c = rng.standard_normal((m, n)).astype(np.float32)
+        out = cupy.asarray(c)
+        gemm.matmul(cupy.asarray(a), cupy.asarray(b), out=out, accumulate=True, tf32=tf32)
+        np.testing.assert_allclose(to_numpy(out), want + c, **tol)

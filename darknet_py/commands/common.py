@@ -51,6 +51,9 @@ def device_flags(p):
                    help="the convolutions' arithmetic: fp32 (exact), tf32, fp16 or bf16 (half "
                         "with float32 accumulation and master weights); default: the cfg's "
                         "precision=, else fp32")
+    p.add_argument("--no-graphs", dest="no_graphs", action="store_true",
+                   help="GPU: run the network layer by layer instead of replaying CUDA graphs "
+                        "of its passes (one launch per step instead of one per layer)")
 
 
 def inference_flags(p):
@@ -99,7 +102,8 @@ def load_for_inference(args, cfg, weights):
     return load_network(cfg, weights, device(args), args.gpu_index,
                         fuse=not getattr(args, "no_fuse", False),
                         letter_box=getattr(args, "letter_box", False),
-                        precision=getattr(args, "precision", None))
+                        precision=getattr(args, "precision", None),
+                        graphs=not getattr(args, "no_graphs", False))
 
 
 def image_paths(images):

@@ -106,7 +106,9 @@ def cmd_ops(args):
 def cmd_speed(args):
     """pj ``speed CFG [TICS]``: TICS forward passes of a blank image at batch 1, timed."""
     net = Network.from_cfg(args.cfg, batch=1, device=device(args), device_index=args.gpu_index,
-                           seed=0)
+                           seed=0, precision=args.precision)
+    if not args.no_graphs:
+        net.enable_graphs()
     x = net.xp.zeros((1, *net.input_shape), dtype=np.float32)
     out = net.forward(x)                       # warm-up: GPU plans and memory pools
     sync = net.xp.cuda.Device().synchronize if on_gpu(out) else (lambda: None)

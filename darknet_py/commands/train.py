@@ -128,7 +128,7 @@ def run_training(args, detector=False):
         args.device, args.gpu_index = "gpu", gpus[0]
     cls = DetectorTrainer if detector else ClassifierTrainer
     options = TrainOptions(device=device(args), gpu_index=args.gpu_index,
-                           precision=args.precision,
+                           precision=args.precision, graphs=not args.no_graphs,
                            max_batches=args.max_batches, clear=args.clear, resume=args.resume,
                            seed=args.seed, backup_every=args.backup_every,
                            darknet_lines=args.darknet_lines, progress=not args.no_progress,

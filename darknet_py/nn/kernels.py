@@ -253,13 +253,18 @@ def activation_backward(delta, y, x, activation, sums=None):
     return out
 
 
-def sgd_update(w, u, lr_over_batch, decay_times_batch, momentum):
+def sgd_update(w, u, rate, lr_scale, decay_times_batch, momentum):
     """Darknet's SGD step of one array in one pass, in place (pj update_convolutional_layer):
-    u += -decay*B*w (decay_times_batch = 0: none); w += lr/B * u; u *= momentum."""
+    u += -decay*B*w (decay_times_batch = 0: none); w += lr/B * u; u *= momentum.
+
+    ``rate`` is a one-element device array holding learning_rate / B, times the layer's
+    ``lr_scale`` here: read on the device, so that a captured update (nn/graphs.py) follows
+    the learning-rate policy when replayed."""
     kernel = _elementwise(
-        "dp_sgd_update", "float32 lr, float32 dec, float32 mom", "float32 w, float32 u",
-        "float uu = u + (-dec) * w; w = w + lr * uu; u = uu * mom;")
-    kernel(lr_over_batch, decay_times_batch, momentum, w, u)
+        "dp_sgd_update", "raw float32 rate, float32 scale, float32 dec, float32 mom",
+        "float32 w, float32 u",
+        "float uu = u + (-dec) * w; w = w + (rate[0] * scale) * uu; u = uu * mom;")
+    kernel(rate, lr_scale, decay_times_batch, momentum, w, u)
 
 
 # The [yolo]/[region] ignore mask (nn/layers/yololoss.py _ignore): per anchor slot and cell, the

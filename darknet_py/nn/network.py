@@ -23,8 +23,8 @@ from ..cfg.parser import Diagnostics, parse_cfg_text, read_cfg
 from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
 from .layers import REGISTRY
 from .layers.batchnorm import BN_EPSILON
-from .graphs import GraphedForward
-from .layers.base import Field, UpdateArgs, next_field
+from .graphs import GraphedForward, GraphedStep
+from .layers.base import Field, UpdateArgs, device_rate, next_field
 from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
 from .precision import Precision, check_precision
@@ -71,6 +71,10 @@ class Network:
     profiler = None
     #: a GraphedForward after enable_graphs() (GPU inference)
     graphs = None
+    #: a GraphedStep after enable_graphs() (GPU training passes and updates)
+    step_graphs = None
+    #: UpdateArgs.rate on the GPU: learning_rate / batch on the device, filled every update
+    _rate = None
     #: the cfg text of a network built by from_cfg_text (resized() re-reads it, not a file)
     cfg_text = None
 
@@ -257,16 +261,20 @@ class Network:
         return self.eager_forward(x, train, truth)
 
     def enable_graphs(self):
-        """Replay the inference forward from CUDA graphs (``nn/graphs.py``); a no-op on the
-        CPU.  Returns whether graphs are on."""
+        """Replay the inference forward, the training passes and the updates from CUDA graphs
+        (``nn/graphs.py``); a no-op on the CPU.  Returns whether graphs are on;
+        ``step_graphs.refusal`` says why training still runs layer by layer, if it does."""
         if self.device.on_gpu:
             self.graphs = GraphedForward(self)
+            self.step_graphs = GraphedStep(self)
         return self.graphs is not None
 
     def forget_graphs(self):
         """Drop the captured graphs (after arrays were replaced, not updated in place)."""
         if self.graphs is not None:
             self.graphs.captured.clear()
+        if self.step_graphs is not None:
+            self.step_graphs.forget()
 
     def eager_forward(self, x, train=False, truth=None):
         """:meth:`forward`, one layer after the other."""
@@ -350,10 +358,14 @@ class Network:
             return False
         o = self.options
         self.t += 1
-        args = UpdateArgs(self.current_rate(), o.momentum, o.decay, self.update_batch,
-                          adam=o.adam, t=self.t, b1=o.b1, b2=o.b2, eps=o.eps)
-        for layer in self.layers:
-            layer.update(args)
+        rate = self.current_rate()
+        if self.device.on_gpu:
+            self._rate = device_rate(self.xp, rate / self.update_batch, self._rate)
+        args = UpdateArgs(rate, o.momentum, o.decay, self.update_batch, adam=o.adam, t=self.t,
+                          b1=o.b1, b2=o.b2, eps=o.eps, rate=self._rate)
+        if self.step_graphs is None or not self.step_graphs.update(args):
+            for layer in self.layers:
+                layer.update(args)
         if self.profiler is not None:
             self.profiler.lap("update")
         return True
@@ -388,8 +400,9 @@ class Network:
                 % self.subdivisions == 0:      # an iteration's first: its buffers kept
             scale.save(self.layers)
         self.seen += x.shape[0] * self.world_size
-        self.forward(x, train=True, truth=truth)
-        self.backward()
+        if self.step_graphs is None or not self.step_graphs.train_pass(x, truth):
+            self.forward(x, train=True, truth=truth)
+            self.backward()
 
     def update_due(self):
         """True after the last mini-batch of an iteration (every ``subdivisions``)."""

@@ -20,6 +20,9 @@ class TrainOptions:
     gpu_index: int = 0
     #: fp32, tf32, fp16 or bf16 (nn/precision.py); None: the cfg's ``precision=``
     precision: str | None = None
+    #: GPU: replay the training passes and updates from CUDA graphs where the network allows
+    #: (nn/graphs.py GraphedStep; ``--no-graphs``: layer by layer)
+    graphs: bool = True
     #: iterations to train up to; None: the cfg's ``max_batches``
     max_batches: int | None = None
     #: count from iteration 0 whatever the start weights have seen (Darknet's ``-clear``)

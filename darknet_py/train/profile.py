@@ -19,6 +19,7 @@ PARTS = (
     ("forward", "forward"),
     ("loss", "loss layers' forward"),
     ("backward", "backward"),
+    ("graph", "forward and backward (CUDA graph)"),
     ("allreduce", "all-reduce"),
     ("update", "update"),
     ("log", "logging"),
@@ -100,7 +101,7 @@ class Profiler:
         """The JSON-able summary: ms per iteration in all and per part, and % of the wall."""
         n = max(self.done, 1)
         wall = (self._end - self._start) / n if self.done else 0.0
-        keys = [k for k, _ in PARTS if k in self.seconds or k != "allreduce"]
+        keys = [k for k, _ in PARTS if k in self.seconds or k not in ("allreduce", "graph")]
         parts = {k: self.seconds.get(k, 0.0) / n for k in keys}
         return {
             "iterations": [self.first + 1, self.first + self.done],

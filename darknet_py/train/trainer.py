@@ -121,6 +121,8 @@ class Trainer:
         if finding is not None and self.rank == 0:    # it builds, but boxes will be off
             print(f"{finding.path}:{finding.line}: warning: {finding.message}", file=sys.stderr)
         self.net.world_size = self.world
+        if o.graphs:
+            self.net.enable_graphs()          # a no-op on the CPU
         self.ema = Ema.for_net(self.net)      # its arrays in the state --resume restores
         self.images_per_iteration = self.net.update_batch     # over every replica
         self._setup_head()

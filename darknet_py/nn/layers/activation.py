@@ -9,6 +9,7 @@ from .base import Layer
 
 
 class ActivationLayer(Layer):
+    capturable = True
     type = "activation"
     cfg_keys = frozenset("activation".split())
 

@@ -4,6 +4,7 @@ from .base import Layer, Shape
 
 
 class AvgpoolLayer(Layer):
+    capturable = True
     type = "avgpool"
     cfg_keys = frozenset()                # no keys of its own
     needs_image = True

@@ -70,8 +70,11 @@ class UpdateArgs:
     """What ``update_network`` hands to each layer (pj: update_args)."""
 
     def __init__(self, learning_rate, momentum, decay, batch, adam=False, t=0,
-                 b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS):
+                 b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS, rate=None):
         self.learning_rate = learning_rate
+        #: GPU: a one-element float32 device array holding learning_rate / batch, which the
+        #: SGD kernel reads (a replayed update graph follows it); None: made when needed
+        self.rate = rate
         self.momentum = momentum
         self.decay = decay
         self.batch = batch          # B = mini-batch x subdivisions
@@ -93,6 +96,10 @@ class Layer:
     #: the parameters ``update`` may train, each with its ``UPDATE_NAMES`` buffer; those the
     #: weights record holds are registered (conv's ``scales`` only with batch_normalize)
     params = ()
+    #: True when the layer's training pass and update are device work alone, in place on
+    #: arrays that live across steps (no host reads, host randomness or host-planned
+    #: indices), so that a CUDA graph may record and replay them (nn/graphs.py GraphedStep)
+    capturable = False
     #: the previous layer must give an image (c, h, w), not a flat vector
     needs_image = False
     #: the output shape can be known without the input's (the input's only size is checked)
@@ -360,13 +367,25 @@ class Layer:
             u *= 0
             return
         if on_gpu(w) and w.dtype == np.float32 and u.flags.c_contiguous:
-            kernels.sgd_update(w, u, lr / args.batch, args.decay * args.batch if decay else 0.0,
+            if args.rate is None:
+                args.rate = device_rate(xp_of(w), args.learning_rate / args.batch)
+            kernels.sgd_update(w, u, args.rate, self.learning_rate_scale,
+                               args.decay * args.batch if decay else 0.0,
                                args.momentum)       # the three lines below in one pass
             return
         if decay:
             u += -args.decay * args.batch * w
         w += (lr / args.batch) * u
         u *= args.momentum
+
+
+def device_rate(xp, value, out=None):
+    """``value`` in a one-element float32 ``xp`` array (``out``, filled in place, when given):
+    UpdateArgs.rate."""
+    if out is None:
+        out = xp.empty(1, dtype=np.float32)
+    out.fill(value)
+    return out
 
 
 UPDATE_NAMES = {"weights": "weight_updates", "biases": "bias_updates", "scales": "scale_updates"}

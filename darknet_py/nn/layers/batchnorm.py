@@ -131,6 +131,7 @@ class BatchnormLayer(Layer):
     biases and scales are updated with momentum and no decay, and the weights record is
     ``biases, scales, rolling_mean, rolling_variance`` (ab's format, not pj's 3-array one).
     """
+    capturable = True
 
     type = "batchnorm"
     cfg_keys = frozenset()                # no keys of its own

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .. import gemm
+from ..backend import on_gpu
 from .base import Layer, Shape
 from .batchnorm import init_batchnorm
 from .convolutional import ConvolutionalLayer, read_activation
@@ -17,6 +19,7 @@ from .epilogue import backward_epilogue, forward_epilogue
 
 
 class ConnectedLayer(Layer):
+    capturable = True
     type = "connected"
     cfg_keys = frozenset("output activation batch_normalize".split())
     params = ("weights", "biases", "scales")
@@ -64,16 +67,19 @@ class ConnectedLayer(Layer):
 
     def forward(self, net):
         x = net.input.reshape(net.input.shape[0], self.inputs)
-        out = (x @ self.weights.T).reshape(-1, self.out_c, 1, 1)
+        out = _product(net, x, self.weights.T).reshape(-1, self.out_c, 1, 1)
         self.output = forward_epilogue(self, out, net.train)
 
     def backward(self, net):
         x = net.input.reshape(net.input.shape[0], self.inputs)
         delta = backward_epilogue(self)
         d = delta.reshape(-1, self.out_c)
-        self.weight_updates += d.T @ x
+        _product(net, d.T, x, into=self.weight_updates)
         if net.delta is not None:
-            net.delta += (d @ self.weights).reshape(net.delta.shape)
+            if net.delta.flags.c_contiguous:    # then the reshape is a view: add in place
+                _product(net, d, self.weights, into=net.delta.reshape(d.shape[0], -1))
+            else:
+                net.delta += _product(net, d, self.weights).reshape(net.delta.shape)
 
     # biases and BN scales without decay, weights with it: the same rule as conv
     update = ConvolutionalLayer.update
@@ -88,3 +94,16 @@ class ConnectedLayer(Layer):
 
     def describe(self):
         return f"connected                            {self.inputs:4d}  ->  {self.out_c:4d}"
+
+
+def _product(net, a, b, into=None):
+    """``a @ b``, or ``into += a @ b``.  On the GPU in float32 through nn/gemm.py (cuBLAS
+    called so that a CUDA graph can capture it); elsewhere NumPy's / CuPy's matmul."""
+    if on_gpu(a) and a.dtype == np.float32 and b.dtype == np.float32:
+        precision = getattr(net, "precision", None)     # a recurrent part's step has none
+        return gemm.matmul(a, b, out=into, accumulate=into is not None,
+                           tf32=precision is not None and precision.tf32)
+    if into is None:
+        return a @ b
+    into += a @ b
+    return into

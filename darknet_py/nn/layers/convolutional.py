@@ -41,6 +41,7 @@ def read_activation(section, default, channels=False):
 
 
 class ConvolutionalLayer(Layer):
+    capturable = True
     type = "convolutional"
     cfg_keys = frozenset((
         "filters size stride padding pad groups activation batch_normalize flipped dot "

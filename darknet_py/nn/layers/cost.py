@@ -13,6 +13,7 @@ COST_TYPES = ("sse", "seg", "masked", "smooth", "L1", "wgan")
 
 
 class CostLayer(Layer):
+    capturable = True
     type = "cost"
     cfg_keys = frozenset("type scale ratio noobj thresh".split())
 

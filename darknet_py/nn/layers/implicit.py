@@ -15,6 +15,7 @@ from .base import Layer, Shape
 
 
 class ImplicitLayer(Layer):
+    capturable = True
     type = "implicit"
     cfg_keys = frozenset("filters atoms mean std".split())
     params = ("weights",)

@@ -8,6 +8,7 @@ from .base import Layer
 
 
 class L2normLayer(Layer):
+    capturable = True
     type = "l2norm"
     cfg_keys = frozenset()                # no keys of its own
 

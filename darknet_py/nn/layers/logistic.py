@@ -8,6 +8,7 @@ from .base import Layer
 
 
 class LogisticLayer(Layer):
+    capturable = True
     type = "logistic"
     cfg_keys = frozenset()                # no keys of its own
 

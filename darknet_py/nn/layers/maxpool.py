@@ -18,6 +18,7 @@ from .base import Layer, Shape
 
 
 class MaxpoolLayer(Layer):
+    capturable = True
     type = "maxpool"
     needs_image = True
 

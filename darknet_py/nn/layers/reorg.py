@@ -17,6 +17,7 @@ from .base import Layer, Shape
 
 
 class ReorgLayer(Layer):
+    capturable = True
     type = "reorg"
     cfg_keys = frozenset("stride reverse flatten extra".split())
     needs_image = True

@@ -11,6 +11,7 @@ from .base import Field, Layer, Shape
 
 
 class RouteLayer(Layer):
+    capturable = True
     type = "route"
     cfg_keys = frozenset("layers groups group_id".split())
 

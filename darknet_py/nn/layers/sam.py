@@ -12,6 +12,7 @@ from .base import Field, Layer
 
 
 class SamLayer(Layer):
+    capturable = True
     type = "sam"
     cfg_keys = frozenset("from activation".split())
     needs_image = True

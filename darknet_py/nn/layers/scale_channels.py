@@ -20,6 +20,7 @@ from .base import Field, Layer
 
 
 class ScaleChannelsLayer(Layer):
+    capturable = True
     type = "scale_channels"
     cfg_keys = frozenset("from scale_wh activation".split())
     needs_image = True

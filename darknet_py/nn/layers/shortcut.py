@@ -17,6 +17,7 @@ from .base import Field, Layer
 
 
 class ShortcutLayer(Layer):
+    capturable = True
     type = "shortcut"
     cfg_keys = frozenset("from activation alpha beta".split())
     needs_image = True

@@ -11,6 +11,7 @@ from .base import Layer, Shape
 
 
 class SoftmaxLayer(Layer):
+    capturable = True
     type = "softmax"
     cfg_keys = frozenset("groups temperature spatial noloss tree".split())
 

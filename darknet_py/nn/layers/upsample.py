@@ -12,6 +12,7 @@ from .base import Layer, Shape
 
 
 class UpsampleLayer(Layer):
+    capturable = True
     type = "upsample"
     cfg_keys = frozenset("stride scale".split())
     needs_image = True
