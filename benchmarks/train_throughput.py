@@ -129,6 +129,8 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true", help="add the --profile table")
     ap.add_argument("--loader-processes", type=int, help="as train's --loader-processes")
     ap.add_argument("--precision", choices=PRECISIONS, help="as train's --precision")
+    ap.add_argument("--no-graphs", dest="no_graphs", action="store_true",
+                    help="as train's --no-graphs (the step alone too)")
     a = ap.parse_args(argv)
     if a.warmup < 1 or a.iterations < 1:
         ap.error("--warmup and --iterations must be at least 1")
@@ -138,7 +140,8 @@ def main(argv=None):
         options = TrainOptions(device=a.device, seed=a.seed, progress=False, map=a.validate,
                                backup_every=10 ** 9, save_weights_every=10 ** 9,
                                profile=a.iterations if a.profile else 0,
-                               profile_warmup=a.warmup, precision=a.precision, **extra)
+                               profile_warmup=a.warmup, precision=a.precision,
+                               graphs=not a.no_graphs, **extra)
         cls = DetectorTrainer if detector else ClassifierTrainer
         trainer, seconds = end_to_end(cls, cfg, data, options, a.warmup, a.iterations)
         step_ms = step_alone(trainer, min(a.warmup, 5), a.steps)
@@ -151,7 +154,8 @@ def main(argv=None):
     images = trainer.images_per_iteration
     common = {"bench": "train_throughput", "cfg": a.cfg, "data": a.data,
               "device": device_name(net.device), "batch": images,
-              "size": list(net.input_shape[1:]), "precision": net.precision.name}
+              "size": list(net.input_shape[1:]), "precision": net.precision.name,
+              "graphs": net.step_graphs is not None and net.step_graphs.refusal is None}
     step_ips = images / step_ms * 1e3
     train_ips = images * a.iterations / seconds
     print(json.dumps({**common, "what": "step", "ms": round(step_ms, 3),

@@ -108,6 +108,18 @@ MAPS = ("[net]\nbatch=2\nchannels=3\nwidth=16\nheight=16\nlearning_rate=0.01\n"
         "[cost]\ntype=sse\n")
 
 
+def _same_steps(want, got):
+    """Two networks' _train records agree: outputs, losses, every layer's state()."""
+    assert len(want) == len(got)
+    for step, ((o1, l1, s1), (o2, l2, s2)) in enumerate(zip(want, got)):
+        np.testing.assert_allclose(o2, o1, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+        assert l2 == pytest.approx(l1, rel=1e-5), f"step {step}"
+        for i, (a, b) in enumerate(zip(s1, s2)):
+            for k in a:
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6,
+                                           err_msg=f"step {step} layer {i} {k}")
+
+
 def _train(net, batches):
     """Per step: the output, the loss and every layer's state() after the update."""
     seen = []
@@ -119,9 +131,14 @@ def _train(net, batches):
     return seen
 
 
+# a [dropout] (host draws) between captured runs, whose output a captured layer reads
+DROPOUT = CLASSIFIER.replace("[softmax]", "[dropout]\nprobability=.3\n[softmax]")
+
+
 @pytest.mark.parametrize("cfg,precision", [(CLASSIFIER, "fp32"), (MAPS, "fp32"),
-                                           (MAPS, "fp16"), (CLASSIFIER, "bf16")],
-                         ids=["classifier", "maps", "maps-fp16", "classifier-bf16"])
+                                           (MAPS, "fp16"), (CLASSIFIER, "bf16"),
+                                           (DROPOUT, "fp32")],
+                         ids=["classifier", "maps", "maps-fp16", "classifier-bf16", "dropout"])
 def test_a_replayed_training_step_equals_the_eager_one(cfg, precision):
     rng = rng_for_test()
     eager, graphed = (build(cfg, device="gpu", precision=precision) for _ in range(2))
@@ -132,7 +149,7 @@ def test_a_replayed_training_step_equals_the_eager_one(cfg, precision):
     for _ in range(7):          # 2 eager warm-up steps, then replays; the rate drops at 4
         x = rng.random((n, c, h, w), dtype=np.float32)
         truth = np.zeros((n, out), np.float32)
-        if cfg is CLASSIFIER:
+        if cfg is not MAPS:
             truth[np.arange(n), rng.integers(0, out, n)] = 1
         else:
             truth[...] = rng.random((n, out)) > 0.5
@@ -150,25 +167,42 @@ def test_a_replayed_training_step_equals_the_eager_one(cfg, precision):
     assert len(graphed.step_graphs.passes) == (2 if precision == "fp16" else 1)
     assert eager.precision.loss_scale == graphed.precision.loss_scale
     assert graphed.step_graphs.updates is not None
-    for step, ((o1, l1, s1), (o2, l2, s2)) in enumerate(zip(want, got)):
-        np.testing.assert_allclose(o2, o1, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
-        assert l2 == pytest.approx(l1, rel=1e-5), f"step {step}"
-        for i, (a, b) in enumerate(zip(s1, s2)):
-            for k in a:
-                np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6,
-                                           err_msg=f"step {step} layer {i} {k}")
+    _same_steps(want, got)
 
 
-def test_a_step_with_host_work_trains_layer_by_layer_and_says_why():
-    cfg = CLASSIFIER.replace("[softmax]", "[dropout]\nprobability=.3\n[softmax]")
-    net = build(cfg, device="gpu")
-    net.enable_graphs()
-    assert "[dropout]" in net.step_graphs.refusal
+# two [yolo] heads with capturable layers between and after them
+DETECTOR = ("[net]\nbatch=2\nchannels=3\nwidth=32\nheight=32\nlearning_rate=0.001\n"
+            "momentum=0.9\ndecay=0.0005\n"
+            "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\nbatch_normalize=1\n"
+            "activation=leaky\n"
+            "[maxpool]\nsize=2\nstride=2\n"
+            "[convolutional]\nfilters=8\nsize=3\nstride=2\npad=1\nbatch_normalize=1\n"
+            "activation=leaky\n"
+            "[convolutional]\nfilters=21\nsize=1\nstride=1\nactivation=linear\n"
+            "[yolo]\nclasses=2\nnum=6\nmask=3,4,5\n"
+            "anchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n"
+            "[route]\nlayers=-3\n"
+            "[upsample]\nstride=2\n"
+            "[route]\nlayers=-1,-6\n"
+            "[convolutional]\nfilters=21\nsize=1\nstride=1\nactivation=linear\n"
+            "[yolo]\nclasses=2\nnum=6\nmask=0,1,2\n"
+            "anchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n")
+
+
+def test_a_network_with_host_layers_replays_the_runs_between_them():
+    """[yolo] runs eagerly between the captured runs: the same outputs, losses and weights
+    as the eager network."""
+    from test_yolo_loss import crowded_truths
     rng = rng_for_test()
-    for _ in range(4):
-        truth = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
-        net.train_step(rng.random((4, 1, 12, 12), dtype=np.float32), truth)
-    assert not net.step_graphs.passes and net.step_graphs.updates is None
+    eager, graphed = (build(DETECTOR, device="gpu") for _ in range(2))
+    assert graphed.enable_graphs() and graphed.step_graphs.refusal is None
+    assert graphed.step_graphs.islands == {4, 9}
+    batches = [(rng.random((2, 3, 32, 32), dtype=np.float32),
+                crowded_truths(rng, 2, 2, zero_size=False)) for _ in range(6)]
+    want, got = _train(eager, batches), _train(graphed, batches)
+    entry, = graphed.step_graphs.passes.values()
+    assert [kind for kind, _ in entry.items].count("graph") == 4     # 2 runs each way
+    _same_steps(want, got)
 
 
 @pytest.mark.parametrize("tf32", [False, True])

@@ -4,7 +4,7 @@ rules, checked on the CPU (tests/test_gpu_graphs.py replays on the GPU)."""
 import numpy as np
 
 from darknet_py.bench import HeadStandIn, bench_network
-from darknet_py.nn.graphs import host_layer, step_refusal
+from darknet_py.nn.graphs import host_layers
 from darknet_py.nn.network import Network
 
 from conftest import build, rng_for_test
@@ -16,14 +16,12 @@ MNIST_LIKE = ("[net]\nbatch=2\nchannels=1\nwidth=8\nheight=8\n"
               "[connected]\noutput=3\nactivation=linear\n[softmax]\n")
 
 
-def test_the_layers_with_host_work_in_their_pass_are_named():
-    assert host_layer(build(MNIST_LIKE)) is None
+def test_the_layers_with_host_work_in_their_pass_are_the_islands():
+    assert host_layers(build(MNIST_LIKE)) == []
     dropout = MNIST_LIKE.replace("[softmax]", "[dropout]\nprobability=.5\n[softmax]")
-    assert host_layer(build(dropout)) == \
-        "layer 3 [dropout] runs host code in its training pass"
+    assert [(l.index, l.type) for l in host_layers(build(dropout))] == [(3, "dropout")]
     detector = Network.from_cfg("cfg/yolov3-tiny.cfg", batch=1, warn=False)
-    assert "[yolo]" in host_layer(detector)
-    assert step_refusal(build(MNIST_LIKE)) == "the network is not on a GPU"
+    assert [(l.index, l.type) for l in host_layers(detector)] == [(16, "yolo"), (23, "yolo")]
 
 
 def test_graphs_are_a_no_op_on_the_cpu():
@@ -47,3 +45,41 @@ def test_no_graphs_is_a_flag_of_the_device_commands():
     assert r.returncode == 0, r.stderr
     r = run("train", "--help")
     assert "--no-graphs" in r.stdout
+
+
+class _Replay:
+    """A stand-in CUDA graph on the CPU: launching runs the recorded Python again."""
+
+    def __init__(self, work):
+        self.work = work
+
+    def launch(self):
+        self.work()
+
+
+def test_the_runs_and_islands_of_a_pass_keep_the_eager_order(monkeypatch):
+    """GraphedStep's orchestration on the CPU, with graphs that re-run their Python: the
+    captured runs and the [yolo] islands in pass order, forward then backward, equal the eager
+    pass step for step (tests/test_gpu_graphs.py replays real graphs)."""
+    import darknet_py.nn.graphs as graphs
+    from test_gpu_graphs import DETECTOR
+    from test_yolo_loss import crowded_truths
+    monkeypatch.setattr(graphs, "_record", lambda work: (_Replay(work), None, None, None))
+    rng = rng_for_test()
+    eager, graphed = build(DETECTOR), build(DETECTOR)
+    graphed.step_graphs = graphs.GraphedStep(graphed)
+    graphed.step_graphs.refusal = None                  # as on a GPU
+    for _ in range(5):
+        x = rng.random((2, 3, 32, 32), dtype=np.float32)
+        truth = crowded_truths(rng, 2, 2, zero_size=False)
+        want, got = eager.train_step(x, truth), graphed.train_step(x, truth)
+        assert got == want
+        for a, b in zip(eager.layers, graphed.layers):
+            np.testing.assert_array_equal(b.output, a.output)
+            for k, v in a.state().items():
+                np.testing.assert_array_equal(b.state()[k], v)
+    entry, = graphed.step_graphs.passes.values()
+    assert entry.items == [("graph", entry.items[0][1]), ("forward", 4),
+                           ("graph", entry.items[2][1]), ("forward", 9), ("backward", 9),
+                           ("graph", entry.items[5][1]), ("backward", 4),
+                           ("graph", entry.items[7][1])]

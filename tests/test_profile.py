@@ -189,12 +189,18 @@ def test_cli_profile_flag(project):
 
 
 @pytest.mark.gpu
-def test_on_the_gpu_the_parts_add_up_with_the_device_synchronised(project):
+@pytest.mark.parametrize("graphs", [True, False])
+def test_on_the_gpu_the_parts_add_up_with_the_device_synchronised(project, graphs):
     out = io.StringIO()
-    t = trainer(project, out, device="gpu", profile=6, profile_warmup=2, max_batches=12)
+    t = trainer(project, out, device="gpu", profile=6, profile_warmup=2, max_batches=12,
+                graphs=graphs)
     assert t.run() == 0
     report = profile_record(project)["profile"]
     assert report["device"] == "gpu:0"
     assert sum(report["parts_ms"].values()) == pytest.approx(report["ms_per_iteration"],
                                                              rel=0.03)
-    assert report["parts_ms"]["forward"] > 0 and report["parts_ms"]["backward"] > 0
+    parts = report["parts_ms"]
+    if graphs:                  # the pass replayed from its CUDA graph
+        assert parts["graph"] > 0 and parts["forward"] < parts["graph"]
+    else:
+        assert parts["forward"] > 0 and parts["backward"] > 0 and "graph" not in parts

@@ -19,11 +19,14 @@ after one line saying why.  A few shapes are kept (multi-scale inputs), the olde
 import collections
 import warnings
 
+import numpy as np
+
 KEEP_SHAPES = 4
 
 
 class _Captured:
-    __slots__ = ("input", "truth", "graph", "output", "layer_outputs", "refs", "pool", "stream")
+    __slots__ = ("input", "truth", "graph", "output", "layer_outputs", "refs", "pool", "stream",
+                 "items", "stable", "keep")
 
     def __init__(self, **parts):
         for name, value in parts.items():
@@ -101,46 +104,64 @@ def _why(error):
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def step_refusal(net):
-    """Why ``net``'s training step cannot be replayed from a graph, or None when it can."""
-    if not net.device.on_gpu:
-        return "the network is not on a GPU"
-    return host_layer(net)
+def host_layers(net):
+    """The layers whose training pass is not device work alone (not ``capturable``): they run
+    eagerly between the captured runs of the others."""
+    return [layer for layer in net.layers if not layer.capturable]
 
 
-def host_layer(net):
-    """What says the first layer whose training pass is not all device work, or None."""
-    for layer in net.layers:
-        if not layer.capturable:
-            return f"layer {layer.index} [{layer.type}] runs host code in its training pass"
-    return None
+def _runs(order, islands):
+    """``order`` (layer indices) cut at the islands: (run of capturable indices, the island
+    after it or None), in order."""
+    run = []
+    for i in order:
+        if i in islands:
+            yield run, i
+            run = []
+        else:
+            run.append(i)
+    if run:
+        yield run, None
+
+
+class _CaptureFailed(Exception):
+    pass
 
 
 class GraphedStep:
     """Replays a training mini-batch (``Network.train_pass``: forward and backward) and the
-    weight update (``Network.update``) from CUDA graphs, one pass graph per (input, truth)
-    shape and one update graph.
+    weight update (``Network.update``) from CUDA graphs, per (input, truth) shape.
 
-    fp16's loss scale is a number of the captured kernels, so it is part of a pass graph's key
-    (a new scale, after an overflow or a growth, is captured anew); its finiteness check and
-    the saving of the update buffers run eagerly around the graphs (nn/precision.py).
+    A network whose layers are all ``capturable`` (device work alone, in place on arrays that
+    live across steps) replays its whole pass as one graph.  One with host work in some
+    layers ([yolo] and [region] plan their deltas from the truths on the host, [dropout] draws
+    on the host) replays each run of capturable layers between them as a graph and runs those
+    "islands" eagerly in between, forward and backward; an island's output and delta are
+    copied into arrays of the graph's, where the runs after it read and add into them.
 
     A shape's first ``WARMUP`` passes run eagerly (they compile the kernels, build the cuDNN
     plans and size the workspaces; capturing would record none of that), the next is captured
-    and then replayed: the input and truth are copied into the graph's own arrays, one launch
-    runs every layer, and the layers' ``output``, ``delta`` and loss are pointed back at the
-    graph's arrays.  Every array a captured pass writes outside its pool -- weights, update
-    buffers, batch-norm rolling statistics -- is updated in place (the layers' contract,
-    ``Layer.capturable``).  The update reads the learning rate from a device array
-    (``UpdateArgs.rate``), so the policy's schedule holds in a replayed update; Adam's
-    bias corrections are host numbers of the step count, so an Adam update runs eagerly.
-    ``refusal`` says why a network trains layer by layer (None: it does not)."""
+    and replayed from then on: the input and truth are copied into the graph's own arrays, and
+    the layers' ``output``, ``delta`` and loss are pointed back at the graph's arrays.  Every
+    array a captured pass writes outside its pool -- weights, update buffers, batch-norm
+    rolling statistics -- is updated in place (the layers' contract).  The update reads the
+    learning rate from a device array (``UpdateArgs.rate``), so the policy's schedule holds in
+    a replayed update; Adam's bias corrections are host numbers of the step count, so an Adam
+    update runs eagerly.  fp16's loss scale is a number of the captured kernels, so it is part
+    of a pass graph's key (a new scale, after an overflow or a growth, is captured anew); its
+    finiteness check and the saving of the update buffers run eagerly around the graphs
+    (nn/precision.py).  ``refusal`` says why a network trains layer by layer (None: it does
+    not)."""
 
     WARMUP = 2
 
     def __init__(self, net):
         self.net = net
-        self.refusal = step_refusal(net)
+        self.refusal = None if net.device.on_gpu else "the network is not on a GPU"
+        self.islands = frozenset(layer.index for layer in host_layers(net))
+        for layer in net.layers:
+            if layer.truth:
+                self.refusal = f"layer {layer.index} [{layer.type}] is the truth of later layers"
         self.passes = collections.OrderedDict()
         self.updates = None                 # the captured update
         self.warm = collections.Counter()   # eager runs so far, per pass key and "update"
@@ -162,11 +183,23 @@ class GraphedStep:
         self.warm[key] += 1
         return self.warm[key] > self.WARMUP
 
+    def _lap(self, part):
+        if self.net.profiler is not None:
+            self.net.profiler.lap(part)
+
+    def _keep(self, key, entry):
+        self.passes[key] = entry
+        while len(self.passes) > KEEP_SHAPES:
+            self.passes.popitem(last=False)
+
     def train_pass(self, x, truth):
-        """The forward and backward of one mini-batch from its graph; False (nothing done)
+        """The forward and backward of one mini-batch from its graphs; False (nothing done)
         when the caller should run it eagerly."""
         net = self.net
+        truth_host = None
         if truth is not None:
+            if isinstance(truth, np.ndarray):   # the box losses plan on the host (eager_forward)
+                truth_host = np.asarray(truth, dtype=net.dtype).reshape(x.shape[0], -1)
             truth = net.xp.asarray(truth, dtype=net.dtype).reshape(x.shape[0], -1)
         key = (tuple(x.shape), None if truth is None else tuple(truth.shape),
                net.precision.loss_scale)
@@ -174,9 +207,17 @@ class GraphedStep:
         if entry is None:
             if not self._ready(key):
                 return False
-            entry = self._capture_pass(x, truth, key)
+            if self.islands:                # captured and run in one go
+                entry = self._capture_runs(x, truth, truth_host)
+                if entry is not None:
+                    self._keep(key, entry)
+                    self._lap("graph")
+                return entry is not None
+            entry = self._capture_pass(x, truth)
             if entry is None:
                 return False
+            self._keep(key, entry)
+            self._lap("graph")              # --profile: the capture is the graph's time
         else:
             self.passes.move_to_end(key)
         entry.input[...] = x
@@ -185,6 +226,9 @@ class GraphedStep:
         prof = net.profiler
         if prof is not None:
             prof.lap("h2d")
+        if entry.items is not None:
+            self._replay_runs(entry, truth_host)
+            return True
         entry.graph.launch()
         if prof is not None:
             prof.lap("graph")
@@ -193,7 +237,7 @@ class GraphedStep:
         net.input, net.truth, net.train = entry.input, entry.truth, True
         return True
 
-    def _capture_pass(self, x, truth, key):
+    def _capture_pass(self, x, truth):
         net = self.net
         static_x = x.copy()
         static_truth = None if truth is None else truth.copy()
@@ -210,16 +254,104 @@ class GraphedStep:
         finally:
             net.profiler = prof
         refs = [(layer.output, layer.delta, layer._cost) for layer in net.layers]
-        entry = _Captured(input=static_x, truth=static_truth, graph=graph, refs=refs,
-                          pool=pool, stream=stream)
-        self.passes[key] = entry
-        while len(self.passes) > KEEP_SHAPES:
-            self.passes.popitem(last=False)
+        return _Captured(input=static_x, truth=static_truth, graph=graph, refs=refs,
+                         pool=pool, stream=stream, items=None)
+
+    # -- a pass in runs, with the islands run eagerly between them --------------------------
+    def _capture_runs(self, x, truth, truth_host):
+        """Runs this mini-batch: each run of capturable layers captured and launched at once,
+        the islands eagerly between them.  Returns the entry that replays it, or None (after
+        one line; the arrays the launched runs changed restored) when a capture failed."""
+        net = self.net
+        layers = net.layers
+        saved = [(a, a.copy()) for layer in layers for a in layer.state().values()]
+        entry = _Captured(input=x.copy(), truth=None if truth is None else truth.copy(),
+                          items=[], stable={}, keep=[])
+        net.input, net.truth, net.train = entry.input, entry.truth, True
+        forward = net.pass_state(entry.input, True, entry.truth, truth_host)
+        backward = net.pass_state(entry.input, True, entry.truth, truth_host)
+        prof, net.profiler = net.profiler, None     # its marks wait for the stream: not here
+        try:
+            for run, island in _runs(range(len(layers)), self.islands):
+                if run:
+                    self._record_run(entry, lambda run=run: self._forward_run(entry, forward,
+                                                                              run))
+                if island is not None:
+                    self._island_forward(entry, forward, island)
+                    entry.items.append(("forward", island))
+            for run, island in _runs(net.backward_order(), self.islands):
+                if run:
+                    self._record_run(entry, lambda run=run: [net.backward_layer(backward, i)
+                                                             for i in run])
+                if island is not None:
+                    net.backward_layer(backward, island)
+                    entry.items.append(("backward", island))
+        except _CaptureFailed as e:
+            for array, copy in saved:
+                array[...] = copy
+            self._fail("training pass", e.__cause__)
+            return None
+        finally:
+            net.profiler = prof
+        entry.refs = [(i, layers[i].output, layers[i].delta, layers[i]._cost)
+                      for i in range(len(layers)) if i not in self.islands]
         return entry
+
+    def _forward_run(self, entry, state, run):
+        """The forward of a run of layers, from the output of the layer before it."""
+        layers = self.net.layers
+        state.input = layers[run[0] - 1].output if run[0] else entry.input
+        for i in run:
+            self.net.forward_layer(state, i)
+
+    def _record_run(self, entry, work):
+        try:
+            graph, pool, stream, _ = _record(work)
+        except Exception as e:
+            raise _CaptureFailed() from e
+        graph.launch()
+        entry.items.append(("graph", graph))
+        entry.keep.append((pool, stream))
+
+    def _island_forward(self, entry, state, i):
+        """Island ``i``'s forward, its output and delta then copied into the entry's arrays
+        (where the captured runs read them)."""
+        net = self.net
+        net.forward_layer(state, i)
+        layer = net.layers[i]
+        kept = entry.stable.get(i)
+        if kept is None:
+            kept = entry.stable[i] = (layer.output.copy(), layer.delta.copy())
+        else:
+            kept[0][...] = layer.output
+            kept[1][...] = layer.delta
+        layer.output, layer.delta = kept
+        state.input = layer.output
+
+    def _replay_runs(self, entry, truth_host):
+        net = self.net
+        layers = net.layers
+        for i, output, delta, cost in entry.refs:
+            layers[i].output, layers[i].delta, layers[i].cost = output, delta, cost
+        net.input, net.truth, net.train = entry.input, entry.truth, True
+        forward = net.pass_state(entry.input, True, entry.truth, truth_host)
+        backward = net.pass_state(entry.input, True, entry.truth, truth_host)
+        prof = net.profiler
+        for kind, what in entry.items:
+            if kind == "graph":
+                what.launch()
+            elif kind == "forward":
+                forward.input = layers[what - 1].output if what else entry.input
+                self._island_forward(entry, forward, what)
+            else:
+                net.backward_layer(backward, what)
+            if prof is not None:
+                prof.lap("graph" if kind == "graph" else "loss")
 
     def update(self, args):
         """Every layer's update from the graph; False when the caller should run it."""
-        if args.adam or args.rate is None:
+        if args.adam or args.rate is None or any(self.net.layers[i]._params
+                                                  for i in self.islands):
             return False
         if self.updates is None:
             if not self._ready("update"):

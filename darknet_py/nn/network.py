@@ -284,29 +284,13 @@ class Network:
             if isinstance(truth, np.ndarray):   # the loader's: the box losses plan on the host
                 host_truth = np.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
             truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
-        self.precision.activate(self.xp)
-        state = _State(self, x, train, truth)
-        state.truth_host = host_truth
+        state = self.pass_state(x, train, truth, host_truth)
         self.input, self.truth, self.train = x, truth, train
         prof = self.profiler
         if prof is not None:
             prof.lap("h2d")             # train_step's and these copies of x and truth
-        for i, layer in enumerate(self.layers):
-            state.index = i
-            layer.delta = None
-            # a loss layer sets its own delta (truth - output); --profile times it apart
-            if prof is not None and layer.cost is not None:
-                prof.lap("forward")
-                layer.forward(state)
-                prof.lap("loss")
-            else:
-                layer.forward(state)
-            if train and layer.delta is None:
-                # zeroed in the forward pass so later layers can add into it (pj forward_network)
-                layer.delta = self.xp.zeros_like(layer.output)
-            state.input = layer.output
-            if layer.truth:
-                state.truth, state.truth_host = layer.output, None
+        for i in range(len(self.layers)):
+            self.forward_layer(state, i)
         if prof is not None:
             prof.lap("forward")
         return self.output_layer.output
@@ -317,21 +301,60 @@ class Network:
         Darknet gives layer 0 no input delta; pass ``input_delta`` (an array shaped like the
         input, normally zeros) to have the gradient with respect to the input added into it.
         """
-        self.precision.activate(self.xp)
-        state = _State(self, self.input, True, self.truth)
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            if layer.stopbackward:
-                break
-            if i > 0:
-                state.input = self.layers[i - 1].output
-                state.delta = self.layers[i - 1].delta
-            else:
-                state.input, state.delta = self.input, input_delta
-            state.index = i
-            layer.backward(state)
+        state = self.pass_state(self.input, True, self.truth)
+        for i in self.backward_order():
+            self.backward_layer(state, i, input_delta)
         if self.profiler is not None:
             self.profiler.lap("backward")
+
+    # -- a pass, a layer at a time (the loops above; nn/graphs.py runs them in pieces) ------
+    def pass_state(self, x, train, truth, truth_host=None):
+        """What the layers of one pass see: ``x``, the truth on the device and as the host
+        array it came as (None: it came on the device)."""
+        self.precision.activate(self.xp)
+        state = _State(self, x, train, truth)
+        state.truth_host = truth_host
+        return state
+
+    def forward_layer(self, state, i):
+        """Layer ``i``'s part of a forward pass (the body of pj forward_network's loop)."""
+        layer = self.layers[i]
+        state.index = i
+        layer.delta = None
+        prof = self.profiler
+        # a loss layer sets its own delta (truth - output); --profile times it apart
+        if prof is not None and layer.cost is not None:
+            prof.lap("forward")
+            layer.forward(state)
+            prof.lap("loss")
+        else:
+            layer.forward(state)
+        if state.train and layer.delta is None:
+            # zeroed in the forward pass so later layers can add into it (pj forward_network)
+            layer.delta = self.xp.zeros_like(layer.output)
+        state.input = layer.output
+        if layer.truth:
+            state.truth, state.truth_host = layer.output, None
+
+    def backward_layer(self, state, i, input_delta=None):
+        """Layer ``i``'s part of a backward pass (the body of pj backward_network's loop)."""
+        if i > 0:
+            state.input = self.layers[i - 1].output
+            state.delta = self.layers[i - 1].delta
+        else:
+            state.input, state.delta = self.input, input_delta
+        state.index = i
+        self.layers[i].backward(state)
+
+    def backward_order(self):
+        """The layers a backward pass runs, last first: down to the first with stopbackward
+        (not included)."""
+        order = []
+        for i in range(len(self.layers) - 1, -1, -1):
+            if self.layers[i].stopbackward:
+                break
+            order.append(i)
+        return order
 
     @property
     def cost(self):
