@@ -158,18 +158,19 @@ def test_a_death_between_the_checkpoints_writes_still_resumes_exactly(project, m
     real = atomic.atomic_write
     writes = []
 
-    def dying_write(path, chunks):
+    def dying_write(path, chunks):      # checkpoint n is writes 2n - 1 (state), 2n (weights)
         name = os.path.basename(path)
-        if name.startswith("halves_last.") and t.iteration == 4:
-            if len(writes) == writes_before_death:
-                raise Killed()
+        if name.startswith("halves_last."):
             writes.append(name)
+            if len(writes) == 2 * 3 + 1 + writes_before_death:     # in iteration 4's
+                raise Killed()
         return real(path, chunks)
 
     from darknet_py.nn import network
     from darknet_py.train import checkpoint
-    monkeypatch.setattr(network, "atomic_write", dying_write)
-    monkeypatch.setattr(checkpoint, "atomic_write", dying_write)
+    from darknet_py.train import trainer as trainer_module
+    for module in (network, checkpoint, trainer_module):
+        monkeypatch.setattr(module, "atomic_write", dying_write)
     t = trainer(project, max_batches=6, backup_every=1, seed=3)
     with pytest.raises(Killed):
         t.run()
@@ -178,3 +179,22 @@ def test_a_death_between_the_checkpoints_writes_still_resumes_exactly(project, m
     resumed = trainer(project, resume=True, max_batches=6, backup_every=1, seed=None)
     assert resumed.run() == 0
     assert (backup / "halves_final.weights").read_bytes() == expected
+
+
+def test_the_backup_thread_writes_in_order_and_nothing_after_a_failed_write():
+    """train/checkpoint.py BackgroundWriter: the writes run in the order asked; the first
+    error reaches the training's thread (at the next submit or wait) and nothing asked after
+    it is written, as after a kill."""
+    from darknet_py.train.checkpoint import BackgroundWriter
+    writer = BackgroundWriter()
+    done = []
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+    for job in (lambda: done.append(1), lambda: done.append(2), full_disk,
+                lambda: done.append(4)):
+        writer.submit(job)
+    with pytest.raises(OSError, match="No space"):
+        writer.wait()
+    assert done == [1, 2]
+    writer.close()

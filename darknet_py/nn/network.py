@@ -560,16 +560,19 @@ class Network:
             if found:
                 raise NonFiniteWeights(f"refusing to write weights holding "
                                        f"{nonfinite_summary(found)}", str(path))
+        atomic_write(path, self.weights_chunks(layers, arrays))
 
-        def chunks():
-            yield header_bytes(self.seen, self.version)
-            for layer in layers:
-                if layer.dontsave:
-                    continue
-                for name in layer.weight_record():
-                    yield np.ascontiguousarray(to_numpy(arrays(layer, name)),
-                                               dtype="<f4").tobytes()
-        atomic_write(path, chunks())
+    def weights_chunks(self, layers=None, arrays=getattr):
+        """The bytes of a .weights file of ``layers`` (all) as they are now: the header, then
+        each layer's weights record (``save_weights``; the trainer writes them in a thread)."""
+        chunks = [header_bytes(self.seen, self.version)]
+        for layer in self.layers if layers is None else layers:
+            if layer.dontsave:
+                continue
+            for name in layer.weight_record():
+                chunks.append(np.ascontiguousarray(to_numpy(arrays(layer, name)),
+                                                   dtype="<f4").tobytes())
+        return chunks
 
     def nonfinite_arrays(self, layers=None, arrays=getattr):
         """[(layer index, type, array name, count)] of the saved arrays holding NaN or inf."""

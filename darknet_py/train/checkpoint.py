@@ -49,12 +49,65 @@ def beyond_weights(layer):
 def save_state(net, path, meta):
     """Write the state file of ``net`` -- everything --resume needs, the weights included --
     atomically (before ``_last.weights``: see the module's docstring)."""
-    arrays = {f"{layer.index}/{name}": to_numpy(array) for layer in net.layers
+    write_state(path, *state_snapshot(net, meta))
+
+
+def state_snapshot(net, meta):
+    """What the state file of ``net`` holds, copied to the host as it is now: (meta as JSON,
+    {key: array}), for ``write_state`` (which may run while training goes on)."""
+    arrays = {f"{layer.index}/{name}": np.array(to_numpy(array)) for layer in net.layers
               for name, array in layer.state().items()}
+    return json.dumps(dict(seen=net.seen, t=net.t, whole=True, **meta)), arrays
+
+
+def write_state(path, meta_json, arrays):
     buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(dict(seen=net.seen, t=net.t, whole=True, **meta))),
-             **arrays)
+    np.savez(buf, meta=np.array(meta_json), **arrays)
     atomic_write(path, [buf.getvalue()])
+
+
+class BackgroundWriter:
+    """Writes the backup folder's files in a thread of its own, one after the other in the
+    order asked, so that the GPU does not wait for the disk (each file is fsync'ed) or for the
+    chart's drawing.  Callers hand it host copies (``state_snapshot``,
+    ``Network.weights_chunks``), so training may change its arrays meanwhile.  ``wait()``
+    returns when everything asked is on disk and raises, in the training's thread, the first
+    error a write met (a full disk stops the run as a write in that thread would)."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="darknet_py-backup")
+        self._pending = []
+        self._failed = False    # after a failed write nothing more is written (as if killed)
+
+    def submit(self, fn, *args):
+        """Run ``fn(*args)`` after the writes asked before; an earlier write's error is
+        raised here."""
+        for future in [f for f in self._pending if f.done()]:
+            self._pending.remove(future)
+            future.result()
+        self._pending.append(self._pool.submit(self._run, fn, args))
+
+    def _run(self, fn, args):
+        if self._failed:
+            return
+        try:
+            fn(*args)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def wait(self):
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self):
+        """Wait for every write, then end the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def read_state(path):

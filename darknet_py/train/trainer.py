@@ -14,6 +14,10 @@ hold: momentum buffers, Adam's moments, counters; train/checkpoint.py) so that `
 continues exactly, ``chart_<cfg>.png`` and ``<cfg>.log.jsonl``.  ``<cfg>`` is Darknet's ``basecfg``:
 the cfg's file name up to its first dot.
 
+The backups are written by a thread of their own (checkpoint.py BackgroundWriter) from host
+copies taken when due, in order; a failed write stops the run at the next iteration, and
+``run`` returns only when every file is on disk.
+
 Nothing in the backup folder changes before :meth:`Trainer.run` starts (a start that fails
 its checks leaves the earlier run's log and weights as they were), and ``run`` holds
 ``<cfg>.lock`` there so that a second training of the same cfg into it is refused.
@@ -22,6 +26,7 @@ Reproducible: with ``--seed`` the data order and dropout masks are functions of 
 iteration), so an interrupted and resumed run ends with the same weights as one that was not.
 """
 
+import functools
 import json
 import math
 import os
@@ -43,9 +48,9 @@ from ..nn.network import Network
 from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
 from .chart import draw_chart
 from .ema import Ema
-from .checkpoint import (BackupLock, basecfg, read_log, remove_cut_writes, restore_state,
-                         save_state,
-                         saved_iteration, snapshot_every)
+from .checkpoint import (BackgroundWriter, BackupLock, basecfg, read_log, remove_cut_writes,
+                         restore_state, saved_iteration, snapshot_every, state_snapshot,
+                         write_state)
 from .options import TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
 from .profile import Profiler, profile_table
@@ -99,6 +104,7 @@ class Trainer:
     loader_ahead = 1        # batches in preparation at once (data.datasets.Batches)
     _bar = None
     _prof = None            # the profiler while it times the iteration in progress
+    _writer = None          # the BackgroundWriter of the backups while run() runs
 
     def __init__(self, cfg, data, weights=None, options=None, out=sys.stdout, comm=None):
         self.options = o = options if options is not None else TrainOptions()
@@ -252,11 +258,36 @@ class Trainer:
         if found:
             raise NonFiniteWeights(f"refusing to write weights holding "
                                    f"{nonfinite_summary(found)}", self.paths["last"])
-        save_state(self.net, self.state_path, dict(seed=self.seed, avg_loss=self.avg_loss,
-                                                   best=self.best, accuracy=self.accuracy))
-        self.net.save_weights(self.paths["last"], allow_nonfinite=True)     # checked above
+        state = state_snapshot(self.net, dict(seed=self.seed, avg_loss=self.avg_loss,
+                                              best=self.best, accuracy=list(self.accuracy)))
+        files = [(self.paths["last"], self.net.weights_chunks())]
         if self.ema is not None and self.ema.initialized():      # ab:src/detector.c
-            self.net.save_weights(self.paths["ema"], arrays=self.ema.stored)
+            files.append((self.paths["ema"], self._checked_chunks(self.paths["ema"],
+                                                                  self.ema.stored)))
+        self._write(_write_backup, self.state_path, state, files)
+
+    def _save_weights(self, path):
+        """``net.save_weights(path)``, written by the backup thread (NaN/inf refused here)."""
+        self._write(_write_backup, None, None, [(path, self._checked_chunks(path))])
+
+    def _checked_chunks(self, path, arrays=getattr):
+        found = self.net.nonfinite_arrays(arrays=arrays)
+        if found:
+            raise NonFiniteWeights(f"refusing to write weights holding "
+                                   f"{nonfinite_summary(found)}", path)
+        return self.net.weights_chunks(arrays=arrays)
+
+    def _write(self, fn, *args):
+        """``fn(*args)`` in the backup thread while training runs, else now."""
+        if self._writer is None:
+            fn(*args)
+        else:
+            self._writer.submit(fn, *args)
+
+    def _written(self):
+        """Wait until every backup asked for is on disk."""
+        if self._writer is not None:
+            self._writer.wait()
 
     def _resume(self):
         if not os.path.exists(self.paths["last"]):
@@ -280,6 +311,7 @@ class Trainer:
               file=self.out)
 
     def _saved_iteration(self, path=None):
+        self._written()
         return saved_iteration(path or self.paths["last"], self.images_per_iteration)
 
     # -- the loop --------------------------------------------------------------------------
@@ -290,10 +322,16 @@ class Trainer:
         if self.rank == 0:
             lock.acquire()
             remove_cut_writes(self.backup, self.base)
+            self._writer = BackgroundWriter()
         try:
             return self._run()
         finally:
-            lock.release()
+            writer, self._writer = self._writer, None
+            try:
+                if writer is not None:
+                    writer.close()      # every backup on disk before the lock goes
+            finally:
+                lock.release()
 
     def _run(self):
         self._announce()
@@ -463,9 +501,10 @@ class Trainer:
             log.flush()
             self.save_last()
         if k % self.save_weights_every == 0 and self.rank == 0:
-            self.net.save_weights(os.path.join(self.backup, f"{self.base}_{k}.weights"))
+            self._save_weights(os.path.join(self.backup, f"{self.base}_{k}.weights"))
         stop = interrupt.requested and k < self.max_batches
         if stop:
+            self._written()
             self._say(f"Stopped at iteration {k}; saved {self.paths['last']}. "
                       "Continue with --resume.")
         if self._prof is not None:
@@ -488,8 +527,9 @@ class Trainer:
     def _finish(self):
         self.save_last()
         if self.rank == 0:
-            self.net.save_weights(self.paths["final"])
+            self._save_weights(self.paths["final"])
         self._chart()
+        self._written()
         self._say(f"Saved {self.paths['final']}")
 
     def _validate(self, k):
@@ -500,7 +540,7 @@ class Trainer:
         self._say(line)
         if value > self.best:
             self.best = value
-            self.net.save_weights(self.paths["best"])
+            self._save_weights(self.paths["best"])
         return value
 
     def _say(self, line):
@@ -516,7 +556,8 @@ class Trainer:
         series = {"loss": [(k, l) for k, l, _ in self.losses],
                   "avg loss": [(k, a) for k, _, a in self.losses]}
         right = {self.metric: [(k, a) for k, a, _ in self.accuracy]} if self.accuracy else None
-        draw_chart(self.chart_path, series, title=f"{self.base}: training", right_series=right)
+        self._write(functools.partial(draw_chart, self.chart_path, series,
+                                      title=f"{self.base}: training", right_series=right))
 
     # -- what stops a run ------------------------------------------------------------------
     def _diverged(self, k, what):
@@ -548,12 +589,22 @@ class Trainer:
         iteration k+1 accumulated yet); otherwise point at the last backup."""
         if clean and self.rank == 0:
             self.save_last()
+            self._written()
             where = f"saved {self.paths['last']} at iteration {k}"
         else:
             where = (f"the last backup is {self.paths['last']} (iteration "
                      f"{self._saved_iteration()})")
         print(f"\nTraining stopped by a data error; {where}. Fix the data and continue "
               "with --resume.", file=sys.stderr)
+
+
+def _write_backup(state_path, state, files):
+    """The backup thread's work: the state file first (checkpoint.py says why), then the
+    weights files, each atomically."""
+    if state_path is not None:
+        write_state(state_path, *state)
+    for path, chunks in files:
+        atomic_write(path, chunks)
 
 
 def stride_finding(cfg):
