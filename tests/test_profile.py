@@ -204,3 +204,26 @@ def test_on_the_gpu_the_parts_add_up_with_the_device_synchronised(project, graph
         assert parts["graph"] > 0 and parts["forward"] < parts["graph"]
     else:
         assert parts["forward"] > 0 and parts["backward"] > 0 and "graph" not in parts
+
+
+def test_a_loss_read_after_the_next_iteration_logs_what_reading_it_at_once_logs(project):
+    """The trainer reads an iteration's loss after queuing the next one (reading waits for the
+    GPU) unless something after it needs it; Darknet's lines read every loss at once.  The two
+    logs hold the same iterations, losses, averages, rates and counts, and end in the same
+    weights."""
+    runs = {}
+    for darknet_lines in (False, True):
+        out = io.StringIO()
+        t = trainer(project, out, max_batches=11, backup_every=5, darknet_lines=darknet_lines)
+        assert t.run() == 0
+        backup = project / "backup"
+        records = [json.loads(line) for line in open(backup / "halves.log.jsonl")]
+        runs[darknet_lines] = ([{k: r[k] for k in ("iteration", "loss", "avg_loss", "rate",
+                                                   "seen")}
+                                for r in records if "loss" in r],
+                               (backup / "halves_final.weights").read_bytes())
+        for path in backup.iterdir():
+            path.unlink()
+    (deferred, weights), (at_once, same_weights) = runs[False], runs[True]
+    assert [r["iteration"] for r in deferred] == list(range(1, 12))
+    assert deferred == at_once and weights == same_weights

@@ -24,7 +24,7 @@ from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
 from .layers import REGISTRY
 from .layers.batchnorm import BN_EPSILON
 from .graphs import GraphedForward, GraphedStep
-from .layers.base import Field, UpdateArgs, device_rate, next_field
+from .layers.base import Field, PendingCost, UpdateArgs, device_rate, next_field
 from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
 from .precision import Precision, check_precision
@@ -359,8 +359,14 @@ class Network:
     @property
     def cost(self):
         """Mean over the layers with a loss of their summed cost (pj calc_network_cost)."""
-        costs = [l.cost for l in self.layers if l.cost is not None]
-        return sum(costs) / len(costs) if costs else float("nan")
+        return self.pending_cost().value()
+
+    def pending_cost(self):
+        """The last pass's ``cost``, to read later without waiting for the GPU now: copies of
+        its loss layers' values queued behind the pass (a replayed pass writes the layers'
+        own arrays again; nn/graphs.py)."""
+        copies = (layer.cost_copy() for layer in self.layers)
+        return PendingCost([c for c in copies if c is not None])
 
     @property
     def update_batch(self):

@@ -66,6 +66,15 @@ def write_state(path, meta_json, arrays):
     atomic_write(path, [buf.getvalue()])
 
 
+def write_backup(state_path, state, files):
+    """The backup thread's work: the state file first (the module's docstring says why), then the
+    weights files, each atomically."""
+    if state_path is not None:
+        write_state(state_path, *state)
+    for path, chunks in files:
+        atomic_write(path, chunks)
+
+
 class BackgroundWriter:
     """Writes the backup folder's files in a thread of its own, one after the other in the
     order asked, so that the GPU does not wait for the disk (each file is fsync'ed) or for the

@@ -14,6 +14,10 @@ hold: momentum buffers, Adam's moments, counters; train/checkpoint.py) so that `
 continues exactly, ``chart_<cfg>.png`` and ``<cfg>.log.jsonl``.  ``<cfg>`` is Darknet's ``basecfg``:
 the cfg's file name up to its first dot.
 
+An iteration's loss is read (which waits for the GPU) after the next iteration is queued, so
+the CPU prepares iteration k+1 while the GPU finishes k; it is read at once when what follows
+the iteration needs it (validation, a backup, the end, a stop, --profile, Darknet's lines).
+
 The backups are written by a thread of their own (checkpoint.py BackgroundWriter) from host
 copies taken when due, in order; a failed write stops the run at the next iteration, and
 ``run`` returns only when every file is on disk.
@@ -30,7 +34,6 @@ import functools
 import json
 import math
 import os
-import signal
 import sys
 import time
 import warnings
@@ -50,7 +53,8 @@ from .chart import draw_chart
 from .ema import Ema
 from .checkpoint import (BackgroundWriter, BackupLock, basecfg, read_log, remove_cut_writes,
                          restore_state, saved_iteration, snapshot_every, state_snapshot,
-                         write_state)
+                         write_backup)
+from .interrupt import Interrupt
 from .options import TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
 from .profile import Profiler, profile_table
@@ -61,33 +65,6 @@ def progress_bar(total, what):
     from tqdm import tqdm
     return tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False,
                 disable=not sys.stderr.isatty())
-
-
-class _Interrupt:
-    """Ctrl-C sets a flag; the loop stops after the iteration in progress (a second one quits)."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = None
-
-    def __enter__(self):
-        if hasattr(signal, "SIGINT"):
-            try:
-                self._old = signal.signal(signal.SIGINT, self._handle)
-            except ValueError:          # not the main thread: leave Ctrl-C alone
-                self._old = None
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: finishing this iteration and saving (Ctrl-C again to quit now)",
-              file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 class Trainer:
@@ -105,6 +82,7 @@ class Trainer:
     _bar = None
     _prof = None            # the profiler while it times the iteration in progress
     _writer = None          # the BackgroundWriter of the backups while run() runs
+    _last_read = 0.0        # when the last iteration's loss was read (perf_counter)
 
     def __init__(self, cfg, data, weights=None, options=None, out=sys.stdout, comm=None):
         self.options = o = options if options is not None else TrainOptions()
@@ -264,11 +242,11 @@ class Trainer:
         if self.ema is not None and self.ema.initialized():      # ab:src/detector.c
             files.append((self.paths["ema"], self._checked_chunks(self.paths["ema"],
                                                                   self.ema.stored)))
-        self._write(_write_backup, self.state_path, state, files)
+        self._write(write_backup, self.state_path, state, files)
 
     def _save_weights(self, path):
         """``net.save_weights(path)``, written by the backup thread (NaN/inf refused here)."""
-        self._write(_write_backup, None, None, [(path, self._checked_chunks(path))])
+        self._write(write_backup, None, None, [(path, self._checked_chunks(path))])
 
     def _checked_chunks(self, path, arrays=getattr):
         found = self.net.nonfinite_arrays(arrays=arrays)
@@ -342,18 +320,27 @@ class Trainer:
         self._bar = self._progress()
         try:
             log_target = self.log_path if self.rank == 0 else os.devnull
-            with _Interrupt() as interrupt, open(log_target, "a") as log, \
+            with Interrupt() as interrupt, open(log_target, "a") as log, \
                     limit_blas(blas_threads(self.loader_processes)), \
                     np.errstate(all="ignore"):      # a diverging loss is reported below
                 try:
+                    # an iteration's loss is read after the next one is queued (reading waits
+                    # for the GPU), unless what follows it needs the loss (_work_due)
+                    pending = None
                     while self.iteration < self.max_batches:
-                        k, loss, seconds = self._train_iteration(batches)
-                        if not math.isfinite(loss):
-                            self._diverged(k, f"loss became {loss}")
+                        k, parts, t0 = self._train_iteration(batches)
+                        if pending is not None and self._complete(pending, log):
                             return 1
-                        self._record(k, loss, seconds, log)
-                        if self._after_iteration(k, log, interrupt):
+                        pending = (k, parts, t0, self.net.seen, self.net.current_rate())
+                        requested = interrupt.requested
+                        if self._work_due(k, requested):
+                            if self._complete(pending, log):
+                                return 1
+                            pending = None
+                        if self._after_iteration(k, log, requested):
                             return 130
+                    if pending is not None and self._complete(pending, log):
+                        return 1
                     self._finish()
                 except NonFiniteWeights as e:     # a finite loss, but an update gave NaN/inf
                     self._diverged(self.iteration, f"the weights became NaN/inf "
@@ -388,7 +375,8 @@ class Trainer:
 
     def _train_iteration(self, batches):
         """One weight update: ``subdivisions`` mini-batches, the replicas' gradients summed,
-        the update.  Returns (the iteration reached, the loss per image, seconds)."""
+        the update.  Returns (the iteration reached, its mini-batches' (PendingCost, images),
+        the time it started): ``_complete`` reads the loss."""
         net = self.net
         k = self.iteration
         prof = self._prof = self._profiling(k)
@@ -400,11 +388,11 @@ class Trainer:
         if prof is not None:              # the passes mark their parts (not validation's)
             step_net.profiler = prof
             prof.lap("other")
-        loss = 0.0
+        parts = []
         for s in range(net.subdivisions):
             n = self._train_minibatch(step_net, batches, k, s)
             if s + 1 < net.subdivisions:
-                loss += step_net.cost / n
+                parts.append((step_net.pending_cost(), n))
         if before is not None:            # sum the replicas' gradients
             allreduce_gradients(step_net, self.comm, before)
             if prof is not None:
@@ -414,11 +402,42 @@ class Trainer:
                       f"now {step_net.precision.loss_scale:g}")
         if self.ema is not None:
             self._ema_step(k + 1)
-        loss += step_net.cost / n       # the last mini-batch's, read once the update is queued
+        parts.append((step_net.pending_cost(), n))      # the last mini-batch's, after the update
         if prof is not None:
             step_net.profiler = None
         net.seen, net.t = step_net.seen, step_net.t
-        return k + 1, loss / net.subdivisions, time.perf_counter() - t0
+        return k + 1, parts, t0
+
+    def _complete(self, pending, log):
+        """Read iteration k's loss per image (waiting for the GPU) and record it; True when it
+        is not finite (the run then stops, saving nothing)."""
+        k, parts, t0, seen, rate = pending
+        loss = 0.0
+        for cost, n in parts:
+            loss += cost.value() / n
+        loss /= self.net.subdivisions
+        now = time.perf_counter()
+        seconds = now - max(t0, self._last_read)    # the wall time since the previous one
+        self._last_read = now
+        if not math.isfinite(loss):
+            self._diverged(k, f"loss became {loss}")
+            return True
+        self._record(k, loss, seconds, log, seen, rate)
+        return False
+
+    def _evaluation_due(self, k):
+        return k % self.eval_every == 0 or k == self.max_batches
+
+    def _backup_due(self, k, requested):
+        return k % self.per_epoch == 0 or k % self.backup_every == 0 or requested
+
+    def _work_due(self, k, requested):
+        """Whether what follows iteration k needs its loss now: validation and the chart, a
+        backup (its state holds avg_loss), the end, a stop, --profile, and Darknet's lines
+        (each iteration's line right after its [yolo] lines, as Darknet prints them)."""
+        return (self._evaluation_due(k) or self._backup_due(k, requested)
+                or k == self.max_batches or self._prof is not None
+                or self.options.darknet_lines)
 
     def _ema_step(self, k):
         """AlexeyAB's EMA after the update that completed iteration ``k`` (train/ema.py)."""
@@ -466,20 +485,19 @@ class Trainer:
             net.rng.bit_generator.state = np.random.default_rng(
                 [self.seed, k, s]).bit_generator.state
 
-    def _record(self, k, loss, seconds, log):
-        """The running average, the log record and the printed line of iteration ``k``."""
-        net = self.net
+    def _record(self, k, loss, seconds, log, seen, rate):
+        """The running average, the log record and the printed line of iteration ``k`` (after
+        which the network had seen ``seen`` images and the learning rate was ``rate``)."""
         self.avg_loss = loss if self.avg_loss < 0 else 0.9 * self.avg_loss + 0.1 * loss
-        rate = net.current_rate()
         ips = self.images_per_iteration / seconds
         self.losses.append((k, loss, self.avg_loss))
         log.write(json.dumps({"iteration": k, "loss": loss, "avg_loss": self.avg_loss,
-                              "rate": rate, "seen": net.seen, "seconds": seconds,
+                              "rate": rate, "seen": seen, "seconds": seconds,
                               "images_per_s": ips}) + "\n")
         if self.options.darknet_lines:
-            print(f"{k}, {net.seen / len(self.train_set):.3f}: {loss:f}, "
+            print(f"{k}, {seen / len(self.train_set):.3f}: {loss:f}, "
                   f"{self.avg_loss:f} avg, {rate:f} rate, {seconds:f} seconds, "
-                  f"{net.seen} images", file=self.out, flush=True)
+                  f"{seen} images", file=self.out, flush=True)
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{loss:.4f}", avg=f"{self.avg_loss:.4f}",
                                   lr=f"{rate:.2g}", img_s=f"{ips:.0f}", refresh=False)
@@ -487,22 +505,22 @@ class Trainer:
         if self._prof is not None:
             self._prof.lap("log")
 
-    def _after_iteration(self, k, log, interrupt):
+    def _after_iteration(self, k, log, requested):
         """Validation, chart, backups and snapshots due after iteration ``k``; True when
-        Ctrl-C asked to stop (saved).  After the last iteration Ctrl-C does not stop the run:
-        only _final is left to write."""
-        if k % self.eval_every == 0 or k == self.max_batches:
+        Ctrl-C asked to stop (``requested``; saved).  After the last iteration Ctrl-C does not
+        stop the run: only _final is left to write."""
+        if self._evaluation_due(k):
             log.flush()
             self._validate(k)
             if self._prof is not None:
                 self._prof.lap("validate")
             self._chart()
-        if k % self.per_epoch == 0 or k % self.backup_every == 0 or interrupt.requested:
+        if self._backup_due(k, requested):
             log.flush()
             self.save_last()
         if k % self.save_weights_every == 0 and self.rank == 0:
             self._save_weights(os.path.join(self.backup, f"{self.base}_{k}.weights"))
-        stop = interrupt.requested and k < self.max_batches
+        stop = requested and k < self.max_batches
         if stop:
             self._written()
             self._say(f"Stopped at iteration {k}; saved {self.paths['last']}. "
@@ -596,15 +614,6 @@ class Trainer:
                      f"{self._saved_iteration()})")
         print(f"\nTraining stopped by a data error; {where}. Fix the data and continue "
               "with --resume.", file=sys.stderr)
-
-
-def _write_backup(state_path, state, files):
-    """The backup thread's work: the state file first (checkpoint.py says why), then the
-    weights files, each atomically."""
-    if state_path is not None:
-        write_state(state_path, *state)
-    for path, chunks in files:
-        atomic_write(path, chunks)
 
 
 def stride_finding(cfg):

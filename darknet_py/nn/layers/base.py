@@ -66,6 +66,18 @@ def next_field(cls, sec, shape, prev, refs, extent):
     return cls.field(sec, prev, refs, extent)
 
 
+class PendingCost:
+    """A pass's loss (Network.pending_cost), read when asked: ``value`` waits for the GPU and
+    averages the loss layers' costs (pj calc_network_cost)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def value(self):
+        costs = [float(c) for c in self.values]
+        return sum(costs) / len(costs) if costs else float("nan")
+
+
 class UpdateArgs:
     """What ``update_network`` hands to each layer (pj: update_args)."""
 
@@ -181,6 +193,12 @@ class Layer:
     @cost.setter
     def cost(self, value):
         self._cost = value
+
+    def cost_copy(self):
+        """``cost`` as it is now, without waiting for the GPU: a float, a copy of the device
+        value (queued behind the pass), or None."""
+        c = self._cost
+        return c if c is None or isinstance(c, float) else c.copy()
 
     def set_output(self, shape):
         self.out_c, self.out_h, self.out_w, self.flat = shape

@@ -28,6 +28,19 @@ from .base import Layer, unimplemented_in
 from .yololoss import fetch_stats, region_loss, yolo_loss
 
 
+class _CostOf:
+    """A copy of a loss's ``STATS`` on its device; ``float()`` reads its cost (Layer.cost_copy,
+    Network.pending_cost)."""
+
+    __slots__ = ("totals", "cells")
+
+    def __init__(self, totals, cells):
+        self.totals, self.cells = totals, cells
+
+    def __float__(self):
+        return float(fetch_stats(self.totals, self.cells)[0])
+
+
 class _DetectionHead(Layer):
     needs_image = True
     # what [region] (pj's box deltas) has of the [yolo] options its box deltas read
@@ -106,6 +119,12 @@ class _DetectionHead(Layer):
     @cost.setter
     def cost(self, value):
         self._cost, self._totals = value, None
+
+    def cost_copy(self):
+        totals = self.__dict__.get("_totals")
+        if totals is None:
+            return self._cost
+        return _CostOf(totals.copy(), self._cells)
 
     @property
     def stats(self):
