@@ -350,8 +350,9 @@ class GraphedStep:
 
     def update(self, args):
         """Every layer's update from the graph; False when the caller should run it."""
-        if args.adam or args.rate is None or any(self.net.layers[i]._params
-                                                  for i in self.islands):
+        # the SGD kernel reads the rate on the device: float32 arrays only (Layer.apply_update)
+        if args.adam or args.rate is None or self.net.dtype != np.float32 or \
+                any(self.net.layers[i]._params for i in self.islands):
             return False
         if self.updates is None:
             if not self._ready("update"):
