@@ -57,21 +57,33 @@ class _Replay:
         self.work()
 
 
+def _eager_and_graphed(cfg):
+    """Two networks of ``cfg``; the second with a GraphedStep as on a GPU."""
+    from darknet_py.nn.graphs import GraphedStep
+    eager, graphed = build(cfg), build(cfg)
+    graphed.step_graphs = GraphedStep(graphed)
+    graphed.step_graphs.refusal = None
+    return eager, graphed
+
+
+def _batch(rng):
+    """Images and box truths for test_gpu_graphs.DETECTOR."""
+    from test_yolo_loss import crowded_truths
+    return (rng.random((2, 3, 32, 32), dtype=np.float32),
+            crowded_truths(rng, 2, 2, zero_size=False))
+
+
 def test_the_runs_and_islands_of_a_pass_keep_the_eager_order(monkeypatch):
     """GraphedStep's orchestration on the CPU, with graphs that re-run their Python: the
     captured runs and the [yolo] islands in pass order, forward then backward, equal the eager
     pass step for step (tests/test_gpu_graphs.py replays real graphs)."""
     import darknet_py.nn.graphs as graphs
     from test_gpu_graphs import DETECTOR
-    from test_yolo_loss import crowded_truths
     monkeypatch.setattr(graphs, "_record", lambda work: (_Replay(work), None, None, None))
     rng = rng_for_test()
-    eager, graphed = build(DETECTOR), build(DETECTOR)
-    graphed.step_graphs = graphs.GraphedStep(graphed)
-    graphed.step_graphs.refusal = None                  # as on a GPU
+    eager, graphed = _eager_and_graphed(DETECTOR)
     for _ in range(5):
-        x = rng.random((2, 3, 32, 32), dtype=np.float32)
-        truth = crowded_truths(rng, 2, 2, zero_size=False)
+        x, truth = _batch(rng)
         want, got = eager.train_step(x, truth), graphed.train_step(x, truth)
         assert got == want
         for a, b in zip(eager.layers, graphed.layers):
@@ -83,3 +95,37 @@ def test_the_runs_and_islands_of_a_pass_keep_the_eager_order(monkeypatch):
                            ("graph", entry.items[2][1]), ("forward", 9), ("backward", 9),
                            ("graph", entry.items[5][1]), ("backward", 4),
                            ("graph", entry.items[7][1])]
+
+
+def test_a_capture_that_fails_midway_puts_back_what_the_launched_runs_changed(monkeypatch):
+    """The capturing step launches each run right after capturing it; when a later run's
+    capture fails, the arrays the earlier runs changed (batch-norm statistics, update
+    buffers) go back, one warning says why, and the step runs eagerly: the same weights as a
+    network that never tried, the same dropout draws included."""
+    import pytest
+    import darknet_py.nn.graphs as graphs
+    from test_gpu_graphs import DETECTOR
+    recorded = []
+
+    def record(work):
+        recorded.append(work)
+        if len(recorded) == 2:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return _Replay(work), None, None, None
+    monkeypatch.setattr(graphs, "_record", record)
+    rng = rng_for_test()
+    eager, graphed = _eager_and_graphed(
+        DETECTOR.replace("[maxpool]", "[dropout]\nprobability=.3\n[maxpool]"))
+    for step in range(4):
+        x, truth = _batch(rng)
+        if step == 2:                                   # the capturing step
+            with pytest.warns(RuntimeWarning, match="not permitted when stream is capturing"):
+                got = graphed.train_step(x, truth)
+        else:
+            got = graphed.train_step(x, truth)
+        assert got == eager.train_step(x, truth)
+        for a, b in zip(eager.layers, graphed.layers):
+            for k, v in a.state().items():
+                np.testing.assert_array_equal(b.state()[k], v)
+    assert "training pass failed" in graphed.step_graphs.refusal
+    assert not graphed.step_graphs.passes and len(recorded) == 2

@@ -265,6 +265,7 @@ class GraphedStep:
         net = self.net
         layers = net.layers
         saved = [(a, a.copy()) for layer in layers for a in layer.state().values()]
+        draws = net.rng.bit_generator.state         # [dropout]'s, drawn again if it fails
         entry = _Captured(input=x.copy(), truth=None if truth is None else truth.copy(),
                           items=[], stable={}, keep=[])
         net.input, net.truth, net.train = entry.input, entry.truth, True
@@ -289,6 +290,7 @@ class GraphedStep:
         except _CaptureFailed as e:
             for array, copy in saved:
                 array[...] = copy
+            net.rng.bit_generator.state = draws
             self._fail("training pass", e.__cause__)
             return None
         finally:
