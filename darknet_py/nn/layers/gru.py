@@ -16,7 +16,6 @@ Weights: wz, wr, wh, uz, ur, uh (pj save_weights).  AlexeyAB writes uz, ur, uh, 
 
 from ..activations import activate, gradient
 from ..backend import xp_of
-from .connected import ConnectedLayer
 from .recurrent import RecurrentLayer, step_backward, step_forward
 
 
@@ -29,10 +28,7 @@ class GruLayer(RecurrentLayer):
     def from_cfg(cls, section, ctx):
         layer = cls.built(section, ctx)
         layer.candidate = "tanh" if section.bool("tanh") else "logistic"
-        n, bn = layer.out_c, layer.batch_normalize
-        for name in cls.parts:       # u*: inputs -> output, w*: output -> output, linear
-            fan_in = layer.inputs if name[0] == "u" else n
-            setattr(layer, name, ConnectedLayer.part(ctx, fan_in, n, "linear", bn))
+        layer.add_linear_parts(ctx, cls.parts)
         return layer
 
     def forward(self, net):

@@ -15,7 +15,6 @@ ui, ug, uo: docs/notes.md).
 
 from ..activations import activate, gradient
 from ..backend import xp_of
-from .connected import ConnectedLayer
 from .recurrent import RecurrentLayer, step_backward, step_forward
 
 GATES = (("f", "logistic"), ("i", "logistic"), ("g", "tanh"), ("o", "logistic"))
@@ -29,10 +28,7 @@ class LstmLayer(RecurrentLayer):
     @classmethod
     def from_cfg(cls, section, ctx):
         layer = cls.built(section, ctx)
-        n, bn = layer.out_c, layer.batch_normalize
-        for name in ("uf", "ui", "ug", "uo", "wf", "wi", "wg", "wo"):   # pj's make order
-            fan_in = layer.inputs if name[0] == "u" else n
-            setattr(layer, name, ConnectedLayer.part(ctx, fan_in, n, "linear", bn))
+        layer.add_linear_parts(ctx, ("uf", "ui", "ug", "uo", "wf", "wi", "wg", "wo"))
         return layer
 
     def forward(self, net):

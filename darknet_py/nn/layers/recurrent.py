@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 from ...errors import DarknetError
 from .base import Layer, Shape
+from .connected import ConnectedLayer
 
 _MISSING = object()
 
@@ -64,6 +65,16 @@ class RecurrentLayer(Layer):
         layer.batch_normalize = section.bool("batch_normalize")
         layer.last_state = None
         return layer
+
+    def add_linear_parts(self, ctx, names):
+        """The gates' linear [connected] parts of [gru] and [lstm], made in the order of
+        ``names`` (pj's make order: their initial weights are drawn in it): ``u*`` from the
+        inputs, ``w*`` from the output, each to the output."""
+        n = self.out_c
+        for name in names:
+            fan_in = self.inputs if name[0] == "u" else n
+            setattr(self, name, ConnectedLayer.part(ctx, fan_in, n, "linear",
+                                                    self.batch_normalize))
 
     def __getattr__(self, name):
         part, sep, attr = name.partition("__")
