@@ -310,6 +310,21 @@ void shim_letterbox_image(const float *src, int w, int h, int c, int nw, int nh,
     free_image(out);
 }
 
+/* min(nboxes, cap) detections into out as records of 5 + classes floats: x, y, w, h,
+ * objectness, prob[0..classes-1]; then frees them. */
+static void pack_detections(detection *dets, int nboxes, int classes, float *out, int cap)
+{
+    int stride = 5 + classes;
+    for (int i = 0; i < nboxes && i < cap; ++i) {
+        float *o = out + (size_t)i * stride;
+        o[0] = dets[i].bbox.x; o[1] = dets[i].bbox.y;
+        o[2] = dets[i].bbox.w; o[3] = dets[i].bbox.h;
+        o[4] = dets[i].objectness;
+        memcpy(o + 5, dets[i].prob, (size_t)classes * sizeof(float));
+    }
+    free_detections(dets, nboxes);
+}
+
 /* test_detector on an image already in memory (planar CHW, w x h x c):
  * letterbox_image(im, net->w, net->h); network_predict; get_network_boxes(net,
  * w, h, thresh, hier, 0, relative, &nboxes); do_nms_sort(dets, nboxes,
@@ -330,15 +345,7 @@ int shim_detect_image(void *h, const float *img, int w, int hh, int c, float thr
     detection *dets = get_network_boxes(net, w, hh, thresh, hier, 0, relative, &nboxes);
     int classes = net->layers[net->n - 1].classes;
     if (nms > 0) do_nms_sort(dets, nboxes, classes, nms);
-    int stride = 5 + classes;
-    for (int i = 0; i < nboxes && i < cap; ++i) {
-        float *o = out + (size_t)i * stride;
-        o[0] = dets[i].bbox.x; o[1] = dets[i].bbox.y;
-        o[2] = dets[i].bbox.w; o[3] = dets[i].bbox.h;
-        o[4] = dets[i].objectness;
-        memcpy(o + 5, dets[i].prob, (size_t)classes * sizeof(float));
-    }
-    free_detections(dets, nboxes);
+    pack_detections(dets, nboxes, classes, out, cap);
     free_image(s);
     return nboxes;
 }
@@ -421,14 +428,6 @@ int shim_region_tree_detect(void *h, const float *input, int w, int hh, float th
     int nboxes = 0;
     detection *dets = get_network_boxes(net, w, hh, thresh, hier, (int *)map, relative, &nboxes);
     int classes = net->layers[net->n - 1].classes;
-    int stride = 5 + classes;
-    for (int i = 0; i < nboxes && i < cap; ++i) {
-        float *o = out + (size_t)i * stride;
-        o[0] = dets[i].bbox.x; o[1] = dets[i].bbox.y;
-        o[2] = dets[i].bbox.w; o[3] = dets[i].bbox.h;
-        o[4] = dets[i].objectness;
-        memcpy(o + 5, dets[i].prob, (size_t)classes * sizeof(float));
-    }
-    free_detections(dets, nboxes);
+    pack_detections(dets, nboxes, classes, out, cap);
     return nboxes;
 }
