@@ -196,11 +196,7 @@ class GraphedStep:
         """The forward and backward of one mini-batch from its graphs; False (nothing done)
         when the caller should run it eagerly."""
         net = self.net
-        truth_host = None
-        if truth is not None:
-            if isinstance(truth, np.ndarray):   # the box losses plan on the host (eager_forward)
-                truth_host = np.asarray(truth, dtype=net.dtype).reshape(x.shape[0], -1)
-            truth = net.xp.asarray(truth, dtype=net.dtype).reshape(x.shape[0], -1)
+        truth, truth_host = net.as_truth(truth, x.shape[0])
         key = (tuple(x.shape), None if truth is None else tuple(truth.shape),
                net.precision.loss_scale)
         entry = self.passes.get(key)

@@ -279,11 +279,7 @@ class Network:
     def eager_forward(self, x, train=False, truth=None):
         """:meth:`forward`, one layer after the other."""
         x = self.as_input(x)
-        host_truth = None
-        if truth is not None:
-            if isinstance(truth, np.ndarray):   # the loader's: the box losses plan on the host
-                host_truth = np.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
-            truth = self.xp.asarray(truth, dtype=self.dtype).reshape(x.shape[0], -1)
+        truth, host_truth = self.as_truth(truth, x.shape[0])
         state = self.pass_state(x, train, truth, host_truth)
         self.input, self.truth, self.train = x, truth, train
         prof = self.profiler
@@ -308,6 +304,15 @@ class Network:
             self.profiler.lap("backward")
 
     # -- a pass, a layer at a time (the loops above; nn/graphs.py runs them in pieces) ------
+    def as_truth(self, truth, n):
+        """A pass's truth for ``n`` images as (the device array, the host array it came as or
+        None): the loader's host truth is kept, the box losses plan on the host."""
+        if truth is None:
+            return None, None
+        host = np.asarray(truth, dtype=self.dtype).reshape(n, -1) \
+            if isinstance(truth, np.ndarray) else None
+        return self.xp.asarray(truth, dtype=self.dtype).reshape(n, -1), host
+
     def pass_state(self, x, train, truth, truth_host=None):
         """What the layers of one pass see: ``x``, the truth on the device and as the host
         array it came as (None: it came on the device)."""
@@ -359,7 +364,7 @@ class Network:
     @property
     def cost(self):
         """Mean over the layers with a loss of their summed cost (pj calc_network_cost)."""
-        return self.pending_cost().value()
+        return PendingCost([l.cost for l in self.layers if l.cost is not None]).value()
 
     def pending_cost(self):
         """The last pass's ``cost``, to read later without waiting for the GPU now: copies of
@@ -561,16 +566,19 @@ class Network:
         would replace the last good ones.  ``arrays(layer, name)`` gives the array written
         for each name of a layer's weights record (train/ema.py: AlexeyAB's _ema.weights)."""
         layers = self.layers if cutoff is None else self.layers[:cutoff]
-        if not allow_nonfinite:
+        atomic_write(path, self.weights_chunks(layers, arrays,
+                                               refuse=None if allow_nonfinite else str(path)))
+
+    def weights_chunks(self, layers=None, arrays=getattr, refuse=None):
+        """The bytes of a .weights file of ``layers`` (all) as they are now: the header, then
+        each layer's weights record (``save_weights``; the trainer writes them in a thread).
+        ``refuse``: the path the bytes are for, NonFiniteWeights naming it when an array
+        holds NaN or inf."""
+        if refuse is not None:
             found = self.nonfinite_arrays(layers, arrays)
             if found:
                 raise NonFiniteWeights(f"refusing to write weights holding "
-                                       f"{nonfinite_summary(found)}", str(path))
-        atomic_write(path, self.weights_chunks(layers, arrays))
-
-    def weights_chunks(self, layers=None, arrays=getattr):
-        """The bytes of a .weights file of ``layers`` (all) as they are now: the header, then
-        each layer's weights record (``save_weights``; the trainer writes them in a thread)."""
+                                       f"{nonfinite_summary(found)}", refuse)
         chunks = [header_bytes(self.seen, self.version)]
         for layer in self.layers if layers is None else layers:
             if layer.dontsave:

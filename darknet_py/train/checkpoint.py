@@ -46,21 +46,17 @@ def beyond_weights(layer):
     return {name: array for name, array in layer.state().items() if name not in stored}
 
 
-def save_state(net, path, meta):
-    """Write the state file of ``net`` -- everything --resume needs, the weights included --
-    atomically (before ``_last.weights``: see the module's docstring)."""
-    write_state(path, *state_snapshot(net, meta))
-
-
 def state_snapshot(net, meta):
-    """What the state file of ``net`` holds, copied to the host as it is now: (meta as JSON,
-    {key: array}), for ``write_state`` (which may run while training goes on)."""
+    """What the state file of ``net`` holds -- everything --resume needs, the weights
+    included -- copied to the host as it is now: (meta as JSON, {key: array}), for
+    ``write_state`` (which may run while training goes on)."""
     arrays = {f"{layer.index}/{name}": np.array(to_numpy(array)) for layer in net.layers
               for name, array in layer.state().items()}
     return json.dumps(dict(seen=net.seen, t=net.t, whole=True, **meta)), arrays
 
 
 def write_state(path, meta_json, arrays):
+    """The state file, atomically (before ``_last.weights``: see the module's docstring)."""
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(meta_json), **arrays)
     atomic_write(path, [buf.getvalue()])

@@ -232,28 +232,17 @@ class Trainer:
             return
         # the state first: it is whole on its own (checkpoint.py), so a kill between the two
         # writes still resumes exactly; NaN weights are refused before either is written
-        found = self.net.nonfinite_arrays()
-        if found:
-            raise NonFiniteWeights(f"refusing to write weights holding "
-                                   f"{nonfinite_summary(found)}", self.paths["last"])
+        files = [(self.paths["last"], self.net.weights_chunks(refuse=self.paths["last"]))]
         state = state_snapshot(self.net, dict(seed=self.seed, avg_loss=self.avg_loss,
                                               best=self.best, accuracy=list(self.accuracy)))
-        files = [(self.paths["last"], self.net.weights_chunks())]
         if self.ema is not None and self.ema.initialized():      # ab:src/detector.c
-            files.append((self.paths["ema"], self._checked_chunks(self.paths["ema"],
-                                                                  self.ema.stored)))
+            files.append((self.paths["ema"], self.net.weights_chunks(
+                arrays=self.ema.stored, refuse=self.paths["ema"])))
         self._write(write_backup, self.state_path, state, files)
 
     def _save_weights(self, path):
         """``net.save_weights(path)``, written by the backup thread (NaN/inf refused here)."""
-        self._write(write_backup, None, None, [(path, self._checked_chunks(path))])
-
-    def _checked_chunks(self, path, arrays=getattr):
-        found = self.net.nonfinite_arrays(arrays=arrays)
-        if found:
-            raise NonFiniteWeights(f"refusing to write weights holding "
-                                   f"{nonfinite_summary(found)}", path)
-        return self.net.weights_chunks(arrays=arrays)
+        self._write(write_backup, None, None, [(path, self.net.weights_chunks(refuse=path))])
 
     def _write(self, fn, *args):
         """``fn(*args)`` in the backup thread while training runs, else now."""
