@@ -218,6 +218,8 @@ def test_a_loss_read_after_the_next_iteration_logs_what_reading_it_at_once_logs(
         assert t.run() == 0
         backup = project / "backup"
         records = [json.loads(line) for line in open(backup / "halves.log.jsonl")]
+        seconds = sorted(r["seconds"] for r in records if "loss" in r)
+        assert seconds[0] > 0.2 * seconds[len(seconds) // 2]    # each an iteration's wall time
         runs[darknet_lines] = ([{k: r[k] for k in ("iteration", "loss", "avg_loss", "rate",
                                                    "seen")}
                                 for r in records if "loss" in r],

@@ -82,7 +82,6 @@ class Trainer:
     _bar = None
     _prof = None            # the profiler while it times the iteration in progress
     _writer = None          # the BackgroundWriter of the backups while run() runs
-    _last_read = 0.0        # when the last iteration's loss was read (perf_counter)
 
     def __init__(self, cfg, data, weights=None, options=None, out=sys.stdout, comm=None):
         self.options = o = options if options is not None else TrainOptions()
@@ -318,17 +317,17 @@ class Trainer:
                     pending = None
                     while self.iteration < self.max_batches:
                         k, parts, t0 = self._train_iteration(batches)
-                        if pending is not None and self._complete(pending, log):
+                        if pending is not None and self._complete(pending, log, t0):
                             return 1
-                        pending = (k, parts, t0, self.net.seen, self.net.current_rate())
+                        pending = (k, parts, self.net.seen, self.net.current_rate())
                         requested = interrupt.requested
                         if self._work_due(k, requested):
-                            if self._complete(pending, log):
+                            if self._complete(pending, log, t0):
                                 return 1
                             pending = None
                         if self._after_iteration(k, log, requested):
                             return 130
-                    if pending is not None and self._complete(pending, log):
+                    if pending is not None and self._complete(pending, log, t0):
                         return 1
                     self._finish()
                 except NonFiniteWeights as e:     # a finite loss, but an update gave NaN/inf
@@ -397,17 +396,17 @@ class Trainer:
         net.seen, net.t = step_net.seen, step_net.t
         return k + 1, parts, t0
 
-    def _complete(self, pending, log):
-        """Read iteration k's loss per image (waiting for the GPU) and record it; True when it
+    def _complete(self, pending, log, since):
+        """Read iteration k's loss per image (waiting for the GPU) and record it with the
+        seconds since ``since``, the start of the iteration read with it (k's own, or in the
+        steady state of deferred reads k + 1's: one iteration's wall time); True when the loss
         is not finite (the run then stops, saving nothing)."""
-        k, parts, t0, seen, rate = pending
+        k, parts, seen, rate = pending
         loss = 0.0
         for cost, n in parts:
             loss += cost.value() / n
         loss /= self.net.subdivisions
-        now = time.perf_counter()
-        seconds = now - max(t0, self._last_read)    # the wall time since the previous one
-        self._last_read = now
+        seconds = time.perf_counter() - since
         if not math.isfinite(loss):
             self._diverged(k, f"loss became {loss}")
             return True
