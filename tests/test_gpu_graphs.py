@@ -224,3 +224,29 @@ def test_gemm_equals_numpys_product_in_every_layout(tf32):
         out = cupy.asarray(c)
         gemm.matmul(cupy.asarray(a), cupy.asarray(b), out=out, accumulate=True, tf32=tf32)
         np.testing.assert_allclose(to_numpy(out), want + c, **tol)
+
+
+def test_a_resized_copy_replays_its_own_graphs_and_updates_the_shared_weights():
+    """Multi-scale training: a copy at another size (Network.resized) captures graphs of its
+    own, and its replayed steps equal an eager copy's, through the weights both share with
+    their network."""
+    from test_yolo_loss import crowded_truths
+    from darknet_py import Network
+    rng = rng_for_test()
+    # built at 64x64, trained at 32x32: the size whose steps test_a_network_with_host_layers
+    # compares (larger ones may take cuDNN's atomically accumulating dgrad/wgrad engines,
+    # another rounding each run, eager or replayed)
+    big = DETECTOR.replace("width=32\nheight=32", "width=64\nheight=64")
+    eager, graphed = (Network.from_cfg_text(big, device="gpu", seed=1, warn=False)
+                      for _ in range(2))
+    graphed.enable_graphs()
+    small_eager, small_graphed = eager.resized(32, 32), graphed.resized(32, 32)
+    assert small_eager.graphs is None and small_graphed.step_graphs.refusal is None
+    batches = [(rng.random((2, 3, 32, 32), dtype=np.float32),
+                crowded_truths(rng, 2, 2, zero_size=False)) for _ in range(5)]
+    want, got = _train(small_eager, batches), _train(small_graphed, batches)
+    assert len(small_graphed.step_graphs.passes) == 1 and not graphed.step_graphs.passes
+    _same_steps(want, got)
+    for mine, theirs in zip(graphed.layers, small_graphed.layers):
+        for k, v in mine.state().items():
+            assert v is theirs.state()[k]

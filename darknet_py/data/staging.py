@@ -2,11 +2,16 @@
 
 AlexeyAB's Darknet copies each batch from pinned host memory with cudaMemcpyAsync on a stream
 of its own (src/dark_cuda.c cuda_push_array, get_cuda_memcpy_stream) so that the copy overlaps
-the kernels.  Here the loader thread copies a finished batch into one of a ring of pinned
+the kernels.  Here the loader thread copies a finished batch's images into one of a ring of pinned
 buffers, starts its host-to-device copy on a non-blocking stream and records an event; the
 training thread's stream waits for that event (on the GPU, not the host) before its first
 kernel reads the batch.  A device buffer is written again only after the stream that read it
 has passed the event recorded when the consumer let it go.
+
+The truth stays on the host (a copy the staged batch owns): the box losses plan their
+truth-only work on the host (nn/layers/yololoss.py), and a device copy would have to be fetched
+back in the middle of the forward -- a wait for the GPU at every [yolo] head.  The pass uploads
+it (a few KB, asynchronously: ``Network.as_truth``).
 
 Only Batches uses this, and only when the network is on the GPU: the CPU path never imports
 CuPy.
@@ -32,10 +37,11 @@ class DeviceStaging:
         self._next = 0
 
     def put(self, x, truth):
-        """In the loader thread: ``x`` and ``truth`` (NumPy) copied into the next ring buffer's
-        pinned memory, then on their way to the device; ``x`` may be RawImages (bytes and
-        colour tables), finished into float32 images by a kernel on the copy stream.  Returns
-        the staged batch, or None when stopped while waiting for a free buffer."""
+        """In the loader thread: ``x`` (NumPy) copied into the next ring buffer's pinned memory,
+        then on its way to the device, and ``truth`` copied (the loader may reuse its memory);
+        ``x`` may be RawImages (bytes and colour tables), finished into float32 images by a
+        kernel on the copy stream.  Returns the staged batch, or None when stopped while
+        waiting for a free buffer."""
         cp = self.cp
         b = self._ring[self._next]
         self._next = (self._next + 1) % len(self._ring)
@@ -44,14 +50,14 @@ class DeviceStaging:
                 return None
         b.free.clear()
         raw = isinstance(x, RawImages)
-        parts = (truth, x.pixels, x.tables, x.flags) if raw else (x, truth)
+        parts = (x.pixels, x.tables, x.flags) if raw else (x,)
         nbytes = sum(a.nbytes for a in parts)
-        nx, nt = int(np.prod(x.shape)), truth.size
+        nx = int(np.prod(x.shape))
         with cp.cuda.Device(self.index):
             if b.copied is not None:
                 b.copied.synchronize()            # its previous copy has left the pinned buffer
-            # device: the float32 batch (x, truth), then room for the bytes of a raw batch
-            b.fit(cp, nbytes, (nx + nt) * 4 + (nbytes if raw else 0), self.stream)
+            # device: the float32 images, then room for the bytes of a raw batch
+            b.fit(cp, nbytes, nx * 4 + (nbytes if raw else 0), self.stream)
             at, places = 0, []
             for a in parts:
                 np.copyto(b.host[at:at + a.nbytes].view(a.dtype).reshape(a.shape), a)
@@ -60,8 +66,7 @@ class DeviceStaging:
             if b.consumed is not None:            # the stream that read this buffer is done
                 self.stream.wait_event(b.consumed)
             dev_x = b.device[:4 * nx].view(np.float32).reshape(x.shape)
-            dev_t = b.device[4 * nx:4 * (nx + nt)].view(np.float32).reshape(truth.shape)
-            target = b.device[4 * (nx + nt):] if raw else b.device
+            target = b.device[4 * nx:] if raw else b.device
             cp.cuda.runtime.memcpyAsync(target.data.ptr, b.host.ctypes.data, nbytes,
                                         cp.cuda.runtime.memcpyHostToDevice, self.stream.ptr)
             if raw:
@@ -69,10 +74,9 @@ class DeviceStaging:
                     a = parts[k]
                     return target[places[k]:places[k] + a.nbytes].view(a.dtype).reshape(a.shape)
                 with self.stream:
-                    cp.copyto(dev_t, dev(0))
-                    finish_on_device(RawImages(dev(1), dev(2), dev(3)), dev_x)
+                    finish_on_device(RawImages(dev(0), dev(1), dev(2)), dev_x)
             b.copied = self.stream.record()
-        return Staged(cp, b, dev_x, dev_t)
+        return Staged(cp, b, dev_x, np.array(truth))
 
     def close(self):
         """Wait for the copies in flight; the buffers go with this object."""
@@ -113,7 +117,8 @@ class Staged:
         self.cp, self.buffer, self.x, self.truth = cp, buffer, x, truth
 
     def take(self):
-        """In the training thread: its stream waits for the copy; (x, truth) on the device."""
+        """In the training thread: its stream waits for the copy; (x on the device, truth on
+        the host)."""
         self.cp.cuda.get_current_stream().wait_event(self.buffer.copied)
         return self.x, self.truth
 

@@ -194,7 +194,7 @@ class Network:
     def resized(self, width, height):
         """The same network at another input size, on the same device and sharing every
         layer's ``state()`` (multi-scale training, pj resize_network): updates through either
-        change both."""
+        change both.  Graphs are on in the copy when they are here."""
         cfg = read_cfg(self.path) if self.cfg_text is None else \
             parse_cfg_text(self.cfg_text, self.path)
         for key, value in (("width", width), ("height", height)):
@@ -209,6 +209,8 @@ class Network:
             if hasattr(mine, "batch_normalize"):
                 theirs.batch_normalize = mine.batch_normalize
         other.seen, other.t = self.seen, self.t
+        if self.graphs is not None:
+            other.enable_graphs()
         return other
 
     # -- shapes --------------------------------------------------------------------------

@@ -3,6 +3,8 @@ load_data_detection, multi-scale with ``random=1`` every 10 iterations (AlexeyAB
 random scale in [1/1.4, 1.4] of the cfg size, rounded to 32; the cfg size in the first and the
 last 100 iterations), mAP@0.5 on ``valid`` every few epochs (best -> ``_best.weights``)."""
 
+import collections
+import gc
 import os
 
 import numpy as np
@@ -20,6 +22,10 @@ from ..errors import CfgError, DarknetError
 from ..image import draw_detections, rand_scale
 from ..nn.layers.yolo import resize_needs_ab_placement
 from .trainer import Trainer
+
+
+#: multi-scale training on a GPU keeps a network per size while this part of its memory is free
+GPU_HEADROOM = 0.25
 
 
 class DetectorTrainer(Trainer):
@@ -54,7 +60,7 @@ class DetectorTrainer(Trainer):
         self.mosaic = aug.get("mosaic", 0) != 0
         # AB's mixup=1; with mosaic=1 set too, AB's parser makes it a mosaic
         self.mixup = aug.get("mixup", 0) != 0 and not self.mosaic
-        self._nets = {}
+        self._nets = collections.OrderedDict()      # multi-scale: a network per size
         # AlexeyAB's letter_box=1: its stretch crop widened to the network's aspect (pj's
         # placement is what runs without the key); mosaic_bound: see detaug.mosaic_of
         self.keep_aspect = aug.get("letter_box") == 1
@@ -104,9 +110,27 @@ class DetectorTrainer(Trainer):
         size = self._size_for(k)
         if size == (self.net.options.width, self.net.options.height):
             return self.net
-        if size not in self._nets:
-            self._nets[size] = self.net.resized(*size)
-        return self._nets[size]
+        if self.net.device.on_gpu and next(reversed(self._nets), None) != size:
+            self._make_room(size)
+        net = self._nets.get(size)
+        if net is None:
+            net = self._nets[size] = self.net.resized(*size)
+        self._nets.move_to_end(size)              # the least recently used first
+        return net
+
+    def _make_room(self, size):
+        """Drops the copies of the sizes used least recently (their arrays and graphs; the
+        weights are the network's own) while less than ``GPU_HEADROOM`` of the GPU's memory is
+        free: multi-scale training would otherwise keep every size's arrays and graphs at once.
+        A size met again is rebuilt (its cuDNN plans stay cached)."""
+        cp = self.net.xp
+        for other in [s for s in self._nets if s != size]:
+            free, total = cp.cuda.runtime.memGetInfo()
+            if free >= GPU_HEADROOM * total:
+                return
+            del self._nets[other]
+            gc.collect()                          # a network and its graphs refer to each other
+            cp.get_default_memory_pool().free_all_blocks()
 
     def _make(self, k):
         c = self.net.options.channels
