@@ -18,9 +18,9 @@ import warnings
 
 import numpy as np
 
-from .backend import resolve_device, to_numpy
+from .backend import resolve_device
 from ..cfg.parser import Diagnostics, parse_cfg_text, read_cfg
-from ..errors import CfgError, DarknetError, NotSupportedError, WeightsError
+from ..errors import CfgError, DarknetError, NotSupportedError
 from .layers import REGISTRY
 from .layers.batchnorm import BN_EPSILON
 from .graphs import GraphedForward, GraphedStep
@@ -29,8 +29,8 @@ from .netoptions import COMMON_KEYS, UNSUPPORTED_SECTIONS, NetOptions
 from .policies import current_rate
 from .precision import Precision, check_precision
 from ..atomic import atomic_write
-from .weights import (DEFAULT_VERSION, NonFiniteWeights, WeightsWarning, count_nonfinite,
-                      header_bytes, nonfinite_summary, read_weights_file)
+from .weights import (DEFAULT_VERSION, WeightsWarning, nonfinite_arrays, nonfinite_summary,
+                      read_weights_into, weights_file_chunks)
 
 class InputShapeError(DarknetError, ValueError):
     """An input that is not the (N, C, H, W) images the network takes."""
@@ -490,7 +490,7 @@ class Network:
         layers the file covers and leaves the rest as initialised.  ``fuse=True`` then folds
         every batch norm into its layer's weights (an inference-only network).
         """
-        filled = self._load_weights(path, partial, cutoff)
+        filled = read_weights_into(self, path, partial, cutoff)
         if self.nonfinite:    # Darknet loads them without a word and prints garbage
             warnings.warn(WeightsWarning(
                 f"{path}: warning: {nonfinite_summary(self.nonfinite)}: the outputs will be "
@@ -500,66 +500,6 @@ class Network:
             self.fold_batchnorm()
         self.forget_graphs()          # they hold the replaced arrays' addresses
         return filled
-
-    def _load_weights(self, path, partial, cutoff):
-        path = str(path)
-        header, payload = read_weights_file(path)
-        if header.seen_is_64bit:
-            self.version = (header.major, header.minor, header.revision)
-        self.seen = header.seen
-        self.t = self.seen // (self.batch * self.subdivisions)
-        pos = 0
-        filled = 0
-        self.nonfinite = []          # (layer index, type, array, count) of NaN/inf values
-        layers = self.layers if cutoff is None else self.layers[:cutoff]
-        for layer in layers:
-            if layer.dontload:
-                continue
-            names = layer.weight_record()
-            if layer.dontloadscales:
-                names = [n for n in names if n not in ("scales", "rolling_mean",
-                                                       "rolling_variance")]
-            need = sum(getattr(layer, n).size for n in names)
-            if not names:
-                filled += 1
-                continue
-            if pos + need > payload.size:
-                if partial:
-                    break
-                raise WeightsError(
-                    f"file ends in layer {layer.index} ({layer.type}): it needs {need} more "
-                    f"floats but only {payload.size - pos} are left; the file does not match "
-                    "the cfg (use a partial load for a *.conv.N backbone)", path)
-            for name in names:
-                target = getattr(layer, name)
-                values = payload[pos:pos + target.size]
-                pos += target.size
-                values = self._orient(layer, name, values, header.transpose)
-                bad = count_nonfinite(values)
-                if bad:
-                    self.nonfinite.append((layer.index, layer.type, name, bad))
-                setattr(layer, name, self.xp.asarray(values.reshape(target.shape),
-                                                     dtype=self.dtype).copy())
-            filled += 1
-        if pos < payload.size and not partial and cutoff is None:
-            raise WeightsError(f"file has {payload.size - pos} floats more than the cfg's "
-                               f"{len(self.layers)} layers use; the file does not match the cfg",
-                               path)
-        return filled
-
-    @staticmethod
-    def _orient(layer, name, values, transpose):
-        part, sep, own = name.partition("__")
-        if sep:         # a recurrent layer's part (layers/recurrent.py): oriented as itself
-            return Network._orient(getattr(layer, part), own, values, transpose)
-        if name != "weights":
-            return values
-        if layer.type == "connected" and transpose:
-            return values.reshape(layer.inputs, layer.out_c).T
-        if layer.type == "convolutional" and getattr(layer, "flipped", False):
-            n = layer.n
-            return values.reshape(-1, n).T
-        return values
 
     def save_weights(self, path, cutoff=None, allow_nonfinite=False, arrays=getattr):
         """Write a Darknet .weights file (header 0.2.x, 64-bit seen), atomically.  Weights
@@ -576,31 +516,12 @@ class Network:
         each layer's weights record (``save_weights``; the trainer writes them in a thread).
         ``refuse``: the path the bytes are for, NonFiniteWeights naming it when an array
         holds NaN or inf."""
-        if refuse is not None:
-            found = self.nonfinite_arrays(layers, arrays)
-            if found:
-                raise NonFiniteWeights(f"refusing to write weights holding "
-                                       f"{nonfinite_summary(found)}", refuse)
-        chunks = [header_bytes(self.seen, self.version)]
-        for layer in self.layers if layers is None else layers:
-            if layer.dontsave:
-                continue
-            for name in layer.weight_record():
-                chunks.append(np.ascontiguousarray(to_numpy(arrays(layer, name)),
-                                                   dtype="<f4").tobytes())
-        return chunks
+        return weights_file_chunks(self, self.layers if layers is None else layers, arrays,
+                                   refuse)
 
     def nonfinite_arrays(self, layers=None, arrays=getattr):
         """[(layer index, type, array name, count)] of the saved arrays holding NaN or inf."""
-        found = []
-        for layer in self.layers if layers is None else layers:
-            if layer.dontsave:
-                continue
-            for name in layer.weight_record():
-                bad = count_nonfinite(arrays(layer, name), self.xp)
-                if bad:
-                    found.append((layer.index, layer.type, name, bad))
-        return found
+        return nonfinite_arrays(self.layers if layers is None else layers, arrays, self.xp)
 
     # -- presentation --------------------------------------------------------------------
     def receptive_fields(self):

@@ -4,7 +4,8 @@ Header: int32 major, minor, revision, then ``seen`` -- a uint64 when major*10+mi
 are below 1000, otherwise a uint32.  ``major > 1000 or minor > 1000`` marks very old files whose
 connected weights are stored transposed.  Then each layer's arrays (float32, native little-endian)
 in layer order, as each layer's ``weight_record()`` lists them.  Files are written atomically:
-a temporary file in the same folder, then a rename.
+a temporary file in the same folder, then a rename.  Loading and saving a network's arrays
+(``Network.load_weights``/``save_weights``) is done here too.
 """
 
 import struct
@@ -12,6 +13,7 @@ import struct
 import numpy as np
 
 from ..errors import WeightsError
+from .backend import to_numpy
 
 
 class NonFiniteWeights(WeightsError):
@@ -89,3 +91,104 @@ def read_weights_file(path):
         raise WeightsError(f"payload is {len(body)} bytes, not a whole number of float32 values",
                            str(path))
     return header, np.frombuffer(body, dtype="<f4")
+
+
+# -- a network's weights (pj:src/parser.c load_weights_upto, save_weights_upto) -------------
+_BN_ARRAYS = ("scales", "rolling_mean", "rolling_variance")
+
+
+def read_weights_into(net, path, partial, cutoff):
+    """Fills ``net``'s layers (the first ``cutoff``) from the file at ``path``, in layer order,
+    each layer's ``weight_record()`` (without its batch norm's with ``dontloadscales``, none
+    with ``dontload``); sets ``seen``, ``t``, ``version`` and ``nonfinite`` (the arrays that
+    came with NaN/inf: (layer index, type, array, count)).  Returns the layers filled.  A file
+    that ends early is an error naming the layer unless ``partial`` (a *.conv.N backbone); one
+    with floats left over is an error unless partial or cut off."""
+    path = str(path)
+    header, payload = read_weights_file(path)
+    if header.seen_is_64bit:
+        net.version = (header.major, header.minor, header.revision)
+    net.seen = header.seen
+    net.t = net.seen // (net.batch * net.subdivisions)
+    pos = filled = 0
+    net.nonfinite = []
+    for layer in net.layers if cutoff is None else net.layers[:cutoff]:
+        if layer.dontload:
+            continue
+        names = layer.weight_record()
+        if layer.dontloadscales:
+            names = [n for n in names if n not in _BN_ARRAYS]
+        need = sum(getattr(layer, n).size for n in names)
+        if not names:
+            filled += 1
+            continue
+        if pos + need > payload.size:
+            if partial:
+                break
+            raise WeightsError(
+                f"file ends in layer {layer.index} ({layer.type}): it needs {need} more "
+                f"floats but only {payload.size - pos} are left; the file does not match "
+                "the cfg (use a partial load for a *.conv.N backbone)", path)
+        for name in names:
+            target = getattr(layer, name)
+            values = _orient(layer, name, payload[pos:pos + target.size], header.transpose)
+            pos += target.size
+            bad = count_nonfinite(values)
+            if bad:
+                net.nonfinite.append((layer.index, layer.type, name, bad))
+            setattr(layer, name, net.xp.asarray(values.reshape(target.shape),
+                                                dtype=net.dtype).copy())
+        filled += 1
+    if pos < payload.size and not partial and cutoff is None:
+        raise WeightsError(f"file has {payload.size - pos} floats more than the cfg's "
+                           f"{len(net.layers)} layers use; the file does not match the cfg",
+                           path)
+    return filled
+
+
+def _orient(layer, name, values, transpose):
+    """A record's values as the layer holds them: old files' connected weights transposed,
+    AlexeyAB's flipped conv weights (``flipped=1``) transposed."""
+    part, sep, own = name.partition("__")
+    if sep:         # a recurrent layer's part (layers/recurrent.py): oriented as itself
+        return _orient(getattr(layer, part), own, values, transpose)
+    if name != "weights":
+        return values
+    if layer.type == "connected" and transpose:
+        return values.reshape(layer.inputs, layer.out_c).T
+    if layer.type == "convolutional" and getattr(layer, "flipped", False):
+        return values.reshape(-1, layer.n).T
+    return values
+
+
+def weights_file_chunks(net, layers, arrays, refuse):
+    """The bytes of a .weights file of ``layers`` as they are now: the header (``net``'s seen
+    and version), then each layer's record, ``arrays(layer, name)`` each (not with
+    ``dontsave``).  ``refuse``: the path the bytes are for, NonFiniteWeights naming it when
+    an array holds NaN or inf."""
+    if refuse is not None:
+        found = nonfinite_arrays(layers, arrays, net.xp)
+        if found:
+            raise NonFiniteWeights(f"refusing to write weights holding "
+                                   f"{nonfinite_summary(found)}", refuse)
+    chunks = [header_bytes(net.seen, net.version)]
+    for layer in layers:
+        if layer.dontsave:
+            continue
+        for name in layer.weight_record():
+            chunks.append(np.ascontiguousarray(to_numpy(arrays(layer, name)),
+                                               dtype="<f4").tobytes())
+    return chunks
+
+
+def nonfinite_arrays(layers, arrays, xp):
+    """[(layer index, type, array name, count)] of the saved arrays holding NaN or inf."""
+    found = []
+    for layer in layers:
+        if layer.dontsave:
+            continue
+        for name in layer.weight_record():
+            bad = count_nonfinite(arrays(layer, name), xp)
+            if bad:
+                found.append((layer.index, layer.type, name, bad))
+    return found
