@@ -11,7 +11,9 @@ darknet_py.bench`` times it (bench.time_ms: CUDA events around each step, the me
 trainer with its loader and augmentation, loss, update, log, chart and checkpoints, and with
 ``--validate`` the validation (the detector's -map) -- timed from outside, the device
 synchronised at both ends only; ``ratio`` is train / step, the share of the step's speed that
-the whole loop keeps.  ``--profile`` adds the --profile table of the same N iterations (its
+the whole loop keeps.  With multi-scale training (random=1) the step line also has
+``ms_at_sizes``, the step alone at the sizes the N iterations trained at (each size timed, weighted
+by its iterations), and the train line ``ratio_at_sizes`` against it.  ``--profile`` adds the --profile table of the same N iterations (its
 synchronisations slow the GPU a little).
 
 The cfg's batch (subdivisions=1) and size can be set here; multi-scale (random=1) stays on, and
@@ -20,6 +22,7 @@ The .data file's lists are used as they are; what training writes goes to a temp
 """
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -93,13 +96,14 @@ def end_to_end(cls, cfg, data, options, warmup, iterations):
     return trainer, marks[stop] - marks[warmup]
 
 
-def step_alone(trainer, warmup, steps):
-    """Median ms of the trainer's network training on the run's first batch, kept on the
-    device: forward with the loss, backward, update; with the BLAS threads training uses."""
-    net = trainer.net
+def step_alone(trainer, warmup, steps, net=None, minibatch=0):
+    """Median ms of ``net`` (the trainer's) training on the run's mini-batch ``minibatch``,
+    kept on the device: forward with the loss, backward, update; with the BLAS threads
+    training uses."""
+    net = trainer.net if net is None else net
     # staged as training stages it (on the GPU, raw batches are finished there), then copied
     # out of the loader's buffers, which close() hands back
-    batches = Batches(trainer._make, start=0, device=net.device)
+    batches = Batches(trainer._make, start=minibatch, device=net.device)
     try:
         x, truth = batches.next()
         x, truth = net.xp.array(x), np.array(to_numpy(truth))
@@ -110,6 +114,18 @@ def step_alone(trainer, warmup, steps):
         net.train_step(x, truth)
     with limit_blas(blas_threads(trainer.loader_processes)):
         return time_ms(step, warmup, steps, net.device)
+
+
+def step_at_sizes(trainer, first, stop, warmup, steps):
+    """Multi-scale: the mean ms of the step alone over iterations ``first``..``stop - 1`` at
+    the sizes they trained at (each size timed once, weighted by its iterations)."""
+    sizes = collections.Counter(trainer._size_for(k) for k in range(first, stop))
+    total = 0.0
+    for size, count in sizes.items():
+        k = next(k for k in range(first, stop) if trainer._size_for(k) == size)
+        net = trainer._train_net(k)
+        total += count * step_alone(trainer, warmup, steps, net, k * net.subdivisions)
+    return total / (stop - first)
 
 
 def main(argv=None):
@@ -145,6 +161,8 @@ def main(argv=None):
         cls = DetectorTrainer if detector else ClassifierTrainer
         trainer, seconds = end_to_end(cls, cfg, data, options, a.warmup, a.iterations)
         step_ms = step_alone(trainer, min(a.warmup, 5), a.steps)
+        sizes_ms = step_at_sizes(trainer, a.warmup, a.warmup + a.iterations,
+                                 min(a.warmup, 5), a.steps) if trainer.random else None
         profile = None
         if a.profile:
             with open(trainer.log_path) as log:
@@ -158,12 +176,17 @@ def main(argv=None):
               "graphs": net.step_graphs is not None and net.step_graphs.refusal is None}
     step_ips = images / step_ms * 1e3
     train_ips = images * a.iterations / seconds
-    print(json.dumps({**common, "what": "step", "ms": round(step_ms, 3),
-                      "images_per_s": round(step_ips, 1)}), flush=True)
+    step = {**common, "what": "step", "ms": round(step_ms, 3),
+            "images_per_s": round(step_ips, 1)}
+    if sizes_ms is not None:
+        step["ms_at_sizes"] = round(sizes_ms, 3)
+    print(json.dumps(step), flush=True)
     train = {**common, "what": "train", "iterations": a.iterations, "warmup": a.warmup,
              "multi_scale": trainer.random, "validation": a.validate,
              "ms_per_iteration": round(seconds / a.iterations * 1e3, 3),
              "images_per_s": round(train_ips, 1), "ratio": round(train_ips / step_ips, 3)}
+    if sizes_ms is not None:          # against the step at the sizes these iterations had
+        train["ratio_at_sizes"] = round(train_ips / (images / sizes_ms * 1e3), 3)
     if profile is not None:
         train["profile"] = profile
     print(json.dumps(train), flush=True)
