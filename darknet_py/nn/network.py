@@ -432,8 +432,8 @@ class Network:
         first)."""
         x = self.as_input(x)
         scale = self.precision.scale
-        if scale is not None and (self.seen // (self.batch * self.world_size)) \
-                % self.subdivisions == 0:      # an iteration's first: its buffers kept
+        # an iteration's first mini-batch (the last one ended with an update): keep its buffers
+        if scale is not None and self.update_due():
             scale.save(self.layers)
         self.seen += x.shape[0] * self.world_size
         if self.step_graphs is None or not self.step_graphs.train_pass(x, truth):
