@@ -28,6 +28,7 @@ changes scales or biases.
 
 import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -94,6 +95,12 @@ class CudnnOps:
     def __init__(self):
         import cudnn
         import cupy
+        if "torch" not in sys.modules:
+            # the frontend asks of each tensor whether it is PyTorch's, importing torch to find
+            # out (seconds of start-up where torch is installed); no torch tensor exists before
+            # torch is imported, and darknet_py hands the frontend raw pointers
+            from cudnn import datatypes
+            datatypes.torch_available = False
         self.cudnn, self.cp = cudnn, cupy
         self.handle = cudnn.create_handle()
         self._stream = None
