@@ -250,3 +250,12 @@ def test_a_resized_copy_replays_its_own_graphs_and_updates_the_shared_weights():
     for mine, theirs in zip(graphed.layers, small_graphed.layers):
         for k, v in mine.state().items():
             assert v is theirs.state()[k]
+    # a copy made again for that size (multi-scale drops copies) captures on its first pass
+    again = graphed.resized(32, 32)
+    more = [(rng.random((2, 3, 32, 32), dtype=np.float32),
+             crowded_truths(rng, 2, 2, zero_size=False)) for _ in range(2)]
+    want, got = _train(small_eager, more[:1]), _train(again, more[:1])
+    assert len(again.step_graphs.passes) == 1 and again.step_graphs.updates is not None
+    want += _train(small_eager, more[1:])
+    got += _train(again, more[1:])
+    _same_steps(want, got)

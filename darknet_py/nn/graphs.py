@@ -165,11 +165,20 @@ class GraphedStep:
         self.passes = collections.OrderedDict()
         self.updates = None                 # the captured update
         self.warm = collections.Counter()   # eager runs so far, per pass key and "update"
+        # the keys whose warm-up is done (kernels compiled, plans built: process-wide caches),
+        # shared with the network's resized copies (``share_warmth``): a copy made again for a
+        # size met before (multi-scale training drops copies to save memory) captures at once
+        self.warmed = set()
+
+    def share_warmth(self, other):
+        """Take ``other``'s (the network this one is a resized copy of) warmed keys."""
+        self.warmed = other.warmed
 
     def forget(self):
         self.passes.clear()
         self.updates = None
         self.warm.clear()
+        self.warmed = set()                 # replaced arrays: warm up again, and alone
 
     def _fail(self, what, error):
         self.refusal = f"CUDA graph capture of the {what} failed ({_why(error)})"
@@ -180,8 +189,13 @@ class GraphedStep:
         """True when ``key``'s graph may be captured now (its eager warm-up runs are done)."""
         if self.refusal is not None:
             return False
+        if key in self.warmed:
+            return True
         self.warm[key] += 1
-        return self.warm[key] > self.WARMUP
+        if self.warm[key] > self.WARMUP:
+            self.warmed.add(key)
+            return True
+        return False
 
     def _lap(self, part):
         if self.net.profiler is not None:

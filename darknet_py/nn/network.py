@@ -211,6 +211,7 @@ class Network:
         other.seen, other.t = self.seen, self.t
         if self.graphs is not None:
             other.enable_graphs()
+            other.step_graphs.share_warmth(self.step_graphs)
         return other
 
     # -- shapes --------------------------------------------------------------------------
