@@ -293,3 +293,103 @@ def test_gpu_half_casts_round_as_the_numpy_engine(name):
         np.testing.assert_array_equal(back.view(np.uint32), want.view(np.uint32))
         np.testing.assert_array_equal(cupy.asnumpy(kernels.from_half(h, name, scale)),
                                       want * np.float32(1.0 / scale))
+
+
+GROUPED = ("[net]\nbatch=2\nwidth=12\nheight=12\nchannels=4\nprecision={name}\n"
+           "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\ngroups=2\nactivation=leaky\n"
+           "[convolutional]\nfilters=6\nsize=3\nstride=2\npad=1\ndilation=2\n"
+           "activation=mish\n"
+           "[convolutional]\nfilters=6\nsize=1\nstride=1\nactivation=linear\n")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_gpu_half_convolutions_run_nhwc_and_give_nchw_arrays(name):
+    """Half operands go to cuDNN laid out NHWC (Precision.to_half: an (N, C, H, W) view of
+    NHWC memory, the same values), and what comes back is C-contiguous NCHW float32: grouped,
+    strided and dilated convolutions equal the NumPy engine's, forward and backward."""
+    import cupy
+    rng = rng_for_test()
+    p = Precision(name)
+    x = rng.random((2, 5, 7, 3), dtype=np.float32)
+    h = p.to_half(cupy.asarray(x))
+    assert h.shape == x.shape and h.transpose(0, 2, 3, 1).flags.c_contiguous
+    back = p.from_half(h)
+    assert back.flags.c_contiguous
+    np.testing.assert_array_equal(cupy.asnumpy(back), p.round(x))
+    text = GROUPED.format(name=name)
+    cpu, gpu = build(text, seed=5), build(text, seed=5, device="gpu")
+    tol = {"fp16": 2e-3, "bf16": 1.6e-2}[name]
+    x = rng.random((2, 4, 12, 12), dtype=np.float32)
+    want, got = cpu.forward(x, train=True), gpu.forward(x, train=True)
+    for a, b in zip(cpu.layers, gpu.layers):
+        assert b.output.flags.c_contiguous, b.index
+        assert np.abs(to_numpy(b.output) - a.output).max() <= tol * np.abs(a.output).max()
+    delta = rng.standard_normal(want.shape).astype(np.float32)
+    for net in (cpu, gpu):
+        net.layers[-1].delta = net.xp.asarray(delta)
+        if net.precision.scale is not None:     # deltas ~1: 2^16 would overflow fp16
+            net.precision.scale.value = 8.0
+    dx_cpu, dx_gpu = np.zeros_like(x), cupy.zeros(x.shape, np.float32)
+    cpu.backward(dx_cpu)
+    gpu.backward(dx_gpu)
+    assert np.abs(cupy.asnumpy(dx_gpu) - dx_cpu).max() <= 4 * tol * np.abs(dx_cpu).max()
+    for a, b in zip(cpu.layers, gpu.layers):
+        got = to_numpy(b.weight_updates)
+        assert np.abs(got - a.weight_updates).max() <= \
+            4 * tol * np.abs(a.weight_updates).max(), a.index
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_gpu_tiled_nhwc_casts_equal_the_elementwise_ones(name):
+    """kernels.to_half_nhwc / from_half_nhwc (32x32 tiles through shared memory) give the
+    elementwise casts' values bit for bit, in NHWC memory, for planes that are not multiples
+    of a tile, with the values that round specially."""
+    import cupy
+    from darknet_py.nn import kernels
+    rng = rng_for_test()
+    x = (rng.standard_normal((3, 37, 5, 13)) * 10.0 ** rng.integers(-6, 6, (3, 37, 5, 13))
+         ).astype(np.float32)
+    x.reshape(-1)[:8] = [0.0, -0.0, np.inf, -np.inf, 65504.0, 65520.0, np.nan, 1e-45]
+    dx = cupy.asarray(x)
+    for scale in (1.0, 1024.0):
+        want = cupy.asnumpy(kernels.to_half(dx, name, scale))
+        h = kernels.to_half_nhwc(dx, name, scale)
+        assert h.shape == x.shape and h.transpose(0, 2, 3, 1).flags.c_contiguous
+        got = cupy.asnumpy(cupy.ascontiguousarray(h))
+        nan = np.isnan(x)                       # a NaN stays one; its payload bits may differ
+        np.testing.assert_array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan])
+        back = kernels.from_half(h, name, scale)
+        assert back.flags.c_contiguous
+        ref = cupy.asnumpy(kernels.from_half(cupy.asarray(want), name, scale))
+        back = cupy.asnumpy(back)
+        assert np.isnan(back[nan]).all()
+        np.testing.assert_array_equal(back.view(np.uint32)[~nan], ref.view(np.uint32)[~nan])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_gpu_tiled_nhwc_epilogue_equals_the_elementwise_one(name):
+    """normalize_activate of an NHWC half convolution output with its bias (the epilogue of a
+    layer without batch norm, and of every folded one in inference) goes through the tiled
+    kernel: the values of the elementwise kernel reading the same half values, in C-contiguous
+    NCHW float32, with the pre-activation for the activations whose gradient needs it."""
+    import cupy
+    from darknet_py.nn import kernels
+    rng = rng_for_test()
+    x = rng.standard_normal((3, 37, 5, 13)).astype(np.float32) * 4
+    bias = cupy.asarray(rng.standard_normal(37).astype(np.float32))
+    h = kernels.to_half_nhwc(cupy.asarray(x), name)
+    flat = cupy.ascontiguousarray(h)
+    assert kernels.is_nhwc(h) and not kernels.is_nhwc(flat)
+    for activation in ("leaky", "linear", "logistic", "mish", "swish"):
+        keep = activation in ("mish", "swish")
+        y, a = kernels.normalize_activate(h, activation, shift=bias, keep_input=keep)
+        want_y, want_a = kernels.normalize_activate(flat, activation, shift=bias, keep_input=keep)
+        assert y.flags.c_contiguous and y.dtype == np.float32
+        np.testing.assert_allclose(cupy.asnumpy(y), cupy.asnumpy(want_y), rtol=1e-6,
+                                   atol=1e-7, err_msg=activation)
+        assert (a is None) == (not keep)
+        if keep:
+            np.testing.assert_array_equal(cupy.asnumpy(a), cupy.asnumpy(want_a))

@@ -155,9 +155,122 @@ def to_half(x, kind, scale=1.0):
 
 
 def from_half(h, kind, scale=1.0):
-    """A ``kind`` half CuPy array as float32, divided by ``scale``."""
+    """A ``kind`` half CuPy array as float32, divided by ``scale``; an (N, C, H, W) view of
+    NHWC memory comes back C-contiguous (from_half_nhwc)."""
+    if is_nhwc(h):
+        return from_half_nhwc(h, kind, scale)
     src, body = _HALF_OUT[kind]
     return _elementwise(f"dp_from_{kind}", src + ", float32 r", "float32 y", body)(h, 1.0 / scale)
+
+
+# -- NCHW float32 <-> NHWC half, one pass (nn/precision.py: half convolutions run NHWC) -----
+# One image's (C, HW) plane is the (HW, C) one transposed: 32x32 tiles go through shared memory
+# so that both the reads and the writes are coalesced (a strided elementwise pass reads or
+# writes 2-4 bytes per 32-byte sector).  The value is x * s rounded once, or the half value
+# times s: what to_half / from_half compute, bit for bit.  ``post`` may change v on its way out:
+# the epilogue's bias and activation (bias_activate_nhwc), ``c`` being the channel there.
+_TRANSPOSE = r"""
+extern "C" __global__
+void {name}(const {src}* __restrict__ x, {dst}* __restrict__ y, int rows, int cols, float s,
+            const float* __restrict__ b, float* __restrict__ a)
+{{
+    __shared__ float tile[32][33];
+    int tiles = (cols + 31) / 32;             // a 1-D grid of tiles: no 65,535-block limit
+    int r0 = (blockIdx.x / tiles) * 32, c0 = (blockIdx.x % tiles) * 32;
+    long long plane = (long long)blockIdx.y * rows * cols;
+    for (int k = threadIdx.y; k < 32; k += 8) {{
+        int r = r0 + k, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) {{
+            {src} v = x[plane + (long long)r * cols + c];
+            float f;
+            {load}
+            tile[k][threadIdx.x] = f * s;
+        }}
+    }}
+    __syncthreads();
+    for (int k = threadIdx.y; k < 32; k += 8) {{
+        int c = c0 + k, r = r0 + threadIdx.x;
+        if (r < rows && c < cols) {{
+            float v = tile[threadIdx.x][k];
+            long long at = plane + (long long)c * rows + r;
+            {post}
+            {dst} out;
+            {store}
+            y[at] = out;
+        }}
+    }}
+}}
+"""
+# half values as their 16 bits; fp16 converted by PTX's cvt (round to nearest even, inf
+# beyond the range: round_fp16), bf16 as kernels.to_half's body
+_T_TYPE = {"fp32": "float", "fp16": "unsigned short", "bf16": "unsigned short"}
+_T_LOAD = {"fp32": "f = v;",
+           "fp16": 'asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));',
+           "bf16": "f = __uint_as_float(((unsigned int)v) << 16);"}
+_T_STORE = {
+    "fp32": "out = v;",
+    "fp16": 'asm("cvt.rn.f16.f32 %0, %1;" : "=h"(out) : "f"(v));',
+    "bf16": "unsigned int u = __float_as_uint(v);"
+            "out = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)"
+            " : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);",
+}
+
+
+def _transpose_cast(x, out, src, dst, rows, cols, s, name=None, post="", b=None, a=None):
+    name = name or f"dp_transpose_{src}_{dst}"
+    kernel = _kernel(name, _TRANSPOSE.format(name=name, src=_T_TYPE[src], dst=_T_TYPE[dst],
+                                             load=_T_LOAD[src], store=_T_STORE[dst], post=post))
+    import numpy as np
+    grid = (((cols + 31) // 32) * ((rows + 31) // 32), x.shape[0])
+    kernel(grid, (32, 8), (x, out, np.int32(rows), np.int32(cols), np.float32(s),
+                           np.uint64(0) if b is None else b, np.uint64(0) if a is None else a))
+    return out
+
+
+def to_half_nhwc(x, kind, scale=1.0):
+    """A C-contiguous float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` half, laid
+    out NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
+    import cupy
+    n, c, h, w = x.shape
+    out = cupy.empty((n, h, w, c), dtype=_HALF_DTYPE[kind])
+    _transpose_cast(cupy.ascontiguousarray(x), out, "fp32", kind, c, h * w, scale)
+    return out.transpose(0, 3, 1, 2)
+
+
+def from_half_nhwc(h, kind, scale=1.0):
+    """An (N, C, H, W) view of NHWC ``kind`` half memory as a C-contiguous float32 array,
+    divided by ``scale``."""
+    import cupy
+    n, c, hh, w = h.shape
+    out = cupy.empty((n, c, hh, w), dtype=cupy.float32)
+    _transpose_cast(h.transpose(0, 2, 3, 1), out, kind, "fp32", hh * w, c, 1.0 / scale)
+    return out
+
+
+def bias_activate_nhwc(h, kind, activation, shift, keep_input=False):
+    """normalize_activate(h, activation, shift=shift) of an (N, C, H, W) view of NHWC ``kind``
+    half memory, tiled: act(h + b[c]) as C-contiguous float32 (and the pre-activation with
+    ``keep_input``, else None) -- the same operations on the same values, so the same result;
+    the elementwise kernel would read the NHWC memory with a stride of C half values."""
+    import cupy
+    n, c, hh, w = h.shape
+    out = cupy.empty((n, c, hh, w), dtype=cupy.float32)
+    a = cupy.empty_like(out) if keep_input else None
+    post = "v = v + b[c];" + (" a[at] = v;" if keep_input else "") + \
+        f" v = {_ACT[activation][0]};"
+    _transpose_cast(h.transpose(0, 2, 3, 1), out, kind, "fp32", hh * w, c, 1.0,
+                    name=f"dp_nhwc_bias_{activation}_{int(keep_input)}_{kind}", post=post,
+                    b=cupy.ascontiguousarray(shift, dtype=cupy.float32), a=a)
+    return out, a
+
+
+def is_nhwc(a):
+    """Whether a CuPy array is an (N, C, H, W) view of NHWC memory (and not also NCHW)."""
+    return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+_HALF_DTYPE = {"fp16": "float16", "bf16": "uint16"}
+_KIND_OF = {"float16": "fp16", "uint16": "bf16"}
 
 
 def _per_channel(a):
@@ -176,6 +289,9 @@ def normalize_activate(x, activation, mean=None, scale=None, shift=None, keep_in
     inference and the epilogue's bias); with ``keep_input`` also the pre-activation.  ``x``
     may be a half convolution's output (float16, or bfloat16 bits in uint16): read as float32,
     what from_half would give."""
+    if mean is None and scale is None and shift is not None and x.dtype.name in _KIND_OF \
+            and is_nhwc(x):
+        return bias_activate_nhwc(x, _KIND_OF[x.dtype.name], activation, shift, keep_input)
     c, hw = _per_channel(x)
     param, v = _LOAD[x.dtype.name]
     if mean is not None:
