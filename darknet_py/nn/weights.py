@@ -13,7 +13,7 @@ import struct
 import numpy as np
 
 from ..errors import WeightsError
-from .backend import to_numpy
+from .backend import host_copies
 
 
 class NonFiniteWeights(WeightsError):
@@ -166,19 +166,17 @@ def weights_file_chunks(net, layers, arrays, refuse):
     and version), then each layer's record, ``arrays(layer, name)`` each (not with
     ``dontsave``).  ``refuse``: the path the bytes are for, NonFiniteWeights naming it when
     an array holds NaN or inf."""
+    named = [(layer, name) for layer in layers if not layer.dontsave
+             for name in layer.weight_record()]
+    values = host_copies([arrays(layer, name) for layer, name in named])
     if refuse is not None:
-        found = nonfinite_arrays(layers, arrays, net.xp)
+        found = [(layer.index, layer.type, name, bad)
+                 for (layer, name), v in zip(named, values) if (bad := count_nonfinite(v))]
         if found:
             raise NonFiniteWeights(f"refusing to write weights holding "
                                    f"{nonfinite_summary(found)}", refuse)
-    chunks = [header_bytes(net.seen, net.version)]
-    for layer in layers:
-        if layer.dontsave:
-            continue
-        for name in layer.weight_record():
-            chunks.append(np.ascontiguousarray(to_numpy(arrays(layer, name)),
-                                               dtype="<f4").tobytes())
-    return chunks
+    return [header_bytes(net.seen, net.version)] + [
+        np.ascontiguousarray(v, dtype="<f4").tobytes() for v in values]
 
 
 def nonfinite_arrays(layers, arrays, xp):

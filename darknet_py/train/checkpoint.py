@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import DarknetError
-from ..nn.backend import to_numpy
+from ..nn.backend import host_copies
 from ..nn.weights import read_weights_file
 
 
@@ -50,8 +50,9 @@ def state_snapshot(net, meta):
     """What the state file of ``net`` holds -- everything --resume needs, the weights
     included -- copied to the host as it is now: (meta as JSON, {key: array}), for
     ``write_state`` (which may run while training goes on)."""
-    arrays = {f"{layer.index}/{name}": np.array(to_numpy(array)) for layer in net.layers
-              for name, array in layer.state().items()}
+    items = [(f"{layer.index}/{name}", array) for layer in net.layers
+             for name, array in layer.state().items()]
+    arrays = dict(zip([key for key, _ in items], host_copies([a for _, a in items])))
     return json.dumps(dict(seen=net.seen, t=net.t, whole=True, **meta)), arrays
 
 

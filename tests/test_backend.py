@@ -1,0 +1,63 @@
+"""nn/backend.py: host copies of many arrays at once (what a backup reads of a network)."""
+
+import numpy as np
+import pytest
+
+from darknet_py.nn.backend import host_copies, to_numpy
+from darknet_py.train.checkpoint import state_snapshot
+
+from conftest import build, rng_for_test
+
+NET = ("[net]\nbatch=2\nchannels=3\nwidth=8\nheight=8\nlearning_rate=0.1\nmomentum=0.9\n"
+       "[convolutional]\nfilters=4\nsize=3\npad=1\nbatch_normalize=1\nactivation=leaky\n"
+       "[convolutional]\nfilters=5\nsize=1\nactivation=linear\n"
+       "[connected]\noutput=3\nactivation=linear\n")
+
+
+def test_host_copies_are_copies_in_order_with_their_shapes_and_dtypes():
+    rng = rng_for_test()
+    arrays = [rng.random((2, 3), dtype=np.float32), None, np.arange(5),
+              np.float32(2.5) * np.ones(()), rng.random((0, 4), dtype=np.float32)]
+    got = host_copies(arrays)
+    assert got[1] is None
+    for a, g in zip(arrays, got):
+        if a is None:
+            continue
+        assert g is not a and g.dtype == a.dtype and g.shape == a.shape
+        np.testing.assert_array_equal(g, a)
+    arrays[0][0, 0] = -1.0           # a copy, not a view: training goes on changing them
+    assert got[0][0, 0] != -1.0
+
+
+@pytest.mark.gpu
+def test_gpu_host_copies_gather_per_dtype_and_equal_each_arrays_own_copy():
+    import cupy
+    rng = rng_for_test()
+    host = [rng.random((3, 4), dtype=np.float32), np.arange(7, dtype=np.int64),
+            rng.random(5, dtype=np.float32), rng.random((2, 2), dtype=np.float32).T]
+    arrays = [cupy.asarray(host[0]), cupy.asarray(host[1]), host[2], cupy.asarray(host[3])]
+    got = host_copies(arrays)
+    for a, g in zip(host, got):
+        assert isinstance(g, np.ndarray) and g.dtype == a.dtype and g.shape == a.shape
+        np.testing.assert_array_equal(g, a)
+
+
+@pytest.mark.gpu
+def test_gpu_backup_bytes_and_state_equal_the_cpu_networks():
+    """A GPU network's backup (weights file bytes, state arrays) is the one of a CPU network
+    holding the same values, copied array by array."""
+    from darknet_py.nn.backend import resolve_device
+    cpu = build(NET, seed=3)
+    gpu = build(NET, seed=3, device=resolve_device("gpu"))
+    rng = rng_for_test()
+    gpu.forward(gpu.xp.asarray(rng.random((2, 3, 8, 8), dtype=np.float32)), train=True)
+    for mine, theirs in zip(cpu.layers, gpu.layers):
+        for name, array in mine.state().items():
+            array[...] = to_numpy(theirs.state()[name])
+    assert gpu.weights_chunks(refuse="w") == cpu.weights_chunks(refuse="w")
+    meta_c, want = state_snapshot(cpu, {})
+    meta_g, got = state_snapshot(gpu, {})
+    assert meta_c == meta_g and list(got) == list(want)
+    for key in want:
+        assert isinstance(got[key], np.ndarray)
+        np.testing.assert_array_equal(got[key], to_numpy(want[key]), err_msg=key)
