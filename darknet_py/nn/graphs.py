@@ -17,6 +17,7 @@ after one line saying why.  A few shapes are kept (multi-scale inputs), the olde
 """
 
 import collections
+import contextlib
 import warnings
 
 import numpy as np
@@ -255,14 +256,12 @@ class GraphedStep:
         def work():
             net.forward(static_x, train=True, truth=static_truth)
             net.backward()
-        prof, net.profiler = net.profiler, None     # its marks wait for the stream: not here
         try:
-            graph, pool, stream, _ = _record(work)
+            with self._unprofiled():
+                graph, pool, stream, _ = _record(work)
         except Exception as e:
             self._fail("training pass", e)
             return None
-        finally:
-            net.profiler = prof
         refs = [(layer.output, layer.delta, layer._cost) for layer in net.layers]
         return _Captured(input=static_x, truth=static_truth, graph=graph, refs=refs,
                          pool=pool, stream=stream, items=None)
@@ -281,38 +280,54 @@ class GraphedStep:
         net.input, net.truth, net.train = entry.input, entry.truth, True
         forward = net.pass_state(entry.input, True, entry.truth, truth_host)
         backward = net.pass_state(entry.input, True, entry.truth, truth_host)
-        prof, net.profiler = net.profiler, None     # its marks wait for the stream: not here
         try:
-            for run, island in _runs(range(len(layers)), self.islands):
-                if run:
-                    self._record_run(entry, lambda run=run: self._forward_run(entry, forward,
-                                                                              run))
-                if island is not None:
-                    self._island_forward(entry, forward, island)
-                    entry.items.append(("forward", island))
-            for run, island in _runs(net.backward_order(), self.islands):
-                if run:
-                    self._record_run(entry, lambda run=run: [net.backward_layer(backward, i)
-                                                             for i in run])
-                if island is not None:
-                    net.backward_layer(backward, island)
-                    entry.items.append(("backward", island))
+            with self._unprofiled():
+                self._capture_pass_runs(entry, forward, backward)
         except _CaptureFailed as e:
             for array, copy in saved:
                 array[...] = copy
             net.rng.bit_generator.state = draws
             self._fail("training pass", e.__cause__)
             return None
-        finally:
-            net.profiler = prof
         entry.refs = [(i, layers[i].output, layers[i].delta, layers[i]._cost)
                       for i in range(len(layers)) if i not in self.islands]
         return entry
 
+    def _capture_pass_runs(self, entry, forward, backward):
+        """The forward, then the backward, of the mini-batch: runs captured (and launched),
+        islands run eagerly, each appended to the entry's items in the order it replays."""
+        net = self.net
+        for run, island in _runs(range(len(net.layers)), self.islands):
+            if run:
+                self._record_run(entry, lambda run=run: self._forward_run(entry, forward, run))
+            if island is not None:
+                self._island_forward(entry, forward, island)
+                entry.items.append(("forward", island))
+        for run, island in _runs(net.backward_order(), self.islands):
+            if run:
+                self._record_run(entry, lambda run=run: [net.backward_layer(backward, i)
+                                                         for i in run])
+            if island is not None:
+                net.backward_layer(backward, island)
+                entry.items.append(("backward", island))
+
+    @contextlib.contextmanager
+    def _unprofiled(self):
+        """--profile's marks wait for the stream: not inside a capture."""
+        net = self.net
+        prof, net.profiler = net.profiler, None
+        try:
+            yield
+        finally:
+            net.profiler = prof
+
+    def _run_input(self, entry, i):
+        """What layer ``i`` reads in a pass: the output of the layer before it."""
+        return self.net.layers[i - 1].output if i else entry.input
+
     def _forward_run(self, entry, state, run):
         """The forward of a run of layers, from the output of the layer before it."""
-        layers = self.net.layers
-        state.input = layers[run[0] - 1].output if run[0] else entry.input
+        state.input = self._run_input(entry, run[0])
         for i in run:
             self.net.forward_layer(state, i)
 
@@ -353,7 +368,7 @@ class GraphedStep:
             if kind == "graph":
                 what.launch()
             elif kind == "forward":
-                forward.input = layers[what - 1].output if what else entry.input
+                forward.input = self._run_input(entry, what)
                 self._island_forward(entry, forward, what)
             else:
                 net.backward_layer(backward, what)
