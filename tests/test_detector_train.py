@@ -444,3 +444,26 @@ def test_profile_times_the_yolo_heads_loss_and_the_map(shapes, tmp_path):
     ms = report["parts_ms"]
     assert ms["loss"] > 0 and ms["forward"] > 0     # the two [yolo] heads apart from the rest
     assert ms["validate"] > 0                       # -map's mAP after the last iteration
+
+
+def test_profile_counts_the_multi_scale_copies_made(shapes, tmp_path):
+    """random=1 trains each size on a copy of the network; --profile's report counts the
+    copies made in its window (and, on the GPU, the ones dropped, the captures, the eager
+    passes): the events behind a slow window."""
+    from darknet_py.train.profile import Profiler
+    cfg = (shapes / "shapes-small.cfg").read_text().replace("random=0", "random=1")
+    cfg = re.sub(r"(?m)^max_batches=.*$", "max_batches=500", cfg)
+    (tmp_path / "r.cfg").write_text(cfg)
+    data = (shapes / "shapes.data").read_text()
+    (tmp_path / "s.data").write_text(re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk", data))
+    trainer = DetectorTrainer(str(tmp_path / "r.cfg"), str(tmp_path / "s.data"),
+                              options=TrainOptions(device="cpu", seed=1, progress=False),
+                              out=open(os.devnull, "w"))
+    trainer._prof = prof = Profiler(trainer.net.device, 0, 100)
+    sizes = {trainer._size_for(k) for k in range(0, 100)}
+    for k in range(0, 100):
+        trainer._train_net(k)
+        trainer._train_net(k)                           # met again: no copy
+    base = (trainer.net.options.width, trainer.net.options.height)
+    assert len(sizes - {base}) >= 2
+    assert prof.report(8)["events"] == {"multi-scale copies made": len(sizes - {base})}

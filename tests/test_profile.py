@@ -202,8 +202,11 @@ def test_on_the_gpu_the_parts_add_up_with_the_device_synchronised(project, graph
     parts = report["parts_ms"]
     if graphs:                  # the pass replayed from its CUDA graph
         assert parts["graph"] > 0 and parts["forward"] < parts["graph"]
+        # two eager warm-up passes (iterations 1-2), the capture in the window's first
+        assert report["events"] == {"training passes captured": 1}
     else:
         assert parts["forward"] > 0 and parts["backward"] > 0 and "graph" not in parts
+        assert report["events"] == {}
 
 
 def test_a_loss_read_after_the_next_iteration_logs_what_reading_it_at_once_logs(project):
@@ -219,7 +222,8 @@ def test_a_loss_read_after_the_next_iteration_logs_what_reading_it_at_once_logs(
         backup = project / "backup"
         records = [json.loads(line) for line in open(backup / "halves.log.jsonl")]
         seconds = sorted(r["seconds"] for r in records if "loss" in r)
-        assert seconds[0] > 0.2 * seconds[len(seconds) // 2]    # each an iteration's wall time
+        # each an iteration's wall time, not the read's (a loaded machine spreads them)
+        assert seconds[0] > 0.05 * seconds[len(seconds) // 2]
         runs[darknet_lines] = ([{k: r[k] for k in ("iteration", "loss", "avg_loss", "rate",
                                                    "seen")}
                                 for r in records if "loss" in r],

@@ -416,9 +416,12 @@ def test_multi_scale_drops_the_least_recently_used_sizes_when_gpu_memory_runs_sh
     xp = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime),
                                get_default_memory_pool=lambda: types.SimpleNamespace(
                                    free_all_blocks=lambda: freed.append(len(nets))))
-    fake = types.SimpleNamespace(net=types.SimpleNamespace(xp=xp), _nets=nets)
+    events = []                                          # --profile counts them
+    fake = types.SimpleNamespace(net=types.SimpleNamespace(xp=xp), _nets=nets,
+                                 _count=events.append)
     DetectorTrainer._make_room(fake, (320, 320))         # -10, then 20 free: 352, 384 go
     assert list(nets) == [(320, 320)] and freed == [2, 1]
+    assert events == ["multi-scale copies dropped"] * 2
     nets[(352, 352)] = object()                          # 20 free: 320 goes, 352 stays
     DetectorTrainer._make_room(fake, (352, 352))
     assert list(nets) == [(352, 352)] and freed == [2, 1, 1]

@@ -202,6 +202,12 @@ class GraphedStep:
         if self.net.profiler is not None:
             self.net.profiler.lap(part)
 
+    def _captured(self):
+        """--profile: a pass captured (and run) in this iteration, its time the graph's."""
+        if self.net.profiler is not None:
+            self.net.profiler.tally("training passes captured")
+        self._lap("graph")
+
     def _keep(self, key, entry):
         self.passes[key] = entry
         while len(self.passes) > KEEP_SHAPES:
@@ -222,13 +228,13 @@ class GraphedStep:
                 entry = self._capture_runs(x, truth, truth_host)
                 if entry is not None:
                     self._keep(key, entry)
-                    self._lap("graph")
+                    self._captured()
                 return entry is not None
             entry = self._capture_pass(x, truth)
             if entry is None:
                 return False
             self._keep(key, entry)
-            self._lap("graph")              # --profile: the capture is the graph's time
+            self._captured()
         else:
             self.passes.move_to_end(key)
         entry.input[...] = x

@@ -438,6 +438,8 @@ class Network:
             scale.save(self.layers)
         self.seen += x.shape[0] * self.world_size
         if self.step_graphs is None or not self.step_graphs.train_pass(x, truth):
+            if self.step_graphs is not None and self.profiler is not None:
+                self.profiler.tally("passes run eagerly (graphs warming up or refused)")
             self.forward(x, train=True, truth=truth)
             self.backward()
 

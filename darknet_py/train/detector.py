@@ -115,6 +115,7 @@ class DetectorTrainer(Trainer):
         net = self._nets.get(size)
         if net is None:
             net = self._nets[size] = self.net.resized(*size)
+            self._count("multi-scale copies made")
         self._nets.move_to_end(size)              # the least recently used first
         return net
 
@@ -129,6 +130,7 @@ class DetectorTrainer(Trainer):
             if free >= GPU_HEADROOM * total:
                 return
             del self._nets[other]
+            self._count("multi-scale copies dropped")
             gc.collect()                          # a network and its graphs refer to each other
             cp.get_default_memory_pool().free_all_blocks()
 

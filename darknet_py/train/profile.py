@@ -57,6 +57,7 @@ class Profiler:
         self.device = device
         self._sync = _synchronizer(device)
         self.seconds = {}
+        self.events = {}        # what happened in the window, counted (``tally``)
         self.done = 0
         self._start = self._last = self._end = None
 
@@ -89,6 +90,11 @@ class Profiler:
         self.seconds[part] = self.seconds.get(part, 0.0) + (now - self._last)
         self._last = now
 
+    def tally(self, event, n=1):
+        """Count an event of the timed iterations that explains where time went (a CUDA graph
+        captured, a pass run eagerly, a multi-scale copy made or dropped)."""
+        self.events[event] = self.events.get(event, 0) + n
+
     def end(self):
         """An iteration ends (after its logging, validation and checkpoints); True when it was
         the last one to time."""
@@ -111,6 +117,7 @@ class Profiler:
             "parts_ms": {k: round(v * 1e3, 3) for k, v in parts.items()},
             "parts_percent": {k: round(100 * v / wall, 1) if wall > 0 else 0.0
                               for k, v in parts.items()},
+            "events": dict(self.events),
         }
 
 
@@ -124,4 +131,7 @@ def profile_table(report):
              f"  {'part':<34s} {'ms/iteration':>12s} {'% wall':>7s}"]
     for key, ms in report["parts_ms"].items():
         lines.append(f"  {LABELS[key]:<34s} {ms:12.2f} {report['parts_percent'][key]:7.1f}")
+    if report.get("events"):
+        lines.append("  in these iterations: " + ", ".join(
+            f"{n} {event}" for event, n in report["events"].items()))
     return lines

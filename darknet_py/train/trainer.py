@@ -467,6 +467,11 @@ class Trainer:
         prof.begin()
         return prof
 
+    def _count(self, event):
+        """--profile: count ``event`` when the iteration in progress is timed."""
+        if self._prof is not None:
+            self._prof.tally(event)
+
     def _reseed(self, k, s):
         """Dropout and crop draw from net.rng; make their draws a function of the iteration."""
         for net in {id(self.net): self.net, id(self._train_net(k)): self._train_net(k)}.values():
