@@ -406,24 +406,33 @@ def test_data_paths_fall_back_to_the_data_files_folder_and_say_so(tmp_path, caps
 
 def test_multi_scale_drops_the_least_recently_used_sizes_when_gpu_memory_runs_short():
     """On a GPU, random=1 keeps a copy of the network (arrays, graphs) per size while a
-    quarter of the memory is free; below, the sizes used least recently go first, never the
-    size about to train.  The GPU here has 100 units, 20 in use and 30 per kept copy."""
+    quarter of the memory is free; below, the blocks CuPy's pool keeps for reuse are given
+    back first, then the sizes used least recently go, never the size about to train.  The
+    GPU here has 100 units: 20 in use, 30 per kept copy, and what the pool keeps."""
     import collections
     from darknet_py.train.detector import DetectorTrainer
-    freed = []
+    freed, cached = [], [0]
+
+    def free_all_blocks():
+        freed.append(len(nets))
+        cached[0] = 0
     nets = collections.OrderedDict((s, object()) for s in [(320, 320), (352, 352), (384, 384)])
-    runtime = types.SimpleNamespace(memGetInfo=lambda: (80 - 30 * len(nets), 100))
+    runtime = types.SimpleNamespace(memGetInfo=lambda: (80 - 30 * len(nets) - cached[0], 100))
     xp = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime),
                                get_default_memory_pool=lambda: types.SimpleNamespace(
-                                   free_all_blocks=lambda: freed.append(len(nets))))
+                                   free_all_blocks=free_all_blocks))
     events = []                                          # --profile counts them
     fake = types.SimpleNamespace(net=types.SimpleNamespace(xp=xp), _nets=nets,
                                  _count=events.append)
     DetectorTrainer._make_room(fake, (320, 320))         # -10, then 20 free: 352, 384 go
-    assert list(nets) == [(320, 320)] and freed == [2, 1]
+    assert list(nets) == [(320, 320)] and freed == [3, 2, 1]
     assert events == ["multi-scale copies dropped"] * 2
     nets[(352, 352)] = object()                          # 20 free: 320 goes, 352 stays
     DetectorTrainer._make_room(fake, (352, 352))
-    assert list(nets) == [(352, 352)] and freed == [2, 1, 1]
-    DetectorTrainer._make_room(fake, (448, 448))         # 50 free: enough
-    assert list(nets) == [(352, 352)] and freed == [2, 1, 1]
+    assert list(nets) == [(352, 352)] and freed == [3, 2, 1, 2, 1]
+    DetectorTrainer._make_room(fake, (448, 448))         # 50 free: enough, nothing freed
+    assert list(nets) == [(352, 352)] and freed == [3, 2, 1, 2, 1]
+    cached[0] = 30                                       # 20 free, 50 once the pool gives back
+    DetectorTrainer._make_room(fake, (448, 448))
+    assert list(nets) == [(352, 352)] and freed == [3, 2, 1, 2, 1, 1]
+    assert len(events) == 3

@@ -123,16 +123,25 @@ class DetectorTrainer(Trainer):
         """Drops the copies of the sizes used least recently (their arrays and graphs; the
         weights are the network's own) while less than ``GPU_HEADROOM`` of the GPU's memory is
         free: multi-scale training would otherwise keep every size's arrays and graphs at once.
-        A size met again is rebuilt (its cuDNN plans stay cached)."""
+        A size met again is rebuilt (its cuDNN plans stay cached), so the blocks CuPy's pool
+        keeps for reuse are given back first: the driver counts them as used."""
         cp = self.net.xp
-        for other in [s for s in self._nets if s != size]:
+        pool = cp.get_default_memory_pool()
+
+        def enough():
             free, total = cp.cuda.runtime.memGetInfo()
-            if free >= GPU_HEADROOM * total:
+            return free >= GPU_HEADROOM * total
+        others = [s for s in self._nets if s != size]
+        if not others or enough():
+            return
+        pool.free_all_blocks()
+        for other in others:
+            if enough():
                 return
             del self._nets[other]
             self._count("multi-scale copies dropped")
             gc.collect()                          # a network and its graphs refer to each other
-            cp.get_default_memory_pool().free_all_blocks()
+            pool.free_all_blocks()
 
     def _make(self, k):
         c = self.net.options.channels
