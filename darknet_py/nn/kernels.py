@@ -6,6 +6,8 @@ maximum saved for the backward, which adds delta there (atomicAdd: overlapping w
 a maximum).
 """
 
+import numpy as np
+
 _CACHE = {}
 
 _MAXPOOL_FWD = r"""
@@ -220,7 +222,6 @@ def _transpose_cast(x, out, src, dst, rows, cols, s, name=None, post="", b=None,
     name = name or f"dp_transpose_{src}_{dst}"
     kernel = _kernel(name, _TRANSPOSE.format(name=name, src=_T_TYPE[src], dst=_T_TYPE[dst],
                                              load=_T_LOAD[src], store=_T_STORE[dst], post=post))
-    import numpy as np
     grid = (((cols + 31) // 32) * ((rows + 31) // 32), x.shape[0])
     kernel(grid, (32, 8), (x, out, np.int32(rows), np.int32(cols), np.float32(s),
                            np.uint64(0) if b is None else b, np.uint64(0) if a is None else a))
