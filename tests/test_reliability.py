@@ -592,4 +592,8 @@ def test_a_batch_larger_than_the_dataset_is_said_and_every_batch_is_full(project
         assert len(idx) == 100 and set(idx) == set(range(64))
     assert np.array_equal(epoch_order(64, 8, 7, 3), np.random.default_rng([7, 0])
                           .permutation(64)[24:32])       # batch <= n: as before
+    # an epoch's order is drawn once and its batches are slices of it, read-only
+    assert np.array_equal(np.concatenate([epoch_order(64, 8, 7, k) for k in range(8, 16)]),
+                          np.random.default_rng([7, 1]).permutation(64))
+    assert not epoch_order(64, 8, 7, 9).flags.writeable
     assert t.run() == 0

@@ -10,6 +10,7 @@ Images are float32 NCHW in [0, 1], like Darknet's; a 1-channel cfg gets grey ima
 """
 
 import collections
+import functools
 import os
 import queue
 import re
@@ -153,11 +154,19 @@ def epoch_order(n, batch, seed, k):
     images with replacement, get_random_paths), so it always holds ``batch`` images."""
     per_epoch = max(1, n // batch)
     epoch, j = divmod(k, per_epoch)
+    return _epoch_permutation(n, batch, seed, epoch)[j * batch:(j + 1) * batch]
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n, batch, seed, epoch):
+    """Epoch ``epoch``'s order of the ``n`` images (read-only), drawn once: each of its
+    mini-batches is a slice (drawing it per batch costs ~1 ms for COCO's 118k images)."""
     order = np.random.default_rng([seed, epoch]).permutation(n)
     if batch > n:
         order = np.concatenate([order] + [np.random.default_rng([seed, epoch, r]).permutation(n)
                                           for r in range(1, -(-batch // n))])
-    return order[j * batch:(j + 1) * batch]
+    order.flags.writeable = False
+    return order
 
 
 class Batches:
