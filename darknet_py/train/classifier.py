@@ -74,7 +74,9 @@ class ClassifierTrainer(Trainer):
     def _make(self, k):
         idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
                                       self.seed, k))
-        rng = np.random.default_rng([self.seed, k, 5, self.rank])
+        # only the augmentation draws (image files); in-memory images are used as they are
+        rng = np.random.default_rng([self.seed, k, 5, self.rank]) \
+            if self.augment is not None else None
         return self.train_set.batch(idx, self.net.input_shape, self.augment, rng)
 
     def _evaluate(self, k):
