@@ -4,6 +4,7 @@ random scale in [1/1.4, 1.4] of the cfg size, rounded to 32; the cfg size in the
 last 100 iterations), mAP@0.5 on ``valid`` every few epochs (best -> ``_best.weights``)."""
 
 import collections
+import functools
 import gc
 import os
 
@@ -26,6 +27,15 @@ from .trainer import Trainer
 
 #: multi-scale training on a GPU keeps a network per size while this part of its memory is free
 GPU_HEADROOM = 0.25
+
+
+@functools.lru_cache(maxsize=64)
+def _random_size(seed, block, width, height):
+    """Multi-scale's size for the 10 iterations of ``block``: rand_scale(1.4) of the cfg's
+    size, rounded to steps of 32 (docs/notes.md: how AlexeyAB's differs), drawn once: the
+    trainer asks for an iteration's size several times, and each draw seeds a generator."""
+    r = rand_scale(np.random.default_rng([seed, block, 11]), 1.4)
+    return tuple(max(32, int(round(r * v / 32)) * 32) for v in (width, height))
 
 
 class DetectorTrainer(Trainer):
@@ -103,8 +113,7 @@ class DetectorTrainer(Trainer):
         o = self.net.options
         if not self.random or k == 0 or k >= self.max_batches - 100:
             return o.width, o.height
-        r = rand_scale(np.random.default_rng([self.seed, k // 10, 11]), 1.4)
-        return tuple(max(32, int(round(r * v / 32)) * 32) for v in (o.width, o.height))
+        return _random_size(self.seed, k // 10, o.width, o.height)
 
     def _train_net(self, k):
         size = self._size_for(k)
