@@ -467,3 +467,38 @@ def test_profile_counts_the_multi_scale_copies_made(shapes, tmp_path):
     base = (trainer.net.options.width, trainer.net.options.height)
     assert len(sizes - {base}) >= 2
     assert prof.report(8)["events"] == {"multi-scale copies made": len(sizes - {base})}
+
+
+def test_multi_scale_sizes_follow_alexeyabs_rule(shapes, tmp_path):
+    """AB's train_detector (ab:src/detector.c): every 10 iterations r = rand_scale(f), f =
+    random= (1.4 for random=1); each side round(r side / 32 + 1) 32 (float32, C's roundl), the
+    cfg's size where r < 1 would make a side larger; the largest size, round(f side / 32 + 1) 32,
+    in the first 10 iterations and the last 100."""
+    from darknet_py.image import rand_scale
+    from darknet_py.train import detector
+    assert detector._largest_size(416, 416, 1.4) == (608, 608)
+    assert detector._largest_size(416, 320, 1.2) == (544, 416)      # round(16.6), round(13)
+    cfg = (shapes / "shapes-small.cfg").read_text().replace("random=0", "random=1")
+    cfg = re.sub(r"(?m)^max_batches=.*$", "max_batches=500", cfg)
+    cfg = re.sub(r"(?m)^(width|height)=.*$", r"\1=416", cfg)
+    (tmp_path / "r.cfg").write_text(cfg)
+    for value, factor in (("1", 1.4), ("1.2", 1.2), ("0", 0.0)):
+        (tmp_path / "r.cfg").write_text(re.sub(r"(?m)^random=.*$", f"random={value}", cfg))
+        trainer = DetectorTrainer(str(tmp_path / "r.cfg"), str(shapes / "shapes.data"),
+                                  options=TrainOptions(device="cpu", seed=4, progress=False),
+                                  out=open(os.devnull, "w"))
+        assert trainer.random == factor
+        if not factor:
+            assert {trainer._size_for(k) for k in range(500)} == {(416, 416)}
+            continue
+        largest = detector._largest_size(416, 416, factor)
+        assert trainer._size_for(0) == trainer._size_for(9) == largest      # the first 10
+        assert {trainer._size_for(k) for k in range(410, 500)} == {largest}   # blocks > 400
+        for k in range(10, 410, 10):
+            r = np.float32(rand_scale(np.random.default_rng([4, k // 10, 11]),
+                                      float(np.float32(factor))))
+            side = int(np.floor(float(r * np.float32(416) / np.float32(32) + np.float32(1))
+                                + 0.5)) * 32
+            want = (416, 416) if r < 1 and side > 416 else (side, side)
+            assert trainer._size_for(k) == trainer._size_for(k + 9) == want, k
+            assert want[0] % 32 == 0 and 288 <= want[0] <= largest[0]

@@ -161,7 +161,7 @@ def test_multi_scale_detector_copies_share_the_ema(tmp_path, monkeypatch):
     net = Network.from_cfg(str(tmp_path / "det.cfg"), seed=int(rng_for_test().integers(1000)))
     net.seen = START * 4
     net.save_weights(tmp_path / "start.weights")
-    # every other iteration at 64x64 (AB's rule would keep 96 so close to the run's end)
+    # every other iteration at 64x64 (AB's rule: the largest size so close to the run's end)
     monkeypatch.setattr(DetectorTrainer, "_size_for",
                         lambda self, k: (64, 64) if k % 2 else (96, 96))
     updated, after = record_iterations(monkeypatch)

@@ -1,11 +1,13 @@
 """YOLO training (pj:examples/detector.c train_detector): augmentation as
-load_data_detection, multi-scale with ``random=1`` every 10 iterations (AlexeyAB's rule: a
-random scale in [1/1.4, 1.4] of the cfg size, rounded to 32; the cfg size in the first and the
-last 100 iterations), mAP@0.5 on ``valid`` every few epochs (best -> ``_best.weights``)."""
+load_data_detection, multi-scale with ``random=`` every 10 iterations (AlexeyAB's rule: a
+random scale in [1/f, f] of the cfg size, f = 1.4 for random=1, rounded up a step of 32; the
+largest size in the first 10 and the last 100 iterations), mAP@0.5 on ``valid`` every few
+epochs (best -> ``_best.weights``)."""
 
 import collections
 import functools
 import gc
+import math
 import os
 
 import numpy as np
@@ -29,13 +31,35 @@ from .trainer import Trainer
 GPU_HEADROOM = 0.25
 
 
+#: AlexeyAB's multi-scale steps (``resize_step``; another value is refused: nn/netoptions.py)
+RESIZE_STEP = 32
+
+
+def _ab_round(x):
+    """C's roundl of a positive float32 value: halves away from zero."""
+    return int(math.floor(float(x) + 0.5))
+
+
+def _largest_size(width, height, coef):
+    """Multi-scale's largest size: round(coef side / step + 1) step (ab:src/detector.c
+    max_dim_w, in float as AB's C)."""
+    f = np.float32
+    return tuple(_ab_round(f(coef) * f(v) / f(RESIZE_STEP) + f(1)) * RESIZE_STEP
+                 for v in (width, height))
+
+
 @functools.lru_cache(maxsize=64)
-def _random_size(seed, block, width, height):
-    """Multi-scale's size for the 10 iterations of ``block``: rand_scale(1.4) of the cfg's
-    size, rounded to steps of 32 (docs/notes.md: how AlexeyAB's differs), drawn once: the
-    trainer asks for an iteration's size several times, and each draw seeds a generator."""
-    r = rand_scale(np.random.default_rng([seed, block, 11]), 1.4)
-    return tuple(max(32, int(round(r * v / 32)) * 32) for v in (width, height))
+def _random_size(seed, block, width, height, coef):
+    """Multi-scale's size for the 10 iterations of ``block``, as AlexeyAB's train_detector
+    (ab:src/detector.c) draws it: r = rand_scale(coef); each side round(r side / step + 1)
+    step (in float32, as AB's C); the cfg's size where r < 1 would make a side larger; at least
+    one step.  Drawn once: the trainer asks for an iteration's size several times."""
+    f = np.float32
+    r = f(rand_scale(np.random.default_rng([seed, block, 11]), float(f(coef))))
+    w, h = (_ab_round(r * f(v) / f(RESIZE_STEP) + f(1)) * RESIZE_STEP for v in (width, height))
+    if r < 1 and (w > width or h > height):
+        w, h = width, height
+    return max(w, RESIZE_STEP), max(h, RESIZE_STEP)
 
 
 class DetectorTrainer(Trainer):
@@ -59,7 +83,8 @@ class DetectorTrainer(Trainer):
                 raise DarknetError(f"[{head.type}] classes={head.classes} differs from the "
                                    f"last head's {self.classes}", head.path, head.line)
         self.heads = heads
-        self.random = bool(last.random)
+        # multi-scale's rand_scale factor: random= itself, 1.4 for random=1, 0 off (AB)
+        self.random = 0.0 if not last.random else 1.4 if last.random == 1 else last.random
         self.jitter = last.jitter
         self.max_boxes = last.max_boxes
         aug = net.options.data
@@ -110,10 +135,18 @@ class DetectorTrainer(Trainer):
         return max(self.options.map_epochs * self.per_epoch, 100)
 
     def _size_for(self, k):
+        """The input size of iteration k + 1 (k done): a new size every 10 iterations, the
+        largest for the first 10 (AB: "check if enough memory") and in the last 100 (AB: the
+        rolling statistics at the largest size).  AB counts its 10-iteration blocks from each
+        process's start and sizes its first block the largest; darknet_py counts them from
+        iteration 0, so that --resume trains the sizes an uninterrupted run would."""
         o = self.net.options
-        if not self.random or k == 0 or k >= self.max_batches - 100:
+        if not self.random:
             return o.width, o.height
-        return _random_size(self.seed, k // 10, o.width, o.height)
+        start = k // 10 * 10
+        if start == 0 or start > self.max_batches - 100:
+            return _largest_size(o.width, o.height, self.random)
+        return _random_size(self.seed, k // 10, o.width, o.height, self.random)
 
     def _train_net(self, k):
         size = self._size_for(k)
