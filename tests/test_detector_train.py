@@ -502,3 +502,8 @@ def test_multi_scale_sizes_follow_alexeyabs_rule(shapes, tmp_path):
             want = (416, 416) if r < 1 and side > 416 else (side, side)
             assert trainer._size_for(k) == trainer._size_for(k + 9) == want, k
             assert want[0] % 32 == 0 and 288 <= want[0] <= largest[0]
+    from darknet_py.errors import DarknetError
+    from darknet_py.nn.network import Network
+    (tmp_path / "r.cfg").write_text(re.sub(r"(?m)^random=.*$", "random=-1", cfg))
+    with pytest.raises(DarknetError, match=r"r\.cfg:\d+: .*random"):
+        Network.from_cfg(str(tmp_path / "r.cfg"))

@@ -62,6 +62,10 @@ class _DetectionHead(Layer):
                            "(usually .3)", sec.path, sec.line_of("jitter"))
         sec.int("max", 90, minimum=1)
         if cls.type == "region":
+            sec.int("random", 0, minimum=0)
+        else:
+            sec.float("random", 0.0, minimum=0.0)     # multi-scale's rand_scale factor (AB)
+        if cls.type == "region":
             sec.int("coords", 4, minimum=1)
         anchors = sec.float_list("anchors")
         if cls.type != "region":
