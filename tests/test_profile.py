@@ -16,7 +16,7 @@ from darknet_py.data.idx import write_idx
 from darknet_py.nn.backend import CPU
 from darknet_py.train.classifier import ClassifierTrainer
 from darknet_py.train.options import TrainOptions
-from darknet_py.train.profile import DEFAULT_ITERATIONS, PARTS, Profiler
+from darknet_py.train.profile import DEFAULT_ITERATIONS, PARTS, Profiler, profile_table
 
 from test_train import CFG, halves
 
@@ -233,3 +233,20 @@ def test_a_loss_read_after_the_next_iteration_logs_what_reading_it_at_once_logs(
     (deferred, weights), (at_once, same_weights) = runs[False], runs[True]
     assert [r["iteration"] for r in deferred] == list(range(1, 12))
     assert deferred == at_once and weights == same_weights
+
+
+def test_the_table_ends_with_what_happened_in_the_window():
+    """Events that cost time (captures, eager passes, multi-scale copies) follow the parts."""
+    p = Profiler(CPU, 0, 2)
+    for _ in range(2):
+        p.begin()
+        p.lap("forward")
+        p.end()
+    p.tally("multi-scale copies made")
+    p.tally("multi-scale copies made")
+    p.tally("training passes captured")
+    report = p.report(8)
+    assert report["events"] == {"multi-scale copies made": 2, "training passes captured": 1}
+    assert profile_table(report)[-1] == \
+        "  in these iterations: multi-scale copies made: 2; training passes captured: 1"
+    assert "in these iterations" not in "\n".join(profile_table(Profiler(CPU, 0, 1).report(8)))

@@ -132,6 +132,6 @@ def profile_table(report):
     for key, ms in report["parts_ms"].items():
         lines.append(f"  {LABELS[key]:<34s} {ms:12.2f} {report['parts_percent'][key]:7.1f}")
     if report.get("events"):
-        lines.append("  in these iterations: " + ", ".join(
-            f"{n} {event}" for event, n in report["events"].items()))
+        lines.append("  in these iterations: " + "; ".join(
+            f"{event}: {n}" for event, n in report["events"].items()))
     return lines
