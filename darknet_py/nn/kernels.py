@@ -138,12 +138,17 @@ def _elementwise(name, params, outs, body):
 # float32 <-> the half tensors of nn/precision.py, each one pass: the product with the scale in
 # float32, then one rounding to nearest even (CuPy's float16 conversion; for bfloat16 the bit
 # arithmetic of precision.round_bf16, NaN kept a quiet NaN).
+#: float32 bits ``u`` -> bfloat16 bits (round_bf16's arithmetic)
+_BF16_OF_U = ("(u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)"
+              " : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)")
 _HALF_IN = {
     "fp16": ("float16 y", "y = (float16)(x * s)"),
-    "bf16": ("uint16 y", "float v = x * s; unsigned int u = __float_as_uint(v);"
-                         "y = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)"
-                         " : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);"),
+    "bf16": ("uint16 y",
+             f"float v = x * s; unsigned int u = __float_as_uint(v); y = {_BF16_OF_U};"),
 }
+#: a half tensor's dtype -> its precision (CuPy has no bfloat16: its bits in uint16)
+HALF_KINDS = {np.dtype(np.float16): "fp16", np.dtype(np.uint16): "bf16"}
+_HALF_DTYPE = {kind: dtype for dtype, kind in HALF_KINDS.items()}
 _HALF_OUT = {
     "fp16": ("float16 h", "y = (float)h * r"),
     "bf16": ("uint16 h", "y = __uint_as_float(((unsigned int)h) << 16) * r"),
@@ -212,9 +217,7 @@ _T_LOAD = {"fp32": "f = v;",
 _T_STORE = {
     "fp32": "out = v;",
     "fp16": 'asm("cvt.rn.f16.f32 %0, %1;" : "=h"(out) : "f"(v));',
-    "bf16": "unsigned int u = __float_as_uint(v);"
-            "out = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)"
-            " : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);",
+    "bf16": f"unsigned int u = __float_as_uint(v); out = {_BF16_OF_U};",
 }
 
 
@@ -270,8 +273,6 @@ def is_nhwc(a):
     return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-_HALF_DTYPE = {"fp16": "float16", "bf16": "uint16"}
-_KIND_OF = {"float16": "fp16", "uint16": "bf16"}
 
 
 def _per_channel(a):
@@ -290,9 +291,9 @@ def normalize_activate(x, activation, mean=None, scale=None, shift=None, keep_in
     inference and the epilogue's bias); with ``keep_input`` also the pre-activation.  ``x``
     may be a half convolution's output (float16, or bfloat16 bits in uint16): read as float32,
     what from_half would give."""
-    if mean is None and scale is None and shift is not None and x.dtype.name in _KIND_OF \
+    if mean is None and scale is None and shift is not None and x.dtype in HALF_KINDS \
             and is_nhwc(x):
-        return bias_activate_nhwc(x, _KIND_OF[x.dtype.name], activation, shift, keep_input)
+        return bias_activate_nhwc(x, HALF_KINDS[x.dtype], activation, shift, keep_input)
     c, hw = _per_channel(x)
     param, v = _LOAD[x.dtype.name]
     if mean is not None:

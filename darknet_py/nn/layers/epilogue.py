@@ -23,10 +23,6 @@ def _fused(a):
     return on_gpu(a) and a.dtype == np.float32 and a.ndim == 4
 
 
-#: a half convolution's output dtype (nn/precision.py) -> its precision
-HALF_KINDS = {np.dtype(np.float16): "fp16", np.dtype(np.uint16): "bf16"}
-
-
 def takes_half(layer, train):
     """Whether the epilogue can read a half convolution output directly, in its one kernel
     with the bias and the activation: without batch norm (folded for inference; cuDNN's
@@ -39,8 +35,8 @@ def forward_epilogue(layer, out, train):
     """``out`` (N, C, H, W) of the linear op -> the layer's output.  AlexeyAB's channel
     activations (normalize_channels*) follow the bias or batch norm, over the channels; their
     pre-activation is kept for the backward.  ``out`` may be half (``takes_half``)."""
-    if out.dtype in HALF_KINDS and not (out.ndim == 4 and takes_half(layer, train)):
-        out = kernels.from_half(out, HALF_KINDS[out.dtype])
+    if out.dtype in kernels.HALF_KINDS and not (out.ndim == 4 and takes_half(layer, train)):
+        out = kernels.from_half(out, kernels.HALF_KINDS[out.dtype])
     if layer.activation in CHANNEL_ACTIVATIONS:
         z = _normalize_activate(layer, out, train, "linear")
         layer.activation_input = z
@@ -50,7 +46,7 @@ def forward_epilogue(layer, out, train):
 
 def _normalize_activate(layer, out, train, activation):
     keep = activation in NEEDS_INPUT
-    if out.dtype in HALF_KINDS or _fused(out):
+    if out.dtype in kernels.HALF_KINDS or _fused(out):
         if not layer.batch_normalize:
             y, layer.activation_input = kernels.normalize_activate(
                 out, activation, shift=layer.biases, keep_input=keep)
