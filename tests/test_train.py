@@ -113,6 +113,9 @@ def test_training_writes_backups_log_and_chart_and_learns(project):
     assert records[1]["avg_loss"] == pytest.approx(0.9 * first + 0.1 * records[1]["loss"])
     assert t.accuracy[-1][1] >= 0.9       # top-1 on the held-out images
     assert (backup / "chart_halves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the last backup's weights (taken from the state snapshot) are the final network's
+    assert (backup / "halves_last.weights").read_bytes() == \
+        (backup / "halves_final.weights").read_bytes()
 
 
 def test_numbered_snapshots_follow_alexeyabs_saveweights_rule(project):

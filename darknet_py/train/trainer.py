@@ -231,9 +231,15 @@ class Trainer:
             return
         # the state first: it is whole on its own (checkpoint.py), so a kill between the two
         # writes still resumes exactly; NaN weights are refused before either is written
-        files = [(self.paths["last"], self.net.weights_chunks(refuse=self.paths["last"]))]
         state = state_snapshot(self.net, dict(seed=self.seed, avg_loss=self.avg_loss,
                                               best=self.best, accuracy=list(self.accuracy)))
+        kept = state[1]             # the weights file's arrays too: fetched from the device once
+
+        def saved(layer, name):
+            host = kept.get(f"{layer.index}/{name}")
+            return getattr(layer, name) if host is None else host
+        files = [(self.paths["last"], self.net.weights_chunks(arrays=saved,
+                                                              refuse=self.paths["last"]))]
         if self.ema is not None and self.ema.initialized():      # ab:src/detector.c
             files.append((self.paths["ema"], self.net.weights_chunks(
                 arrays=self.ema.stored, refuse=self.paths["ema"])))
