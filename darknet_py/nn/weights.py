@@ -166,12 +166,10 @@ def weights_file_chunks(net, layers, arrays, refuse):
     and version), then each layer's record, ``arrays(layer, name)`` each (not with
     ``dontsave``).  ``refuse``: the path the bytes are for, NonFiniteWeights naming it when
     an array holds NaN or inf."""
-    named = [(layer, name) for layer in layers if not layer.dontsave
-             for name in layer.weight_record()]
+    named = _saved_names(layers)
     values = host_copies([arrays(layer, name) for layer, name in named])
     if refuse is not None:
-        found = [(layer.index, layer.type, name, bad)
-                 for (layer, name), v in zip(named, values) if (bad := count_nonfinite(v))]
+        found = _nonfinite_of(named, values, np)
         if found:
             raise NonFiniteWeights(f"refusing to write weights holding "
                                    f"{nonfinite_summary(found)}", refuse)
@@ -181,12 +179,18 @@ def weights_file_chunks(net, layers, arrays, refuse):
 
 def nonfinite_arrays(layers, arrays, xp):
     """[(layer index, type, array name, count)] of the saved arrays holding NaN or inf."""
-    found = []
-    for layer in layers:
-        if layer.dontsave:
-            continue
-        for name in layer.weight_record():
-            bad = count_nonfinite(arrays(layer, name), xp)
-            if bad:
-                found.append((layer.index, layer.type, name, bad))
-    return found
+    named = _saved_names(layers)
+    return _nonfinite_of(named, [arrays(layer, name) for layer, name in named], xp)
+
+
+def _saved_names(layers):
+    """(layer, array name) of what a weights file holds, in its order (not ``dontsave``)."""
+    return [(layer, name) for layer in layers if not layer.dontsave
+            for name in layer.weight_record()]
+
+
+def _nonfinite_of(named, values, xp):
+    """The (layer index, type, name, count) of the ``named`` arrays whose ``values`` hold NaN
+    or inf."""
+    return [(layer.index, layer.type, name, bad)
+            for (layer, name), v in zip(named, values) if (bad := count_nonfinite(v, xp))]
