@@ -240,15 +240,12 @@ class GraphedStep:
         entry.input[...] = x
         if truth is not None:
             entry.truth[...] = truth
-        prof = net.profiler
-        if prof is not None:
-            prof.lap("h2d")
+        self._lap("h2d")
         if entry.items is not None:
             self._replay_runs(entry, truth_host)
             return True
         entry.graph.launch()
-        if prof is not None:
-            prof.lap("graph")
+        self._lap("graph")
         for layer, (output, delta, cost) in zip(net.layers, entry.refs):
             layer.output, layer.delta, layer.cost = output, delta, cost
         net.input, net.truth, net.train = entry.input, entry.truth, True
@@ -369,7 +366,6 @@ class GraphedStep:
         net.input, net.truth, net.train = entry.input, entry.truth, True
         forward = net.pass_state(entry.input, True, entry.truth, truth_host)
         backward = net.pass_state(entry.input, True, entry.truth, truth_host)
-        prof = net.profiler
         for kind, what in entry.items:
             if kind == "graph":
                 what.launch()
@@ -378,8 +374,7 @@ class GraphedStep:
                 self._island_forward(entry, forward, what)
             else:
                 net.backward_layer(backward, what)
-            if prof is not None:
-                prof.lap("graph" if kind == "graph" else "loss")
+            self._lap("graph" if kind == "graph" else "loss")
 
     def update(self, args):
         """Every layer's update from the graph; False when the caller should run it."""
