@@ -35,17 +35,16 @@ GPU_HEADROOM = 0.25
 RESIZE_STEP = 32
 
 
-def _ab_round(x):
-    """C's roundl of a positive float32 value: halves away from zero."""
-    return int(math.floor(float(x) + 0.5))
+def _ab_side(scale, side):
+    """round(scale side / step + 1) step, in float32 with C's roundl (halves away from zero),
+    as AB's train_detector sizes a side (ab:src/detector.c dim_w, max_dim_w)."""
+    f = np.float32
+    return int(math.floor(float(f(scale) * f(side) / f(RESIZE_STEP) + f(1)) + 0.5)) * RESIZE_STEP
 
 
 def _largest_size(width, height, coef):
-    """Multi-scale's largest size: round(coef side / step + 1) step (ab:src/detector.c
-    max_dim_w, in float as AB's C)."""
-    f = np.float32
-    return tuple(_ab_round(f(coef) * f(v) / f(RESIZE_STEP) + f(1)) * RESIZE_STEP
-                 for v in (width, height))
+    """Multi-scale's largest size: each side scaled by the factor itself."""
+    return _ab_side(coef, width), _ab_side(coef, height)
 
 
 @functools.lru_cache(maxsize=64)
@@ -54,9 +53,9 @@ def _random_size(seed, block, width, height, coef):
     (ab:src/detector.c) draws it: r = rand_scale(coef); each side round(r side / step + 1)
     step (in float32, as AB's C); the cfg's size where r < 1 would make a side larger; at least
     one step.  Drawn once: the trainer asks for an iteration's size several times."""
-    f = np.float32
-    r = f(rand_scale(np.random.default_rng([seed, block, 11]), float(f(coef))))
-    w, h = (_ab_round(r * f(v) / f(RESIZE_STEP) + f(1)) * RESIZE_STEP for v in (width, height))
+    r = np.float32(rand_scale(np.random.default_rng([seed, block, 11]),
+                              float(np.float32(coef))))
+    w, h = _ab_side(r, width), _ab_side(r, height)
     if r < 1 and (w > width or h > height):
         w, h = width, height
     return max(w, RESIZE_STEP), max(h, RESIZE_STEP)
