@@ -116,6 +116,16 @@ def step_alone(trainer, warmup, steps, net=None, minibatch=0):
         return time_ms(step, warmup, steps, net.device)
 
 
+def at_cfg_size(trainer):
+    """The first iteration drawn at the cfg's size (multi-scale starts at the largest)."""
+    o = trainer.net.options
+    k = next((k for k in range(trainer.max_batches)
+              if trainer._size_for(k) == (o.width, o.height)), None)
+    if k is None:
+        raise SystemExit(f"no iteration of the run trains at the cfg's {o.width}x{o.height}")
+    return k
+
+
 def step_at_sizes(trainer, first, stop, warmup, steps):
     """Multi-scale: the mean ms of the step alone over iterations ``first``..``stop - 1`` at
     the sizes they trained at (each size timed once, weighted by its iterations)."""
@@ -160,7 +170,8 @@ def main(argv=None):
                                graphs=not a.no_graphs, **extra)
         cls = DetectorTrainer if detector else ClassifierTrainer
         trainer, seconds = end_to_end(cls, cfg, data, options, a.warmup, a.iterations)
-        step_ms = step_alone(trainer, min(a.warmup, 5), a.steps)
+        step_ms = step_alone(trainer, min(a.warmup, 5), a.steps,
+                             minibatch=at_cfg_size(trainer) * trainer.net.subdivisions)
         sizes_ms = step_at_sizes(trainer, a.warmup, a.warmup + a.iterations,
                                  min(a.warmup, 5), a.steps) if trainer.random else None
         profile = None

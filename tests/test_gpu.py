@@ -263,6 +263,10 @@ def test_gpu_maxpool_kernel_matches_numpy_on_odd_sizes(size, stride, width):
     cpu.backward(dx_cpu)
     gpu.backward(dx_gpu)
     assert rel(dx_gpu, dx_cpu) < TOL
+    # inference: the same output, and no argmax indexes written (only a backward reads them)
+    out_gpu = gpu.forward(x, train=False)
+    assert rel(out_gpu, cpu.forward(x, train=False)) < TOL
+    assert gpu.layers[0].gpu_indexes is None
 
 
 def test_version_reports_the_gpu_cuda_and_cudnn(capsys):

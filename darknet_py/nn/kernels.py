@@ -35,7 +35,7 @@ void maxpool_forward(const float* x, float* y, int* idx, long long n_out,
         }
     }
     y[id] = best;
-    idx[id] = best_at < 0 ? -1 : (int)(plane * h * w + best_at);
+    if (idx) idx[id] = best_at < 0 ? -1 : (int)(plane * h * w + best_at);
 }
 """
 
@@ -62,17 +62,19 @@ def _grid(n, block=256):
     return ((n + block - 1) // block,), (block,)
 
 
-def maxpool_forward(x, layer):
-    """(output, argmax indexes) for a float32 CuPy input (N, C, H, W)."""
+def maxpool_forward(x, layer, keep_indexes=True):
+    """(output, argmax indexes) for a float32 CuPy input (N, C, H, W); the indexes are for the
+    backward only: None without ``keep_indexes`` (inference; as many bytes again as the output
+    not written)."""
     import cupy
     x = cupy.ascontiguousarray(x, dtype=cupy.float32)
     n = x.shape[0]
     y = cupy.empty((n, layer.c, layer.out_h, layer.out_w), dtype=cupy.float32)
-    idx = cupy.empty(y.shape, dtype=cupy.int32)
+    idx = cupy.empty(y.shape, dtype=cupy.int32) if keep_indexes else None
     grid, block = _grid(y.size)
     _kernel("maxpool_forward", _MAXPOOL_FWD)(
-        grid, block, (x, y, idx, cupy.int64(y.size), cupy.int32(layer.c), cupy.int32(layer.h),
-                      cupy.int32(layer.w), cupy.int32(layer.out_h), cupy.int32(layer.out_w),
+        grid, block, (x, y, np.uint64(0) if idx is None else idx, cupy.int64(y.size),
+                      cupy.int32(layer.c), cupy.int32(layer.h), cupy.int32(layer.w), cupy.int32(layer.out_h), cupy.int32(layer.out_w),
                       cupy.int32(layer.size), cupy.int32(layer.stride_x),
                       cupy.int32(layer.padding // 2), cupy.int32(layer.stride_y)))
     return y, idx

@@ -91,7 +91,7 @@ class MaxpoolLayer(Layer):
             self.output = groups.max(axis=1)
             return
         if on_gpu(x) and x.dtype == "float32":
-            self.output, self.gpu_indexes = kernels.maxpool_forward(x, self)
+            self.output, self.gpu_indexes = kernels.maxpool_forward(x, self, net.train)
             return
         win = self._windows(x)
         self.indexes = win.argmax(axis=2)
