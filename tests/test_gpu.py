@@ -154,9 +154,10 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
 def test_cudnn_runs_alexeyabs_dilation_and_stride_x_y():
     """AlexeyAB's dilated / asymmetric-stride convs go through cuDNN's graph, not im2col."""
     from darknet_py.nn.cudnn import get_ops
-    # a plan's key: (op, input shapes, output shape, (stride_y, stride_x), pad, dilation, math)
-    for case, want in (("conv_dilation_bn", ((1, 1), 2, 2, "fp32")),
-                       ("conv_stride_x_y", ((1, 2), 1, 1, "fp32"))):
+    # a plan's key: (op, input shapes, output shape, (stride_y, stride_x), pad, dilation, math,
+    # layout)
+    for case, want in (("conv_dilation_bn", ((1, 1), 2, 2, "fp32", "nchw")),
+                       ("conv_stride_x_y", ((1, 2), 1, 1, "fp32", "nchw"))):
         _, gpu = pair(CASES[case])
         gpu.forward(rng_for_test().standard_normal((4, 4, 8, 8)), train=True)
         ops = get_ops()

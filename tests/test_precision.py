@@ -296,7 +296,8 @@ def test_gpu_half_casts_round_as_the_numpy_engine(name):
 
 
 GROUPED = ("[net]\nbatch=2\nwidth=12\nheight=12\nchannels=4\nprecision={name}\n"
-           "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\ngroups=2\nactivation=leaky\n"
+           "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\ngroups=2\n"
+           "activation=leaky\n"
            "[convolutional]\nfilters=6\nsize=3\nstride=2\npad=1\ndilation=2\n"
            "activation=mish\n"
            "[convolutional]\nfilters=6\nsize=1\nstride=1\nactivation=linear\n")
@@ -317,14 +318,24 @@ def test_gpu_half_convolutions_run_nhwc_and_give_nchw_arrays(name):
     back = p.from_half(h)
     assert back.flags.c_contiguous
     np.testing.assert_array_equal(cupy.asnumpy(back), p.round(x))
+    _grouped_equals_numpy(name, {"fp16": 2e-3, "bf16": 1.6e-2}[name], rng)
+
+
+def _grouped_equals_numpy(name, tol, rng):
+    """GROUPED in precision ``name`` on the GPU against the NumPy engine, in inference and in
+    training (tf32 lays them out differently: nn/cudnn.py _LAYOUT): C-contiguous NCHW outputs
+    within ``tol`` (relative to the largest), the input delta and the weight updates within
+    4 tol."""
+    import cupy
     text = GROUPED.format(name=name)
     cpu, gpu = build(text, seed=5), build(text, seed=5, device="gpu")
-    tol = {"fp16": 2e-3, "bf16": 1.6e-2}[name]
     x = rng.random((2, 4, 12, 12), dtype=np.float32)
-    want, got = cpu.forward(x, train=True), gpu.forward(x, train=True)
-    for a, b in zip(cpu.layers, gpu.layers):
-        assert b.output.flags.c_contiguous, b.index
-        assert np.abs(to_numpy(b.output) - a.output).max() <= tol * np.abs(a.output).max()
+    for train in (False, True):
+        want, got = cpu.forward(x, train=train), gpu.forward(x, train=train)
+        for a, b in zip(cpu.layers, gpu.layers):
+            assert b.output.flags.c_contiguous, (train, b.index)
+            assert np.abs(to_numpy(b.output) - a.output).max() <= \
+                tol * np.abs(a.output).max(), (train, b.index)
     delta = rng.standard_normal(want.shape).astype(np.float32)
     for net in (cpu, gpu):
         net.layers[-1].delta = net.xp.asarray(delta)
@@ -369,7 +380,7 @@ def test_gpu_tiled_nhwc_casts_equal_the_elementwise_ones(name):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["fp16", "bf16"])
+@pytest.mark.parametrize("name", ["fp16", "bf16", "fp32"])
 def test_gpu_tiled_nhwc_epilogue_equals_the_elementwise_one(name):
     """normalize_activate of an NHWC half convolution output with its bias (the epilogue of a
     layer without batch norm, and of every folded one in inference) goes through the tiled
@@ -380,7 +391,8 @@ def test_gpu_tiled_nhwc_epilogue_equals_the_elementwise_one(name):
     rng = rng_for_test()
     x = rng.standard_normal((3, 37, 5, 13)).astype(np.float32) * 4
     bias = cupy.asarray(rng.standard_normal(37).astype(np.float32))
-    h = kernels.to_half_nhwc(cupy.asarray(x), name)
+    h = kernels.to_nhwc(cupy.asarray(x)) if name == "fp32" else \
+        kernels.to_half_nhwc(cupy.asarray(x), name)         # fp32: tf32's convolutions
     flat = cupy.ascontiguousarray(h)
     assert kernels.is_nhwc(h) and not kernels.is_nhwc(flat)
     for activation in ("leaky", "linear", "logistic", "mish", "swish"):
@@ -393,3 +405,21 @@ def test_gpu_tiled_nhwc_epilogue_equals_the_elementwise_one(name):
         assert (a is None) == (not keep)
         if keep:
             np.testing.assert_array_equal(cupy.asnumpy(a), cupy.asnumpy(want_a))
+
+
+@pytest.mark.gpu
+def test_gpu_tf32_convolutions_run_nhwc_and_give_nchw_arrays():
+    """tf32's operands go to cuDNN laid out NHWC (kernels.to_nhwc, the same values) and what
+    comes back is C-contiguous NCHW float32: grouped, strided and dilated convolutions stay
+    within tf32's rounding of the NumPy engine, forward and backward."""
+    import cupy
+    from darknet_py.nn import kernels
+    rng = rng_for_test()
+    x = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
+    h = kernels.to_nhwc(cupy.asarray(x))
+    assert kernels.is_nhwc(h)
+    np.testing.assert_array_equal(cupy.asnumpy(h), x)
+    back = kernels.to_nchw(h)
+    assert back.flags.c_contiguous
+    np.testing.assert_array_equal(cupy.asnumpy(back), x)
+    _grouped_equals_numpy("tf32", 2e-3, rng)

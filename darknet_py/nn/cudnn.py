@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write
 from ..errors import DarknetError
+from . import kernels
 
 _OPS = None          # one CudnnOps per process (device 0 or the one chosen with -i)
 _UNAVAILABLE = None  # the reason the frontend could not be loaded
@@ -60,10 +61,13 @@ _UIDS = {name: uid for uid, name in enumerate(
 _KEPT = ("bn_fwd", "bn_bwd", "bn_inf")
 #: cuDNN's data type of a convolution's tensors, by precision (nn/precision.py)
 _IO_TYPE = {"fp32": "FLOAT", "tf32": "FLOAT", "fp16": "HALF", "bf16": "BFLOAT16"}
-#: their memory layout, by measurement (benchmarks/layout.py on an H200): the half tensor-core
-#: engines are ~1.5-1.9x faster in NHWC; fp32's convolutions are slower there (fprop 11.8 ms
-#: against 10.8 over yolov3-tiny's at b64)
-_LAYOUT = {"fp32": "nchw", "tf32": "nchw", "fp16": "nhwc", "bf16": "nhwc"}
+#: their memory layout, (training, inference), by measurement on an H200: the half tensor-core
+#: engines are ~1.5-1.9x faster NHWC (benchmarks/layout.py); tf32's too (fprop 2.5 ms against
+#: 4.1 over yolov3-tiny's at b64), which wins inference (b64 6.57 -> 5.73 ms) but not training,
+#: where each of fprop, dgrad and wgrad transposes its float32 operands (27.7 -> 30.5 ms); exact
+#: fp32's convolutions are slower NHWC (fprop 11.8 ms against 10.8)
+_LAYOUT = {"fp32": ("nchw", "nchw"), "tf32": ("nchw", "nhwc"), "fp16": ("nhwc", "nhwc"),
+           "bf16": ("nhwc", "nhwc")}
 
 
 def plan_cache_dir():
@@ -98,6 +102,8 @@ def _laid_out(cp, a, layout):
     if layout == "nhwc":
         if a.transpose(0, 2, 3, 1).flags.c_contiguous:
             return a
+        if a.dtype == cp.float32:                   # tf32's operands
+            return kernels.to_nhwc(a)
         return cp.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     return cp.ascontiguousarray(a)
 
@@ -229,16 +235,17 @@ class CudnnOps:
     # with float32 accumulation.
 
     def conv_forward(self, x, w, stride, pad, groups, what="conv forward", dilation=1,
-                     math="fp32"):
+                     math="fp32", train=True):
         """``stride``: an int or (stride_y, stride_x); ``pad`` zeros on every side; taps
-        ``dilation`` apart (AlexeyAB's stride_x/stride_y/dilation)."""
+        ``dilation`` apart (AlexeyAB's stride_x/stride_y/dilation); ``train``: part of a
+        training pass (the layout may differ: ``_LAYOUT``)."""
         n, c, h, wd = x.shape
         k, cg, r, s = w.shape
         sy, sx = _pair(stride)
         oh = (h + 2 * pad - dilation * (r - 1) - 1) // sy + 1
         ow = (wd + 2 * pad - dilation * (s - 1) - 1) // sx + 1
         return self._conv("fprop", dict(x=x, w=w), "y", (n, k, oh, ow), (sy, sx), pad,
-                          dilation, math, f"{what} {x.shape}*{w.shape}")
+                          dilation, math, f"{what} {x.shape}*{w.shape}", train)
 
     def conv_backward_data(self, dy, w, x_shape, stride, pad, groups, what="conv dgrad",
                            dilation=1, math="fp32"):
@@ -250,12 +257,12 @@ class CudnnOps:
         return self._conv("wgrad", dict(x=x, dy=dy), "dw", tuple(w_shape), _pair(stride), pad,
                           dilation, math, f"{what} {x.shape}/{dy.shape}")
 
-    def _conv(self, op, inputs, out, out_shape, stride, pad, dilation, math, what):
+    def _conv(self, op, inputs, out, out_shape, stride, pad, dilation, math, what, train=True):
         """One convolution graph: ``op`` fprop (x, w -> y), dgrad (dy, w -> dx) or wgrad
         (x, dy -> dw); the output allocated here, of the inputs' dtype."""
         (a, first), (b, second) = inputs.items()
-        io, layout = _IO_TYPE[math], _LAYOUT[math]
-        key = (op, first.shape, second.shape, out_shape, stride, pad, dilation, math)
+        io, layout = _IO_TYPE[math], _LAYOUT[math][0 if train else 1]
+        key = (op, first.shape, second.shape, out_shape, stride, pad, dilation, math, layout)
 
         def build(g):
             A = self._tensor(g, a, first.shape, io, layout)

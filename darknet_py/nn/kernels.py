@@ -74,7 +74,8 @@ def maxpool_forward(x, layer, keep_indexes=True):
     grid, block = _grid(y.size)
     _kernel("maxpool_forward", _MAXPOOL_FWD)(
         grid, block, (x, y, np.uint64(0) if idx is None else idx, cupy.int64(y.size),
-                      cupy.int32(layer.c), cupy.int32(layer.h), cupy.int32(layer.w), cupy.int32(layer.out_h), cupy.int32(layer.out_w),
+                      cupy.int32(layer.c), cupy.int32(layer.h), cupy.int32(layer.w),
+                      cupy.int32(layer.out_h), cupy.int32(layer.out_w),
                       cupy.int32(layer.size), cupy.int32(layer.stride_x),
                       cupy.int32(layer.padding // 2), cupy.int32(layer.stride_y)))
     return y, idx
@@ -151,6 +152,8 @@ _HALF_IN = {
 #: a half tensor's dtype -> its precision (CuPy has no bfloat16: its bits in uint16)
 HALF_KINDS = {np.dtype(np.float16): "fp16", np.dtype(np.uint16): "bf16"}
 _HALF_DTYPE = {kind: dtype for dtype, kind in HALF_KINDS.items()}
+#: the tiled kernels' name of each dtype a convolution gives (tf32's: float32)
+_TILED = {**HALF_KINDS, np.dtype(np.float32): "fp32"}
 _HALF_OUT = {
     "fp16": ("float16 h", "y = (float)h * r"),
     "bf16": ("uint16 h", "y = __uint_as_float(((unsigned int)h) << 16) * r"),
@@ -253,11 +256,32 @@ def from_half_nhwc(h, kind, scale=1.0):
     return out
 
 
+def to_nhwc(x):
+    """A float32 (N, C, H, W) CuPy array's values laid out NHWC: an (N, C, H, W) view of
+    (N, H, W, C) memory (tf32's convolutions; the half ones cast and lay out in one pass)."""
+    import cupy
+    n, c, h, w = x.shape
+    out = cupy.empty((n, h, w, c), dtype=cupy.float32)
+    _transpose_cast(cupy.ascontiguousarray(x, dtype=cupy.float32), out, "fp32", "fp32", c,
+                    h * w, 1.0)
+    return out.transpose(0, 3, 1, 2)
+
+
+def to_nchw(x):
+    """An (N, C, H, W) view of NHWC float32 memory as a C-contiguous array."""
+    import cupy
+    n, c, h, w = x.shape
+    out = cupy.empty((n, c, h, w), dtype=cupy.float32)
+    _transpose_cast(x.transpose(0, 2, 3, 1), out, "fp32", "fp32", h * w, c, 1.0)
+    return out
+
+
 def bias_activate_nhwc(h, kind, activation, shift, keep_input=False):
     """normalize_activate(h, activation, shift=shift) of an (N, C, H, W) view of NHWC ``kind``
-    half memory, tiled: act(h + b[c]) as C-contiguous float32 (and the pre-activation with
-    ``keep_input``, else None) -- the same operations on the same values, so the same result;
-    the elementwise kernel would read the NHWC memory with a stride of C half values."""
+    memory (fp16, bf16 or fp32), tiled: act(h + b[c]) as C-contiguous float32 (and the
+    pre-activation with ``keep_input``, else None) -- the same operations on the same values,
+    so the same result; the elementwise kernel would read the NHWC memory with a stride of C
+    values."""
     import cupy
     n, c, hh, w = h.shape
     out = cupy.empty((n, c, hh, w), dtype=cupy.float32)
@@ -293,9 +317,9 @@ def normalize_activate(x, activation, mean=None, scale=None, shift=None, keep_in
     inference and the epilogue's bias); with ``keep_input`` also the pre-activation.  ``x``
     may be a half convolution's output (float16, or bfloat16 bits in uint16): read as float32,
     what from_half would give."""
-    if mean is None and scale is None and shift is not None and x.dtype in HALF_KINDS \
+    if mean is None and scale is None and shift is not None and x.dtype in _TILED \
             and is_nhwc(x):
-        return bias_activate_nhwc(x, HALF_KINDS[x.dtype], activation, shift, keep_input)
+        return bias_activate_nhwc(x, _TILED[x.dtype], activation, shift, keep_input)
     c, hw = _per_channel(x)
     param, v = _LOAD[x.dtype.name]
     if mean is not None:

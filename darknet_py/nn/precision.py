@@ -168,11 +168,14 @@ def convolve(mp, cudnn_call, numpy_call, operands, scaled=None, keep_half=False)
     returning None, where cuDNN has no engine) else ``numpy_call(*operands)``.  In fp16/bf16
     the operands go in as half (``operands[scaled]``, the delta, times the loss scale) and the
     result comes out as float32 divided by it -- the function in the module docstring;
-    ``keep_half``: cuDNN's half result as it is, for a reader that converts it itself
-    (the epilogue: layers/epilogue.py takes_half)."""
+    ``keep_half``: cuDNN's half (or tf32's NHWC float32) result as it is, for a reader that
+    converts it itself (the epilogue: layers/epilogue.py takes_half)."""
     if not mp.half:
         out = cudnn_call(*operands, math=mp.name) if cudnn_call is not None else None
-        return numpy_call(*operands) if out is None else out
+        if out is None:
+            return numpy_call(*operands)
+        from . import kernels
+        return out if keep_half or not kernels.is_nhwc(out) else kernels.to_nchw(out)
     s = mp.loss_scale if scaled is not None else 1.0
     if cudnn_call is not None:
         out = cudnn_call(*(mp.to_half(a, s if i == scaled else 1.0)

@@ -189,7 +189,8 @@ class ConvolutionalLayer(Layer):
         ops = cudnn_ops(x)
         what = f"layer {self.index} conv forward"
         fprop = ops and (lambda a, b, math: ops.conv_forward(
-            a, b, stride, pad, self.groups, what=what, dilation=dilation, math=math))
+            a, b, stride, pad, self.groups, what=what, dilation=dilation, math=math,
+            train=net.train))
         out = convolve(precision_of(net), fprop,
                        lambda a, b: conv_forward(a, b, stride, pad, self.groups, dilation),
                        (x, self.weights), keep_half=takes_half(self, net.train))

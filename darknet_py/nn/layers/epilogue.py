@@ -24,10 +24,11 @@ def _fused(a):
 
 
 def takes_half(layer, train):
-    """Whether the epilogue can read a half convolution output directly, in its one kernel
-    with the bias and the activation: without batch norm (folded for inference; cuDNN's
-    training batch norm takes float32, and the inference one keeps its input for a backward)
-    and AlexeyAB's channel activations.  ``train`` does not matter then."""
+    """Whether the epilogue can read a convolution's output as cuDNN gives it (half, or tf32's
+    NHWC float32) directly, in its one kernel with the bias and the activation: without batch
+    norm (folded for inference; cuDNN's training batch norm takes float32, and the inference
+    one keeps its input for a backward) and AlexeyAB's channel activations.  ``train`` does
+    not matter then."""
     return layer.activation not in CHANNEL_ACTIVATIONS and not layer.batch_normalize
 
 
@@ -37,6 +38,8 @@ def forward_epilogue(layer, out, train):
     pre-activation is kept for the backward.  ``out`` may be half (``takes_half``)."""
     if out.dtype in kernels.HALF_KINDS and not (out.ndim == 4 and takes_half(layer, train)):
         out = kernels.from_half(out, kernels.HALF_KINDS[out.dtype])
+    elif on_gpu(out) and kernels.is_nhwc(out) and not takes_half(layer, train):
+        out = kernels.to_nchw(out)      # tf32's NHWC output, for batch norm: NCHW
     if layer.activation in CHANNEL_ACTIVATIONS:
         z = _normalize_activate(layer, out, train, "linear")
         layer.activation_input = z
