@@ -5,9 +5,11 @@ For each case (cfg, batch, size) it runs ``python -m darknet_py.bench`` and the 
 (``shared/bench/pytorch_peer.py``: the same network in PyTorch, fp32, TF32 and AMP) one after
 the other on the same card, and prints the markdown table with the ratios
 (darknet_py ms / PyTorch ms in the matching mode -- fp32, TF32, and AMP for fp16 and bf16:
-below 1 is faster), then every JSON line it read.
+below 1 is faster).  Every JSON line it reads is printed as it comes, the table last; a run cut
+short (a time limit) leaves its lines, and ``--rows`` makes the table of what they hold.
 
-    python benchmarks/gpu_vs_pytorch.py --peer ../shared/bench/pytorch_peer.py
+    python benchmarks/gpu_vs_pytorch.py --peer ../shared/bench/pytorch_peer.py | tee rows.txt
+    python benchmarks/gpu_vs_pytorch.py --rows rows.txt
 
 Heads ([yolo], [region]) are timed as identity with a mean-squared loss in both, as the peer does.
 """
@@ -23,12 +25,19 @@ CASES = (("cfg/yolov3-tiny.cfg", 64, 416), ("cfg/yolov3-tiny.cfg", 16, 416),
 
 
 def _json_lines(cmd, timeout):
-    """The JSON lines a command prints (its stderr passes through)."""
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
+    """The JSON lines a command prints (its stderr passes through), printed here too."""
+    try:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout,
+                             check=False)
+    except subprocess.TimeoutExpired:
+        print(f"gpu_vs_pytorch: {' '.join(cmd)} ran past --timeout {timeout} s", file=sys.stderr)
+        return []
     rows = []
     for line in out.stdout.splitlines():
         if line.startswith("{"):
             rows.append(json.loads(line))
+    if rows:
+        print("\n".join(json.dumps(row) for row in rows), flush=True)
     if out.returncode != 0 or not rows:
         print(f"gpu_vs_pytorch: {' '.join(cmd)} exited {out.returncode}", file=sys.stderr)
     return rows
@@ -36,6 +45,18 @@ def _json_lines(cmd, timeout):
 
 #: the peer's mode each precision is compared with (its AMP is float16 autocast)
 PEER_MODE = {"fp32": "fp32", "tf32": "tf32", "fp16": "amp", "bf16": "amp"}
+
+
+def results_of(rows):
+    """``table``'s results from the JSON lines of a run, in the order their cases came."""
+    cases = {}
+    for row in rows:
+        if not {"cfg", "batch", "size", "mode"} <= row.keys():
+            continue
+        case = (row["cfg"], row["batch"], row["size"][0])
+        ours, peer = cases.setdefault(case, ({}, {}))
+        (ours if row.get("peer") == "darknet_py" else peer)[row["mode"]] = row
+    return [(case, ours, peer) for case, (ours, peer) in cases.items()]
 
 
 def table(results, precisions):
@@ -66,6 +87,8 @@ def main(argv=None):
     p.add_argument("--timeout", type=int, default=180, help="seconds per command")
     p.add_argument("--precisions", default="fp32,tf32,fp16,bf16",
                    help="darknet_py's precisions to run (comma list; default: %(default)s)")
+    p.add_argument("--rows", metavar="FILE", help="run nothing: the table of the JSON lines "
+                   "in FILE (a run's output, or the part a time limit left)")
     a = p.parse_args(argv)
     cases = CASES
     if a.case:
@@ -78,22 +101,23 @@ def main(argv=None):
     if unknown:
         p.error(f"argument --precisions: unknown {', '.join(unknown)}; expected a comma list "
                 f"of {', '.join(PEER_MODE)}")
+    if a.rows:
+        try:
+            with open(a.rows) as f:
+                rows = [json.loads(line) for line in f if line.startswith("{")]
+        except (OSError, ValueError) as e:
+            p.error(f"argument --rows: {a.rows}: {e}")
+        print(table(results_of(rows), precisions))
+        return 0
     modes = ",".join(dict.fromkeys(PEER_MODE[x] for x in precisions))
-    results, seen = [], []
+    rows = []
     for cfg, batch, size in cases:
         common = [cfg, "--batch", str(batch), "--size", str(size), "--steps", str(a.steps)]
-        ours = {}
-        for precision in precisions:
-            rows = _json_lines([sys.executable, "-m", "darknet_py.bench", *common, "--device",
-                                "gpu", "--precision", precision], a.timeout)
-            seen += rows
-            ours[precision] = rows[-1] if rows else None
-        peer = _json_lines([sys.executable, a.peer, *common, "--modes", modes], a.timeout)
-        seen += peer
-        results.append(((cfg, batch, size), ours, {row["mode"]: row for row in peer}))
-    print(table(results, precisions))
-    for row in seen:
-        print(json.dumps(row))
+        for cmd in ([sys.executable, "-m", "darknet_py.bench", *common, "--device", "gpu",
+                     "--precision", precision] for precision in precisions):
+            rows += _json_lines(cmd, a.timeout)[-1:]
+        rows += _json_lines([sys.executable, a.peer, *common, "--modes", modes], a.timeout)
+    print(table(results_of(rows), precisions))
     return 0
 
 
