@@ -11,10 +11,11 @@ darknet_py.bench`` times it (bench.time_ms: CUDA events around each step, the me
 trainer with its loader and augmentation, loss, update, log, chart and checkpoints, and with
 ``--validate`` the validation (the detector's -map) -- timed from outside, the device
 synchronised at both ends only; ``ratio`` is train / step, the share of the step's speed that
-the whole loop keeps.  With multi-scale training (random=1) the step line also has
-``ms_at_sizes``, the step alone at the sizes the N iterations trained at (each size timed, weighted
-by its iterations), and the train line ``ratio_at_sizes`` against it.  ``--profile`` adds the --profile table of the same N iterations (its
-synchronisations slow the GPU a little).
+the whole loop keeps; the step is timed at the cfg's size.  With multi-scale training
+(random=1) the step line also has ``ms_at_sizes``, the step alone at the sizes the N
+iterations trained at (each size timed, weighted by its iterations), and the train line
+``ratio_at_sizes`` against it.  ``--profile`` adds the --profile table of the same N
+iterations (its synchronisations slow the GPU a little).
 
 The cfg's batch (subdivisions=1) and size can be set here; multi-scale (random=1) stays on, and
 the cfg's max_batches keeps its schedule (the cfg size in the first and last 100 iterations).
@@ -116,11 +117,15 @@ def step_alone(trainer, warmup, steps, net=None, minibatch=0):
         return time_ms(step, warmup, steps, net.device)
 
 
+def first_at(trainer, size, iterations):
+    """The first of ``iterations`` that trains at ``size`` (None: none of them)."""
+    return next((k for k in iterations if trainer._size_for(k) == size), None)
+
+
 def at_cfg_size(trainer):
     """The first iteration drawn at the cfg's size (multi-scale starts at the largest)."""
     o = trainer.net.options
-    k = next((k for k in range(trainer.max_batches)
-              if trainer._size_for(k) == (o.width, o.height)), None)
+    k = first_at(trainer, (o.width, o.height), range(trainer.max_batches))
     if k is None:
         raise SystemExit(f"no iteration of the run trains at the cfg's {o.width}x{o.height}")
     return k
@@ -132,7 +137,7 @@ def step_at_sizes(trainer, first, stop, warmup, steps):
     sizes = collections.Counter(trainer._size_for(k) for k in range(first, stop))
     total = 0.0
     for size, count in sizes.items():
-        k = next(k for k in range(first, stop) if trainer._size_for(k) == size)
+        k = first_at(trainer, size, range(first, stop))
         net = trainer._train_net(k)
         total += count * step_alone(trainer, warmup, steps, net, k * net.subdivisions)
     return total / (stop - first)

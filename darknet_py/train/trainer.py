@@ -482,7 +482,8 @@ class Trainer:
         """Dropout and crop draw from net.rng (they hold it); make their draws a function of
         the iteration.  A network without them is left alone (a reseed costs ~40 us, about a
         tenth of a small GPU step)."""
-        for net in {id(self.net): self.net, id(self._train_net(k)): self._train_net(k)}.values():
+        step_net = self._train_net(k)
+        for net in {id(self.net): self.net, id(step_net): step_net}.values():
             if any(getattr(layer, "rng", None) is net.rng for layer in net.layers):
                 net.rng.bit_generator.state = np.random.default_rng(
                     [self.seed, k, s]).bit_generator.state

@@ -63,10 +63,9 @@ class _DetectionHead(Layer):
         sec.int("max", 90, minimum=1)
         if cls.type == "region":
             sec.int("random", 0, minimum=0)
+            sec.int("coords", 4, minimum=1)
         else:
             sec.float("random", 0.0, minimum=0.0)     # multi-scale's rand_scale factor (AB)
-        if cls.type == "region":
-            sec.int("coords", 4, minimum=1)
         anchors = sec.float_list("anchors")
         if cls.type != "region":
             mask = sec.int_list("mask")
