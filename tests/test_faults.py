@@ -198,3 +198,37 @@ def test_the_backup_thread_writes_in_order_and_nothing_after_a_failed_write():
         writer.wait()
     assert done == [1, 2]
     writer.close()
+
+
+def test_a_death_inside_the_last_chart_leaves_a_resumable_run_and_no_cut_write(project,
+                                                                             monkeypatch):
+    """The window CI's kills once hit: the last chart half-written when the process died.
+    _final is the run's last file, so such a run has no _final yet; --resume writes it and
+    removes the cut chart (a finished run would never have been started again to do so)."""
+    from darknet_py.train import chart
+    assert trainer(project, max_batches=4, backup_every=1, seed=3).run() == 0
+    backup = project / "backup"
+    expected = (backup / "halves_final.weights").read_bytes()
+    shutil.rmtree(backup)
+
+    t = trainer(project, max_batches=4, backup_every=1, seed=3)
+    real_finish = t._finish
+
+    def cut_chart(img, path):           # what SIGKILL leaves: the temporary file, half full
+        (backup / f".{os.path.basename(path)}.cut.png").write_bytes(b"\x89PNG")
+        raise Killed()
+
+    def finish():
+        t._written()        # the charts asked before this one are drawn by the real code
+        monkeypatch.setattr(chart, "_save_atomic", cut_chart)
+        real_finish()
+    monkeypatch.setattr(t, "_finish", finish)
+    with pytest.raises(Killed):
+        t.run()
+    monkeypatch.undo()
+    assert not (backup / "halves_final.weights").exists()
+    (backup / "halves.lock").unlink(missing_ok=True)       # a killed process leaves it
+    resumed = trainer(project, resume=True, max_batches=4, backup_every=1, seed=None)
+    assert resumed.run() == 0
+    assert (backup / "halves_final.weights").read_bytes() == expected
+    assert not [n for n in os.listdir(backup) if n.startswith(".")], os.listdir(backup)

@@ -546,10 +546,12 @@ class Trainer:
             self._say(line)
 
     def _finish(self):
+        # _final is the run's last file: a kill before it leaves a resumable run, whose start
+        # removes any write the kill cut (a chart drawn after it would be left half-written)
         self.save_last()
+        self._chart()
         if self.rank == 0:
             self._save_weights(self.paths["final"])
-        self._chart()
         self._written()
         self._say(f"Saved {self.paths['final']}")
 
