@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from darknet_py.data.shapes import make_shapes
+from darknet_py.errors import DarknetError
 from darknet_py.train.detector import DetectorTrainer
 from darknet_py.train.options import TrainOptions
 
@@ -507,3 +508,37 @@ def test_multi_scale_sizes_follow_alexeyabs_rule(shapes, tmp_path):
     (tmp_path / "r.cfg").write_text(re.sub(r"(?m)^random=.*$", "random=-1", cfg))
     with pytest.raises(DarknetError, match=r"r\.cfg:\d+: .*random"):
         Network.from_cfg(str(tmp_path / "r.cfg"))
+
+
+def _backups_of(shapes, tmp_path, savelast, flag):
+    """The iterations at which a 6-iteration detector training wrote ``_last``."""
+    data = re.sub(r"(?m)^backup=.*$", f"backup={tmp_path}/bk",
+                  (shapes / "shapes.data").read_text())
+    if savelast is not None:
+        data += f"savelast={savelast}\n"
+    (tmp_path / "s.data").write_text(data)
+    trainer = DetectorTrainer(str(shapes / "shapes-small.cfg"), str(tmp_path / "s.data"),
+                              options=TrainOptions(device="cpu", seed=1, max_batches=6,
+                                                   progress=False, map=False,
+                                                   backup_every=flag),
+                              out=open(os.devnull, "w"))
+    assert trainer.per_epoch < 6            # an epoch ends inside the run
+    saved, save_last = [], trainer.save_last
+    trainer.save_last = lambda: saved.append(trainer.iteration) or save_last()
+    assert trainer.run() == 0
+    return saved
+
+
+@pytest.mark.parametrize("savelast, flag, expected", [(None, None, [6]), (4, None, [4, 6]),
+                                                      (4, 3, [3, 6]), (2, None, [2, 4, 6])])
+def test_a_detector_saves_last_every_savelast_iterations_not_at_each_epoch(
+        shapes, tmp_path, savelast, flag, expected):
+    """AlexeyAB's train_detector: ``_last`` every ``savelast=`` iterations of the .data file
+    (100), ``--backup-every`` first; and at the end."""
+    assert _backups_of(shapes, tmp_path, savelast, flag) == expected
+
+
+def test_savelast_below_one_is_an_error_at_its_line(shapes, tmp_path):
+    with pytest.raises(DarknetError, match=r"savelast=0: expected a whole number >= 1") as e:
+        _backups_of(shapes, tmp_path, 0, None)
+    assert e.value.path == str(tmp_path / "s.data") and e.value.line is not None

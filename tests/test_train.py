@@ -439,3 +439,16 @@ def test_multi_scale_drops_the_least_recently_used_sizes_when_gpu_memory_runs_sh
     DetectorTrainer._make_room(fake, (448, 448))
     assert list(nets) == [(352, 352)] and freed == [3, 2, 1, 2, 1, 1]
     assert len(events) == 3
+
+
+def test_a_classifier_saves_last_at_each_epoch_and_every_savelast_iterations(project):
+    """Its top-1 is measured at each epoch (8 iterations of the 64 images here): _last is
+    written there too, beside AlexeyAB's ``savelast=`` rule and the end."""
+    with open(project / "halves.data", "a") as f:
+        f.write("savelast=5\n")
+    t = trainer(project)
+    saved, save_last = [], t.save_last
+    t.save_last = lambda: saved.append(t.iteration) or save_last()
+    assert t.per_epoch == 8 and t.max_batches == 12
+    assert t.run() == 0
+    assert saved == [5, 8, 10, 12]

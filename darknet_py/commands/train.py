@@ -27,8 +27,9 @@ def train_flags(p):
                    help="continue from backup/<cfg>_last.weights with the same schedule")
     p.add_argument("--seed", type=at_least(0), metavar="N",
                    help="seed for initialisation, data order and dropout")
-    p.add_argument("--backup-every", type=at_least(1), default=100, metavar="N",
-                   help="write backup/<cfg>_last.weights every N iterations (default 100)")
+    p.add_argument("--backup-every", type=at_least(1), metavar="N",
+                   help="write backup/<cfg>_last.weights every N iterations (default: "
+                        "savelast= of the .data file, else 100)")
     p.add_argument("--darknet-lines", action="store_true",
                    help="print Darknet's per-iteration lines instead of a progress bar")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

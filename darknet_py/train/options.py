@@ -31,8 +31,9 @@ class TrainOptions:
     resume: bool = False
     #: the data order, augmentation and dropout draws; None: a random one (kept for --resume)
     seed: int | None = None
-    #: save ``<cfg>_last.weights`` every N iterations (and at each epoch, on Ctrl-C)
-    backup_every: int = DEFAULT_BACKUP_EVERY
+    #: save ``<cfg>_last.weights`` every N iterations (and on Ctrl-C; a classifier also at
+    #: each epoch); None: the .data file's ``savelast=`` (AlexeyAB's), else 100
+    backup_every: int | None = None
     #: numbered ``<cfg>_N.weights`` every N iterations; None: AlexeyAB's rule (snapshot_every)
     save_weights_every: int | None = None
     #: print Darknet's per-iteration lines (and the [yolo] reports) instead of a progress bar

@@ -6,7 +6,8 @@ Each iteration runs ``subdivisions`` mini-batches (forward, backward; every laye
 after the last), so one iteration is one weight update of ``batch`` images.  Printed and logged:
 loss (per image), ``avg_loss = 0.9 avg + 0.1 loss``, the learning rate, images/s.  After each
 epoch: the validation metric.  Into the ``backup`` folder, all written atomically:
-``<cfg>_last.weights`` (every ``backup_every`` iterations, at each epoch and on Ctrl-C),
+``<cfg>_last.weights`` (every ``backup_every`` iterations -- AlexeyAB's ``savelast=``, 100 --
+and on Ctrl-C; a classifier's also at each epoch, where it validates),
 ``<cfg>_best.weights`` (best metric), ``<cfg>_final.weights``, ``<cfg>_N.weights`` snapshots
 (AlexeyAB's ``saveweights`` rule), ``<cfg>_ema.weights`` beside ``_last`` with ``ema_alpha``
 (train/ema.py), ``<cfg>_last.state.npz`` (what the .weights file does not
@@ -55,7 +56,7 @@ from .checkpoint import (BackgroundWriter, BackupLock, basecfg, read_log, remove
                          restore_state, saved_iteration, snapshot_every, state_snapshot,
                          write_backup)
 from .interrupt import Interrupt
-from .options import TrainOptions
+from .options import DEFAULT_BACKUP_EVERY, TrainOptions
 from .parallel import allreduce_gradients, communicator_from_env, snapshot
 from .profile import Profiler, profile_table
 
@@ -79,7 +80,9 @@ class Trainer:
     random = False          # multi-scale training (the detector's random=1)
     loader_processes = 0    # worker processes preparing the data (the detector's; 0: threads)
     loader_ahead = 1        # batches in preparation at once (data.datasets.Batches)
+    backup_each_epoch = True    # _last at each epoch too (the classifier validates there)
     _bar = None
+    _last_at = None         # the iteration _last was last saved at
     _prof = None            # the profiler while it times the iteration in progress
     _writer = None          # the BackgroundWriter of the backups while run() runs
 
@@ -88,9 +91,10 @@ class Trainer:
         self.comm = comm if comm is not None else communicator_from_env()
         self.rank, self.world = self.comm.rank, self.comm.world_size
         self.out = out if self.rank == 0 else open(os.devnull, "w")
-        self.backup_every = max(1, o.backup_every)
         self.show_imgs = o.show_imgs        # still to do: cleared after the first mini-batch
         self.data = DataCfg(data)
+        self.backup_every = max(1, o.backup_every) if o.backup_every is not None else \
+            self.data.int("savelast", DEFAULT_BACKUP_EVERY, minimum=1)
         try:
             self.net = Network.from_cfg(cfg, device=o.device, device_index=o.gpu_index,
                                         seed=o.seed, precision=o.precision)
@@ -229,6 +233,7 @@ class Trainer:
         """``<cfg>_last.weights`` and its state file (rank 0)."""
         if self.rank != 0:
             return
+        self._last_at = self.iteration
         # the state first: it is whole on its own (checkpoint.py), so a kill between the two
         # writes still resumes exactly; NaN weights are refused before either is written
         state = state_snapshot(self.net, dict(seed=self.seed, avg_loss=self.avg_loss,
@@ -423,7 +428,8 @@ class Trainer:
         return k % self.eval_every == 0 or k == self.max_batches
 
     def _backup_due(self, k, requested):
-        return k % self.per_epoch == 0 or k % self.backup_every == 0 or requested
+        return (self.backup_each_epoch and k % self.per_epoch == 0) or \
+            k % self.backup_every == 0 or requested
 
     def _work_due(self, k, requested):
         """Whether what follows iteration k needs its loss now: validation and the chart, a
@@ -548,7 +554,8 @@ class Trainer:
     def _finish(self):
         # _final is the run's last file: a kill before it leaves a resumable run, whose start
         # removes any write the kill cut (a chart drawn after it would be left half-written)
-        self.save_last()
+        if self._last_at != self.iteration:     # not just written by _after_iteration
+            self.save_last()
         self._chart()
         if self.rank == 0:
             self._save_weights(self.paths["final"])
