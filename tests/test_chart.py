@@ -120,3 +120,40 @@ def test_failed_write_leaves_old_chart_and_no_temp(tmp_path, monkeypatch):
         draw_chart(path, {"loss": [(1, 1.0)]})
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["chart.png"]
+
+
+def test_each_pixel_column_keeps_its_first_lowest_highest_and_last_point():
+    import numpy as np
+    x = np.array([0.1, 0.4, 0.6, 0.9, 1.2, 1.5, 3.0])
+    y = np.array([5.0, 1.0, 9.0, 4.0, 2.0, 3.0, 7.0])
+    # column 0: first 0, lowest 1, highest 2, last 3; column 1: 4 and 5; column 3: 6
+    assert chart._columns(x, y).tolist() == [0, 1, 2, 3, 4, 5, 6]
+    x = np.linspace(0, 0.99, 50)
+    y = np.sin(np.arange(50.0))
+    assert sorted(chart._columns(x, y).tolist()) == sorted(
+        {0, 49, int(np.argmin(y)), int(np.argmax(y))})
+
+
+def test_a_long_run_is_drawn_at_the_charts_width_with_the_same_pixels(tmp_path, monkeypatch):
+    """500,000 iterations (an AlexeyAB-length run) cost a chart no more line points than
+    its width allows, and look as the whole polyline does."""
+    import numpy as np
+    rng = np.random.default_rng(3)
+    n = 500_000
+    loss = 2 * np.exp(-np.arange(n) / 80_000) + 0.3 * rng.random(n)
+    series = {"loss": list(zip(range(1, n + 1), loss.tolist()))}
+    drawn = []
+    line = chart.ImageDraw.ImageDraw.line
+
+    def counting_line(self, xy, *args, **kwargs):
+        drawn.append(len(xy))
+        return line(self, xy, *args, **kwargs)
+    monkeypatch.setattr(chart.ImageDraw.ImageDraw, "line", counting_line)
+    draw_chart(tmp_path / "m4.png", series)
+    k = 2 if isinstance(chart.image.font(13), ImageFont.FreeTypeFont) else 1
+    assert max(drawn) <= 4 * 900 * k
+    monkeypatch.setattr(chart, "_columns", lambda x, y: np.arange(len(x)))
+    draw_chart(tmp_path / "whole.png", series)
+    a, b = (np.asarray(Image.open(tmp_path / f).convert("RGB"), dtype=int)
+            for f in ("m4.png", "whole.png"))
+    assert (np.abs(a - b).max(axis=2) > 64).mean() < 0.002
