@@ -8,8 +8,9 @@ Two JSON lines.  ``"what": "step"``: images/s of the network's training step (fo
 real loss, backward, update) repeated on one batch that stays in memory, timed as ``python -m
 darknet_py.bench`` times it (bench.time_ms: CUDA events around each step, the median of K).
 ``"what": "train"``: images/s of N iterations of real training after W of warm-up -- the
-trainer with its loader and augmentation, loss, update, log, chart and checkpoints, and with
-``--validate`` the validation (the detector's -map) -- timed from outside, the device
+trainer with its loader and augmentation, loss, update, log, chart and checkpoints as ``train``
+writes them (``_last`` every ``savelast=`` iterations, 100; a classifier's at each epoch too),
+and with ``--validate`` the validation (the detector's -map) -- timed from outside, the device
 synchronised at both ends only; ``ratio`` is train / step, the share of the step's speed that
 the whole loop keeps; the step is timed at the cfg's size.  With multi-scale training
 (random=1) the step line also has ``ms_at_sizes``, the step alone at the sizes the N
@@ -169,7 +170,6 @@ def main(argv=None):
         cfg, data, detector = prepare(a.cfg, a.data, a.batch, a.size, folder)
         extra = {} if a.loader_processes is None else {"loader_processes": a.loader_processes}
         options = TrainOptions(device=a.device, seed=a.seed, progress=False, map=a.validate,
-                               backup_every=10 ** 9, save_weights_every=10 ** 9,
                                profile=a.iterations if a.profile else 0,
                                profile_warmup=a.warmup, precision=a.precision,
                                graphs=not a.no_graphs, **extra)
