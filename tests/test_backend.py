@@ -27,6 +27,8 @@ def test_host_copies_are_copies_in_order_with_their_shapes_and_dtypes():
         np.testing.assert_array_equal(g, a)
     arrays[0][0, 0] = -1.0           # a copy, not a view: training goes on changing them
     assert got[0][0, 0] != -1.0
+    read_at_once = host_copies(arrays, copy=False)
+    assert all(g is a for a, g in zip(arrays, read_at_once) if isinstance(a, np.ndarray))
 
 
 @pytest.mark.gpu

@@ -103,11 +103,13 @@ def to_numpy(array):
     return get() if get is not None else np.asarray(array)
 
 
-def host_copies(arrays):
+def host_copies(arrays, copy=True):
     """NumPy copies of ``arrays`` (NumPy or CuPy, any mix; None stays None), taken now: the
     CuPy ones gathered on the device and fetched in one transfer per dtype.  Each fetch waits
-    for the GPU, and a backup reads a network's ~100-200 arrays: one wait, not one per array."""
-    out = [None if a is None or on_gpu(a) else np.array(a) for a in arrays]
+    for the GPU, and a backup reads a network's ~100-200 arrays: one wait, not one per array.
+    ``copy=False``: NumPy arrays come back as they are (for a caller that reads them at once)."""
+    host = np.array if copy else np.asarray
+    out = [None if a is None or on_gpu(a) else host(a) for a in arrays]
     groups = {}
     for i, a in enumerate(arrays):
         if a is not None and on_gpu(a):

@@ -167,7 +167,8 @@ def weights_file_chunks(net, layers, arrays, refuse):
     ``dontsave``).  ``refuse``: the path the bytes are for, NonFiniteWeights naming it when
     an array holds NaN or inf."""
     named = _saved_names(layers)
-    values = host_copies([arrays(layer, name) for layer, name in named])
+    # read at once (tobytes below): host arrays need no copy of their own
+    values = host_copies([arrays(layer, name) for layer, name in named], copy=False)
     if refuse is not None:
         found = _nonfinite_of(named, values, np)
         if found:
