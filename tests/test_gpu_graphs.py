@@ -189,12 +189,34 @@ DETECTOR = ("[net]\nbatch=2\nchannels=3\nwidth=32\nheight=32\nlearning_rate=0.00
             "anchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n")
 
 
-def test_a_network_with_host_layers_replays_the_runs_between_them():
-    """[yolo] runs eagerly between the captured runs: the same outputs, losses and weights
-    as the eager network."""
+# its [yolo] heads with an option the loss kernels do not take: they plan on the host
+HOST_DETECTOR = DETECTOR.replace("[yolo]\n", "[yolo]\niou_loss=giou\n")
+
+
+def test_a_detector_replays_its_whole_pass_with_the_loss_kernels():
+    """[yolo] with the loss kernels (nn/layers/yolokernel.py) is device work alone: the whole
+    pass is one graph, with the same outputs, losses and weights as the eager network."""
     from test_yolo_loss import crowded_truths
     rng = rng_for_test()
     eager, graphed = (build(DETECTOR, device="gpu") for _ in range(2))
+    assert graphed.enable_graphs() and graphed.step_graphs.islands == frozenset()
+    batches = [(rng.random((2, 3, 32, 32), dtype=np.float32),
+                crowded_truths(rng, 2, 2, zero_size=False)) for _ in range(6)]
+    want, got = _train(eager, batches), _train(graphed, batches)
+    entry, = graphed.step_graphs.passes.values()
+    assert entry.items is None and entry.graph is not None
+    _same_steps(want, got)
+    for a, b in zip(eager.layers, graphed.layers):      # the report line's statistics too
+        if a.type == "yolo":
+            assert b.stats == pytest.approx(a.stats, rel=1e-9)
+
+
+def test_a_network_with_host_layers_replays_the_runs_between_them():
+    """[yolo] planning on the host runs eagerly between the captured runs: the same outputs,
+    losses and weights as the eager network."""
+    from test_yolo_loss import crowded_truths
+    rng = rng_for_test()
+    eager, graphed = (build(HOST_DETECTOR, device="gpu") for _ in range(2))
     assert graphed.enable_graphs() and graphed.step_graphs.refusal is None
     assert graphed.step_graphs.islands == {4, 9}
     batches = [(rng.random((2, 3, 32, 32), dtype=np.float32),

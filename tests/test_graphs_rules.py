@@ -21,6 +21,10 @@ def test_the_layers_with_host_work_in_their_pass_are_the_islands():
     dropout = MNIST_LIKE.replace("[softmax]", "[dropout]\nprobability=.5\n[softmax]")
     assert [(l.index, l.type) for l in host_layers(build(dropout))] == [(3, "dropout")]
     detector = Network.from_cfg("cfg/yolov3-tiny.cfg", batch=1, warn=False)
+    assert host_layers(detector) == []          # the loss kernels take yolov3-tiny's options
+    with open("cfg/yolov3-tiny.cfg") as f:
+        text = f.read().replace("[yolo]\n", "[yolo]\niou_loss=giou\n")
+    detector = Network.from_cfg_text(text, batch=1, warn=False)
     assert [(l.index, l.type) for l in host_layers(detector)] == [(16, "yolo"), (23, "yolo")]
 
 
@@ -67,7 +71,7 @@ def _eager_and_graphed(cfg):
 
 
 def _batch(rng):
-    """Images and box truths for test_gpu_graphs.DETECTOR."""
+    """Images and box truths for test_gpu_graphs.DETECTOR (and HOST_DETECTOR)."""
     from test_yolo_loss import crowded_truths
     return (rng.random((2, 3, 32, 32), dtype=np.float32),
             crowded_truths(rng, 2, 2, zero_size=False))
@@ -78,10 +82,10 @@ def test_the_runs_and_islands_of_a_pass_keep_the_eager_order(monkeypatch):
     captured runs and the [yolo] islands in pass order, forward then backward, equal the eager
     pass step for step (tests/test_gpu_graphs.py replays real graphs)."""
     import darknet_py.nn.graphs as graphs
-    from test_gpu_graphs import DETECTOR
+    from test_gpu_graphs import HOST_DETECTOR
     monkeypatch.setattr(graphs, "_record", lambda work: (_Replay(work), None, None, None))
     rng = rng_for_test()
-    eager, graphed = _eager_and_graphed(DETECTOR)
+    eager, graphed = _eager_and_graphed(HOST_DETECTOR)
     for _ in range(5):
         x, truth = _batch(rng)
         want, got = eager.train_step(x, truth), graphed.train_step(x, truth)
@@ -104,7 +108,7 @@ def test_a_capture_that_fails_midway_puts_back_what_the_launched_runs_changed(mo
     network that never tried, the same dropout draws included."""
     import pytest
     import darknet_py.nn.graphs as graphs
-    from test_gpu_graphs import DETECTOR
+    from test_gpu_graphs import HOST_DETECTOR
     recorded = []
 
     def record(work):
@@ -115,7 +119,7 @@ def test_a_capture_that_fails_midway_puts_back_what_the_launched_runs_changed(mo
     monkeypatch.setattr(graphs, "_record", record)
     rng = rng_for_test()
     eager, graphed = _eager_and_graphed(
-        DETECTOR.replace("[maxpool]", "[dropout]\nprobability=.3\n[maxpool]"))
+        HOST_DETECTOR.replace("[maxpool]", "[dropout]\nprobability=.3\n[maxpool]"))
     for step in range(4):
         x, truth = _batch(rng)
         if step == 2:                                   # the capturing step

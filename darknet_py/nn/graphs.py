@@ -134,9 +134,10 @@ class GraphedStep:
     weight update (``Network.update``) from CUDA graphs, per (input, truth) shape.
 
     A network whose layers are all ``capturable`` (device work alone, in place on arrays that
-    live across steps) replays its whole pass as one graph.  One with host work in some
-    layers ([yolo] and [region] plan their deltas from the truths on the host, [dropout] draws
-    on the host) replays each run of capturable layers between them as a graph and runs those
+    live across steps; [yolo] through its loss kernels, nn/layers/yolokernel.py) replays its
+    whole pass as one graph.  One with host work in some layers ([region], and [yolo] with
+    options the kernels do not take, plan their deltas from the truths on the host, [dropout]
+    draws on the host) replays each run of capturable layers between them as a graph and runs those
     "islands" eagerly in between, forward and backward; an island's output and delta are
     copied into arrays of the graph's, where the runs after it read and add into them.
 
@@ -246,8 +247,9 @@ class GraphedStep:
             return True
         entry.graph.launch()
         self._lap("graph")
-        for layer, (output, delta, cost) in zip(net.layers, entry.refs):
-            layer.output, layer.delta, layer.cost = output, delta, cost
+        for layer, (output, delta, loss) in zip(net.layers, entry.refs):
+            layer.output, layer.delta = output, delta
+            layer.set_loss_state(loss)
         net.input, net.truth, net.train = entry.input, entry.truth, True
         return True
 
@@ -265,7 +267,7 @@ class GraphedStep:
         except Exception as e:
             self._fail("training pass", e)
             return None
-        refs = [(layer.output, layer.delta, layer._cost) for layer in net.layers]
+        refs = [(layer.output, layer.delta, layer.loss_state()) for layer in net.layers]
         return _Captured(input=static_x, truth=static_truth, graph=graph, refs=refs,
                          pool=pool, stream=stream, items=None)
 
@@ -292,7 +294,7 @@ class GraphedStep:
             net.rng.bit_generator.state = draws
             self._fail("training pass", e.__cause__)
             return None
-        entry.refs = [(i, layers[i].output, layers[i].delta, layers[i]._cost)
+        entry.refs = [(i, layers[i].output, layers[i].delta, layers[i].loss_state())
                       for i in range(len(layers)) if i not in self.islands]
         return entry
 
@@ -361,8 +363,9 @@ class GraphedStep:
     def _replay_runs(self, entry, truth_host):
         net = self.net
         layers = net.layers
-        for i, output, delta, cost in entry.refs:
-            layers[i].output, layers[i].delta, layers[i].cost = output, delta, cost
+        for i, output, delta, loss in entry.refs:
+            layers[i].output, layers[i].delta = output, delta
+            layers[i].set_loss_state(loss)
         net.input, net.truth, net.train = entry.input, entry.truth, True
         forward = net.pass_state(entry.input, True, entry.truth, truth_host)
         backward = net.pass_state(entry.input, True, entry.truth, truth_host)

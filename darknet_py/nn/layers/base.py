@@ -194,6 +194,14 @@ class Layer:
     def cost(self, value):
         self._cost = value
 
+    def loss_state(self):
+        """What a CUDA graph's replay points this layer's loss back at (nn/graphs.py): the
+        arrays its captured forward wrote."""
+        return self._cost
+
+    def set_loss_state(self, state):
+        self._cost = state
+
     def cost_copy(self):
         """``cost`` as it is now, without waiting for the GPU: a float, a copy of the device
         value (queued behind the pass), or None."""

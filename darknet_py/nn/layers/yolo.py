@@ -11,7 +11,8 @@ region: logistic on x, y and obj (unless ``background``); the classes get a soft
         softmax over the wrong entries, with a temperature of 0).
 
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
-statistics, on the outputs' device).  [yolo]'s backward adds the delta (times AlexeyAB's
+statistics, on the outputs' device); on the GPU [yolo]'s through the kernels of yolokernel.py
+where they take its options (the same function; a CUDA graph captures them).  [yolo]'s backward adds the delta (times AlexeyAB's
 ``delta_normalizer``) to the input delta with no logistic derivative (pj); [region]'s applies
 the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
 """
@@ -24,6 +25,8 @@ from ..activations import activate
 from ...box import NMS_KINDS
 from ...errors import CfgError, DarknetError, NotSupportedError
 from ...detection.tree import read_map, read_tree, tree_softmax
+from ..backend import on_gpu
+from . import yolokernel
 from .base import Layer, unimplemented_in
 from .yololoss import fetch_stats, region_loss, yolo_loss
 
@@ -123,6 +126,12 @@ class _DetectionHead(Layer):
     def cost(self, value):
         self._cost, self._totals = value, None
 
+    def loss_state(self):
+        return self._cost, self.__dict__.get("_totals"), getattr(self, "_cells", 0)
+
+    def set_loss_state(self, state):
+        self._cost, self._totals, self._cells = state
+
     def cost_copy(self):
         totals = self.__dict__.get("_totals")
         if totals is None:
@@ -178,6 +187,12 @@ class YoloLayer(_DetectionHead):
     # contrastive training
     training_unimplemented = {"embedding_layer": None}
     coords = 4
+
+    @property
+    def capturable(self):
+        """On the GPU the loss kernels (yolokernel) read the truths where they are: device work
+        alone, for the options they take; the others plan on the host (yololoss)."""
+        return yolokernel.supports(self)
 
     @classmethod
     def from_cfg(cls, section, ctx):
@@ -258,7 +273,10 @@ class YoloLayer(_DetectionHead):
             if net.truth is None:
                 raise DarknetError(f"layer {self.index} [yolo] trains on box truths; none given",
                                    self.path, self.line)
-            self._learn(*yolo_loss(self, self.output, _host_first(net)))
+            if on_gpu(self.output) and yolokernel.supports(self):
+                self._learn(*yolokernel.yolo_loss(self, self.output, net.truth))
+            else:
+                self._learn(*yolo_loss(self, self.output, _host_first(net)))
 
     def backward(self, net):
         if net.delta is None:

@@ -1,0 +1,117 @@
+"""The [yolo] loss kernels (darknet_py.nn.layers.yolokernel) against the NumPy loss
+(yololoss.yolo_loss, itself checked against libdarknet and the loop reference): their CUDA C,
+built by the host's C compiler and run thread by thread, on the CPU; the CuPy launch on the
+GPU.  Every case of test_yolo_loss.py that the kernels take."""
+
+import ctypes
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from darknet_py.nn.layers import yolokernel  # noqa: E402
+from darknet_py.nn.layers.yololoss import fetch_stats, yolo_loss  # noqa: E402
+from conftest import rng_for_test, under_ci  # noqa: E402
+from test_yolo_loss import (BATCH, YOLO_CASES, assert_same_loss, crowded_truths,  # noqa: E402
+                            head_output, uses_zero_size_truths, yolo_head)
+
+#: what a C compiler needs of CUDA to build the kernels: the qualifiers, the thread index
+#: (set before each call) and the bit cast
+HOST_PRELUDE = r"""
+#include <math.h>
+#include <string.h>
+#define __global__
+#define __device__ static
+struct dim { long long x; };
+static struct dim blockIdx, blockDim, threadIdx;
+static double __longlong_as_double(long long v) { double d; memcpy(&d, &v, sizeof d); return d; }
+void set_thread(long long id) { blockIdx.x = id; blockDim.x = 1; threadIdx.x = 0; }
+"""
+KERNEL_CASES = [c for c in YOLO_CASES if yolokernel.supports(yolo_head(YOLO_CASES[c]))]
+
+
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory):
+    """yolokernel.SOURCE as a C library (``extern "C"`` is C++'s linkage: dropped)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        if under_ci():
+            pytest.fail("no C compiler: CI must run the yolo kernel tests", pytrace=False)
+        pytest.skip("no C compiler (cc/gcc) to build the yolo kernels on the host")
+    folder = tmp_path_factory.mktemp("yolokernel")
+    source = folder / "yolokernel.c"
+    source.write_text(HOST_PRELUDE + yolokernel.SOURCE.replace('extern "C" ', ""))
+    lib = folder / "yolokernel.so"
+    subprocess.run([cc, "-O2", "-ffp-contract=off", "-std=gnu99", "-shared", "-fPIC",
+                    str(source), "-o", str(lib), "-lm"], check=True, capture_output=True)
+    return ctypes.CDLL(str(lib))
+
+
+def host_launch(lib):
+    """yolokernel.yolo_loss's ``launch``: each thread of a kernel in turn."""
+    def c_arg(a):
+        if isinstance(a, np.ndarray):
+            assert a.flags.c_contiguous
+            return ctypes.c_void_p(a.ctypes.data)
+        if isinstance(a, np.uint64):            # a null pointer
+            return ctypes.c_void_p(None)
+        if isinstance(a, np.int32):
+            return ctypes.c_int(int(a))
+        if isinstance(a, np.int64):
+            return ctypes.c_longlong(int(a))
+        assert isinstance(a, np.float64), type(a)
+        return ctypes.c_double(float(a))
+
+    def launch(name, threads, args):
+        kernel, c_args = getattr(lib, name), [c_arg(a) for a in args]
+        for thread in range(threads):
+            lib.set_thread(ctypes.c_longlong(thread))
+            kernel(*c_args)
+    return launch
+
+
+def test_the_kernels_take_pjs_loss_and_most_of_alexeyabs_options():
+    assert {"pj", "normalizers", "iou_thresh", "counters_per_class", "label_smooth_eps",
+            "new_coords", "mask_repeats", "ignore_thresh_0"} <= set(KERNEL_CASES)
+    for case in ("everything", "objectness_smooth", "new_coords-ciou", "iou"):
+        assert not yolokernel.supports(yolo_head(YOLO_CASES[case])), case
+
+
+def _against_numpy(case, loss):
+    """``loss(layer, out, truth)`` (host arrays in, the deltas as a host array and the STATS
+    array out) against yololoss.yolo_loss on crowded truth tables of ``case``."""
+    rng = rng_for_test()
+    layer = yolo_head(YOLO_CASES[case])
+    eps = layer.label_smooth_eps
+    cells = BATCH * layer.n * layer.h * layer.w
+    for _ in range(3):
+        out = head_output(rng, layer, saturate=(0.0, 1.0, 0.5 * eps, 1 - 0.5 * eps))
+        truth = crowded_truths(rng, BATCH, layer.classes, zero_size=uses_zero_size_truths(layer))
+        got = loss(layer, out, truth)
+        want, totals = yolo_loss(layer, out, truth)
+        assert_same_loss(got, (want, *fetch_stats(totals, cells)), cells)
+        np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_the_kernels_compute_the_numpy_loss(host_kernels, case):
+    _against_numpy(case, lambda layer, out, truth: yolokernel.yolo_loss(
+        layer, out, truth, launch=host_launch(host_kernels)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_gpu_kernels_compute_the_numpy_loss(case):
+    import cupy
+
+    def on_the_gpu(layer, out, truth):
+        delta, totals = yolokernel.yolo_loss(layer, cupy.asarray(out), cupy.asarray(truth))
+        return cupy.asnumpy(delta), totals
+    _against_numpy(case, on_the_gpu)
