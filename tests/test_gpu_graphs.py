@@ -189,8 +189,9 @@ DETECTOR = ("[net]\nbatch=2\nchannels=3\nwidth=32\nheight=32\nlearning_rate=0.00
             "anchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n")
 
 
-# its [yolo] heads with an option the loss kernels do not take: they plan on the host
-HOST_DETECTOR = DETECTOR.replace("[yolo]\n", "[yolo]\niou_loss=giou\n")
+# its [yolo] heads with an option the loss kernels do not take (focal_loss): they plan on the
+# host
+HOST_DETECTOR = DETECTOR.replace("[yolo]\n", "[yolo]\nfocal_loss=1\n")
 
 
 def test_a_detector_replays_its_whole_pass_with_the_loss_kernels():

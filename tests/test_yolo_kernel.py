@@ -79,8 +79,9 @@ def host_launch(lib):
 
 def test_the_kernels_take_pjs_loss_and_most_of_alexeyabs_options():
     assert {"pj", "normalizers", "iou_thresh", "counters_per_class", "label_smooth_eps",
-            "new_coords", "mask_repeats", "ignore_thresh_0"} <= set(KERNEL_CASES)
-    for case in ("everything", "objectness_smooth", "new_coords-ciou", "iou"):
+            "new_coords", "mask_repeats", "ignore_thresh_0", "iou", "new_coords-ciou",
+            "new_coords-giou"} <= set(KERNEL_CASES)
+    for case in ("everything", "objectness_smooth", "truth_thresh-focal"):
         assert not yolokernel.supports(yolo_head(YOLO_CASES[case])), case
 
 

@@ -10,7 +10,8 @@ forward_yolo_layer loops (pj:src/yolo_layer.c):
   -obj_normalizer obj, or 0 above ignore_thresh;
 * ``yolo_truths``, a thread per image: its truths in order, each choosing the best of all
   anchors by the IoU of centred shapes (and, below iou_thresh, every other anchor that passes),
-  writing box, objectness and class deltas at the anchor's first slot in the mask.  One thread
+  writing box (mse, or AlexeyAB's iou_loss deltas: ``dx_box_iou`` in float as AB's C, as
+  box.dx_box_iou), objectness and class deltas at the anchor's first slot in the mask.  One thread
   walks an image's truths in Darknet's order, so a later truth of a cell overwrites an earlier
   one's box and objectness, and pj's class rule (delta_yolo_class: every class unless the
   cell's class-0 delta is already nonzero, then only the truth's class) reads what the earlier
@@ -22,13 +23,14 @@ host's C++ compiler and checks it against yololoss.yolo_loss on the CPU, and the
 check the CuPy path against the NumPy one.
 """
 
+import math
+
 import numpy as np
 
 from ..kernels import _BOX_IOU, _kernel
 
 #: what ``supports`` refuses, with why (yololoss.yolo_loss computes those)
 _OTHER_PATH = (
-    ("iou_loss", lambda v: v != "mse", "iou_loss= other than mse"),
     ("truth_thresh", lambda v: v < 1, "truth_thresh < 1"),
     ("objectness_smooth", bool, "objectness_smooth"),
     ("focal_loss", bool, "focal_loss"),
@@ -45,6 +47,117 @@ __device__ double shape_iou(double aw, double ah, double tw, double th)
     double inter = (ow < 0 || oh < 0) ? 0.0 : ow * oh;
     double uni = aw * ah + tw * th - inter;
     return uni > 0 ? inter / uni : 0.0;
+}
+
+#define DN_PI 3.141592653589793
+enum { MSE, IOU, GIOU, DIOU, CIOU };        // IOU_LOSS_KINDS' order
+
+__device__ void dx_box_iou(const float* p, const float* t, int kind, float* d)
+{
+    // box.dx_box_iou (AlexeyAB's dx_box_iou, ab:src/box.c): float operation for operation,
+    // CIoU's atan terms in double
+    float top = p[1] - p[3] / 2, bot = p[1] + p[3] / 2, left = p[0] - p[2] / 2,
+          right = p[0] + p[2] / 2;
+    float pt = fminf(top, bot), pb = fmaxf(top, bot), pl = fminf(left, right),
+          pr = fmaxf(left, right);
+    float tt = t[1] - t[3] / 2, tb = t[1] + t[3] / 2, tl = t[0] - t[2] / 2, tr = t[0] + t[2] / 2;
+    float X = (pb - pt) * (pr - pl), Xhat = (tb - tt) * (tr - tl);
+    float Ih = fminf(pb, tb) - fmaxf(pt, tt), Iw = fminf(pr, tr) - fmaxf(pl, tl);
+    float I = Iw * Ih, U = X + Xhat - I;
+    float S = (p[0] - t[0]) * (p[0] - t[0]) + (p[1] - t[1]) * (p[1] - t[1]);
+    float gCw = fmaxf(pr, tr) - fminf(pl, tl), gCh = fmaxf(pb, tb) - fminf(pt, tt);
+    float gC = gCw * gCh;
+    // t, b, l, r: d X, d I, d U = dX - dI and d C (GIoU's enclosing area) by the edges
+    float dX[4] = {-(pr - pl), pr - pl, -(pb - pt), pb - pt};
+    float dI[4] = {pt > tt ? -Iw : 0, pb < tb ? Iw : 0, pl > tl ? -Ih : 0, pr < tr ? Ih : 0};
+    float dC[4] = {pt < tt ? -gCw : 0, pb > tb ? gCw : 0, pl < tl ? -gCh : 0,
+                   pr > tr ? gCh : 0};
+    float dU[4], g[4];
+    for (int k = 0; k < 4; ++k) {
+        dU[k] = dX[k] - dI[k];
+        g[k] = U > 0 ? ((U * dI[k]) - (I * dU[k])) / (U * U) : 0;
+    }
+    if (!(top < bot)) g[0] = g[1];         // AB's corner selection from the min/max
+    if (!(left < right)) g[2] = g[3];
+    int apart = (Iw <= 0) || (Ih <= 0);
+    if (kind == GIOU) {
+        for (int k = 0; k < 4; ++k) {
+            float c = ((gC * dU[k]) - (U * dC[k])) / (gC * gC);
+            float gi = gC > 0 ? g[k] + c : g[k];
+            g[k] = apart ? c : gi;
+        }
+    }
+    // DIoU's enclosing box C = Cw^2 + Ch^2 and its derivatives by x, y, w, h
+    float Ct = fminf(p[1] - p[3] / 2, t[1] - t[3] / 2);
+    float Cb = fmaxf(p[1] + p[3] / 2, t[1] + t[3] / 2);
+    float Cl = fminf(p[0] - p[2] / 2, t[0] - t[2] / 2);
+    float Cr = fmaxf(p[0] + p[2] / 2, t[0] + t[2] / 2);
+    float Cw = Cr - Cl, Ch = Cb - Ct, C = Cw * Cw + Ch * Ch;
+    int up = pt < tt, down = pb > tb, lft = pl < tl, rgt = pr > tr;
+    float dCw[4] = {(rgt ? 1.0f : 0.0f) - (lft ? 1.0f : 0.0f), 0,
+                    (rgt ? 0.5f : 0.0f) - (lft ? -0.5f : 0.0f), 0};
+    float dCh[4] = {0, (down ? 1.0f : 0.0f) - (up ? 1.0f : 0.0f), 0,
+                    (down ? 0.5f : 0.0f) - (up ? -0.5f : 0.0f)};
+    d[0] = g[2] + g[3]; d[1] = g[0] + g[1]; d[2] = g[3] - g[2]; d[3] = g[1] - g[0];
+    if (kind == DIOU || kind == CIOU) {
+        float CC = C * C, span[4], terms[4];
+        for (int k = 0; k < 4; ++k)
+            span[k] = (2 * Cw * dCw[k] + 2 * Ch * dCh[k]) * S;
+        terms[0] = (2 * (t[0] - p[0]) * C - span[0]) / CC;
+        terms[1] = (2 * (t[1] - p[1]) * C - span[1]) / CC;
+        terms[2] = span[2] / CC;
+        terms[3] = span[3] / CC;
+        if (kind == CIOU) {
+            double diff = atan((double)(t[2] / t[3])) - atan((double)(p[2] / p[3]));
+            float ar_loss = (float)(4 / (DN_PI * DN_PI) * diff * diff);
+            float alpha = (float)((double)ar_loss / ((double)(1 - I / U + ar_loss) + 0.000001));
+            float ar_dw = (float)(8 / (DN_PI * DN_PI) * diff * (double)p[3]);
+            float ar_dh = (float)(-8 / (DN_PI * DN_PI) * diff * (double)p[2]);
+            terms[2] = terms[2] + alpha * ar_dw;
+            terms[3] = terms[3] + alpha * ar_dh;
+        }
+        for (int k = 0; k < 4; ++k) {
+            float di = C > 0 ? d[k] + terms[k] : d[k];
+            d[k] = apart ? terms[k] : di;
+        }
+    }
+}
+
+__device__ void iou_box_delta(const double* ob, long long plane, int i, int j, int w, int h,
+                              double aw, double ah, double uw, double uh, const double* t,
+                              int new_coords, int kind, double iou_normalizer, double m,
+                              int clip, double max_delta, double* out)
+{
+    // yololoss._iou_box_delta (AB delta_yolo_box's iou_loss deltas), float as AB's C
+    float o[4], tf[4], p[4], d[4];
+    for (int k = 0; k < 4; ++k) {
+        o[k] = (float)ob[k * plane];
+        tf[k] = (float)t[k];
+    }
+    float faw = (float)aw, fah = (float)ah;
+    p[0] = ((float)i + o[0]) / (float)w;
+    p[1] = ((float)j + o[1]) / (float)h;
+    if (new_coords) {
+        p[2] = o[2] * o[2] * 4.0f * faw / (float)uw;
+        p[3] = o[3] * o[3] * 4.0f * fah / (float)uh;
+    } else {
+        p[2] = (float)(exp((double)o[2]) * (double)faw / uw);
+        p[3] = (float)(exp((double)o[3]) * (double)fah / uh);
+    }
+    if (p[2] == 0) p[2] = 1;                // "avoid nan in dx_box_iou"
+    if (p[3] == 0) p[3] = 1;
+    dx_box_iou(p, tf, kind, d);
+    if (!new_coords) {
+        d[2] = (float)((double)d[2] * exp((double)o[2]));
+        d[3] = (float)((double)d[3] * exp((double)o[3]));
+    }
+    float norm = (float)iou_normalizer * (float)m, top = (float)max_delta;
+    for (int k = 0; k < 4; ++k) {
+        float v = d[k] * norm;
+        if (!isfinite(v)) v = 0;
+        if (clip) v = v < -top ? -top : (v > top ? top : v);
+        out[k] = v;
+    }
 }
 
 __device__ int cell_of(double v, int size)
@@ -83,7 +196,8 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
                  const int* mask, const double* multipliers, double* stats, int batch, int n,
                  int total, int planes, int h, int w, int k, int classes, double uw, double uh,
                  int new_coords, double iou_thresh, double iou_normalizer,
-                 double obj_normalizer, double cls_normalizer, double eps)
+                 double obj_normalizer, double cls_normalizer, double eps, int iou_kind,
+                 int clip, double max_delta)
 {
     int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= batch) return;
@@ -113,17 +227,25 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
             long long at = (((long long)b * n + s) * planes * h + j) * w + i;
             const double* ob = o + at;
             double* db = d + at;
-            double box_scale = (2 - t[2] * t[3]) * iou_normalizer * m;
-            double target[4] = {t[0] * w - i, t[1] * h - j, 0, 0};
-            if (new_coords) {
-                target[2] = sqrt(t[2] * uw / (4 * aw));
-                target[3] = sqrt(t[3] * uh / (4 * ah));
+            if (iou_kind == MSE) {
+                double box_scale = (2 - t[2] * t[3]) * iou_normalizer * m;
+                double target[4] = {t[0] * w - i, t[1] * h - j, 0, 0};
+                if (new_coords) {
+                    target[2] = sqrt(t[2] * uw / (4 * aw));
+                    target[3] = sqrt(t[3] * uh / (4 * ah));
+                } else {
+                    target[2] = log(t[2] * uw / aw);
+                    target[3] = log(t[3] * uh / ah);
+                }
+                for (int p = 0; p < 4; ++p)
+                    db[p * plane] = box_scale * (target[p] - ob[p * plane]);
             } else {
-                target[2] = log(t[2] * uw / aw);
-                target[3] = log(t[3] * uh / ah);
+                double box[4];
+                iou_box_delta(ob, plane, i, j, w, h, aw, ah, uw, uh, t, new_coords, iou_kind,
+                              iou_normalizer, m, clip, max_delta, box);
+                for (int p = 0; p < 4; ++p)
+                    db[p * plane] = box[p];
             }
-            for (int p = 0; p < 4; ++p)
-                db[p * plane] = box_scale * (target[p] - ob[p * plane]);
             db[4 * plane] = m * obj_normalizer * (1 - ob[4 * plane]);
             double p_true = ob[(5 + cls) * plane];
             double hit = cls_normalizer * ((1 - eps + 0.5 * eps) - p_true) * m;
@@ -148,6 +270,8 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
 }
 """
 
+#: the kernels' iou_loss codes, in the order of the enum in SOURCE
+IOU_LOSS_KINDS = ("mse", "iou", "giou", "diou", "ciou")
 _CONSTANTS = {}     # (device, anchors, mask, multipliers) -> their device arrays
 _BLOCK = {"yolo_objectness": 256, "yolo_truths": 64}
 
@@ -205,7 +329,9 @@ def yolo_loss(layer, output, truth, launch=_launch_cuda):
             stats, i32(g.batch), i32(g.n), i32(len(layer.anchors) // 2), *geometry,
             i32(layer.classes), uw, uh, new_coords, f64(layer.iou_thresh),
             f64(layer.iou_normalizer), f64(layer.obj_normalizer), f64(layer.cls_normalizer),
-            f64(layer.label_smooth_eps)))
+            f64(layer.label_smooth_eps), i32(IOU_LOSS_KINDS.index(layer.iou_loss)),
+            i32(layer.max_delta != math.inf),
+            f64(layer.max_delta if layer.max_delta != math.inf else 0)))
     sums = stats.sum(axis=0)
     totals = xp.concatenate(((g.d * g.d).sum()[None], sums[:3], g.o[:, :, 4].sum()[None],
                              sums[3:]))
