@@ -189,9 +189,12 @@ DETECTOR = ("[net]\nbatch=2\nchannels=3\nwidth=32\nheight=32\nlearning_rate=0.00
             "anchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n")
 
 
-# its [yolo] heads with an option the loss kernels do not take (focal_loss): they plan on the
-# host
-HOST_DETECTOR = DETECTOR.replace("[yolo]\n", "[yolo]\nfocal_loss=1\n")
+# its heads [region]s, which plan their deltas on the host
+HOST_DETECTOR = DETECTOR.replace(
+    "[yolo]\nclasses=2\nnum=6\nmask=3,4,5\nanchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n",
+    "[region]\nclasses=2\nnum=3\ncoords=4\nanchors=0.5,0.8, 1.5,1.5, 3,2.5\n").replace(
+    "[yolo]\nclasses=2\nnum=6\nmask=0,1,2\nanchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n",
+    "[region]\nclasses=2\nnum=3\ncoords=4\nanchors=0.5,0.8, 1.5,1.5, 3,2.5\n")
 
 
 def test_a_detector_replays_its_whole_pass_with_the_loss_kernels():
@@ -213,8 +216,8 @@ def test_a_detector_replays_its_whole_pass_with_the_loss_kernels():
 
 
 def test_a_network_with_host_layers_replays_the_runs_between_them():
-    """[yolo] planning on the host runs eagerly between the captured runs: the same outputs,
-    losses and weights as the eager network."""
+    """[region] (planning on the host) runs eagerly between the captured runs: the same
+    outputs, losses and weights as the eager network."""
     from test_yolo_loss import crowded_truths
     rng = rng_for_test()
     eager, graphed = (build(HOST_DETECTOR, device="gpu") for _ in range(2))

@@ -135,9 +135,8 @@ class GraphedStep:
 
     A network whose layers are all ``capturable`` (device work alone, in place on arrays that
     live across steps; [yolo] through its loss kernels, nn/layers/yolokernel.py) replays its
-    whole pass as one graph.  One with host work in some layers ([region], and [yolo] with
-    options the kernels do not take, plan their deltas from the truths on the host, [dropout]
-    draws on the host) replays each run of capturable layers between them as a graph and runs those
+    whole pass as one graph.  One with host work in some layers ([region] plans its deltas
+    from the truths on the host, [dropout] draws on the host) replays each run of capturable layers between them as a graph and runs those
     "islands" eagerly in between, forward and backward; an island's output and delta are
     copied into arrays of the graph's, where the runs after it read and add into them.
 

@@ -12,7 +12,7 @@ region: logistic on x, y and obj (unless ``background``); the classes get a soft
 
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
 statistics, on the outputs' device); on the GPU [yolo]'s through the kernels of yolokernel.py
-where they take its options (the same function; a CUDA graph captures them).  [yolo]'s backward adds the delta (times AlexeyAB's
+(the same function, with no host work: a CUDA graph captures them).  [yolo]'s backward adds the delta (times AlexeyAB's
 ``delta_normalizer``) to the input delta with no logistic derivative (pj); [region]'s applies
 the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
 """
@@ -188,11 +188,8 @@ class YoloLayer(_DetectionHead):
     training_unimplemented = {"embedding_layer": None}
     coords = 4
 
-    @property
-    def capturable(self):
-        """On the GPU the loss kernels (yolokernel) read the truths where they are: device work
-        alone, for the options they take; the others plan on the host (yololoss)."""
-        return yolokernel.supports(self)
+    #: on the GPU the loss kernels (yolokernel) read the truths where they are
+    capturable = True
 
     @classmethod
     def from_cfg(cls, section, ctx):
@@ -273,7 +270,7 @@ class YoloLayer(_DetectionHead):
             if net.truth is None:
                 raise DarknetError(f"layer {self.index} [yolo] trains on box truths; none given",
                                    self.path, self.line)
-            if on_gpu(self.output) and yolokernel.supports(self):
+            if on_gpu(self.output):
                 self._learn(*yolokernel.yolo_loss(self, self.output, net.truth))
             else:
                 self._learn(*yolo_loss(self, self.output, _host_first(net)))

@@ -1,26 +1,28 @@
 """The ``[yolo]`` training loss on the GPU as two kernels that read the truth table where it is
-(the device), for the options of pj's loss and most of AlexeyAB's (``supports``): no host
-planning, no host copy, fixed shapes -- so a CUDA graph captures the whole training pass.
+(the device): no host planning, no host copy, fixed shapes -- so a CUDA graph captures the whole
+training pass.  Every option of pj's and AlexeyAB's [yolo].
 
 The function is yololoss.yolo_loss's (its docstring states it), computed the way pj's
 forward_yolo_layer loops (pj:src/yolo_layer.c):
 
-* ``yolo_objectness``, a thread per anchor slot and cell: the predicted box's best IoU with a
-  live truth of its image (the rows before the first with x == 0); objectness delta
-  -obj_normalizer obj, or 0 above ignore_thresh;
+* ``yolo_cells``, a thread per image, anchor slot and cell: the predicted box's best IoU with a
+  live truth of its image (the rows before the first with x == 0), the objectness delta
+  -obj_normalizer obj, or 0 above ignore_thresh (AlexeyAB's objectness_smooth: IoU targets);
+  above truth_thresh the deltas of that truth (box, objectness, every class);
 * ``yolo_truths``, a thread per image: its truths in order, each choosing the best of all
   anchors by the IoU of centred shapes (and, below iou_thresh, every other anchor that passes),
   writing box (mse, or AlexeyAB's iou_loss deltas: ``dx_box_iou`` in float as AB's C, as
-  box.dx_box_iou), objectness and class deltas at the anchor's first slot in the mask.  One thread
-  walks an image's truths in Darknet's order, so a later truth of a cell overwrites an earlier
-  one's box and objectness, and pj's class rule (delta_yolo_class: every class unless the
-  cell's class-0 delta is already nonzero, then only the truth's class) reads what the earlier
-  truths left -- yololoss's rounds, sequentially.  Per image it sums the report's statistics
-  (IoU, class and objectness probability, recalls, count).
+  box.dx_box_iou), objectness and class deltas (label_smooth_eps, counters_per_class,
+  focal_loss) at the anchor's first slot in the mask.  One thread walks an image's truths in
+  Darknet's order, so a later truth of a cell overwrites an earlier one's box and objectness,
+  and pj's class rule (delta_yolo_class: every class unless the cell's class-0 delta is
+  already nonzero, then only the truth's class) reads what the earlier truths left --
+  yololoss's rounds, sequentially.  Per image it sums the report's statistics (IoU, class and
+  objectness probability, recalls, count).
 
-Float64 throughout, as yololoss; ``tests/test_yolo_kernel.py`` compiles this source with the
-host's C++ compiler and checks it against yololoss.yolo_loss on the CPU, and the GPU tests
-check the CuPy path against the NumPy one.
+Float64 throughout, as yololoss (the iou_loss deltas in float, as AB's).  The source is C that
+a C compiler builds too: ``tests/test_yolo_kernel.py`` runs it thread by thread on the CPU
+against yololoss.yolo_loss, and on the GPU through CuPy.
 """
 
 import math
@@ -29,27 +31,47 @@ import numpy as np
 
 from ..kernels import _BOX_IOU, _kernel
 
-#: what ``supports`` refuses, with why (yololoss.yolo_loss computes those)
-_OTHER_PATH = (
-    ("truth_thresh", lambda v: v < 1, "truth_thresh < 1"),
-    ("objectness_smooth", bool, "objectness_smooth"),
-    ("focal_loss", bool, "focal_loss"),
-)
+#: the kernels' scalar arguments, in order: the layer's loss options and its geometry (one
+#: C struct inside the kernels, ``Options``)
+_INT_OPTIONS = ("n", "total", "planes", "h", "w", "k", "classes", "new_coords", "kind", "clip",
+                "focal", "smooth", "thresh", "pass_kind")
+_FLOAT_OPTIONS = ("uw", "uh", "ignore_thresh", "truth_thresh", "iou_thresh", "iou_normalizer",
+                  "obj_normalizer", "cls_normalizer", "eps", "max_delta")
+_DECLARATIONS = (
+    "struct Options {\n" + "".join(f"    int {n};\n" for n in _INT_OPTIONS) +
+    "".join(f"    double {n};\n" for n in _FLOAT_OPTIONS) + "};\n"
+    "#define OPTION_PARAMS " + ", ".join([f"int {n}" for n in _INT_OPTIONS] +
+                                         [f"double {n}" for n in _FLOAT_OPTIONS]) + "\n"
+    "#define OPTION_INIT {" + ", ".join(_INT_OPTIONS + _FLOAT_OPTIONS) + "}\n")
 
-SOURCE = _BOX_IOU + r"""
-__device__ double shape_iou(double aw, double ah, double tw, double th)
+SOURCE = _BOX_IOU + _DECLARATIONS + r"""
+#define DN_PI 3.141592653589793
+
+__device__ double shape_score(double aw, double ah, double tw, double th, int kind)
 {
-    // box.score's IoU of (0, 0, aw, ah) and (0, 0, tw, th): pj box_iou's edges and overlaps
+    // box.score of (0, 0, aw, ah) and (0, 0, tw, th): pj box_iou's edges and overlaps; the
+    // giou and ciou terms of iou_thresh_kind (diou's centre term is 0 here)
     double al = 0 - aw / 2, ar = 0 + aw / 2, at = 0 - ah / 2, ab = 0 + ah / 2;
     double bl = 0 - tw / 2, br = 0 + tw / 2, bt = 0 - th / 2, bb = 0 + th / 2;
     double ow = (ar < br ? ar : br) - (al > bl ? al : bl);
     double oh = (ab < bb ? ab : bb) - (at > bt ? at : bt);
     double inter = (ow < 0 || oh < 0) ? 0.0 : ow * oh;
     double uni = aw * ah + tw * th - inter;
-    return uni > 0 ? inter / uni : 0.0;
+    double iou = uni > 0 ? inter / uni : 0.0;
+    if (kind == 2) {                        // giou
+        double c = ((ar > br ? ar : br) - (al < bl ? al : bl)) *
+                   ((ab > bb ? ab : bb) - (at < bt ? at : bt));
+        return iou - (c > 0 ? (c - uni) / c : 0.0);
+    }
+    if (kind == 4) {                        // ciou
+        double diff = atan(tw / th) - atan(aw / ah);
+        double v = 4 / (DN_PI * DN_PI) * (diff * diff);
+        double den = 1 - iou + v;
+        return iou - 0.0 - (den > 0 ? v / den : 0.0) * v;
+    }
+    return iou;
 }
 
-#define DN_PI 3.141592653589793
 enum { MSE, IOU, GIOU, DIOU, CIOU };        // IOU_LOSS_KINDS' order
 
 __device__ void dx_box_iou(const float* p, const float* t, int kind, float* d)
@@ -160,6 +182,51 @@ __device__ void iou_box_delta(const double* ob, long long plane, int i, int j, i
     }
 }
 
+__device__ void box_delta(const double* ob, long long plane, int i, int j, int w, int h,
+                          double aw, double ah, double uw, double uh, const double* t,
+                          int new_coords, int kind, double iou_normalizer, double m, int clip,
+                          double max_delta, double* out)
+{
+    // yololoss._box_delta: mse (2 - w h) iou_normalizer m (target - o), else the iou_loss's
+    if (kind != MSE) {
+        iou_box_delta(ob, plane, i, j, w, h, aw, ah, uw, uh, t, new_coords, kind,
+                      iou_normalizer, m, clip, max_delta, out);
+        return;
+    }
+    double box_scale = (2 - t[2] * t[3]) * iou_normalizer * m;
+    double target[4] = {t[0] * w - i, t[1] * h - j, 0, 0};
+    if (new_coords) {
+        target[2] = sqrt(t[2] * uw / (4 * aw));
+        target[3] = sqrt(t[3] * uh / (4 * ah));
+    } else {
+        target[2] = log(t[2] * uw / aw);
+        target[3] = log(t[3] * uh / ah);
+    }
+    for (int p = 0; p < 4; ++p)
+        out[p] = box_scale * (target[p] - ob[p * plane]);
+}
+
+__device__ void every_class(const double* ob, double* db, long long plane, int classes,
+                            int cls, double p_true, double scale, double m, double eps, int focal)
+{
+    // yololoss._yolo_classes: pj delta_yolo_class's every-class write, AB's label_smooth_eps,
+    // counters_per_class m and focal_loss
+    double grad = 0;
+    if (focal) {
+        double pt = (double)((float)p_true + 1e-15f);
+        grad = -(1 - pt) * (2 * pt * log(pt) + pt - 1);
+    }
+    for (int c = 0; c < classes; ++c) {
+        double p = ob[(5 + c) * plane];
+        if (focal)
+            db[(5 + c) * plane] = c == cls ? scale * (1 - p) * 0.5 * grad
+                                           : scale * (0 - p) * 0.5 * grad;
+        else
+            db[(5 + c) * plane] = c == cls ? scale * ((1 - eps + 0.5 * eps) - p) * m
+                                           : scale * (0.5 * eps - p);
+    }
+}
+
 __device__ int cell_of(double v, int size)
 {
     // pj's (int)(x * w), kept inside the grid (yololoss._cell_of)
@@ -167,96 +234,124 @@ __device__ int cell_of(double v, int size)
     return (int)(c < 0 ? 0 : (c > size - 1 ? size - 1 : c));
 }
 
-extern "C" __global__
-void yolo_objectness(const double* o, double* d, const double* truth, const double* anchors,
-                     const int* mask, long long cells, int n, int planes, int h, int w, int k,
-                     double uw, double uh, int new_coords, double ignore_thresh,
-                     double obj_normalizer)
+__device__ int class_of(double v, int classes)
 {
-    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;      // (b, slot, j, i)
+    double c = trunc(v);                    // yololoss._classes
+    return (int)(c < 0 ? 0 : (c > classes - 1 ? classes - 1 : c));
+}
+
+extern "C" __global__
+void yolo_cells(const double* o, double* d, const double* truth, const double* anchors,
+                const int* mask, const double* multipliers, long long cells, OPTION_PARAMS)
+{
+    // a thread per (image, slot, cell): the objectness delta from the box's best IoU with a
+    // live truth (ignore_thresh; AB's objectness_smooth), and pj's truth_thresh deltas
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (id >= cells) return;
-    int i = id % w, j = (id / w) % h, a = (id / ((long long)w * h)) % n;
-    long long b = id / ((long long)w * h * n);
-    long long plane = (long long)h * w;
-    long long at = (b * n + a) * planes * plane + (long long)j * w + i;
+    const struct Options q = OPTION_INIT;
+    int i = id % q.w, j = (id / q.w) % q.h, a = (id / ((long long)q.w * q.h)) % q.n;
+    long long b = id / ((long long)q.w * q.h * q.n);
+    long long plane = (long long)q.h * q.w;
+    long long at = (b * q.n + a) * q.planes * plane + (long long)j * q.w + i;
+    const double* ob = o + at;
+    double* db = d + at;
+    double aw = anchors[2 * mask[a]], ah = anchors[2 * mask[a] + 1];
     double best = __longlong_as_double(0xfff0000000000000LL);      // -inf: no live truth
-    for (int q = 0; q < k; ++q) {
-        const double* t = truth + (b * k + q) * 5;
+    int best_t = 0;
+    for (int r = 0; r < q.k; ++r) {
+        const double* t = truth + (b * q.k + r) * 5;
         if (t[0] == 0) break;
-        double v = pred_iou(o + at, plane, i, j, w, h, anchors[2 * mask[a]],
-                            anchors[2 * mask[a] + 1], uw, uh, t, new_coords);
-        if (v != v) { best = v; break; }
-        if (v > best) best = v;
+        double v = pred_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords);
+        if (v != v) { best = v; best_t = r; break; }
+        if (v > best) { best = v; best_t = r; }
     }
-    d[at + 4 * plane] = best > ignore_thresh ? 0.0 : -obj_normalizer * o[at + 4 * plane];
+    double no_obj = -q.obj_normalizer * ob[4 * plane];
+    if (q.smooth) {
+        // AB: the IoU counts where the cell predicts some class above 0.25
+        // (compare_yolo_class), and then is the objectness target if that is more
+        int any = 0;
+        for (int c = 0; c < q.classes; ++c)
+            any |= ob[(5 + c) * plane] > 0.25;
+        double match = any ? best : 0;
+        double smoothed = q.obj_normalizer * (match - ob[4 * plane]);
+        double top = (no_obj != no_obj || no_obj > smoothed) ? no_obj : smoothed;   // maximum
+        db[4 * plane] = match > q.ignore_thresh ? top : no_obj;
+    } else {
+        db[4 * plane] = best > q.ignore_thresh ? 0.0 : no_obj;
+    }
+    if (!(q.thresh && best > q.truth_thresh)) return;
+    const double* t = truth + (b * q.k + best_t) * 5;       // yololoss._truth_thresh
+    int cls = class_of(t[4], q.classes);
+    double m = multipliers ? multipliers[cls] : 1.0;
+    double box[4];
+    box_delta(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords, q.kind,
+              q.iou_normalizer, m, q.clip, q.max_delta, box);
+    for (int p = 0; p < 4; ++p)
+        db[p * plane] = box[p];
+    double target = q.smooth ? best * best : 1;
+    db[4 * plane] = q.obj_normalizer * (target - ob[4 * plane]);
+    double p_true = ob[(5 + cls) * plane];
+    every_class(ob, db, plane, q.classes, cls, p_true, 1.0, m, q.eps, q.focal);
+    if (q.smooth)
+        db[(5 + cls) * plane] = m * (target - p_true);
 }
 
 extern "C" __global__
 void yolo_truths(const double* o, double* d, const double* truth, const double* anchors,
-                 const int* mask, const double* multipliers, double* stats, int batch, int n,
-                 int total, int planes, int h, int w, int k, int classes, double uw, double uh,
-                 int new_coords, double iou_thresh, double iou_normalizer,
-                 double obj_normalizer, double cls_normalizer, double eps, int iou_kind,
-                 int clip, double max_delta)
+                 const int* mask, const double* multipliers, double* stats, int batch,
+                 OPTION_PARAMS)
 {
+    // a thread per image: its truths in Darknet's order, each writing at its anchors' slots
     int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= batch) return;
-    long long plane = (long long)h * w;
+    const struct Options q = OPTION_INIT;
+    long long plane = (long long)q.h * q.w;
     double s_iou = 0, s_cls = 0, s_obj = 0, s_50 = 0, s_75 = 0, count = 0;
-    for (int q = 0; q < k; ++q) {
-        const double* t = truth + ((long long)b * k + q) * 5;
+    for (int r = 0; r < q.k; ++r) {
+        const double* t = truth + ((long long)b * q.k + r) * 5;
         if (t[0] == 0) break;
-        int i = cell_of(t[0], w), j = cell_of(t[1], h);
-        double c = trunc(t[4]);
-        int cls = (int)(c < 0 ? 0 : (c > classes - 1 ? classes - 1 : c));
+        int i = cell_of(t[0], q.w), j = cell_of(t[1], q.h);
+        int cls = class_of(t[4], q.classes);
         double m = multipliers ? multipliers[cls] : 1.0;
         int best_n = 0;                 // argmax: the first best anchor, 0 when none overlaps
         double best = 0;
-        for (int a = 0; a < total; ++a) {
-            double v = shape_iou(anchors[2 * a] / uw, anchors[2 * a + 1] / uh, t[2], t[3]);
+        for (int a = 0; a < q.total; ++a) {
+            double v = shape_score(anchors[2 * a] / q.uw, anchors[2 * a + 1] / q.uh, t[2], t[3],
+                                   IOU);
             if (a == 0 || v > best) { best = v; best_n = a; }
         }
-        for (int s = 0; s < n; ++s) {
+        for (int s = 0; s < q.n; ++s) {
             int an = mask[s], first = 1;
-            for (int r = 0; r < s; ++r)
-                if (mask[r] == an) first = 0;
+            for (int e = 0; e < s; ++e)
+                if (mask[e] == an) first = 0;
             if (!first) continue;
             double aw = anchors[2 * an], ah = anchors[2 * an + 1];
-            if (an != best_n && !(shape_iou(aw / uw, ah / uh, t[2], t[3]) > iou_thresh))
-                continue;
-            long long at = (((long long)b * n + s) * planes * h + j) * w + i;
+            if (an != best_n) {             // iou_thresh: the iou_thresh_kind score where
+                double v = shape_score(aw / q.uw, ah / q.uh, t[2], t[3], IOU);  // IoU > 0
+                if (v > 0)
+                    v = shape_score(aw / q.uw, ah / q.uh, t[2], t[3], q.pass_kind);
+                if (!(v > q.iou_thresh))
+                    continue;
+            }
+            long long at = (((long long)b * q.n + s) * q.planes * q.h + j) * q.w + i;
             const double* ob = o + at;
             double* db = d + at;
-            if (iou_kind == MSE) {
-                double box_scale = (2 - t[2] * t[3]) * iou_normalizer * m;
-                double target[4] = {t[0] * w - i, t[1] * h - j, 0, 0};
-                if (new_coords) {
-                    target[2] = sqrt(t[2] * uw / (4 * aw));
-                    target[3] = sqrt(t[3] * uh / (4 * ah));
-                } else {
-                    target[2] = log(t[2] * uw / aw);
-                    target[3] = log(t[3] * uh / ah);
-                }
-                for (int p = 0; p < 4; ++p)
-                    db[p * plane] = box_scale * (target[p] - ob[p * plane]);
-            } else {
-                double box[4];
-                iou_box_delta(ob, plane, i, j, w, h, aw, ah, uw, uh, t, new_coords, iou_kind,
-                              iou_normalizer, m, clip, max_delta, box);
-                for (int p = 0; p < 4; ++p)
-                    db[p * plane] = box[p];
-            }
-            db[4 * plane] = m * obj_normalizer * (1 - ob[4 * plane]);
+            double box[4];
+            box_delta(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords, q.kind,
+                      q.iou_normalizer, m, q.clip, q.max_delta, box);
+            for (int p = 0; p < 4; ++p)
+                db[p * plane] = box[p];
+            double obj = m * q.obj_normalizer * (1 - ob[4 * plane]);
+            if (!q.smooth || db[4 * plane] == 0)    // AB's objectness_smooth keeps a nonzero
+                db[4 * plane] = obj;
             double p_true = ob[(5 + cls) * plane];
-            double hit = cls_normalizer * ((1 - eps + 0.5 * eps) - p_true) * m;
-            if (db[5 * plane] == 0) {
-                for (int p = 0; p < classes; ++p)
-                    db[(5 + p) * plane] = p == cls ? hit
-                        : cls_normalizer * (0.5 * eps - ob[(5 + p) * plane]);
-            } else {
-                db[(5 + cls) * plane] = hit;
-            }
-            double v = pred_iou(ob, plane, i, j, w, h, aw, ah, uw, uh, t, new_coords);
+            if (db[5 * plane] == 0)
+                every_class(ob, db, plane, q.classes, cls, p_true, q.cls_normalizer, m, q.eps,
+                            q.focal);
+            else
+                db[(5 + cls) * plane] = q.cls_normalizer * ((1 - q.eps + 0.5 * q.eps) - p_true)
+                                        * m;
+            double v = pred_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords);
             s_iou += v;
             s_cls += p_true;
             s_obj += ob[4 * plane];
@@ -273,14 +368,7 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
 #: the kernels' iou_loss codes, in the order of the enum in SOURCE
 IOU_LOSS_KINDS = ("mse", "iou", "giou", "diou", "ciou")
 _CONSTANTS = {}     # (device, anchors, mask, multipliers) -> their device arrays
-_BLOCK = {"yolo_objectness": 256, "yolo_truths": 64}
-
-
-def supports(layer):
-    """Whether ``yolo_loss`` computes this layer's loss (else yololoss.yolo_loss does)."""
-    if layer.iou_thresh < 1 and layer.iou_thresh_kind in ("giou", "ciou"):
-        return False
-    return not any(test(getattr(layer, key)) for key, test, _ in _OTHER_PATH)
+_BLOCK = {"yolo_cells": 256, "yolo_truths": 64}
 
 
 def _constants(xp, layer):
@@ -306,32 +394,42 @@ def _launch_cuda(name, threads, args):
     _kernel(name, SOURCE)(((threads + block - 1) // block,), (block,), args)
 
 
+def _options(layer, g, k):
+    """The kernels' scalar arguments (``_INT_OPTIONS``, ``_FLOAT_OPTIONS``) of ``layer``."""
+    clip = layer.max_delta != math.inf
+    ints = dict(n=g.n, total=len(layer.anchors) // 2, planes=g.planes, h=g.h, w=g.w, k=k,
+                classes=layer.classes, new_coords=layer.new_coords,
+                kind=IOU_LOSS_KINDS.index(layer.iou_loss), clip=clip, focal=layer.focal_loss,
+                smooth=layer.objectness_smooth, thresh=layer.truth_thresh < 1,
+                pass_kind=IOU_LOSS_KINDS.index(layer.iou_thresh_kind)
+                if layer.iou_thresh_kind in IOU_LOSS_KINDS else 1)
+    floats = dict(uw=layer.net_w, uh=layer.net_h, ignore_thresh=layer.ignore_thresh,
+                  truth_thresh=layer.truth_thresh, iou_thresh=layer.iou_thresh,
+                  iou_normalizer=layer.iou_normalizer, obj_normalizer=layer.obj_normalizer,
+                  cls_normalizer=layer.cls_normalizer, eps=layer.label_smooth_eps,
+                  max_delta=layer.max_delta if clip else 0.0)
+    return tuple(np.int32(int(ints[n])) for n in _INT_OPTIONS) + \
+        tuple(np.float64(floats[n]) for n in _FLOAT_OPTIONS)
+
+
 def yolo_loss(layer, output, truth, launch=_launch_cuda):
     """yololoss.yolo_loss of ``output`` with the truth table ``truth`` on its device ((B, K x 5):
     rows x, y, w, h, class): the deltas (``output``'s shape and dtype) and the ``STATS`` array,
     with no host work that depends on the values.  ``launch(name, threads, args)`` runs a
     kernel of ``SOURCE`` (CuPy's by default; the tests' runs the C compiler's build)."""
     from .yololoss import _Grid
-    i32, f64 = np.int32, np.float64
     g = _Grid(output, layer.n, 5 + layer.classes, layer.h, layer.w)
     xp = g.xp
     t = xp.ascontiguousarray(truth.reshape(g.batch, -1, 5), dtype=xp.float64)
     anchors, mask, multipliers = _constants(xp, layer)
-    uw, uh, new_coords = f64(layer.net_w), f64(layer.net_h), i32(bool(layer.new_coords))
+    multipliers = np.uint64(0) if multipliers is None else multipliers      # NULL: m = 1
+    options = _options(layer, g, t.shape[1])
     cells = g.batch * g.n * g.h * g.w
-    geometry = (i32(g.planes), i32(g.h), i32(g.w), i32(t.shape[1]))
-    launch("yolo_objectness", cells,
-           (g.o, g.d, t, anchors, mask, np.int64(cells), i32(g.n), *geometry, uw, uh,
-            new_coords, f64(layer.ignore_thresh), f64(layer.obj_normalizer)))
+    launch("yolo_cells", cells,
+           (g.o, g.d, t, anchors, mask, multipliers, np.int64(cells), *options))
     stats = xp.empty((g.batch, 6), xp.float64)
     launch("yolo_truths", g.batch,
-           (g.o, g.d, t, anchors, mask, np.uint64(0) if multipliers is None else multipliers,
-            stats, i32(g.batch), i32(g.n), i32(len(layer.anchors) // 2), *geometry,
-            i32(layer.classes), uw, uh, new_coords, f64(layer.iou_thresh),
-            f64(layer.iou_normalizer), f64(layer.obj_normalizer), f64(layer.cls_normalizer),
-            f64(layer.label_smooth_eps), i32(IOU_LOSS_KINDS.index(layer.iou_loss)),
-            i32(layer.max_delta != math.inf),
-            f64(layer.max_delta if layer.max_delta != math.inf else 0)))
+           (g.o, g.d, t, anchors, mask, multipliers, stats, np.int32(g.batch), *options))
     sums = stats.sum(axis=0)
     totals = xp.concatenate(((g.d * g.d).sum()[None], sums[:3], g.o[:, :, 4].sum()[None],
                              sums[3:]))
