@@ -176,7 +176,7 @@ __device__ void iou_box_delta(const double* ob, long long plane, int i, int j, i
     float norm = (float)iou_normalizer * (float)m, top = (float)max_delta;
     for (int k = 0; k < 4; ++k) {
         float v = d[k] * norm;
-        if (!isfinite(v)) v = 0;
+        if (v - v != 0) v = 0;             // NaN, inf: AB's fix_nan_inf
         if (clip) v = v < -top ? -top : (v > top ? top : v);
         out[k] = v;
     }
