@@ -1,7 +1,8 @@
-"""The [yolo] loss kernels (darknet_py.nn.layers.yolokernel) against the NumPy loss
-(yololoss.yolo_loss, itself checked against libdarknet and the loop reference): their CUDA C,
+"""The [yolo] and [region] loss kernels (darknet_py.nn.layers.yolokernel) against the NumPy
+losses (yololoss, themselves checked against libdarknet and the loop reference): their CUDA C,
 built by the host's C compiler and run thread by thread, on the CPU; the CuPy launch on the
-GPU.  Every case of test_yolo_loss.py (each option of pj's and AlexeyAB's [yolo])."""
+GPU.  Every case of test_yolo_loss.py (each option of pj's and AlexeyAB's [yolo], pj's
+[region] but its tree)."""
 
 import ctypes
 import shutil
@@ -17,10 +18,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from darknet_py.nn.layers import yolokernel  # noqa: E402
-from darknet_py.nn.layers.yololoss import fetch_stats, yolo_loss  # noqa: E402
+from darknet_py.nn.layers.yololoss import fetch_stats, region_loss, yolo_loss  # noqa: E402
 from conftest import rng_for_test, under_ci  # noqa: E402
-from test_yolo_loss import (BATCH, YOLO_CASES, assert_same_loss, crowded_truths,  # noqa: E402
-                            head_output, uses_zero_size_truths, yolo_head)
+from test_yolo_loss import (BATCH, REGION_CASES, YOLO_CASES, assert_same_loss,  # noqa: E402
+                            crowded_truths, head_output, region_head, uses_zero_size_truths,
+                            yolo_head)
 
 #: what a C compiler needs of CUDA to build the kernels: the qualifiers, the thread index
 #: (set before each call) and the bit cast
@@ -107,3 +109,42 @@ def test_gpu_kernels_compute_the_numpy_loss(case):
         delta, totals = yolokernel.yolo_loss(layer, cupy.asarray(out), cupy.asarray(truth))
         return cupy.asnumpy(delta), totals
     _against_numpy(case, on_the_gpu)
+
+
+#: test_yolo_loss's [region] cases, and a map= of the training classes
+REGION_KERNEL_CASES = {**REGION_CASES, "map": "map={folder}/map.txt\nsoftmax=0\n"}
+
+
+def _region_against_numpy(case, seen, folder, loss):
+    """``loss(layer, out, truth)`` against yololoss.region_loss, as ``_against_numpy``."""
+    (folder / "map.txt").write_text("2\n0\n3\n1\n")
+    rng = rng_for_test()
+    layer = region_head(REGION_KERNEL_CASES[case].format(folder=folder))
+    cells = BATCH * layer.n * layer.h * layer.w
+    for _ in range(3):
+        out = head_output(rng, layer)
+        truth = crowded_truths(rng, BATCH, layer.classes, rows=40, zero_size=False)
+        got = loss(layer, out, truth)
+        want, totals = region_loss(layer, out, truth, seen)
+        assert_same_loss(got, (want, *fetch_stats(totals, cells)), cells)
+        np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("seen", [0, 12800], ids=["anchor-prior", "after-12800-images"])
+@pytest.mark.parametrize("case", list(REGION_KERNEL_CASES))
+def test_the_region_kernels_compute_the_numpy_loss(host_kernels, case, seen, tmp_path):
+    _region_against_numpy(case, seen, tmp_path, lambda layer, out, truth: yolokernel.region_loss(
+        layer, out, truth, seen, launch=host_launch(host_kernels)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("seen", [0, 12800], ids=["anchor-prior", "after-12800-images"])
+@pytest.mark.parametrize("case", list(REGION_KERNEL_CASES))
+def test_gpu_region_kernels_compute_the_numpy_loss(case, seen, tmp_path):
+    import cupy
+
+    def on_the_gpu(layer, out, truth):
+        delta, totals = yolokernel.region_loss(layer, cupy.asarray(out), cupy.asarray(truth),
+                                               seen)
+        return cupy.asnumpy(delta), totals
+    _region_against_numpy(case, seen, tmp_path, on_the_gpu)

@@ -134,11 +134,13 @@ class GraphedStep:
     weight update (``Network.update``) from CUDA graphs, per (input, truth) shape.
 
     A network whose layers are all ``capturable`` (device work alone, in place on arrays that
-    live across steps; [yolo] through its loss kernels, nn/layers/yolokernel.py) replays its
-    whole pass as one graph.  One with host work in some layers ([region] plans its deltas
-    from the truths on the host, [dropout] draws on the host) replays each run of capturable layers between them as a graph and runs those
-    "islands" eagerly in between, forward and backward; an island's output and delta are
-    copied into arrays of the graph's, where the runs after it read and add into them.
+    live across steps; [yolo] and [region] through their loss kernels, yolokernel.py) replays
+    its whole pass as one graph; a layer's ``pass_key`` joins the graph's key ([region]'s prior
+    while seen < 12800).  One with host work in some layers ([dropout] draws on the host, a
+    [region] with a tree plans its deltas on the host) replays each run of capturable layers
+    between them as a graph and runs those "islands" eagerly in between, forward and backward;
+    an island's output and delta are copied into arrays of the graph's, where the runs after it
+    read and add into them.
 
     A shape's first ``WARMUP`` passes run eagerly (they compile the kernels, build the cuDNN
     plans and size the workspaces; capturing would record none of that), the next is captured
@@ -219,7 +221,8 @@ class GraphedStep:
         net = self.net
         truth, truth_host = net.as_truth(truth, x.shape[0])
         key = (tuple(x.shape), None if truth is None else tuple(truth.shape),
-               net.precision.loss_scale)
+               net.precision.loss_scale,
+               tuple(layer.pass_key(net) for layer in net.layers))
         entry = self.passes.get(key)
         if entry is None:
             if not self._ready(key):

@@ -194,6 +194,11 @@ class Layer:
     def cost(self, value):
         self._cost = value
 
+    def pass_key(self, net):
+        """What besides the shapes this layer's training pass depends on, for a CUDA graph's
+        key (nn/graphs.py; None: nothing)."""
+        return None
+
     def loss_state(self):
         """What a CUDA graph's replay points this layer's loss back at (nn/graphs.py): the
         arrays its captured forward wrote."""

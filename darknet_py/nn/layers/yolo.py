@@ -11,8 +11,9 @@ region: logistic on x, y and obj (unless ``background``); the classes get a soft
         softmax over the wrong entries, with a temperature of 0).
 
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
-statistics, on the outputs' device); on the GPU [yolo]'s through the kernels of yolokernel.py
-(the same function, with no host work: a CUDA graph captures them).  [yolo]'s backward adds the delta (times AlexeyAB's
+statistics, on the outputs' device); on the GPU through the kernels of yolokernel.py (the same
+function with no host work, so a CUDA graph captures them; [region] with a tree plans on the
+host).  [yolo]'s backward adds the delta (times AlexeyAB's
 ``delta_normalizer``) to the input delta with no logistic derivative (pj); [region]'s applies
 the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
 """
@@ -168,10 +169,13 @@ def resize_needs_ab_placement(value, section_name):
 
 
 def _host_first(net):
-    """The truth table, as the host array the loader gave when there is one: the losses plan
-    their truth-only work on the host (yololoss.py), so a device copy would be fetched back."""
+    """The truth table for the host-planned losses (yololoss): the pass's own on the CPU, else
+    the host array the loader gave when there is one (a device copy would be fetched back)."""
+    truth = net.truth
+    if isinstance(truth, np.ndarray):
+        return truth
     host = getattr(net, "truth_host", None)     # states built by hand (tests) have none
-    return net.truth if host is None else host
+    return truth if host is None else host
 
 
 class YoloLayer(_DetectionHead):
@@ -289,6 +293,17 @@ class YoloLayer(_DetectionHead):
 
 class RegionLayer(_DetectionHead):
     type = "region"
+
+    @property
+    def capturable(self):
+        """On the GPU the loss kernels (yolokernel) read the truths where they are; with a
+        tree (YOLO9000) the loss plans on the host (yololoss, regiontree)."""
+        return self.softmax_tree is None
+
+    def pass_key(self, net):
+        """pj's anchor prior deltas while fewer than 12800 images are seen: a captured pass
+        holds one or the other."""
+        return net.seen < 12800
     cfg_keys = frozenset((
         "coords classes num softmax background anchors log sqrt max "
         "rescore classfix absolute random bias_match jitter thresh coord_scale "
@@ -356,7 +371,10 @@ class RegionLayer(_DetectionHead):
             if self.coords != 4:
                 raise NotSupportedError(f"training a [region] with coords={self.coords} is not "
                                         "supported (coords=4 is)", self.path, self.line)
-            self._learn(*region_loss(self, self.output, _host_first(net), net.seen))
+            if on_gpu(self.output) and self.softmax_tree is None:
+                self._learn(*yolokernel.region_loss(self, self.output, net.truth, net.seen))
+            else:
+                self._learn(*region_loss(self, self.output, _host_first(net), net.seen))
 
     def backward(self, net):
         """The deltas of the logistic outputs (x, y and obj) get the logistic's derivative, as

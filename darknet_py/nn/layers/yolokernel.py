@@ -31,18 +31,28 @@ import numpy as np
 
 from ..kernels import _BOX_IOU, _kernel
 
-#: the kernels' scalar arguments, in order: the layer's loss options and its geometry (one
-#: C struct inside the kernels, ``Options``)
+#: the kernels' scalar arguments, in order: a head's loss options and its geometry (one C
+#: struct inside the kernels: ``Options`` for [yolo], ``RegionOptions`` for [region])
 _INT_OPTIONS = ("n", "total", "planes", "h", "w", "k", "classes", "new_coords", "kind", "clip",
                 "focal", "smooth", "thresh", "pass_kind")
 _FLOAT_OPTIONS = ("uw", "uh", "ignore_thresh", "truth_thresh", "iou_thresh", "iou_normalizer",
                   "obj_normalizer", "cls_normalizer", "eps", "max_delta")
-_DECLARATIONS = (
-    "struct Options {\n" + "".join(f"    int {n};\n" for n in _INT_OPTIONS) +
-    "".join(f"    double {n};\n" for n in _FLOAT_OPTIONS) + "};\n"
-    "#define OPTION_PARAMS " + ", ".join([f"int {n}" for n in _INT_OPTIONS] +
-                                         [f"double {n}" for n in _FLOAT_OPTIONS]) + "\n"
-    "#define OPTION_INIT {" + ", ".join(_INT_OPTIONS + _FLOAT_OPTIONS) + "}\n")
+_REGION_INT = ("n", "planes", "h", "w", "k", "classes", "bias_match", "softmax", "background",
+               "rescore", "prior", "map_len")
+_REGION_FLOAT = ("thresh", "coord_scale", "object_scale", "noobject_scale", "class_scale")
+
+
+def _struct(name, prefix, ints, floats):
+    """The C struct of a kernel's options and the macros of its parameters and initialiser."""
+    return ("struct " + name + " {\n" + "".join(f"    int {n};\n" for n in ints) +
+            "".join(f"    double {n};\n" for n in floats) + "};\n"
+            f"#define {prefix}_PARAMS " + ", ".join([f"int {n}" for n in ints] +
+                                                   [f"double {n}" for n in floats]) + "\n"
+            f"#define {prefix}_INIT {{" + ", ".join(ints + floats) + "}\n")
+
+
+_DECLARATIONS = _struct("Options", "OPTION", _INT_OPTIONS, _FLOAT_OPTIONS) + \
+    _struct("RegionOptions", "REGION", _REGION_INT, _REGION_FLOAT)
 
 SOURCE = _BOX_IOU + _DECLARATIONS + r"""
 #define DN_PI 3.141592653589793
@@ -236,8 +246,37 @@ __device__ int cell_of(double v, int size)
 
 __device__ int class_of(double v, int classes)
 {
-    double c = trunc(v);                    // yololoss._classes
-    return (int)(c < 0 ? 0 : (c > classes - 1 ? classes - 1 : c));
+    double c = trunc(v), top = classes > 1 ? classes - 1 : 0;       // yololoss._classes
+    return (int)(c < 0 ? 0 : (c > top ? top : c));
+}
+
+__device__ long long slot_cell(long long id, int n, int planes, int h, int w, int* a, int* j,
+                               int* i)
+{
+    // thread id -> (image b, slot a, cell j, i); returns the flat index of its plane 0
+    *i = id % w;
+    *j = (id / w) % h;
+    *a = (id / ((long long)w * h)) % n;
+    long long b = id / ((long long)w * h * n);
+    return (b * n + *a) * planes * ((long long)h * w) + (long long)*j * w + *i;
+}
+
+__device__ double best_iou(const double* ob, long long plane, int i, int j, int w, int h,
+                           double aw, double ah, double uw, double uh, const double* truth,
+                           int k, int new_coords, int* best_t)
+{
+    // the predicted box's best IoU with a live truth of its image (rows before the first
+    // with x == 0; -inf without one) and the first truth with it (a NaN wins, as NumPy's max)
+    double best = __longlong_as_double(0xfff0000000000000LL);
+    *best_t = 0;
+    for (int r = 0; r < k; ++r) {
+        const double* t = truth + (long long)r * 5;
+        if (t[0] == 0) break;
+        double v = pred_iou(ob, plane, i, j, w, h, aw, ah, uw, uh, t, new_coords);
+        if (v != v) { *best_t = r; return v; }
+        if (v > best) { best = v; *best_t = r; }
+    }
+    return best;
 }
 
 extern "C" __global__
@@ -249,22 +288,14 @@ void yolo_cells(const double* o, double* d, const double* truth, const double* a
     long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (id >= cells) return;
     const struct Options q = OPTION_INIT;
-    int i = id % q.w, j = (id / q.w) % q.h, a = (id / ((long long)q.w * q.h)) % q.n;
-    long long b = id / ((long long)q.w * q.h * q.n);
-    long long plane = (long long)q.h * q.w;
-    long long at = (b * q.n + a) * q.planes * plane + (long long)j * q.w + i;
+    int a, j, i, best_t;
+    long long at = slot_cell(id, q.n, q.planes, q.h, q.w, &a, &j, &i);
+    long long plane = (long long)q.h * q.w, b = id / ((long long)q.w * q.h * q.n);
     const double* ob = o + at;
     double* db = d + at;
     double aw = anchors[2 * mask[a]], ah = anchors[2 * mask[a] + 1];
-    double best = __longlong_as_double(0xfff0000000000000LL);      // -inf: no live truth
-    int best_t = 0;
-    for (int r = 0; r < q.k; ++r) {
-        const double* t = truth + (b * q.k + r) * 5;
-        if (t[0] == 0) break;
-        double v = pred_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords);
-        if (v != v) { best = v; best_t = r; break; }
-        if (v > best) { best = v; best_t = r; }
-    }
+    double best = best_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, truth + b * q.k * 5,
+                           q.k, q.new_coords, &best_t);
     double no_obj = -q.obj_normalizer * ob[4 * plane];
     if (q.smooth) {
         // AB: the IoU counts where the cell predicts some class above 0.25
@@ -363,30 +394,124 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
     double* out = stats + 6 * (long long)b;
     out[0] = s_iou; out[1] = s_cls; out[2] = s_obj; out[3] = s_50; out[4] = s_75; out[5] = count;
 }
+
+extern "C" __global__
+void region_cells(const double* o, double* d, const double* truth, const double* anchors,
+                  long long cells, REGION_PARAMS)
+{
+    // [region], a thread per (image, slot, cell): the objectness delta from the box's best
+    // IoU with a live truth (thresh), and while seen < 12800 the anchor prior's box deltas
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (id >= cells) return;
+    const struct RegionOptions q = REGION_INIT;
+    int a, j, i, best_t;
+    long long at = slot_cell(id, q.n, q.planes, q.h, q.w, &a, &j, &i);
+    long long plane = (long long)q.h * q.w, b = id / ((long long)q.w * q.h * q.n);
+    const double* ob = o + at;
+    double* db = d + at;
+    double best = best_iou(ob, plane, i, j, q.w, q.h, anchors[2 * a], anchors[2 * a + 1], q.w,
+                           q.h, truth + b * q.k * 5, q.k, 0, &best_t);
+    db[4 * plane] = best > q.thresh ? 0.0
+                                    : q.noobject_scale * ((q.background ? 1 : 0) - ob[4 * plane]);
+    if (q.prior) {                  // the anchor at the cell's centre
+        double centre[4] = {((i + .5) / q.w) * q.w - i, ((j + .5) / q.h) * q.h - j, 0.0, 0.0};
+        for (int p = 0; p < 4; ++p)
+            db[p * plane] = .01 * (centre[p] - ob[p * plane]);
+    }
+}
+
+extern "C" __global__
+void region_truths(const double* o, double* d, const double* truth, const double* anchors,
+                   const int* map, double* stats, int batch, REGION_PARAMS)
+{
+    // [region], a thread per image: its truths in pj's order, each at the anchor whose shape
+    // (bias_match: the anchor's, else the cell's predicted one) best fits its own
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= batch) return;
+    const struct RegionOptions q = REGION_INIT;
+    long long plane = (long long)q.h * q.w;
+    double s_iou = 0, s_cls = 0, s_obj = 0, s_50 = 0, s_75 = 0, count = 0;
+    for (int r = 0; r < q.k; ++r) {
+        const double* t = truth + ((long long)b * q.k + r) * 5;
+        if (t[0] == 0) break;
+        int i = cell_of(t[0], q.w), j = cell_of(t[1], q.h), a = 0;
+        double best = 0;
+        for (int s = 0; s < q.n; ++s) {
+            double sw = anchors[2 * s] / q.w, sh = anchors[2 * s + 1] / q.h;
+            if (!q.bias_match) {
+                long long cell = (((long long)b * q.n + s) * q.planes * q.h + j) * q.w + i;
+                sw = exp(o[cell + 2 * plane]) * anchors[2 * s] / q.w;
+                sh = exp(o[cell + 3 * plane]) * anchors[2 * s + 1] / q.h;
+            }
+            double v = shape_score(sw, sh, t[2], t[3], IOU);
+            if (s == 0 || v > best) { best = v; a = s; }
+        }
+        long long at = (((long long)b * q.n + a) * q.planes * q.h + j) * q.w + i;
+        const double* ob = o + at;
+        double* db = d + at;
+        double aw = anchors[2 * a], ah = anchors[2 * a + 1];
+        double box_scale = q.coord_scale * (2 - t[2] * t[3]);
+        double target[4] = {t[0] * q.w - i, t[1] * q.h - j, log(t[2] * q.w / aw),
+                            log(t[3] * q.h / ah)};
+        for (int p = 0; p < 4; ++p)
+            db[p * plane] = box_scale * (target[p] - ob[p * plane]);
+        double v = pred_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.w, q.h, t, 0);
+        double obj_target = q.background ? 0 : (q.rescore ? v : 1);
+        db[4 * plane] = q.object_scale * (obj_target - ob[4 * plane]);
+        int cls = class_of(t[4], q.map_len ? q.map_len : q.classes);    // through map=
+        if (q.map_len) {
+            cls = map[cls];
+            cls = cls < 0 ? 0 : (cls > q.classes - 1 ? q.classes - 1 : cls);
+        }
+        double cs = q.class_scale, p_true = q.classes > 0 ? ob[(5 + cls) * plane] : 0;
+        // pj delta_region_class: every class (softmax: always), else only the truth's once
+        // the cell's class-0 delta is nonzero
+        int every = q.softmax || q.classes == 0 || db[5 * plane] == 0;
+        if (every) {
+            for (int c = 0; c < q.classes; ++c) {
+                double p = ob[(5 + c) * plane];
+                db[(5 + c) * plane] = c == cls ? -cs * p + cs : -cs * p;
+            }
+        } else {
+            db[(5 + cls) * plane] = cs * (1 - p_true);
+        }
+        s_iou += v;
+        s_cls += every ? p_true : 0;        // pj counts the class only on an every-class write
+        s_obj += ob[4 * plane];
+        s_50 += v > .5;
+        s_75 += v > .75;
+        count += 1;
+    }
+    double* out = stats + 6 * (long long)b;
+    out[0] = s_iou; out[1] = s_cls; out[2] = s_obj; out[3] = s_50; out[4] = s_75; out[5] = count;
+}
 """
 
 #: the kernels' iou_loss codes, in the order of the enum in SOURCE
 IOU_LOSS_KINDS = ("mse", "iou", "giou", "diou", "ciou")
-_CONSTANTS = {}     # (device, anchors, mask, multipliers) -> their device arrays
-_BLOCK = {"yolo_cells": 256, "yolo_truths": 64}
+_CONSTANTS = {}     # (device, dtype, bytes) -> the device array
+_BLOCK = {"yolo_cells": 256, "yolo_truths": 64, "region_cells": 256, "region_truths": 64}
 
 
-def _constants(xp, layer):
-    """The layer's anchors (all), mask and class multipliers (or None) as ``xp`` arrays; on
-    the GPU made once per device (not inside a CUDA graph capture: the warm-up passes run
-    eagerly first) and shared by the network's resized copies."""
-    multipliers = layer.class_multipliers
-    key = (None if xp is np else xp.cuda.Device().id, tuple(layer.anchors), tuple(layer.mask),
-           None if multipliers is None else tuple(np.asarray(multipliers, np.float64)))
-    found = _CONSTANTS.get(key) if xp is not np else None
+def _constant(xp, values, dtype):
+    """``values`` (anchors, a mask, class multipliers, a map; None stays None) as an ``xp``
+    array of ``dtype``.  On the GPU made once per device and value, not inside a CUDA graph
+    capture (the warm-up passes run eagerly first): a network's resized copies share them."""
+    if values is None:
+        return None
+    host = np.asarray(values, dtype)
+    if xp is np:
+        return host
+    key = (xp.cuda.Device().id, host.dtype.str, host.shape, host.tobytes())
+    found = _CONSTANTS.get(key)
     if found is None:
-        found = (xp.asarray(np.asarray(layer.anchors, np.float64)),
-                 xp.asarray(np.asarray(layer.mask, np.int32)),
-                 None if multipliers is None else xp.asarray(np.asarray(multipliers,
-                                                                        np.float64)))
-        if xp is not np:
-            _CONSTANTS[key] = found
+        found = _CONSTANTS[key] = xp.asarray(host)
     return found
+
+
+def _pointer(array):
+    """A kernel's optional array argument: NULL for None."""
+    return np.uint64(0) if array is None else array
 
 
 def _launch_cuda(name, threads, args):
@@ -421,8 +546,9 @@ def yolo_loss(layer, output, truth, launch=_launch_cuda):
     g = _Grid(output, layer.n, 5 + layer.classes, layer.h, layer.w)
     xp = g.xp
     t = xp.ascontiguousarray(truth.reshape(g.batch, -1, 5), dtype=xp.float64)
-    anchors, mask, multipliers = _constants(xp, layer)
-    multipliers = np.uint64(0) if multipliers is None else multipliers      # NULL: m = 1
+    anchors = _constant(xp, layer.anchors, np.float64)
+    mask = _constant(xp, layer.mask, np.int32)
+    multipliers = _pointer(_constant(xp, layer.class_multipliers, np.float64))     # NULL: 1
     options = _options(layer, g, t.shape[1])
     cells = g.batch * g.n * g.h * g.w
     launch("yolo_cells", cells,
@@ -430,6 +556,37 @@ def yolo_loss(layer, output, truth, launch=_launch_cuda):
     stats = xp.empty((g.batch, 6), xp.float64)
     launch("yolo_truths", g.batch,
            (g.o, g.d, t, anchors, mask, multipliers, stats, np.int32(g.batch), *options))
+    return _finish(g, output, stats)
+
+
+def region_loss(layer, output, truth, seen, launch=_launch_cuda):
+    """yololoss.region_loss of ``output`` (a [region] without ``tree=``) with the truth table
+    ``truth`` on its device; ``seen``: images seen, this mini-batch's included."""
+    from .yololoss import _Grid
+    g = _Grid(output, layer.n, layer.coords + 1 + layer.classes, layer.h, layer.w)
+    xp = g.xp
+    # pj's region loops stop at 30 truths
+    t = xp.ascontiguousarray(truth.reshape(g.batch, -1, 5)[:, :30], dtype=xp.float64)
+    anchors = _constant(xp, layer.anchors, np.float64)
+    table = _constant(xp, layer.map, np.int32)
+    ints = dict(n=g.n, planes=g.planes, h=g.h, w=g.w, k=t.shape[1], classes=layer.classes,
+                bias_match=layer.bias_match, softmax=layer.softmax,
+                background=layer.background, rescore=layer.rescore, prior=seen < 12800,
+                map_len=0 if table is None else len(table))
+    options = tuple(np.int32(int(ints[n])) for n in _REGION_INT) + \
+        tuple(np.float64(getattr(layer, n)) for n in _REGION_FLOAT)
+    cells = g.batch * g.n * g.h * g.w
+    launch("region_cells", cells, (g.o, g.d, t, anchors, np.int64(cells), *options))
+    stats = xp.empty((g.batch, 6), xp.float64)
+    launch("region_truths", g.batch,
+           (g.o, g.d, t, anchors, _pointer(table), stats, np.int32(g.batch), *options))
+    return _finish(g, output, stats)
+
+
+def _finish(g, output, stats):
+    """The deltas in ``output``'s shape and dtype, and the ``STATS`` array from the images'
+    sums (IoU, class, objectness, recall, recall75, count)."""
+    xp = g.xp
     sums = stats.sum(axis=0)
     totals = xp.concatenate(((g.d * g.d).sum()[None], sums[:3], g.o[:, :, 4].sum()[None],
                              sums[3:]))
