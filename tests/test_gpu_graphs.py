@@ -212,6 +212,32 @@ def test_a_detector_replays_its_whole_pass_with_the_loss_kernels():
             assert b.stats == pytest.approx(a.stats, rel=1e-9)
 
 
+# DETECTOR with [region] heads (YOLOv2's loss)
+REGION_DETECTOR = DETECTOR.replace(
+    "[yolo]\nclasses=2\nnum=6\nmask=3,4,5\nanchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n",
+    "[region]\nclasses=2\nnum=3\ncoords=4\nanchors=0.5,0.8, 1.5,1.5, 3,2.5\n").replace(
+    "[yolo]\nclasses=2\nnum=6\nmask=0,1,2\nanchors=2,3, 4,5, 6,8, 8,9, 10,14, 16,12\n",
+    "[region]\nclasses=2\nnum=3\ncoords=4\nrescore=1\nsoftmax=1\n"
+    "anchors=0.5,0.8, 1.5,1.5, 3,2.5\n")
+
+
+def test_a_region_detector_replays_its_whole_pass_and_captures_again_after_the_prior():
+    """[region]'s loss kernels: the whole pass is one graph, the same steps as the eager
+    network's, and a second graph once 12800 images are seen (pj's anchor prior stops)."""
+    from test_yolo_loss import crowded_truths
+    rng = rng_for_test()
+    eager, graphed = (build(REGION_DETECTOR, device="gpu") for _ in range(2))
+    assert graphed.enable_graphs() and graphed.step_graphs.islands == frozenset()
+    for net in (eager, graphed):
+        net.seen = 12800 - 2 * 7        # the prior for 7 more steps of 2 images
+    batches = [(rng.random((2, 3, 32, 32), dtype=np.float32),
+                crowded_truths(rng, 2, 2, rows=30, zero_size=False)) for _ in range(12)]
+    want, got = _train(eager, batches), _train(graphed, batches)
+    assert len(graphed.step_graphs.passes) == 2
+    assert all(entry.items is None for entry in graphed.step_graphs.passes.values())
+    _same_steps(want, got)
+
+
 def test_a_network_with_host_layers_replays_the_runs_between_them():
     """[dropout] (drawing on the host) runs eagerly between the captured runs: the same
     outputs, losses and weights as the eager network."""
