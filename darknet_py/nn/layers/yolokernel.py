@@ -1,9 +1,10 @@
-"""The ``[yolo]`` training loss on the GPU as two kernels that read the truth table where it is
-(the device): no host planning, no host copy, fixed shapes -- so a CUDA graph captures the whole
-training pass.  Every option of pj's and AlexeyAB's [yolo].
+"""The ``[yolo]`` and ``[region]`` training losses on the GPU as kernels that read the truth
+table where it is (the device): no host planning, no host copy, fixed shapes -- so a CUDA graph
+captures the whole training pass.  Every option of pj's and AlexeyAB's [yolo], and pj's
+[region] but ``tree=``.
 
-The function is yololoss.yolo_loss's (its docstring states it), computed the way pj's
-forward_yolo_layer loops (pj:src/yolo_layer.c):
+The functions are yololoss's (its docstring states them), computed the way pj's
+forward_yolo_layer and forward_region_layer loop (pj:src/yolo_layer.c, src/region_layer.c):
 
 * ``yolo_cells``, a thread per image, anchor slot and cell: the predicted box's best IoU with a
   live truth of its image (the rows before the first with x == 0), the objectness delta
@@ -18,11 +19,14 @@ forward_yolo_layer loops (pj:src/yolo_layer.c):
   and pj's class rule (delta_yolo_class: every class unless the cell's class-0 delta is
   already nonzero, then only the truth's class) reads what the earlier truths left --
   yololoss's rounds, sequentially.  Per image it sums the report's statistics (IoU, class and
-  objectness probability, recalls, count).
+  objectness probability, recalls, count);
+* ``region_cells`` and ``region_truths`` the same for [region]: noobject_scale and the anchor
+  prior while seen < 12800 per cell; per truth the anchor by shape (bias_match) or by the
+  cell's predicted shapes, rescore, background, softmax, ``map=``.
 
 Float64 throughout, as yololoss (the iou_loss deltas in float, as AB's).  The source is C that
 a C compiler builds too: ``tests/test_yolo_kernel.py`` runs it thread by thread on the CPU
-against yololoss.yolo_loss, and on the GPU through CuPy.
+against yololoss, and on the GPU through CuPy.
 """
 
 import math
@@ -30,6 +34,7 @@ import math
 import numpy as np
 
 from ..kernels import _BOX_IOU, _kernel
+from .yololoss import _Grid
 
 #: the kernels' scalar arguments, in order: a head's loss options and its geometry (one C
 #: struct inside the kernels: ``Options`` for [yolo], ``RegionOptions`` for [region])
@@ -542,7 +547,6 @@ def yolo_loss(layer, output, truth, launch=_launch_cuda):
     rows x, y, w, h, class): the deltas (``output``'s shape and dtype) and the ``STATS`` array,
     with no host work that depends on the values.  ``launch(name, threads, args)`` runs a
     kernel of ``SOURCE`` (CuPy's by default; the tests' runs the C compiler's build)."""
-    from .yololoss import _Grid
     g = _Grid(output, layer.n, 5 + layer.classes, layer.h, layer.w)
     xp = g.xp
     t = xp.ascontiguousarray(truth.reshape(g.batch, -1, 5), dtype=xp.float64)
@@ -562,7 +566,6 @@ def yolo_loss(layer, output, truth, launch=_launch_cuda):
 def region_loss(layer, output, truth, seen, launch=_launch_cuda):
     """yololoss.region_loss of ``output`` (a [region] without ``tree=``) with the truth table
     ``truth`` on its device; ``seen``: images seen, this mini-batch's included."""
-    from .yololoss import _Grid
     g = _Grid(output, layer.n, layer.coords + 1 + layer.classes, layer.h, layer.w)
     xp = g.xp
     # pj's region loops stop at 30 truths
