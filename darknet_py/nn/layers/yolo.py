@@ -13,9 +13,9 @@ region: logistic on x, y and obj (unless ``background``); the classes get a soft
 Training: the losses of darknet_py.nn.layers.yololoss (deltas, cost and the report line's
 statistics, on the outputs' device); on the GPU through the kernels of yolokernel.py (the same
 function with no host work, so a CUDA graph captures them; [region] with a tree plans on the
-host).  [yolo]'s backward adds the delta (times AlexeyAB's
-``delta_normalizer``) to the input delta with no logistic derivative (pj); [region]'s applies
-the logistic derivative to x, y and obj (pj's GPU; pj's CPU backward is empty).
+host).  [yolo]'s backward adds the delta (times AlexeyAB's ``delta_normalizer``) to the input
+delta with no logistic derivative (pj); [region]'s applies the logistic derivative to x, y and
+obj (pj's GPU; pj's CPU backward is empty).
 """
 
 import math
