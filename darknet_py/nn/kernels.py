@@ -151,9 +151,9 @@ _HALF_IN = {
 }
 #: a half tensor's dtype -> its precision (CuPy has no bfloat16: its bits in uint16)
 HALF_KINDS = {np.dtype(np.float16): "fp16", np.dtype(np.uint16): "bf16"}
-_HALF_DTYPE = {kind: dtype for dtype, kind in HALF_KINDS.items()}
-#: the tiled kernels' name of each dtype a convolution gives (tf32's: float32)
+#: the tiled kernels' name of each dtype a convolution gives (tf32's: float32), and back
 _TILED = {**HALF_KINDS, np.dtype(np.float32): "fp32"}
+_NHWC_DTYPE = {kind: dtype for dtype, kind in _TILED.items()}
 _HALF_OUT = {
     "fp16": ("float16 h", "y = (float)h * r"),
     "bf16": ("uint16 h", "y = __uint_as_float(((unsigned int)h) << 16) * r"),
@@ -236,19 +236,20 @@ def _transpose_cast(x, out, src, dst, rows, cols, s, name=None, post="", b=None,
     return out
 
 
-def to_half_nhwc(x, kind, scale=1.0):
-    """A C-contiguous float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` half, laid
-    out NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
+def _to_nhwc(x, kind, scale):
+    """A float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` (fp32, fp16, bf16) laid out
+    NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
     import cupy
     n, c, h, w = x.shape
-    out = cupy.empty((n, h, w, c), dtype=_HALF_DTYPE[kind])
-    _transpose_cast(cupy.ascontiguousarray(x), out, "fp32", kind, c, h * w, scale)
+    out = cupy.empty((n, h, w, c), dtype=_NHWC_DTYPE[kind])
+    _transpose_cast(cupy.ascontiguousarray(x, dtype=cupy.float32), out, "fp32", kind, c, h * w,
+                    scale)
     return out.transpose(0, 3, 1, 2)
 
 
-def from_half_nhwc(h, kind, scale=1.0):
-    """An (N, C, H, W) view of NHWC ``kind`` half memory as a C-contiguous float32 array,
-    divided by ``scale``."""
+def _from_nhwc(h, kind, scale):
+    """An (N, C, H, W) view of NHWC ``kind`` memory as a C-contiguous float32 array, divided by
+    ``scale``."""
     import cupy
     n, c, hh, w = h.shape
     out = cupy.empty((n, c, hh, w), dtype=cupy.float32)
@@ -256,24 +257,27 @@ def from_half_nhwc(h, kind, scale=1.0):
     return out
 
 
+def to_half_nhwc(x, kind, scale=1.0):
+    """A C-contiguous float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` half, laid
+    out NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
+    return _to_nhwc(x, kind, scale)
+
+
+def from_half_nhwc(h, kind, scale=1.0):
+    """An (N, C, H, W) view of NHWC ``kind`` half memory as a C-contiguous float32 array,
+    divided by ``scale``."""
+    return _from_nhwc(h, kind, scale)
+
+
 def to_nhwc(x):
     """A float32 (N, C, H, W) CuPy array's values laid out NHWC: an (N, C, H, W) view of
     (N, H, W, C) memory (tf32's convolutions; the half ones cast and lay out in one pass)."""
-    import cupy
-    n, c, h, w = x.shape
-    out = cupy.empty((n, h, w, c), dtype=cupy.float32)
-    _transpose_cast(cupy.ascontiguousarray(x, dtype=cupy.float32), out, "fp32", "fp32", c,
-                    h * w, 1.0)
-    return out.transpose(0, 3, 1, 2)
+    return _to_nhwc(x, "fp32", 1.0)
 
 
 def to_nchw(x):
     """An (N, C, H, W) view of NHWC float32 memory as a C-contiguous array."""
-    import cupy
-    n, c, h, w = x.shape
-    out = cupy.empty((n, c, h, w), dtype=cupy.float32)
-    _transpose_cast(x.transpose(0, 2, 3, 1), out, "fp32", "fp32", h * w, c, 1.0)
-    return out
+    return _from_nhwc(x, "fp32", 1.0)
 
 
 def bias_activate_nhwc(h, kind, activation, shift, keep_input=False):
@@ -297,8 +301,6 @@ def bias_activate_nhwc(h, kind, activation, shift, keep_input=False):
 def is_nhwc(a):
     """Whether a CuPy array is an (N, C, H, W) view of NHWC memory (and not also NCHW)."""
     return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
-
-
 
 
 def _per_channel(a):

@@ -38,8 +38,6 @@ def forward_epilogue(layer, out, train):
     pre-activation is kept for the backward.  ``out`` may be half (``takes_half``)."""
     if out.dtype in kernels.HALF_KINDS and not (out.ndim == 4 and takes_half(layer, train)):
         out = kernels.from_half(out, kernels.HALF_KINDS[out.dtype])
-    elif on_gpu(out) and kernels.is_nhwc(out) and not takes_half(layer, train):
-        out = kernels.to_nchw(out)      # tf32's NHWC output, for batch norm: NCHW
     if layer.activation in CHANNEL_ACTIVATIONS:
         z = _normalize_activate(layer, out, train, "linear")
         layer.activation_input = z
