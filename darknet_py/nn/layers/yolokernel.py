@@ -255,15 +255,52 @@ __device__ int class_of(double v, int classes)
     return (int)(c < 0 ? 0 : (c > top ? top : c));
 }
 
-__device__ long long slot_cell(long long id, int n, int planes, int h, int w, int* a, int* j,
-                               int* i)
+__device__ long long column(long long b, int n, int a, int planes, int h, int w, int j, int i)
 {
-    // thread id -> (image b, slot a, cell j, i); returns the flat index of its plane 0
-    *i = id % w;
-    *j = (id / w) % h;
-    *a = (id / ((long long)w * h)) % n;
-    long long b = id / ((long long)w * h * n);
-    return (b * n + *a) * planes * ((long long)h * w) + (long long)*j * w + *i;
+    // the flat index of plane 0 of image b's anchor slot a at cell (j, i)
+    return ((b * n + a) * planes * h + j) * (long long)w + i;
+}
+
+struct Slot {                   // a cell thread's image, anchor slot and cell
+    long long b, plane;
+    int a, j, i;
+    const double* ob;           // its column of the output: plane p at ob[p * plane]
+    double* db;                 // and of the deltas
+};
+
+__device__ int slot_of_thread(const double* o, double* d, long long cells, int n, int planes,
+                              int h, int w, struct Slot* s)
+{
+    // the thread's (image, slot, cell) in the output's order; 0 past the last cell
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (id >= cells) return 0;
+    s->plane = (long long)h * w;
+    s->i = id % w;
+    s->j = (id / w) % h;
+    s->a = (id / s->plane) % n;
+    s->b = id / (s->plane * n);
+    long long at = column(s->b, n, s->a, planes, h, w, s->j, s->i);
+    s->ob = o + at;
+    s->db = d + at;
+    return 1;
+}
+
+struct Stats { double iou, cls, obj, r50, r75, count; };    // an image's report sums
+
+__device__ void count_match(struct Stats* s, double iou, double p_class, double objectness)
+{
+    s->iou += iou;
+    s->cls += p_class;
+    s->obj += objectness;
+    s->r50 += iou > .5;
+    s->r75 += iou > .75;
+    s->count += 1;
+}
+
+__device__ void store_stats(const struct Stats* s, double* out)
+{
+    out[0] = s->iou; out[1] = s->cls; out[2] = s->obj;
+    out[3] = s->r50; out[4] = s->r75; out[5] = s->count;
 }
 
 __device__ double best_iou(const double* ob, long long plane, int i, int j, int w, int h,
@@ -290,17 +327,16 @@ void yolo_cells(const double* o, double* d, const double* truth, const double* a
 {
     // a thread per (image, slot, cell): the objectness delta from the box's best IoU with a
     // live truth (ignore_thresh; AB's objectness_smooth), and pj's truth_thresh deltas
-    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (id >= cells) return;
     const struct Options q = OPTION_INIT;
-    int a, j, i, best_t;
-    long long at = slot_cell(id, q.n, q.planes, q.h, q.w, &a, &j, &i);
-    long long plane = (long long)q.h * q.w, b = id / ((long long)q.w * q.h * q.n);
-    const double* ob = o + at;
-    double* db = d + at;
-    double aw = anchors[2 * mask[a]], ah = anchors[2 * mask[a] + 1];
-    double best = best_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, truth + b * q.k * 5,
-                           q.k, q.new_coords, &best_t);
+    struct Slot s;
+    if (!slot_of_thread(o, d, cells, q.n, q.planes, q.h, q.w, &s)) return;
+    const double* ob = s.ob;
+    double* db = s.db;
+    long long plane = s.plane;
+    int best_t;
+    double aw = anchors[2 * mask[s.a]], ah = anchors[2 * mask[s.a] + 1];
+    double best = best_iou(ob, plane, s.i, s.j, q.w, q.h, aw, ah, q.uw, q.uh,
+                           truth + s.b * q.k * 5, q.k, q.new_coords, &best_t);
     double no_obj = -q.obj_normalizer * ob[4 * plane];
     if (q.smooth) {
         // AB: the IoU counts where the cell predicts some class above 0.25
@@ -316,11 +352,11 @@ void yolo_cells(const double* o, double* d, const double* truth, const double* a
         db[4 * plane] = best > q.ignore_thresh ? 0.0 : no_obj;
     }
     if (!(q.thresh && best > q.truth_thresh)) return;
-    const double* t = truth + (b * q.k + best_t) * 5;       // yololoss._truth_thresh
+    const double* t = truth + (s.b * q.k + best_t) * 5;     // yololoss._truth_thresh
     int cls = class_of(t[4], q.classes);
     double m = multipliers ? multipliers[cls] : 1.0;
     double box[4];
-    box_delta(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords, q.kind,
+    box_delta(ob, plane, s.i, s.j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords, q.kind,
               q.iou_normalizer, m, q.clip, q.max_delta, box);
     for (int p = 0; p < 4; ++p)
         db[p * plane] = box[p];
@@ -342,7 +378,7 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
     if (b >= batch) return;
     const struct Options q = OPTION_INIT;
     long long plane = (long long)q.h * q.w;
-    double s_iou = 0, s_cls = 0, s_obj = 0, s_50 = 0, s_75 = 0, count = 0;
+    struct Stats sums = {0, 0, 0, 0, 0, 0};
     for (int r = 0; r < q.k; ++r) {
         const double* t = truth + ((long long)b * q.k + r) * 5;
         if (t[0] == 0) break;
@@ -369,7 +405,7 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
                 if (!(v > q.iou_thresh))
                     continue;
             }
-            long long at = (((long long)b * q.n + s) * q.planes * q.h + j) * q.w + i;
+            long long at = column(b, q.n, s, q.planes, q.h, q.w, j, i);
             const double* ob = o + at;
             double* db = d + at;
             double box[4];
@@ -388,16 +424,10 @@ void yolo_truths(const double* o, double* d, const double* truth, const double* 
                 db[(5 + cls) * plane] = q.cls_normalizer * ((1 - q.eps + 0.5 * q.eps) - p_true)
                                         * m;
             double v = pred_iou(ob, plane, i, j, q.w, q.h, aw, ah, q.uw, q.uh, t, q.new_coords);
-            s_iou += v;
-            s_cls += p_true;
-            s_obj += ob[4 * plane];
-            s_50 += v > .5;
-            s_75 += v > .75;
-            count += 1;
+            count_match(&sums, v, p_true, ob[4 * plane]);
         }
     }
-    double* out = stats + 6 * (long long)b;
-    out[0] = s_iou; out[1] = s_cls; out[2] = s_obj; out[3] = s_50; out[4] = s_75; out[5] = count;
+    store_stats(&sums, stats + 6 * (long long)b);
 }
 
 extern "C" __global__
@@ -406,16 +436,15 @@ void region_cells(const double* o, double* d, const double* truth, const double*
 {
     // [region], a thread per (image, slot, cell): the objectness delta from the box's best
     // IoU with a live truth (thresh), and while seen < 12800 the anchor prior's box deltas
-    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (id >= cells) return;
     const struct RegionOptions q = REGION_INIT;
-    int a, j, i, best_t;
-    long long at = slot_cell(id, q.n, q.planes, q.h, q.w, &a, &j, &i);
-    long long plane = (long long)q.h * q.w, b = id / ((long long)q.w * q.h * q.n);
-    const double* ob = o + at;
-    double* db = d + at;
-    double best = best_iou(ob, plane, i, j, q.w, q.h, anchors[2 * a], anchors[2 * a + 1], q.w,
-                           q.h, truth + b * q.k * 5, q.k, 0, &best_t);
+    struct Slot s;
+    if (!slot_of_thread(o, d, cells, q.n, q.planes, q.h, q.w, &s)) return;
+    const double* ob = s.ob;
+    double* db = s.db;
+    long long plane = s.plane;
+    int best_t, i = s.i, j = s.j;
+    double best = best_iou(ob, plane, i, j, q.w, q.h, anchors[2 * s.a], anchors[2 * s.a + 1],
+                           q.w, q.h, truth + s.b * q.k * 5, q.k, 0, &best_t);
     db[4 * plane] = best > q.thresh ? 0.0
                                     : q.noobject_scale * ((q.background ? 1 : 0) - ob[4 * plane]);
     if (q.prior) {                  // the anchor at the cell's centre
@@ -435,7 +464,7 @@ void region_truths(const double* o, double* d, const double* truth, const double
     if (b >= batch) return;
     const struct RegionOptions q = REGION_INIT;
     long long plane = (long long)q.h * q.w;
-    double s_iou = 0, s_cls = 0, s_obj = 0, s_50 = 0, s_75 = 0, count = 0;
+    struct Stats sums = {0, 0, 0, 0, 0, 0};
     for (int r = 0; r < q.k; ++r) {
         const double* t = truth + ((long long)b * q.k + r) * 5;
         if (t[0] == 0) break;
@@ -444,14 +473,14 @@ void region_truths(const double* o, double* d, const double* truth, const double
         for (int s = 0; s < q.n; ++s) {
             double sw = anchors[2 * s] / q.w, sh = anchors[2 * s + 1] / q.h;
             if (!q.bias_match) {
-                long long cell = (((long long)b * q.n + s) * q.planes * q.h + j) * q.w + i;
+                long long cell = column(b, q.n, s, q.planes, q.h, q.w, j, i);
                 sw = exp(o[cell + 2 * plane]) * anchors[2 * s] / q.w;
                 sh = exp(o[cell + 3 * plane]) * anchors[2 * s + 1] / q.h;
             }
             double v = shape_score(sw, sh, t[2], t[3], IOU);
             if (s == 0 || v > best) { best = v; a = s; }
         }
-        long long at = (((long long)b * q.n + a) * q.planes * q.h + j) * q.w + i;
+        long long at = column(b, q.n, a, q.planes, q.h, q.w, j, i);
         const double* ob = o + at;
         double* db = d + at;
         double aw = anchors[2 * a], ah = anchors[2 * a + 1];
@@ -480,15 +509,10 @@ void region_truths(const double* o, double* d, const double* truth, const double
         } else {
             db[(5 + cls) * plane] = cs * (1 - p_true);
         }
-        s_iou += v;
-        s_cls += every ? p_true : 0;        // pj counts the class only on an every-class write
-        s_obj += ob[4 * plane];
-        s_50 += v > .5;
-        s_75 += v > .75;
-        count += 1;
+        // pj counts the class only on an every-class write
+        count_match(&sums, v, every ? p_true : 0, ob[4 * plane]);
     }
-    double* out = stats + 6 * (long long)b;
-    out[0] = s_iou; out[1] = s_cls; out[2] = s_obj; out[3] = s_50; out[4] = s_75; out[5] = count;
+    store_stats(&sums, stats + 6 * (long long)b);
 }
 """
 
