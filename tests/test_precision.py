@@ -352,16 +352,18 @@ def _grouped_equals_numpy(name, tol, rng):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("channels", [37, 3, 1])
 @pytest.mark.parametrize("name", ["fp16", "bf16"])
-def test_gpu_tiled_nhwc_casts_equal_the_elementwise_ones(name):
-    """kernels.to_half_nhwc / from_half_nhwc (32x32 tiles through shared memory) give the
-    elementwise casts' values bit for bit, in NHWC memory, for planes that are not multiples
-    of a tile, with the values that round specially."""
+def test_gpu_tiled_nhwc_casts_equal_the_elementwise_ones(name, channels):
+    """kernels.to_half_nhwc / from_half_nhwc (32x32 tiles through shared memory; a thread a
+    pixel below kernels.PIXEL_CAST_CHANNELS) give the elementwise casts' values bit for bit,
+    in NHWC memory, for planes that are not multiples of a tile, with the values that round
+    specially."""
     import cupy
     from darknet_py.nn import kernels
     rng = rng_for_test()
-    x = (rng.standard_normal((3, 37, 5, 13)) * 10.0 ** rng.integers(-6, 6, (3, 37, 5, 13))
-         ).astype(np.float32)
+    shape = (3, channels, 5, 13)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape)).astype(np.float32)
     x.reshape(-1)[:8] = [0.0, -0.0, np.inf, -np.inf, 65504.0, 65520.0, np.nan, 1e-45]
     dx = cupy.asarray(x)
     for scale in (1.0, 1024.0):

@@ -236,14 +236,44 @@ def _transpose_cast(x, out, src, dst, rows, cols, s, name=None, post="", b=None,
     return out
 
 
+# A plane of few channels (a network's input: 1 or 3) fills 3 of a tile's 32 rows: there a
+# thread per pixel reads its C values (coalesced across the threads) and writes them side by
+# side.  H200, yolov3-tiny's input (64, 3, 416, 416) to bf16: 0.10 ms against the tiles' 0.82.
+_PIXEL_CAST = r"""
+extern "C" __global__
+void {name}(const float* __restrict__ x, {dst}* __restrict__ y, long long pixels, int c, float s)
+{{
+    long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (p >= pixels) return;
+    const float* src = x + (long long)blockIdx.y * c * pixels + p;
+    {dst}* row = y + ((long long)blockIdx.y * pixels + p) * c;
+    for (int k = 0; k < c; ++k) {{
+        float v = src[(long long)k * pixels] * s;
+        {dst} out;
+        {store}
+        row[k] = out;
+    }}
+}}
+"""
+#: below this many channels a cast to NHWC goes a pixel a thread (_PIXEL_CAST), else by tiles
+PIXEL_CAST_CHANNELS = 8
+
+
 def _to_nhwc(x, kind, scale):
     """A float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` (fp32, fp16, bf16) laid out
     NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
     import cupy
     n, c, h, w = x.shape
     out = cupy.empty((n, h, w, c), dtype=_NHWC_DTYPE[kind])
-    _transpose_cast(cupy.ascontiguousarray(x, dtype=cupy.float32), out, "fp32", kind, c, h * w,
-                    scale)
+    x = cupy.ascontiguousarray(x, dtype=cupy.float32)
+    if c < PIXEL_CAST_CHANNELS:
+        name = f"dp_pixel_cast_{kind}"
+        kernel = _kernel(name, _PIXEL_CAST.format(name=name, dst=_T_TYPE[kind],
+                                                  store=_T_STORE[kind]))
+        kernel(((h * w + 255) // 256, n), (256,), (x, out, np.int64(h * w), np.int32(c),
+                                                   np.float32(scale)))
+    else:
+        _transpose_cast(x, out, "fp32", kind, c, h * w, scale)
     return out.transpose(0, 3, 1, 2)
 
 
