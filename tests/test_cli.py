@@ -50,6 +50,18 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_a_cfg_without_a_training_head_is_one_line_at_its_last_section(tmp_path):
+    cfg = tmp_path / "nohead.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=1\n\n[convolutional]\nfilters=4\n"
+                   "size=3\nactivation=leaky\n")
+    r = run("train", str(cfg), "data/mnist.data")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"darknet_py: {cfg}:6: error: the cfg has no training head (its last section is "
+        "[convolutional]): end it with [yolo] or [region] for a detector, [softmax] (or [cost], "
+        "[logistic]) for a classifier"]
+
+
 def test_missing_file_is_one_line():
     r = run("cfg", "summary", "nope.cfg")
     assert r.returncode == 2

@@ -142,22 +142,24 @@ def run_training(args, detector=False):
 
 
 def _head(cfg):
-    """("detector" | "classifier" | None, section): what the cfg's last head layer makes it."""
+    """("detector" | "classifier" | None, section): what the cfg's last head layer makes it
+    (None: no head; the section is the last one)."""
     parsed = read_cfg(cfg)
     for sec in reversed(parsed.layers):
         if sec.type in ("yolo", "region", "detection"):
             return "detector", sec
         if sec.type in ("softmax", "cost", "logistic"):
             return "classifier", sec
-    return None, parsed.net
+    return None, parsed.layers[-1] if parsed.layers else parsed.net
 
 
 def cmd_train(args):
     check_argument_order(args.cfg, args.data, "darknet_py train CFG DATA [WEIGHTS]")
-    kind, _ = _head(args.cfg)
+    kind, last = _head(args.cfg)
     if kind is None:
-        raise DarknetError("the cfg has no training head: end it with [softmax] (or [cost], "
-                           "[logistic]) for a classifier", args.cfg)
+        raise DarknetError(f"the cfg has no training head (its last section is [{last.name}]): "
+                           "end it with [yolo] or [region] for a detector, [softmax] (or "
+                           "[cost], [logistic]) for a classifier", args.cfg, last.line)
     return run_training(args, detector=kind == "detector")
 
 
