@@ -78,16 +78,21 @@ def host_launch(lib):
     return launch
 
 
-#: the host build (no FMA contraction, the C library's expf/logf) gives NumPy's float32 bits;
-#: NVRTC contracts a*b+c into FMAs and CUDA's expf/logf are within 2 ulp of the correctly
-#: rounded result, so on the GPU the deltas are within a few float32 ulp (the issue's 1e-5)
-EXACT, GPU = 1e-12, 1e-6
+def assert_deltas(got, want, on_gpu):
+    """The host build (no FMA contraction, the C library's expf/logf) gives NumPy's float32
+    bits; NVRTC contracts a*b+c into FMAs and CUDA's expf/logf are within 2 ulp of the
+    correctly rounded result, so on the GPU the deltas are within a few float32 ulp: 1e-6 of
+    the largest (the issue's bound is 1e-5)."""
+    if on_gpu:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
-def _against_numpy(case, loss, rtol):
+def _against_numpy(case, loss, on_gpu):
     """``loss(layer, out, truth)`` (host arrays in, the deltas as a host array and the STATS
-    array out) against yololoss.yolo_loss on crowded truth tables of ``case``; the deltas
-    within ``rtol`` (and the summed statistics within assert_same_loss's 1e-5)."""
+    array out) against yololoss.yolo_loss on crowded truth tables of ``case``; the deltas as
+    ``assert_deltas`` (and the summed statistics within assert_same_loss's 1e-5)."""
     rng = rng_for_test()
     layer = yolo_head(YOLO_CASES[case])
     eps = layer.label_smooth_eps
@@ -98,13 +103,13 @@ def _against_numpy(case, loss, rtol):
         got = loss(layer, out, truth)
         want, totals = yolo_loss(layer, out, truth)
         assert_same_loss(got, (want, *fetch_stats(totals, cells)), cells)
-        np.testing.assert_allclose(got[0], want, rtol=rtol, atol=rtol * np.abs(want).max())
+        assert_deltas(got[0], want, on_gpu)
 
 
 @pytest.mark.parametrize("case", list(YOLO_CASES))
 def test_the_kernels_compute_the_numpy_loss(host_kernels, case):
     _against_numpy(case, lambda layer, out, truth: yolokernel.yolo_loss(
-        layer, out, truth, launch=host_launch(host_kernels)), EXACT)
+        layer, out, truth, launch=host_launch(host_kernels)), on_gpu=False)
 
 
 @pytest.mark.gpu
@@ -115,14 +120,14 @@ def test_gpu_kernels_compute_the_numpy_loss(case):
     def on_the_gpu(layer, out, truth):
         delta, totals = yolokernel.yolo_loss(layer, cupy.asarray(out), cupy.asarray(truth))
         return cupy.asnumpy(delta), totals
-    _against_numpy(case, on_the_gpu, GPU)
+    _against_numpy(case, on_the_gpu, on_gpu=True)
 
 
 #: test_yolo_loss's [region] cases, and a map= of the training classes
 REGION_KERNEL_CASES = {**REGION_CASES, "map": "map={folder}/map.txt\nsoftmax=0\n"}
 
 
-def _region_against_numpy(case, seen, folder, loss, rtol):
+def _region_against_numpy(case, seen, folder, loss, on_gpu):
     """``loss(layer, out, truth)`` against yololoss.region_loss, as ``_against_numpy``."""
     (folder / "map.txt").write_text("2\n0\n3\n1\n")
     rng = rng_for_test()
@@ -134,14 +139,14 @@ def _region_against_numpy(case, seen, folder, loss, rtol):
         got = loss(layer, out, truth)
         want, totals = region_loss(layer, out, truth, seen)
         assert_same_loss(got, (want, *fetch_stats(totals, cells)), cells)
-        np.testing.assert_allclose(got[0], want, rtol=rtol, atol=rtol * np.abs(want).max())
+        assert_deltas(got[0], want, on_gpu)
 
 
 @pytest.mark.parametrize("seen", [0, 12800], ids=["anchor-prior", "after-12800-images"])
 @pytest.mark.parametrize("case", list(REGION_KERNEL_CASES))
 def test_the_region_kernels_compute_the_numpy_loss(host_kernels, case, seen, tmp_path):
     _region_against_numpy(case, seen, tmp_path, lambda layer, out, truth: yolokernel.region_loss(
-        layer, out, truth, seen, launch=host_launch(host_kernels)), EXACT)
+        layer, out, truth, seen, launch=host_launch(host_kernels)), on_gpu=False)
 
 
 @pytest.mark.gpu
@@ -154,4 +159,4 @@ def test_gpu_region_kernels_compute_the_numpy_loss(case, seen, tmp_path):
         delta, totals = yolokernel.region_loss(layer, cupy.asarray(out), cupy.asarray(truth),
                                                seen)
         return cupy.asnumpy(delta), totals
-    _region_against_numpy(case, seen, tmp_path, on_the_gpu, GPU)
+    _region_against_numpy(case, seen, tmp_path, on_the_gpu, on_gpu=True)
