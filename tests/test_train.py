@@ -452,3 +452,60 @@ def test_a_classifier_saves_last_at_each_epoch_and_every_savelast_iterations(pro
     assert t.per_epoch == 8 and t.max_batches == 12
     assert t.run() == 0
     assert saved == [5, 8, 10, 12]
+
+
+def test_a_resident_batch_is_the_loaders_batch(project):
+    """An in-memory set kept on the device (ClassifierTrainer._batches on the GPU) gives each
+    mini-batch as ``_make`` does: the same images, values and truth (here with the host's
+    arrays standing in for the device's); a set of another size than the network's is not
+    kept (its batches are resized on the host)."""
+    from darknet_py.data.datasets import ClassificationSet
+    t = trainer(project)
+    images = t.train_set.images
+    assert t.train_set.fits(t.net.input_shape) and not t.train_set.fits((1, 14, 14))
+    for k in (0, 1, 7, 8, 30):           # 8 batches an epoch: across epochs
+        x, truth = t._make_resident(images, k)
+        want_x, want_truth = t._make(k)
+        assert x.dtype == want_x.dtype == np.float32 and x.shape == want_x.shape
+        np.testing.assert_array_equal(x.view(np.uint32), want_x.view(np.uint32))
+        np.testing.assert_array_equal(truth, want_truth)
+    colour = ClassificationSet(np.zeros((4, 12, 12, 3), np.uint8), np.zeros(4, np.int64), 2, "")
+    assert colour.fits((3, 12, 12)) and not colour.fits((1, 12, 12))
+    assert not ClassificationSet(None, np.zeros(4, np.int64), 2, "", ["a.png"] * 4).fits(
+        (3, 12, 12))
+    batches = t._batches(0)
+    try:
+        assert isinstance(batches, Batches)              # on the CPU: the loader thread
+    finally:
+        batches.close()
+
+
+@pytest.mark.gpu
+def test_gpu_training_on_a_resident_set_equals_training_from_the_loader(project):
+    """On the GPU the IDX set stays on the device (no loader thread): its batches equal the
+    loader's bit for bit, and a run gives the weights a run through the loader gives (within
+    float32 rounding: cuDNN's engines may sum in another order from run to run)."""
+    import cupy
+    from darknet_py.data.datasets import ResidentBatches
+    from darknet_py.train.trainer import Trainer
+    t = trainer(project, device="gpu", max_batches=6)
+    batches = t._batches(3)
+    assert isinstance(batches, ResidentBatches)
+    for k in (3, 4):
+        x, truth = batches.next()
+        want_x, want_truth = t._make(k)
+        assert isinstance(x, cupy.ndarray)
+        np.testing.assert_array_equal(cupy.asnumpy(x).view(np.uint32), want_x.view(np.uint32))
+        np.testing.assert_array_equal(truth, want_truth)
+    def final_weights():
+        data = (project / "backup" / "halves_final.weights").read_bytes()
+        return data[:20], np.frombuffer(data[20:], np.float32)     # header: the seen count
+    assert t.run() == 0
+    resident = final_weights()
+    shutil.rmtree(project / "backup")
+    t = trainer(project, device="gpu", max_batches=6)
+    t._batches = types.MethodType(Trainer._batches, t)
+    assert t.run() == 0
+    header, weights = final_weights()
+    assert header == resident[0]
+    np.testing.assert_allclose(weights, resident[1], rtol=1e-5, atol=1e-6)

@@ -58,18 +58,33 @@ class ClassificationSet:
                 return augment(img, np.random.default_rng(seeds[k]))
             x = np.stack(list(thread_pool().map(one, range(len(indexes)))))
         elif self.images is not None:
-            x = self.images[indexes].astype(np.float32) / 255.0
-            if x.ndim == 3:
-                x = x[:, None]
-            else:
-                x = x.transpose(0, 3, 1, 2)
+            x = idx_input(self.images[indexes])
             if x.shape[1:] != (c, h, w):
                 x = np.stack([resize_array(img, shape) for img in x])
         else:
             x = np.stack([load_image(self.paths[i], shape) for i in indexes])
+        return x, self.one_hot(indexes)
+
+    def one_hot(self, indexes):
+        """The truth of images ``indexes``: float32 (n, classes), 1 at each one's label."""
         truth = np.zeros((len(indexes), self.classes), np.float32)
         truth[np.arange(len(indexes)), self.labels[indexes]] = 1
-        return x, truth
+        return truth
+
+    def fits(self, shape):
+        """True when the images are in memory with the (c, h, w) ``shape`` of a network's
+        input: their batches are ``idx_input`` of them as they are."""
+        if self.images is None:
+            return False
+        c = 1 if self.images.ndim == 3 else self.images.shape[3]
+        return (c, *self.images.shape[1:3]) == tuple(shape)
+
+
+def idx_input(images):
+    """uint8 images (n, h, w) or (n, h, w, c), NumPy or CuPy, as the float32 (n, c, h, w)
+    network input in [0, 1]: the same float32 division on either."""
+    x = images.astype(np.float32) / 255.0
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
 
 
 _POOL = None
@@ -167,6 +182,22 @@ def _epoch_permutation(n, batch, seed, epoch):
                                           for r in range(1, -(-batch // n))])
     order.flags.writeable = False
     return order
+
+
+class ResidentBatches:
+    """Batches' ``next()`` and ``close()`` for a data set kept on the device: mini-batch k is
+    ``make(k)``, made in the training thread when asked (a gather and a cast on the device,
+    queued before the pass that reads it: no loader thread, no staging copy)."""
+
+    def __init__(self, make, start):
+        self.make, self._k = make, start
+
+    def next(self):
+        k, self._k = self._k, self._k + 1
+        return self.make(k)
+
+    def close(self):
+        pass
 
 
 class Batches:

@@ -8,11 +8,14 @@ import numpy as np
 
 from ..data.classaug import ClassifierAugment
 from ..data.datacfg import class_names
-from ..data.datasets import epoch_order, load_classification
+from ..data.datasets import ResidentBatches, epoch_order, idx_input, load_classification
 from ..errors import DarknetError
 from ..nn.backend import to_numpy
 from ..nn.netoptions import NET_CLASSIFIER_KEYS
 from .trainer import Trainer, progress_bar
+
+#: the largest in-memory training set kept on the GPU (MNIST's 60,000 images: 47 MB)
+RESIDENT_BYTES = 1 << 30
 
 
 def evaluate(net, dataset, top=1, batch=256, progress=False):
@@ -71,13 +74,34 @@ class ClassifierTrainer(Trainer):
                           "IDX images are used as they are (the crop augmentation is for "
                           "image files)", file=sys.stderr)
 
+    def _indexes(self, k):
+        """The images of this replica's part of mini-batch ``k``."""
+        return self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
+                                       self.seed, k))
+
     def _make(self, k):
-        idx = self._shard(epoch_order(len(self.train_set), self.net.batch * self.world,
-                                      self.seed, k))
+        idx = self._indexes(k)
         # only the augmentation draws (image files); in-memory images are used as they are
         rng = np.random.default_rng([self.seed, k, 5, self.rank]) \
             if self.augment is not None else None
         return self.train_set.batch(idx, self.net.input_shape, self.augment, rng)
+
+    def _batches(self, start):
+        """On the GPU, an in-memory set (IDX) of the network's size is kept on the device and
+        each mini-batch gathered there (``_make_resident``: the same values as ``_make``'s);
+        the host's per-batch work and its copy were most of a small network's iteration."""
+        s = self.train_set
+        if self.net.device.on_gpu and s.fits(self.net.input_shape) and \
+                s.images.nbytes <= RESIDENT_BYTES:
+            images = self.net.xp.asarray(s.images)
+            return ResidentBatches(lambda k: self._make_resident(images, k), start)
+        return super()._batches(start)
+
+    def _make_resident(self, images, k):
+        """Mini-batch ``k`` from ``images``, the training set's on the device (or the host's)."""
+        idx = self._indexes(k)
+        xp = self.net.xp if not isinstance(images, np.ndarray) else np
+        return idx_input(images[xp.asarray(idx)]), self.train_set.one_hot(idx)
 
     def _evaluate(self, k):
         top1, topk = evaluate(self.net, self.valid_set, self.top)

@@ -314,8 +314,7 @@ class Trainer:
         self._announce()
         if self.rank == 0:      # the run has started: now the earlier log may be replaced
             atomic_write(self.log_path, [line.encode() for line in self._log_lines])
-        batches = Batches(self._make, start=self.net.seen // self.net.batch,
-                          ahead=self.loader_ahead, device=self.net.device)
+        batches = self._batches(self.net.seen // self.net.batch)
         self._bar = self._progress()
         try:
             log_target = self.log_path if self.rank == 0 else os.devnull
@@ -371,6 +370,11 @@ class Trainer:
         from tqdm import tqdm
         return tqdm(total=self.max_batches, initial=self.iteration, unit="it", file=sys.stderr,
                     dynamic_ncols=True, desc=self.base)
+
+    def _batches(self, start):
+        """The mini-batches ``_make(k)`` for k = start, ... (a loader thread ahead of the
+        training, data.datasets.Batches)."""
+        return Batches(self._make, start=start, ahead=self.loader_ahead, device=self.net.device)
 
     def _train_iteration(self, batches):
         """One weight update: ``subdivisions`` mini-batches, the replicas' gradients summed,
