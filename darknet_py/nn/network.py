@@ -73,8 +73,10 @@ class Network:
     graphs = None
     #: a GraphedStep after enable_graphs() (GPU training passes and updates)
     step_graphs = None
-    #: UpdateArgs.rate on the GPU: learning_rate / batch on the device, filled every update
+    #: UpdateArgs.rate on the GPU: learning_rate / batch on the device (``_rate_value`` on the
+    #: host), filled at the updates where it changes
     _rate = None
+    _rate_value = None
     #: the cfg text of a network built by from_cfg_text (resized() re-reads it, not a file)
     cfg_text = None
 
@@ -396,8 +398,10 @@ class Network:
         o = self.options
         self.t += 1
         rate = self.current_rate()
-        if self.device.on_gpu:
+        if self.device.on_gpu and rate / self.update_batch != self._rate_value:
+            # filled when it changes (a fill is a launch: a tenth of a small net's iteration)
             self._rate = device_rate(self.xp, rate / self.update_batch, self._rate)
+            self._rate_value = rate / self.update_batch
         args = UpdateArgs(rate, o.momentum, o.decay, self.update_batch, adam=o.adam, t=self.t,
                           b1=o.b1, b2=o.b2, eps=o.eps, rate=self._rate)
         if self.step_graphs is None or not self.step_graphs.update(args):
