@@ -454,21 +454,41 @@ def test_a_classifier_saves_last_at_each_epoch_and_every_savelast_iterations(pro
     assert saved == [5, 8, 10, 12]
 
 
+@pytest.mark.parametrize("seconds, charted", [(0.0, [8, 12, 12]), (1e9, [8, 12])])
+def test_charts_are_redrawn_at_most_every_chart_seconds_and_at_the_end(project, monkeypatch,
+                                                                      seconds, charted):
+    """The chart is asked for at each validation (iterations 8 and 12 here) and at the end;
+    within CHART_SECONDS of the last one it is skipped, except the end's."""
+    from darknet_py.train import chart
+    monkeypatch.setattr(chart, "CHART_SECONDS", seconds)
+    t = trainer(project)
+    drawn = []
+    real = chart.draw_chart
+    monkeypatch.setattr(chart, "draw_chart", lambda path, series, **kw: (
+        drawn.append(series["loss"][-1][0]), real(path, series, **kw))[1])
+    assert t.run() == 0
+    assert drawn == charted
+    assert os.path.exists(t.chart_path)
+
+
 def test_a_resident_batch_is_the_loaders_batch(project):
     """An in-memory set kept on the device (ClassifierTrainer._batches on the GPU) gives each
-    mini-batch as ``_make`` does: the same images, values and truth (here with the host's
-    arrays standing in for the device's); a set of another size than the network's is not
-    kept (its batches are resized on the host)."""
-    from darknet_py.data.datasets import ClassificationSet
+    mini-batch as ``_make`` does: the same images, values and truth, across the epochs whose
+    indexes it uploads at once, from a start inside one (here NumPy and host_batch stand in
+    for the device and its kernels); a set of another size than the network's is not kept
+    (its batches are resized on the host)."""
+    from darknet_py.data.datasets import ClassificationSet, ResidentBatches, host_batch
     t = trainer(project)
-    images = t.train_set.images
     assert t.train_set.fits(t.net.input_shape) and not t.train_set.fits((1, 14, 14))
-    for k in (0, 1, 7, 8, 30):           # 8 batches an epoch: across epochs
-        x, truth = t._make_resident(images, k)
+    assert t._per_epoch_minibatches() == 16         # 8 iterations of 2 subdivisions
+    batches = ResidentBatches(t.train_set, t._indexes, 16, 5, np, host_batch)
+    for k in range(5, 37):               # three epochs' uploads
+        x, truth = batches.next()
         want_x, want_truth = t._make(k)
         assert x.dtype == want_x.dtype == np.float32 and x.shape == want_x.shape
         np.testing.assert_array_equal(x.view(np.uint32), want_x.view(np.uint32))
         np.testing.assert_array_equal(truth, want_truth)
+    batches.close()
     colour = ClassificationSet(np.zeros((4, 12, 12, 3), np.uint8), np.zeros(4, np.int64), 2, "")
     assert colour.fits((3, 12, 12)) and not colour.fits((1, 12, 12))
     assert not ClassificationSet(None, np.zeros(4, np.int64), 2, "", ["a.png"] * 4).fits(
@@ -478,6 +498,28 @@ def test_a_resident_batch_is_the_loaders_batch(project):
         assert isinstance(batches, Batches)              # on the CPU: the loader thread
     finally:
         batches.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(50, 9, 7), (50, 9, 7, 3)])
+def test_gpu_idx_batch_equals_host_batch(shape):
+    """nn/kernels.py idx_batch (the gather of a resident set's mini-batch) equals
+    data.datasets.host_batch bit for bit: grey and colour (NHWC -> NCHW) images, repeated
+    indexes, labels up to the last class."""
+    import cupy
+    from darknet_py.data.datasets import host_batch
+    from darknet_py.nn.kernels import idx_batch
+    rng = np.random.default_rng(12)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    labels = rng.integers(0, 6, shape[0])
+    labels[7] = 5
+    idx = np.concatenate([rng.permutation(shape[0])[:13], [7, 7, 0, shape[0] - 1]])
+    x, truth = idx_batch(cupy.asarray(images), cupy.asarray(labels, dtype=np.int32), 6,
+                         cupy.asarray(idx))
+    want_x, want_truth = host_batch(images, labels, 6, idx)
+    assert x.shape == want_x.shape and truth.shape == want_truth.shape
+    np.testing.assert_array_equal(cupy.asnumpy(x).view(np.uint32), want_x.view(np.uint32))
+    np.testing.assert_array_equal(cupy.asnumpy(truth), want_truth)
 
 
 @pytest.mark.gpu
@@ -491,12 +533,14 @@ def test_gpu_training_on_a_resident_set_equals_training_from_the_loader(project)
     t = trainer(project, device="gpu", max_batches=6)
     batches = t._batches(3)
     assert isinstance(batches, ResidentBatches)
-    for k in (3, 4):
+    for k in range(3, 20):               # across an epoch's upload (16 mini-batches)
         x, truth = batches.next()
         want_x, want_truth = t._make(k)
-        assert isinstance(x, cupy.ndarray)
+        assert isinstance(x, cupy.ndarray) and isinstance(truth, cupy.ndarray)
         np.testing.assert_array_equal(cupy.asnumpy(x).view(np.uint32), want_x.view(np.uint32))
-        np.testing.assert_array_equal(truth, want_truth)
+        np.testing.assert_array_equal(cupy.asnumpy(truth), want_truth)
+    batches.close()
+
     def final_weights():
         data = (project / "backup" / "halves_final.weights").read_bytes()
         return data[:20], np.frombuffer(data[20:], np.float32)     # header: the seen count

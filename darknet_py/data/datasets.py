@@ -63,13 +63,7 @@ class ClassificationSet:
                 x = np.stack([resize_array(img, shape) for img in x])
         else:
             x = np.stack([load_image(self.paths[i], shape) for i in indexes])
-        return x, self.one_hot(indexes)
-
-    def one_hot(self, indexes):
-        """The truth of images ``indexes``: float32 (n, classes), 1 at each one's label."""
-        truth = np.zeros((len(indexes), self.classes), np.float32)
-        truth[np.arange(len(indexes)), self.labels[indexes]] = 1
-        return truth
+        return x, one_hot(self.labels[indexes], self.classes)
 
     def fits(self, shape):
         """True when the images are in memory with the (c, h, w) ``shape`` of a network's
@@ -81,10 +75,23 @@ class ClassificationSet:
 
 
 def idx_input(images):
-    """uint8 images (n, h, w) or (n, h, w, c), NumPy or CuPy, as the float32 (n, c, h, w)
-    network input in [0, 1]: the same float32 division on either."""
+    """uint8 images (n, h, w) or (n, h, w, c) as the float32 (n, c, h, w) network input in
+    [0, 1]: a float32 division by 255 (IEEE, so nn/kernels.py idx_batch's is bit-equal)."""
     x = images.astype(np.float32) / 255.0
     return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+
+def one_hot(labels, classes):
+    """The truth of images with integer ``labels``: float32 (n, classes), 1 at each label."""
+    truth = np.zeros((len(labels), classes), np.float32)
+    truth[np.arange(len(labels)), labels] = 1
+    return truth
+
+
+def host_batch(images, labels, classes, indexes):
+    """Images ``indexes`` of an in-memory set of the network's size and their truth, as
+    ClassificationSet.batch gives them (ResidentBatches' gather on the host)."""
+    return idx_input(images[indexes]), one_hot(labels[indexes], classes)
 
 
 _POOL = None
@@ -185,19 +192,32 @@ def _epoch_permutation(n, batch, seed, epoch):
 
 
 class ResidentBatches:
-    """Batches' ``next()`` and ``close()`` for a data set kept on the device: mini-batch k is
-    ``make(k)``, made in the training thread when asked (a gather and a cast on the device,
-    queued before the pass that reads it: no loader thread, no staging copy)."""
+    """Batches' ``next()`` and ``close()`` for an in-memory set of the network's size kept on
+    the device (ClassifierTrainer on the GPU).  Its images and labels are copied there once,
+    the mini-batch indexes ``indexes(k)`` once for every ``chunk`` mini-batches (an epoch),
+    and mini-batch k is ``gather(images, labels, classes, indexes)`` on the device when asked
+    (nn/kernels.py idx_batch: one kernel queued before the pass that reads it) -- no
+    loader thread and no copy per batch, where a small network's step is shorter than the
+    host's work for a batch.  ``xp`` NumPy with ``host_batch`` is the same on the host."""
 
-    def __init__(self, make, start):
-        self.make, self._k = make, start
+    def __init__(self, dataset, indexes, chunk, start, xp, gather):
+        self.xp, self.gather, self.indexes, self.chunk = xp, gather, indexes, chunk
+        self.images = xp.asarray(dataset.images)
+        self.labels = xp.asarray(dataset.labels, dtype=np.int32)
+        self.classes = dataset.classes
+        self._k, self._first, self._order = start, None, None
 
     def next(self):
         k, self._k = self._k, self._k + 1
-        return self.make(k)
+        first, j = k - k % self.chunk, k % self.chunk
+        if first != self._first:
+            self._order = self.xp.asarray(np.stack([self.indexes(first + i)
+                                                    for i in range(self.chunk)]))
+            self._first = first
+        return self.gather(self.images, self.labels, self.classes, self._order[j])
 
     def close(self):
-        pass
+        self.images = self.labels = self._order = None
 
 
 class Batches:

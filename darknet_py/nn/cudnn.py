@@ -108,6 +108,11 @@ def _laid_out(cp, a, layout):
     return cp.ascontiguousarray(a)
 
 
+#: the cuDNN frontend's python norm-engine families (cudnn/engines/manifest.py MANIFEST)
+_TORCH_NORM_MODULES = ("cudnn.norm.fprop.engine", "cudnn.norm.bprop.engine",
+                       "cudnn.norm.graph_analyzer")
+
+
 class _Plan:
     __slots__ = ("graph", "workspace")
 
@@ -125,6 +130,13 @@ class CudnnOps:
             # torch is imported, and darknet_py hands the frontend raw pointers
             from cudnn import datatypes
             datatypes.torch_available = False
+            # and planning a batch-norm graph loads the frontend's python norm engines
+            # (sm100 CuTe kernels) and their analyzer, which import torch: blocked, they are
+            # absent as where torch is not installed (cudnn/engines/manifest.py instantiate,
+            # _resolve: "a supported configuration"), so the same backend engines serve
+            # whether torch is installed or not, and a first run's BN plans skip its import
+            for module in _TORCH_NORM_MODULES:
+                sys.modules.setdefault(module, None)
         self.cudnn, self.cp = cudnn, cupy
         self.handle = cudnn.create_handle()
         self._stream = None

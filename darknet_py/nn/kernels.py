@@ -443,6 +443,45 @@ def sgd_update(w, u, rate, lr_scale, decay_times_batch, momentum):
     kernel(rate, lr_scale, decay_times_batch, momentum, w, u)
 
 
+# A mini-batch of an in-memory set on the device (data.datasets.ResidentBatches), one launch:
+# threads [0, b*c*h*w) write the float32 NCHW images (uint8 NHWC rows idx[n] / 255, IEEE float32
+# division as NumPy's), the next b*classes threads the one-hot truth of labels[idx[n]].
+_IDX_BATCH = r"""
+extern "C" __global__ void dp_idx_batch(const unsigned char* img, const int* labels,
+        const long long* idx, float* x, float* truth, long long b, int c, long long hw,
+        int classes) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long chw = c * hw;
+    if (i < b * chw) {
+        long long r = i % chw;
+        x[i] = (float)img[(idx[i / chw] * hw + r % hw) * c + r / hw] / 255.0f;
+        return;
+    }
+    i -= b * chw;
+    if (i < b * classes)
+        truth[i] = labels[idx[i / classes]] == i % classes ? 1.f : 0.f;
+}
+"""
+
+
+def idx_batch(images, labels, classes, indexes):
+    """Images ``indexes`` (int64, on the device) of an in-memory set on the device and their
+    truth, as data.datasets.host_batch gives them: the uint8 (n, h, w[, c]) images as float32
+    (len(indexes), c, h, w) divided by 255 (IEEE float32 division: bit-equal to NumPy's), and
+    float32 (len(indexes), classes) one-hot rows of the int32 ``labels``."""
+    import cupy
+    b, (h, w) = indexes.shape[0], images.shape[1:3]
+    c = 1 if images.ndim == 3 else images.shape[3]
+    x = cupy.empty((b, c, h, w), np.float32)
+    truth = cupy.empty((b, classes), np.float32)
+    grid, block = _grid(x.size + truth.size)
+    _kernel("dp_idx_batch", _IDX_BATCH)(grid, block, (
+        cupy.ascontiguousarray(images, cupy.uint8), cupy.ascontiguousarray(labels, cupy.int32),
+        cupy.ascontiguousarray(indexes, cupy.int64), x, truth, cupy.int64(b),
+        cupy.int32(c), cupy.int64(h * w), cupy.int32(classes)))
+    return x, truth
+
+
 # The [yolo]/[region] ignore mask (nn/layers/yololoss.py _ignore): per anchor slot and cell, the
 # best IoU of its box with a live truth of its image, and the first truth with it, in one pass
 # instead of a (slots x truths) matrix of ~30 array operations.  The same float64 arithmetic as

@@ -21,6 +21,9 @@ LEFT_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (
                (127, 127, 127), (188, 189, 34)]
 RIGHT_COLORS = [(214, 39, 40), (23, 190, 207), (227, 119, 194), (0, 0, 0)]
 BACKGROUND, AXIS, GRID, TEXT = (255, 255, 255), (70, 70, 70), (228, 228, 228), (30, 30, 30)
+#: the least wall time between two charts of a training run (train/trainer.py; its last chart
+#: is always drawn)
+CHART_SECONDS = 2.0
 
 
 def _finite(points):

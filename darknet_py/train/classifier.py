@@ -8,9 +8,10 @@ import numpy as np
 
 from ..data.classaug import ClassifierAugment
 from ..data.datacfg import class_names
-from ..data.datasets import ResidentBatches, epoch_order, idx_input, load_classification
+from ..data.datasets import ResidentBatches, epoch_order, load_classification
 from ..errors import DarknetError
 from ..nn.backend import to_numpy
+from ..nn.kernels import idx_batch
 from ..nn.netoptions import NET_CLASSIFIER_KEYS
 from .trainer import Trainer, progress_bar
 
@@ -88,20 +89,19 @@ class ClassifierTrainer(Trainer):
 
     def _batches(self, start):
         """On the GPU, an in-memory set (IDX) of the network's size is kept on the device and
-        each mini-batch gathered there (``_make_resident``: the same values as ``_make``'s);
-        the host's per-batch work and its copy were most of a small network's iteration."""
+        each mini-batch gathered there (data.datasets.ResidentBatches: the values ``_make``
+        gives); the host's work for a batch and its copy were most of a small network's
+        iteration."""
         s = self.train_set
         if self.net.device.on_gpu and s.fits(self.net.input_shape) and \
                 s.images.nbytes <= RESIDENT_BYTES:
-            images = self.net.xp.asarray(s.images)
-            return ResidentBatches(lambda k: self._make_resident(images, k), start)
+            return ResidentBatches(s, self._indexes, self._per_epoch_minibatches(), start,
+                                   self.net.xp, idx_batch)
         return super()._batches(start)
 
-    def _make_resident(self, images, k):
-        """Mini-batch ``k`` from ``images``, the training set's on the device (or the host's)."""
-        idx = self._indexes(k)
-        xp = self.net.xp if not isinstance(images, np.ndarray) else np
-        return idx_input(images[xp.asarray(idx)]), self.train_set.one_hot(idx)
+    def _per_epoch_minibatches(self):
+        """epoch_order's mini-batches per epoch (the mini-batch counter k's epochs)."""
+        return max(1, len(self.train_set) // (self.net.batch * self.world))
 
     def _evaluate(self, k):
         top1, topk = evaluate(self.net, self.valid_set, self.top)

@@ -50,7 +50,7 @@ from ..errors import CfgError, DarknetError, WeightsError
 from ..nn.layers.base import refuse_unimplemented
 from ..nn.network import Network
 from ..nn.weights import NonFiniteWeights, WeightsWarning, nonfinite_summary
-from .chart import draw_chart
+from . import chart
 from .ema import Ema
 from .checkpoint import (BackgroundWriter, BackupLock, basecfg, read_log, remove_cut_writes,
                          restore_state, saved_iteration, snapshot_every, state_snapshot,
@@ -120,6 +120,7 @@ class Trainer:
         self.best = -1.0
         self.accuracy = []           # (iteration, metric, secondary metric)
         self.losses = []             # (iteration, loss, avg_loss)
+        self._chart_at = -math.inf   # when the last chart was asked for (time.monotonic)
         self._log_lines = []         # the log as the run starts it (--resume: the kept part)
         self._start_from(weights)
         self._setup_schedule(weights)
@@ -560,7 +561,7 @@ class Trainer:
         # removes any write the kill cut (a chart drawn after it would be left half-written)
         if self._last_at != self.iteration:     # not just written by _after_iteration
             self.save_last()
-        self._chart()
+        self._chart(last=True)
         if self.rank == 0:
             self._save_weights(self.paths["final"])
         self._written()
@@ -584,13 +585,18 @@ class Trainer:
         else:
             print(line, file=self.out, flush=True)
 
-    def _chart(self):
-        if self.rank != 0:
+    def _chart(self, last=False):
+        """Redraw the chart (in the backup thread), at most every CHART_SECONDS of wall time
+        and at the end: it holds Python's lock ~20 ms, which at each epoch of a small network
+        on the GPU was a tenth of the run (every point is in the next chart anyway)."""
+        now = time.monotonic()
+        if self.rank != 0 or (not last and now < self._chart_at + chart.CHART_SECONDS):
             return
+        self._chart_at = now
         series = {"loss": [(k, l) for k, l, _ in self.losses],
                   "avg loss": [(k, a) for k, _, a in self.losses]}
         right = {self.metric: [(k, a) for k, a, _ in self.accuracy]} if self.accuracy else None
-        self._write(functools.partial(draw_chart, self.chart_path, series,
+        self._write(functools.partial(chart.draw_chart, self.chart_path, series,
                                       title=f"{self.base}: training", right_series=right))
 
     # -- what stops a run ------------------------------------------------------------------
