@@ -206,6 +206,31 @@ def test_gpu_fp16_overflow_skips_the_step_on_the_device_too():
 
 
 @pytest.mark.gpu
+def test_gpu_saved_arrays_copy_back_and_find_nan_and_inf_in_one_launch():
+    """kernels.SavedArrays (fp16's loss scale on the GPU): save copies every array, restore
+    puts the saved values back bit for bit, and nonfinite sees a NaN or an inf anywhere
+    (arrays of 1 to 70,000 values: one block row each, a grid-stride over the long ones)."""
+    import cupy
+    from darknet_py.nn.kernels import SavedArrays
+    rng = rng_for_test()
+    host = [rng.standard_normal(n).astype(np.float32) for n in (1, 300, 70000)]
+    arrays = [cupy.asarray(h) for h in host]
+    assert SavedArrays.fit(arrays) and not SavedArrays.fit(arrays + [arrays[1][::2]])
+    saved = SavedArrays(arrays)
+    saved.save()
+    assert not saved.nonfinite()
+    for bad in (np.inf, -np.inf, np.nan):
+        for i, a in enumerate(arrays):
+            a += 1
+            a[-1] = bad
+            assert saved.nonfinite(), (bad, i)
+            saved.restore()
+            assert not saved.nonfinite()
+            for b, h in zip(arrays, host):
+                np.testing.assert_array_equal(cupy.asnumpy(b).view(np.uint32), h.view(np.uint32))
+
+
+@pytest.mark.gpu
 def test_gpu_tf32_stays_close_to_fp32():
     rng = rng_for_test()
     text = CONV.format(extra="")

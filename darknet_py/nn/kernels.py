@@ -443,6 +443,69 @@ def sgd_update(w, u, rate, lr_scale, decay_times_batch, momentum):
     kernel(rate, lr_scale, decay_times_batch, momentum, w, u)
 
 
+# fp16's loss scale (nn/precision.py LossScale) visits every update buffer at each iteration:
+# one launch for all of them (blockIdx.y: the array; x: a grid-stride over its values) copies
+# them into their saved twins or back, or sets a flag where a value is not finite -- instead of
+# 3-4 CuPy calls an array (~1 ms an iteration for a small network).
+_BUFFERS = r"""
+extern "C" __global__ void dp_copy_arrays(const unsigned long long* src,
+        const unsigned long long* dst, const long long* n) {
+    const float* s = (const float*)src[blockIdx.y];
+    float* d = (float*)dst[blockIdx.y];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n[blockIdx.y];
+         i += (long long)gridDim.x * blockDim.x)
+        d[i] = s[i];
+}
+
+extern "C" __global__ void dp_any_nonfinite(const unsigned long long* src, const long long* n,
+        int* flag) {
+    const float* s = (const float*)src[blockIdx.y];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n[blockIdx.y];
+         i += (long long)gridDim.x * blockDim.x)
+        if (!isfinite(s[i]))
+            flag[0] = 1;
+}
+"""
+
+
+class SavedArrays:
+    """Float32 device arrays (fixed: their addresses are the key) and a saved twin of each,
+    for :meth:`save`, :meth:`restore` and :meth:`nonfinite` in one launch each."""
+
+    @staticmethod
+    def fit(arrays):
+        """True when every array is a C-contiguous float32 CuPy array (the kernels' kind)."""
+        import cupy
+        return bool(arrays) and all(isinstance(a, cupy.ndarray) and a.dtype == np.float32
+                                    and a.flags.c_contiguous for a in arrays)
+
+    def __init__(self, arrays):
+        import cupy
+        self.key = tuple(a.data.ptr for a in arrays)
+        self.twins = [cupy.empty_like(a) for a in arrays]
+        self._live = cupy.asarray(np.array(self.key, np.uint64))
+        self._saved = cupy.asarray(np.array([t.data.ptr for t in self.twins], np.uint64))
+        self._sizes = cupy.asarray(np.array([a.size for a in arrays], np.int64))
+        largest = max(a.size for a in arrays)
+        self._grid = (min((largest + 255) // 256, 256), len(arrays))
+        self._flag = cupy.zeros(1, np.int32)
+
+    def save(self):
+        _kernel("dp_copy_arrays", _BUFFERS)(self._grid, (256,),
+                                            (self._live, self._saved, self._sizes))
+
+    def restore(self):
+        _kernel("dp_copy_arrays", _BUFFERS)(self._grid, (256,),
+                                            (self._saved, self._live, self._sizes))
+
+    def nonfinite(self):
+        """Whether any value of the arrays is NaN or infinite (reads one flag: waits)."""
+        self._flag.data.memset_async(0, 4)
+        _kernel("dp_any_nonfinite", _BUFFERS)(self._grid, (256,),
+                                              (self._live, self._sizes, self._flag))
+        return bool(int(self._flag[0]))
+
+
 # A mini-batch of an in-memory set on the device (data.datasets.ResidentBatches), one launch:
 # threads [0, b*c*h*w) write the float32 NCHW images (uint8 NHWC rows idx[n] / 255, IEEE float32
 # division as NumPy's), the next b*classes threads the one-hot truth of labels[idx[n]].

@@ -123,35 +123,60 @@ class LossScale:
         self.growth_interval = growth_interval
         self.clean = 0          # iterations since the last overflow or growth
         self.skipped = 0        # iterations skipped in this run
-        self._saved = None
+        self._saved = None      # [(array, its copy)] on the host
+        self._device = None     # kernels.SavedArrays on the GPU
 
     def save(self, layers):
         """Before an iteration's first backward: a copy of every update buffer
-        (``Layer.update_buffers``), to go back to if its gradients overflow."""
-        self._saved = [(array, array.copy()) for layer in layers
-                       for array in layer.update_buffers().values()]
+        (``Layer.update_buffers``), to go back to if its gradients overflow.  On the GPU the
+        copies are kept and refilled in one launch (nn/kernels.py SavedArrays)."""
+        arrays = _buffers(layers)
+        from . import kernels
+        if arrays and xp_of(arrays[0]) is not np and kernels.SavedArrays.fit(arrays):
+            if self._device is None or self._device.key != _key(arrays):
+                self._device = kernels.SavedArrays(arrays)
+            self._device.save()
+            self._saved = None
+            return
+        self._device = None
+        self._saved = [(array, array.copy()) for array in arrays]
 
     def finish(self, layers):
         """After the iteration's backwards: True when its gradients are finite (then the
         update goes ahead); otherwise the buffers go back, the scale halves and the caller
         skips the update.  Reads one flag from the device."""
-        bad = 0
-        for layer in layers:
-            for array in layer.update_buffers().values():
+        arrays = _buffers(layers)
+        if self._device is not None and self._device.key == _key(arrays):
+            bad = self._device.nonfinite()
+        else:
+            bad = 0
+            for array in arrays:
                 xp = xp_of(array)
                 bad = bad + xp.count_nonzero(~xp.isfinite(array))
-        if int(bad) == 0:
+            bad = int(bad) != 0
+        if not bad:
             self.clean += 1
             if self.clean >= self.growth_interval:
                 self.value *= 2.0
                 self.clean = 0
             return True
+        if self._device is not None:
+            self._device.restore()
         for array, saved in self._saved or ():
             array[...] = saved
         self.value /= 2.0
         self.clean = 0
         self.skipped += 1
         return False
+
+
+def _buffers(layers):
+    return [array for layer in layers for array in layer.update_buffers().values()]
+
+
+def _key(arrays):
+    """The device addresses of ``arrays`` (kernels.SavedArrays.key)."""
+    return tuple(a.data.ptr for a in arrays)
 
 
 FP32 = Precision("fp32")
