@@ -146,8 +146,11 @@ class LossScale:
         update goes ahead); otherwise the buffers go back, the scale halves and the caller
         skips the update.  Reads one flag from the device."""
         arrays = _buffers(layers)
-        if self._device is not None and self._device.key == _key(arrays):
-            bad = self._device.nonfinite()
+        device = self._device
+        if device is not None and device.key != _key(arrays):
+            device = None       # not the arrays saved (replaced since): the host's check
+        if device is not None:
+            bad = device.nonfinite()
         else:
             bad = 0
             for array in arrays:
@@ -160,8 +163,8 @@ class LossScale:
                 self.value *= 2.0
                 self.clean = 0
             return True
-        if self._device is not None:
-            self._device.restore()
+        if device is not None:
+            device.restore()
         for array, saved in self._saved or ():
             array[...] = saved
         self.value /= 2.0
