@@ -174,9 +174,13 @@ def epoch_order(n, batch, seed, k):
     """The dataset indexes of mini-batch ``k``: epoch e is a permutation from (seed, e).  A
     mini-batch larger than the dataset is filled with further permutations (pj draws its
     images with replacement, get_random_paths), so it always holds ``batch`` images."""
-    per_epoch = max(1, n // batch)
-    epoch, j = divmod(k, per_epoch)
+    epoch, j = divmod(k, minibatches_per_epoch(n, batch))
     return _epoch_permutation(n, batch, seed, epoch)[j * batch:(j + 1) * batch]
+
+
+def minibatches_per_epoch(n, batch):
+    """The mini-batches of ``batch`` images in an epoch of ``n`` (epoch_order's; at least 1)."""
+    return max(1, n // batch)
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..data.classaug import ClassifierAugment
 from ..data.datacfg import class_names
-from ..data.datasets import ResidentBatches, epoch_order, load_classification
+from ..data.datasets import (ResidentBatches, epoch_order, load_classification,
+                             minibatches_per_epoch)
 from ..errors import DarknetError
 from ..nn.backend import to_numpy
 from ..nn.kernels import idx_batch
@@ -101,7 +102,7 @@ class ClassifierTrainer(Trainer):
 
     def _per_epoch_minibatches(self):
         """epoch_order's mini-batches per epoch (the mini-batch counter k's epochs)."""
-        return max(1, len(self.train_set) // (self.net.batch * self.world))
+        return minibatches_per_epoch(len(self.train_set), self.net.batch * self.world)
 
     def _evaluate(self, k):
         top1, topk = evaluate(self.net, self.valid_set, self.top)
