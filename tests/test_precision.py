@@ -25,6 +25,10 @@ CONV = ("[net]\nbatch=4\nwidth=10\nheight=10\nchannels=3\nlearning_rate=0.1\nmom
 ONE_CONV = ("[net]\nbatch=4\nwidth=10\nheight=10\nchannels=3\n{extra}\n"
             "[convolutional]\nfilters=5\nsize=3\nstride=2\npad=1\nactivation=linear\n\n"
             "[avgpool]\n\n[softmax]\n")
+#: ONE_CONV's convolution as layer 1 (after an identity max pool): the first layer stays
+#: float32 in fp16/bf16 (nn/precision.py layer_precision, AlexeyAB's CUDNN_HALF)
+HALF_CONV = ONE_CONV.replace("[convolutional]", "[maxpool]\nsize=1\nstride=1\n\n"
+                             "[convolutional]", 1)
 
 
 def bf16_reference(values):
@@ -72,9 +76,9 @@ def test_a_half_convolution_is_the_rounded_one_accumulated_in_float32(name):
     forward y = h(conv(h(x), h(W))), dW = h(corr(h(x), h(S dy))) / S and the input's delta
     h(conv_T(h(S dy), h(W))) / S, the convolutions in float64 here (S: the loss scale)."""
     rng = rng_for_test()
-    net = build(ONE_CONV.format(extra=f"precision={name}\n"), seed=3)
+    net = build(HALF_CONV.format(extra=f"precision={name}\n"), seed=3)
     r, s = net.precision.round, np.float32(net.precision.loss_scale)
-    conv = net.layers[0]
+    conv = net.layers[1]
     x = rng.random((4, 3, 10, 10), dtype=np.float32)
     net.forward(x, train=True, truth=np.eye(5, dtype=np.float32)[[0, 1, 2, 3]])
     w = conv.weights.astype(np.float64)
@@ -89,6 +93,29 @@ def test_a_half_convolution_is_the_rounded_one_accumulated_in_float32(name):
     want = r(conv_backward_data(dy, r(w), x.shape, 2, 1, 1).astype(np.float32)) / s
     np.testing.assert_allclose(dx, want, rtol=2e-7, atol=0)
     assert np.abs(want).max() > 0 and np.abs(dw).max() > 0
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_the_first_layer_stays_float32_in_half_precision(name):
+    """AlexeyAB's CUDNN_HALF runs layer 0 in float32 (ab:src/convolutional_kernels.cu:
+    state.index != 0): in fp16/bf16 the first convolution's output, weight gradient and input
+    delta are fp32's bit for bit on the NumPy engine (tf32 on the GPU), the loss scale unused;
+    the same convolution as layer 1 is rounded (the test above)."""
+    rng = rng_for_test()
+    x = rng.random((4, 3, 10, 10), dtype=np.float32)
+    truth = np.eye(5, dtype=np.float32)[[0, 1, 2, 3]]
+    got = []
+    for precision in (name, "fp32"):
+        net = build(ONE_CONV.format(extra=f"precision={precision}\n"), seed=3)
+        net.forward(x, train=True, truth=truth)
+        dx = np.zeros_like(x)
+        net.backward(dx)
+        got.append((net.layers[0].output.copy(), net.layers[0].weight_updates.copy(), dx))
+    for a, b in zip(*got):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    half = build(HALF_CONV.format(extra=f"precision={name}\n"), seed=3)
+    half.forward(x, train=True, truth=truth)
+    assert not np.array_equal(half.layers[1].output, got[1][0])
 
 
 @pytest.mark.parametrize("name", ["fp16", "bf16"])
@@ -248,7 +275,12 @@ def test_training_says_when_an_fp16_iteration_is_skipped(tmp_path):
     from test_train import make_project
     from darknet_py.train.classifier import ClassifierTrainer
     from darknet_py.train.options import TrainOptions
+    from test_train import CFG
     project = make_project(tmp_path)
+    # a convolution after the first (which stays float32) to overflow in half
+    (project / "halves.cfg").write_text(CFG.format(lr=0.05).replace(
+        "[dropout]", "[convolutional]\nfilters=4\nsize=3\nstride=1\npad=1\n"
+                     "activation=leaky\n\n[dropout]"))
     out = io.StringIO()
     t = ClassifierTrainer(str(project / "halves.cfg"), str(project / "halves.data"),
                           options=TrainOptions(device="cpu", seed=3, progress=False,
@@ -258,8 +290,10 @@ def test_training_says_when_an_fp16_iteration_is_skipped(tmp_path):
     lines = [line for line in out.getvalue().splitlines() if "overflowed" in line]
     skipped = t.net.precision.scale.skipped
     assert 0 < skipped == len(lines) < 60 and t.net.t == 60 - skipped
+    ks = [int(line.split()[1].rstrip(":")) for line in lines]
+    assert ks[0] == 0 and ks == sorted(set(ks))          # from the first iteration on
     assert lines == [f"iteration {k}: fp16 gradients overflowed; update skipped, loss scale now "
-                     f"{2.0 ** (60 - k):g}" for k in range(skipped)]
+                     f"{2.0 ** (60 - i):g}" for i, k in enumerate(ks)]
     assert all(np.isfinite(v).all() for layer in t.net.layers for v in layer.state().values())
 
 

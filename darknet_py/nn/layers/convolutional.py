@@ -28,7 +28,7 @@ from ..activations import ACTIVATIONS, CHANNEL_ACTIVATIONS
 from ..backend import cudnn_ops
 from ...errors import CfgError, NotSupportedError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
-from ..precision import convolve, precision_of
+from ..precision import convolve, layer_precision, precision_of
 from .base import Layer, Shape, resolve_refs, unimplemented_in
 from .batchnorm import init_batchnorm
 from .epilogue import backward_epilogue, forward_epilogue, takes_half
@@ -191,7 +191,7 @@ class ConvolutionalLayer(Layer):
         fprop = ops and (lambda a, b, math: ops.conv_forward(
             a, b, stride, pad, self.groups, what=what, dilation=dilation, math=math,
             train=net.train))
-        out = convolve(precision_of(net), fprop,
+        out = convolve(layer_precision(precision_of(net), self), fprop,
                        lambda a, b: conv_forward(a, b, stride, pad, self.groups, dilation),
                        (x, self.weights), keep_half=takes_half(self, net.train))
         self.output = forward_epilogue(self, out, net.train)
@@ -201,7 +201,7 @@ class ConvolutionalLayer(Layer):
         stride, pad, dilation = self._geometry
         delta = backward_epilogue(self)
         ops = cudnn_ops(x)
-        mp = precision_of(net)
+        mp = layer_precision(precision_of(net), self)
         what = f"layer {self.index} conv"
         wgrad = ops and (lambda a, b, math: ops.conv_backward_filter(
             a, b, self.weights.shape, stride, pad, self.groups, what=f"{what} wgrad",
