@@ -106,6 +106,19 @@ def test_import_does_not_need_cupy():
     assert r.stdout.strip() == "7"
 
 
+def test_the_command_line_imports_onnx_only_to_export():
+    """Every command starts without the onnx package (~50 ms to import); `export onnx --help`
+    still names the default opset."""
+    code = ("import sys; from darknet_py.commands import main; "
+            "print('onnx' in sys.modules, 'darknet_py.export.onnx' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+    r = run("export", "onnx", "--help")
+    assert r.returncode == 0 and "default 13" in r.stdout
+
+
 def test_partial_keeps_the_first_n_layers_and_reset_clears_seen(tmp_path):
     import struct
 

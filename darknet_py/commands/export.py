@@ -3,12 +3,13 @@
 
 import os
 
-from ..export.onnx import OPSET, export_onnx
+from ..export import OPSET
 from ..nn.network import Network
 from .common import at_least, command_group
 
 
 def cmd_export_onnx(args):
+    from ..export.onnx import export_onnx     # the onnx package only when exporting
     net = Network.from_cfg(args.cfg, batch=1, device="cpu")
     if args.width or args.height:
         net = net.resized(args.width or net.input_shape[2], args.height or net.input_shape[1])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DarknetError, NotSupportedError
+from . import OPSET
 from ..nn.backend import to_numpy
 
 try:
@@ -27,7 +28,6 @@ try:
 except ImportError:          # the [onnx] extra; export_onnx says so
     onnx = None
 
-OPSET = 13
 SELU_ALPHA, SELU_GAMMA = 1.6732, 1.0507       # darknet_py.nn.activations (pj's constants)
 GELU_A, GELU_B = 0.797885, 0.035677
 
