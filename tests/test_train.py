@@ -1,5 +1,6 @@
 """Classifier training end to end: backups, logs, Ctrl-C + --resume, NaN, predict."""
 
+import functools
 import io
 import json
 import os
@@ -409,7 +410,7 @@ def test_data_paths_fall_back_to_the_data_files_folder_and_say_so(tmp_path, caps
 
 def test_multi_scale_drops_the_least_recently_used_sizes_when_gpu_memory_runs_short():
     """On a GPU, random=1 keeps a copy of the network (arrays, graphs) per size while a
-    quarter of the memory is free; below, the blocks CuPy's pool keeps for reuse are given
+    quarter of the memory is free (before any copy's size is measured); below, the blocks CuPy's pool keeps for reuse are given
     back first, then the sizes used least recently go, never the size about to train.  The
     GPU here has 100 units: 20 in use, 30 per kept copy, and what the pool keeps."""
     import collections
@@ -426,7 +427,7 @@ def test_multi_scale_drops_the_least_recently_used_sizes_when_gpu_memory_runs_sh
                                    free_all_blocks=free_all_blocks))
     events = []                                          # --profile counts them
     fake = types.SimpleNamespace(net=types.SimpleNamespace(xp=xp), _nets=nets,
-                                 _count=events.append)
+                                 _count=events.append, _bytes_per_pixel=0.0)     # unmeasured
     DetectorTrainer._make_room(fake, (320, 320))         # -10, then 20 free: 352, 384 go
     assert list(nets) == [(320, 320)] and freed == [3, 2, 1]
     assert events == ["multi-scale copies dropped"] * 2
@@ -439,6 +440,68 @@ def test_multi_scale_drops_the_least_recently_used_sizes_when_gpu_memory_runs_sh
     DetectorTrainer._make_room(fake, (448, 448))
     assert list(nets) == [(352, 352)] and freed == [3, 2, 1, 2, 1, 1]
     assert len(events) == 3
+
+
+def _multi_scale_fake(free, used, on_gpu=True):
+    """A DetectorTrainer's multi-scale state on a fake GPU (``free()`` and ``used[0]``
+    units), its net 416x416; returns (trainer, the sizes it drew, the events it counted)."""
+    import collections
+
+    from darknet_py.train.detector import DetectorTrainer
+    sizes, events = [], []
+    pool = types.SimpleNamespace(used_bytes=lambda: used[0], free_all_blocks=lambda: None)
+    xp = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(
+        memGetInfo=lambda: (free(), 10 ** 9))), get_default_memory_pool=lambda: pool)
+    net = types.SimpleNamespace(xp=xp, device=types.SimpleNamespace(on_gpu=on_gpu),
+                                options=types.SimpleNamespace(width=416, height=416),
+                                resized=lambda w, h: ("copy", w, h))
+    t = types.SimpleNamespace(net=net, _nets=collections.OrderedDict(), _count=events.append,
+                              _bytes_per_pixel=0.0, _growing=None,
+                              _size_for=lambda k: sizes[k])
+    t._make_room = functools.partial(DetectorTrainer._make_room, t)
+    return t, sizes, events
+
+
+def test_multi_scale_measures_a_copys_memory_and_makes_room_for_new_copies_only():
+    """The first copy's footprint (the pool's growth from its making to the next size) sets
+    the need of every later new copy: its pixels x the most per pixel x ROOM_SLACK.  Going
+    back to a size whose copy is kept takes no memory and drops nothing."""
+    from darknet_py.train import detector
+    from darknet_py.train.detector import DetectorTrainer
+    used, free = [1000], [10 ** 6]
+    t, sizes, events = _multi_scale_fake(lambda: free[0], used)
+    train_net = functools.partial(DetectorTrainer._train_net, t)
+    sizes += [(608, 608), (608, 608), (320, 320), (416, 416), (320, 320), (352, 352)]
+    assert train_net(0) == ("copy", 608, 608) and t._growing == ((608, 608), 1000)
+    used[0] += 608 * 608 * 4                   # its passes and graphs: 4 units a pixel
+    assert train_net(1) == ("copy", 608, 608) and t._bytes_per_pixel == 0
+    free[0] = 0                                # the first switch measures, then makes room
+    assert train_net(2) == ("copy", 320, 320)
+    assert t._bytes_per_pixel == 4 and list(t._nets) == [(320, 320)]
+    assert events == ["multi-scale copies made", "multi-scale copies dropped",
+                      "multi-scale copies made"]
+    assert train_net(3) is t.net and train_net(4) == ("copy", 320, 320)    # kept: no room
+    assert len(events) == 3
+    need = 352 * 352 * 4 * detector.ROOM_SLACK
+    t._nets[(608, 608)] = ("copy", 608, 608)
+    t._nets.move_to_end((320, 320))
+    free[0] = need                             # exactly what 352's copy needs: nothing goes
+    assert train_net(5) == ("copy", 352, 352)
+    assert list(t._nets) == [(608, 608), (320, 320), (352, 352)] and len(events) == 4
+
+
+def test_multi_scale_on_the_cpu_keeps_every_copy_and_reads_no_gpu_memory():
+    from darknet_py.train.detector import DetectorTrainer
+
+    def no_gpu():
+        raise AssertionError("read the GPU's memory")
+    t, sizes, events = _multi_scale_fake(no_gpu, None, on_gpu=False)
+    t.net.xp = None
+    sizes += [(608, 608), (320, 320), (608, 608)]
+    for k in range(3):
+        DetectorTrainer._train_net(t, k)
+    assert list(t._nets) == [(320, 320), (608, 608)] and t._growing is None
+    assert events == ["multi-scale copies made"] * 2
 
 
 def test_a_classifier_saves_last_at_each_epoch_and_every_savelast_iterations(project):

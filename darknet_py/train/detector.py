@@ -27,8 +27,13 @@ from ..nn.layers.yolo import resize_needs_ab_placement
 from .trainer import Trainer
 
 
-#: multi-scale training on a GPU keeps a network per size while this part of its memory is free
+#: multi-scale training on a GPU keeps a network per size while the memory a new size's copy
+#: will take is free: its input pixels x the most a copy has taken per pixel (measured: the
+#: pool's growth from a copy's making to the next size, over its passes and graph captures;
+#: the largest size trains first, AB's "check if enough memory") x ROOM_SLACK; before any
+#: copy is measured (a run resumed mid-way), this part of the GPU's memory
 GPU_HEADROOM = 0.25
+ROOM_SLACK = 1.25
 
 
 #: AlexeyAB's multi-scale steps (``resize_step``; another value is refused: nn/netoptions.py)
@@ -99,6 +104,8 @@ class DetectorTrainer(Trainer):
         # AB's mixup=1; with mosaic=1 set too, AB's parser makes it a mosaic
         self.mixup = aug.get("mixup", 0) != 0 and not self.mosaic
         self._nets = collections.OrderedDict()      # multi-scale: a network per size
+        self._bytes_per_pixel = 0.0     # the most a size's copy took per input pixel (GPU)
+        self._growing = None            # (size, pool bytes in use) when its copy was made
         # AlexeyAB's letter_box=1: its stretch crop widened to the network's aspect (pj's
         # placement is what runs without the key); mosaic_bound: see detaug.mosaic_of
         self.keep_aspect = aug.get("letter_box") == 1
@@ -153,12 +160,19 @@ class DetectorTrainer(Trainer):
 
     def _train_net(self, k):
         size = self._size_for(k)
+        on_gpu = self.net.device.on_gpu
+        if on_gpu and self._growing is not None and self._growing[0] != size:
+            (w, h), before = self._growing       # the newest copy's passes and captures ran
+            self._growing = None
+            grown = self.net.xp.get_default_memory_pool().used_bytes() - before
+            self._bytes_per_pixel = max(self._bytes_per_pixel, grown / (w * h))
         if size == (self.net.options.width, self.net.options.height):
             return self.net
-        if self.net.device.on_gpu and next(reversed(self._nets), None) != size:
-            self._make_room(size)
         net = self._nets.get(size)
-        if net is None:
+        if net is None:                           # only a new copy takes memory
+            if on_gpu:
+                self._make_room(size)
+                self._growing = (size, self.net.xp.get_default_memory_pool().used_bytes())
             net = self._nets[size] = self.net.resized(*size)
             self._count("multi-scale copies made")
         self._nets.move_to_end(size)              # the least recently used first
@@ -166,16 +180,19 @@ class DetectorTrainer(Trainer):
 
     def _make_room(self, size):
         """Drops the copies of the sizes used least recently (their arrays and graphs; the
-        weights are the network's own) while less than ``GPU_HEADROOM`` of the GPU's memory is
-        free: multi-scale training would otherwise keep every size's arrays and graphs at once.
-        A size met again is rebuilt (its cuDNN plans stay cached), so the blocks CuPy's pool
-        keeps for reuse are given back first: the driver counts them as used."""
+        weights are the network's own) until the memory ``size``'s new copy will take is free
+        (GPU_HEADROOM, ROOM_SLACK): multi-scale training would otherwise keep every size's
+        arrays and graphs at once.  A size met again is rebuilt (its cuDNN plans stay cached),
+        so the blocks CuPy's pool keeps for reuse are given back first: the driver counts them
+        as used."""
         cp = self.net.xp
         pool = cp.get_default_memory_pool()
 
         def enough():
             free, total = cp.cuda.runtime.memGetInfo()
-            return free >= GPU_HEADROOM * total
+            need = self._bytes_per_pixel * size[0] * size[1] * ROOM_SLACK \
+                if self._bytes_per_pixel > 0 else GPU_HEADROOM * total
+            return free >= need
         others = [s for s in self._nets if s != size]
         if not others or enough():
             return
