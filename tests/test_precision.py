@@ -414,7 +414,7 @@ def _grouped_equals_numpy(name, tol, rng):
 @pytest.mark.parametrize("channels", [37, 3, 1])
 @pytest.mark.parametrize("name", ["fp16", "bf16"])
 def test_gpu_tiled_nhwc_casts_equal_the_elementwise_ones(name, channels):
-    """kernels.to_half_nhwc / from_half_nhwc (32x32 tiles through shared memory; a thread a
+    """kernels.to_nhwc / from_nhwc (32x32 tiles through shared memory; a thread a
     pixel below kernels.PIXEL_CAST_CHANNELS) give the elementwise casts' values bit for bit,
     in NHWC memory, for planes that are not multiples of a tile, with the values that round
     specially."""
@@ -427,7 +427,7 @@ def test_gpu_tiled_nhwc_casts_equal_the_elementwise_ones(name, channels):
     dx = cupy.asarray(x)
     for scale in (1.0, 1024.0):
         want = cupy.asnumpy(kernels.to_half(dx, name, scale))
-        h = kernels.to_half_nhwc(dx, name, scale)
+        h = kernels.to_nhwc(dx, name, scale)
         assert h.shape == x.shape and h.transpose(0, 2, 3, 1).flags.c_contiguous
         got = cupy.asnumpy(cupy.ascontiguousarray(h))
         nan = np.isnan(x)                       # a NaN stays one; its payload bits may differ
@@ -452,8 +452,7 @@ def test_gpu_tiled_nhwc_epilogue_equals_the_elementwise_one(name):
     rng = rng_for_test()
     x = rng.standard_normal((3, 37, 5, 13)).astype(np.float32) * 4
     bias = cupy.asarray(rng.standard_normal(37).astype(np.float32))
-    h = kernels.to_nhwc(cupy.asarray(x)) if name == "fp32" else \
-        kernels.to_half_nhwc(cupy.asarray(x), name)         # fp32: tf32's convolutions
+    h = kernels.to_nhwc(cupy.asarray(x), name)      # fp32: tf32's convolutions
     flat = cupy.ascontiguousarray(h)
     assert kernels.is_nhwc(h) and not kernels.is_nhwc(flat)
     for activation in ("leaky", "linear", "logistic", "mish", "swish"):
@@ -480,7 +479,7 @@ def test_gpu_tf32_convolutions_run_nhwc_and_give_nchw_arrays():
     h = kernels.to_nhwc(cupy.asarray(x))
     assert kernels.is_nhwc(h)
     np.testing.assert_array_equal(cupy.asnumpy(h), x)
-    back = kernels.to_nchw(h)
+    back = kernels.from_nhwc(h)
     assert back.flags.c_contiguous
     np.testing.assert_array_equal(cupy.asnumpy(back), x)
     _grouped_equals_numpy("tf32", 2e-3, rng)

@@ -168,9 +168,9 @@ def to_half(x, kind, scale=1.0):
 
 def from_half(h, kind, scale=1.0):
     """A ``kind`` half CuPy array as float32, divided by ``scale``; an (N, C, H, W) view of
-    NHWC memory comes back C-contiguous (from_half_nhwc)."""
+    NHWC memory comes back C-contiguous (from_nhwc)."""
     if is_nhwc(h):
-        return from_half_nhwc(h, kind, scale)
+        return from_nhwc(h, kind, scale)
     src, body = _HALF_OUT[kind]
     return _elementwise(f"dp_from_{kind}", src + ", float32 r", "float32 y", body)(h, 1.0 / scale)
 
@@ -259,9 +259,10 @@ void {name}(const float* __restrict__ x, {dst}* __restrict__ y, long long pixels
 PIXEL_CAST_CHANNELS = 8
 
 
-def _to_nhwc(x, kind, scale):
+def to_nhwc(x, kind="fp32", scale=1.0):
     """A float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` (fp32, fp16, bf16) laid out
-    NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
+    NHWC: an (N, C, H, W) view of (N, H, W, C) memory (tf32's convolutions take fp32; the half
+    ones cast and lay out in one pass)."""
     import cupy
     n, c, h, w = x.shape
     out = cupy.empty((n, h, w, c), dtype=_NHWC_DTYPE[kind])
@@ -277,7 +278,7 @@ def _to_nhwc(x, kind, scale):
     return out.transpose(0, 3, 1, 2)
 
 
-def _from_nhwc(h, kind, scale):
+def from_nhwc(h, kind="fp32", scale=1.0):
     """An (N, C, H, W) view of NHWC ``kind`` memory as a C-contiguous float32 array, divided by
     ``scale``."""
     import cupy
@@ -285,29 +286,6 @@ def _from_nhwc(h, kind, scale):
     out = cupy.empty((n, c, hh, w), dtype=cupy.float32)
     _transpose_cast(h.transpose(0, 2, 3, 1), out, kind, "fp32", hh * w, c, 1.0 / scale)
     return out
-
-
-def to_half_nhwc(x, kind, scale=1.0):
-    """A C-contiguous float32 (N, C, H, W) CuPy array times ``scale`` as ``kind`` half, laid
-    out NHWC: an (N, C, H, W) view of (N, H, W, C) memory."""
-    return _to_nhwc(x, kind, scale)
-
-
-def from_half_nhwc(h, kind, scale=1.0):
-    """An (N, C, H, W) view of NHWC ``kind`` half memory as a C-contiguous float32 array,
-    divided by ``scale``."""
-    return _from_nhwc(h, kind, scale)
-
-
-def to_nhwc(x):
-    """A float32 (N, C, H, W) CuPy array's values laid out NHWC: an (N, C, H, W) view of
-    (N, H, W, C) memory (tf32's convolutions; the half ones cast and lay out in one pass)."""
-    return _to_nhwc(x, "fp32", 1.0)
-
-
-def to_nchw(x):
-    """An (N, C, H, W) view of NHWC float32 memory as a C-contiguous array."""
-    return _from_nhwc(x, "fp32", 1.0)
 
 
 def bias_activate_nhwc(h, kind, activation, shift, keep_input=False):
@@ -479,9 +457,14 @@ class SavedArrays:
         return bool(arrays) and all(isinstance(a, cupy.ndarray) and a.dtype == np.float32
                                     and a.flags.c_contiguous for a in arrays)
 
+    @staticmethod
+    def key_of(arrays):
+        """The device addresses of ``arrays``: equal to ``key`` while they are the saved ones."""
+        return tuple(a.data.ptr for a in arrays)
+
     def __init__(self, arrays):
         import cupy
-        self.key = tuple(a.data.ptr for a in arrays)
+        self.key = self.key_of(arrays)
         self.twins = [cupy.empty_like(a) for a in arrays]
         self._live = cupy.asarray(np.array(self.key, np.uint64))
         self._saved = cupy.asarray(np.array([t.data.ptr for t in self.twins], np.uint64))

@@ -109,7 +109,7 @@ class Precision:
         from . import kernels
         if x.ndim != 4:
             return kernels.to_half(x, self.name, scale)
-        return kernels.to_half_nhwc(x, self.name, scale)
+        return kernels.to_nhwc(x, self.name, scale)
 
     def from_half(self, h, scale=1.0):
         """A half tensor from cuDNN (NHWC in memory) as a C-contiguous float32 (N, C, H, W)
@@ -136,7 +136,7 @@ class LossScale:
         arrays = _buffers(layers)
         from . import kernels
         if arrays and xp_of(arrays[0]) is not np and kernels.SavedArrays.fit(arrays):
-            if self._device is None or self._device.key != _key(arrays):
+            if self._device is None or self._device.key != kernels.SavedArrays.key_of(arrays):
                 self._device = kernels.SavedArrays(arrays)
             self._device.save()
             self._saved = None
@@ -150,7 +150,7 @@ class LossScale:
         skips the update.  Reads one flag from the device."""
         arrays = _buffers(layers)
         device = self._device
-        if device is not None and device.key != _key(arrays):
+        if device is not None and device.key != device.key_of(arrays):
             device = None       # not the arrays saved (replaced since): the host's check
         if device is not None:
             bad = device.nonfinite()
@@ -178,11 +178,6 @@ class LossScale:
 
 def _buffers(layers):
     return [array for layer in layers for array in layer.update_buffers().values()]
-
-
-def _key(arrays):
-    """The device addresses of ``arrays`` (kernels.SavedArrays.key)."""
-    return tuple(a.data.ptr for a in arrays)
 
 
 FP32 = Precision("fp32")
@@ -213,7 +208,7 @@ def convolve(mp, cudnn_call, numpy_call, operands, scaled=None, keep_half=False)
         if out is None:
             return numpy_call(*operands)
         from . import kernels
-        return out if keep_half or not kernels.is_nhwc(out) else kernels.to_nchw(out)
+        return out if keep_half or not kernels.is_nhwc(out) else kernels.from_nhwc(out)
     s = mp.loss_scale if scaled is not None else 1.0
     if cudnn_call is not None:
         out = cudnn_call(*(mp.to_half(a, s if i == scaled else 1.0)
