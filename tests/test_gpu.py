@@ -208,6 +208,47 @@ def test_batchnorm_plans_read_back_from_the_disk_cache_compute_the_same(tmp_path
         assert np.array_equal(a, b)
 
 
+def test_convolution_plans_are_timed_once_and_their_choice_read_back(tmp_path, monkeypatch):
+    """A convolution's plan is the fastest of cuDNN's candidates on its first call; the choice
+    goes to the disk cache and a new process (a new CudnnOps here) rebuilds it without timing:
+    bit for bit the same outputs where a deterministic engine won, and within fp32 rounding
+    of the heuristic choice's (the plan used without a cache) in any case."""
+    import cupy
+    from darknet_py.nn import cudnn as dn
+    rng = rng_for_test()
+    x = cupy.asarray(rng.standard_normal((8, 24, 20, 20)), dtype=cupy.float32)
+    w = cupy.asarray(rng.standard_normal((32, 24, 3, 3)), dtype=cupy.float32)
+    dy = cupy.asarray(rng.standard_normal((8, 32, 20, 20)), dtype=cupy.float32)
+
+    def run(ops):
+        return [to_numpy(a) for a in (ops.conv_forward(x, w, 1, 1, 1),
+                                      ops.conv_backward_data(dy, w, x.shape, 1, 1, 1),
+                                      ops.conv_backward_filter(x, dy, w.shape, 1, 1, 1))]
+
+    monkeypatch.setenv("DARKNET_PY_CACHE", "off")
+    heuristic = run(dn.CudnnOps())
+    monkeypatch.setenv("DARKNET_PY_CACHE", str(tmp_path))
+    ops = dn.CudnnOps()
+    timed = []
+    monkeypatch.setattr(ops, "_time", lambda plan, pointers, t=ops._time: timed.append(1) or
+                        t(plan, pointers))
+    tuned = run(ops)
+    assert len(timed) > 3                       # the heuristic choice and the others, each op
+    choice = {p.name.split("-")[0]: p.read_text().split()
+              for p in (tmp_path / "cudnn-plans").iterdir()}
+    assert sorted(choice) == ["dgrad", "fprop", "wgrad"]
+    for words in choice.values():
+        assert words == ["heuristic"] or (len(words) == 2 and words[0].isdigit()), words
+    again = dn.CudnnOps()
+    monkeypatch.setattr(again, "_time", lambda *a: pytest.fail("timed again"))
+    for op, a, b, c in zip(("fprop", "dgrad", "wgrad"), tuned, run(again), heuristic):
+        assert rel(a, c) < TOL, op
+        if choice[op] == ["heuristic"]:
+            assert rel(b, a) < TOL, op
+        else:
+            assert np.array_equal(b, a), op
+
+
 def _counting(make):
     """``cudnn.pygraph`` counting the graphs made (a graph read back is made without types)."""
     def wrapper(*args, **kw):

@@ -20,6 +20,15 @@ H200 (a convolution plan ~5 ms), which multi-scale training (``random=1``, a new
 disables it) and read back in ~20 ms, keyed by everything the plan depends on: the op and its
 shapes and scalars, cuDNN's version and the GPU.
 
+A convolution's plan is chosen by timing, as PyTorch's ``cudnn.benchmark`` does, because
+cuDNN's heuristic choice can be far from its fastest engine (yolov3-tiny's 384->256 3x3
+convolution at 26x26, b64, fp32 on an H200: 2.81 ms against 0.89).  The candidates are the
+heuristic choice and every plan left once NONDETERMINISTIC engines are removed too (those
+accumulate with atomics: two runs would differ), each timed on the call's own operands; the
+choice is kept in the same cache (a plan index and its engine's name, rebuilt in ~5 ms), so a
+machine times each shape once.  Without a cache (``DARKNET_PY_CACHE=off``), or while a CUDA
+graph is being captured (no timing may happen then), the heuristic choice serves.
+
 Batch norm as Darknet calls cuDNN (epsilon and exponential average factor come from
 ``layers/batchnorm.py``, the one place they are defined), running variance fed with the unbiased batch variance, normalisation with the biased one; the backward returns
 dscale and dbias, which the caller *adds* to ``scale_updates``/``bias_updates`` -- cuDNN never
@@ -59,6 +68,10 @@ _UIDS = {name: uid for uid, name in enumerate(
     "x w y dy dx dw s b rm rv m iv nrm nrv ds db".split(), start=1)}
 #: the plans worth keeping on disk (runtime-compiled: reading back is ~7x faster than building)
 _KEPT = ("bn_fwd", "bn_bwd", "bn_inf")
+#: the plans chosen by timing (the choice kept on disk)
+_TUNED = ("fprop", "dgrad", "wgrad")
+#: timed runs of each candidate plan (after one untimed run); the fastest run counts
+TUNE_RUNS = 3
 #: cuDNN's data type of a convolution's tensors, by precision (nn/precision.py)
 _IO_TYPE = {"fp32": "FLOAT", "tf32": "FLOAT", "fp16": "HALF", "bf16": "BFLOAT16"}
 #: their memory layout, (training, inference), by measurement on an H200: the half tensor-core
@@ -114,10 +127,15 @@ _TORCH_NORM_MODULES = ("cudnn.norm.fprop.engine", "cudnn.norm.bprop.engine",
 
 
 class _Plan:
-    __slots__ = ("graph", "workspace")
+    """A graph ready to run: its built plan (``index`` None) or the plan at ``index``."""
+    __slots__ = ("graph", "workspace", "index")
 
-    def __init__(self, graph, workspace):
-        self.graph, self.workspace = graph, workspace
+    def __init__(self, graph, workspace, index=None):
+        self.graph, self.workspace, self.index = graph, workspace, index
+
+    @classmethod
+    def at(cls, graph, index):
+        return cls(graph, graph.get_workspace_size_plan_at_index(index), index)
 
 
 class CudnnOps:
@@ -168,7 +186,7 @@ class CudnnOps:
 
     def _plan_file(self, key):
         where = plan_cache_dir()
-        if where is None or key[0] not in _KEPT:
+        if where is None or key[0] not in _KEPT + _TUNED:
             return None
         if self._device_tag is None:
             props = self.cp.cuda.runtime.getDeviceProperties(self.cp.cuda.Device().id)
@@ -177,41 +195,67 @@ class CudnnOps:
         digest = hashlib.sha256(repr((self._device_tag, key)).encode()).hexdigest()[:32]
         return where / f"{key[0]}-{digest}.plan"
 
-    def _load(self, path):
-        """A plan read back from ``path``, or None (absent, or unreadable: rebuilt and rewritten)."""
+    def _graph(self, build, io, notes):
+        """A graph from ``build`` with its candidate plans, ``notes`` (numerical notes)
+        removed; raises when cuDNN has no engine left."""
+        cudnn = self.cudnn
+        g = cudnn.pygraph(io_data_type=getattr(cudnn.data_type, io),
+                          intermediate_data_type=self.F, compute_data_type=self.F,
+                          handle=self.handle)
+        build(g)
+        g.validate()
+        g.build_operation_graph()
+        g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+        if notes:
+            g.deselect_numeric_notes(notes)
+        g.check_support()
+        return g
+
+    def _notes(self, exact, deterministic=False):
+        note = self.cudnn.numerical_note
+        notes = [note.TENSOR_CORE, note.DOWN_CONVERT_INPUTS] if exact else []
+        return notes + [note.NONDETERMINISTIC] if deterministic else notes
+
+    def _heuristic(self, build, io, exact):
+        g = self._graph(build, io, self._notes(exact))
+        g.build_plans()
+        return _Plan(g, g.get_workspace_size())
+
+    def _load(self, path, build, io, exact):
+        """A plan read back from ``path``, or None (absent, unreadable or of another engine:
+        built or timed again and rewritten)."""
         try:
             data = path.read_bytes()
+            if path.name.split("-")[0] in _TUNED:       # "heuristic", or "index engine-name"
+                words = data.decode().split()
+                if words == ["heuristic"]:
+                    return self._heuristic(build, io, exact)
+                index, name = int(words[0]), words[1]
+                g = self._graph(build, io, self._notes(exact, deterministic=True))
+                g.build_plan_at_index(index)
+                return _Plan.at(g, index) if g.get_plan_name_at_index(index) == name else None
             g = self.cudnn.pygraph(handle=self.handle)
             g.deserialize(data)
             return _Plan(g, g.get_workspace_size())
         except Exception:
             return None
 
-    def _plan(self, key, build, what, io="FLOAT", exact=True):
+    def _plan(self, key, build, what, io="FLOAT", exact=True, pointers=None):
         """The cached plan for ``key``; built on first use (or read back from the disk cache);
-        None when cuDNN has no engine."""
+        None when cuDNN has no engine.  ``pointers`` (a convolution's operands, by name): the
+        plan is the fastest on them of the candidates (module docstring)."""
         if key in self._plans:
             return self._plans[key]
         path = self._plan_file(key)
         if path is not None and path.exists():
-            plan = self._load(path)
+            plan = self._load(path, build, io, exact)
             if plan is not None:
                 self._plans[key] = plan
                 return plan
-        cudnn = self.cudnn
-        g = cudnn.pygraph(io_data_type=getattr(cudnn.data_type, io),
-                          intermediate_data_type=self.F, compute_data_type=self.F,
-                          handle=self.handle)
-        build(g)
+        tune = pointers is not None and path is not None and not self._capturing()
         try:
-            g.validate()
-            g.build_operation_graph()
-            g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-            if exact:
-                g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE,
-                                          cudnn.numerical_note.DOWN_CONVERT_INPUTS])
-            g.check_support()
-            g.build_plans()
+            plan, kept = self._tune(build, io, exact, pointers) if tune else \
+                (self._heuristic(build, io, exact), None)
         except Exception as e:
             plan = None
             if what not in self._warned:
@@ -219,11 +263,11 @@ class CudnnOps:
                 warnings.warn(f"cuDNN has no engine for {what} ({str(e).splitlines()[0]}); "
                               "using the CuPy kernel for it", RuntimeWarning, stacklevel=3)
         else:
-            plan = _Plan(g, g.get_workspace_size())
-            if path is not None:
+            if path is not None and (kept is not None or key[0] in _KEPT):
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write(path, [bytes(g.serialize())])
+                    atomic_write(path, [kept if kept is not None
+                                        else bytes(plan.graph.serialize())])
                 except (OSError, RuntimeError) as e:     # a read-only home: build each time
                     warnings.warn(f"cannot keep cuDNN plans in {path.parent} ({e}); set "
                                   "DARKNET_PY_CACHE to a writable folder", RuntimeWarning,
@@ -231,13 +275,65 @@ class CudnnOps:
         self._plans[key] = plan
         return plan
 
-    def _execute(self, plan, pointers, what):
+    def _capturing(self):
+        """Whether the current stream is capturing a CUDA graph (then nothing may wait)."""
+        try:
+            return self.cp.cuda.get_current_stream().is_capturing()
+        except Exception:       # asked of the legacy stream while another one captures
+            return True
+
+    def _tune(self, build, io, exact, pointers):
+        """The fastest of the heuristic choice and the deterministic plans, run on
+        ``pointers``; returns it and what the disk cache keeps of the choice (bytes)."""
+        best = self._heuristic(build, io, exact)
+        fastest, kept = self._time(best, pointers), b"heuristic\n"
+        try:
+            g = self._graph(build, io, self._notes(exact, deterministic=True))
+            g.build_plans(self.cudnn.build_plan_policy.ALL)
+        except Exception:               # no deterministic engine: the heuristic choice
+            return best, kept
+        for index in range(g.get_execution_plan_count()):
+            try:
+                plan = _Plan.at(g, index)
+                ms = self._time(plan, pointers)
+            except Exception:           # not built (unsupported), or its workspace too big
+                continue
+            if ms < fastest:
+                fastest, kept = ms, f"{index} {g.get_plan_name_at_index(index)}\n".encode()
+        if kept.startswith(b"heuristic"):
+            return best, kept
+        index = int(kept.split()[0])
+        g = self._graph(build, io, self._notes(exact, deterministic=True))
+        g.build_plan_at_index(index)    # alone: the others' built plans are let go
+        return _Plan.at(g, index), kept
+
+    def _time(self, plan, pointers):
+        """The fastest of TUNE_RUNS runs of ``plan`` (ms), after one untimed run."""
+        cp = self.cp
+        workspace = cp.empty(max(1, plan.workspace), dtype=cp.uint8)
+        times = []
+        for i in range(TUNE_RUNS + 1):
+            start, end = cp.cuda.Event(), cp.cuda.Event()
+            start.record()
+            self._run(plan, pointers, workspace)
+            end.record()
+            end.synchronize()
+            times.append(cp.cuda.get_elapsed_time(start, end))
+        return min(times[1:])
+
+    def _run(self, plan, pointers, workspace):
         self._bind_stream()
+        pack = {_UIDS[name]: ptr for name, ptr in pointers.items()}
+        if plan.index is None:
+            plan.graph.execute(pack, workspace, handle=self.handle)
+        else:
+            plan.graph.execute_plan_at_index(pack, workspace, plan.index, handle=self.handle)
+
+    def _execute(self, plan, pointers, what):
         if plan.workspace > self._workspace.size:
             self._workspace = self.cp.empty(plan.workspace, dtype=self.cp.uint8)
-        pack = {_UIDS[name]: ptr for name, ptr in pointers.items()}
         try:
-            plan.graph.execute(pack, self._workspace, handle=self.handle)
+            self._run(plan, pointers, self._workspace)
         except Exception as e:
             raise DarknetError(f"cuDNN failed in {what}: {str(e).splitlines()[0]}") from None
 
@@ -292,9 +388,6 @@ class CudnnOps:
             Y.set_data_type(getattr(self.cudnn.data_type, io))
             return A, B, Y
 
-        plan = self._plan(key, build, what, io=io, exact=math == "fp32")
-        if plan is None:
-            return None
         cp = self.cp
         first, second = _laid_out(cp, first, layout), _laid_out(cp, second, layout)
         if layout == "nhwc":
@@ -302,8 +395,11 @@ class CudnnOps:
             result = cp.empty((n, h, w, c), dtype=first.dtype).transpose(0, 3, 1, 2)
         else:
             result = cp.empty(out_shape, dtype=first.dtype)
-        self._execute(plan, {a: first.data.ptr, b: second.data.ptr, out: result.data.ptr},
-                      what)
+        pointers = {a: first.data.ptr, b: second.data.ptr, out: result.data.ptr}
+        plan = self._plan(key, build, what, io=io, exact=math == "fp32", pointers=pointers)
+        if plan is None:
+            return None
+        self._execute(plan, pointers, what)
         return result
 
     # -- batch normalization (SPATIAL) -----------------------------------------------------
