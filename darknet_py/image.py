@@ -18,7 +18,9 @@ import contextlib
 import math
 import os
 import re
+import struct
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -69,6 +71,20 @@ def open_image(path):
         raise DarknetError(what, str(path)) from None
     except OSError as e:            # e.g. "image file is truncated" while decoding
         raise DarknetError(f"cannot read image: {e.strerror or e}", str(path)) from None
+    except (ValueError, EOFError, SyntaxError, struct.error) as e:
+        if not _raised_in_pillow(e):
+            raise
+        # a decoder's own error: a raw PPM/PGM shorter than its header says is mapped as a
+        # buffer ("buffer is not large enough")
+        raise DarknetError(f"cannot read image (truncated or corrupt): {e}", str(path)) from None
+
+
+def _raised_in_pillow(e):
+    """Whether ``e`` was raised in Pillow's code (not in the caller's, inside open_image)."""
+    tb = e.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "PIL" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def _size_of(path):

@@ -16,13 +16,22 @@ def files(tmp_path):
     truncated.write_bytes(good.read_bytes()[:60])
     text = tmp_path / "text.jpg"
     text.write_text("not an image")
-    return {"good": good, "truncated": truncated, "text": text, "missing": tmp_path / "no.png"}
+    raw = {}
+    for mode, ext in (("RGB", "ppm"), ("L", "pgm")):    # a grey one Pillow maps as a buffer
+        whole = tmp_path / f"good.{ext}"
+        Image.new(mode, (40, 30), 7).save(whole)
+        raw[ext] = tmp_path / f"truncated.{ext}"
+        raw[ext].write_bytes(whole.read_bytes()[:-100])
+    return {"good": good, "truncated": truncated, "text": text, "missing": tmp_path / "no.png",
+            "truncated_ppm": raw["ppm"], "truncated_pgm": raw["pgm"]}
 
 
 @pytest.mark.parametrize("kind,message", [
     ("missing", "image file does not exist"),
     ("text", "not an image file Pillow can read"),
     ("truncated", "cannot read image: "),
+    ("truncated_ppm", "cannot read image: image file is truncated"),
+    ("truncated_pgm", "cannot read image (truncated or corrupt): "),
 ])
 @pytest.mark.parametrize("reader", [lambda p: load_image(p, (3, 8, 8)), load_image_color],
                          ids=["classifier", "detector"])
@@ -31,6 +40,12 @@ def test_a_bad_image_is_one_error_naming_the_file(files, kind, message, reader):
         reader(files[kind])
     assert str(e.value).startswith(f"{files[kind]}: error: {message}")
     assert "\n" not in str(e.value)
+
+
+def test_an_error_of_the_callers_own_inside_open_image_is_not_blamed_on_the_file(files):
+    with pytest.raises(ValueError, match="the caller's"):
+        with open_image(files["good"]):
+            raise ValueError("the caller's")
 
 
 def test_a_good_image_opens(files):
