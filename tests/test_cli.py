@@ -141,6 +141,16 @@ def test_partial_keeps_the_first_n_layers_and_reset_clears_seen(tmp_path):
     loaded = Network.from_cfg(os.path.join(ROOT, "cfg/mnist.cfg"), warn=False)
     assert loaded.load_weights(tmp_path / "p.weights", partial=True) == 2
     np.testing.assert_array_equal(loaded.layers[0].weights, net.layers[0].weights)
+    # a cfg with another head takes the file's first layers; all of them would not fit it
+    other = tmp_path / "other.cfg"
+    other.write_text(open(os.path.join(ROOT, "cfg/mnist.cfg")).read().replace(
+        "output=10", "output=7"))
+    r = run("partial", str(other), str(full), str(tmp_path / "o.weights"), "2")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o.weights").read_bytes()[20:] == data[20:]
+    r = run("partial", str(other), str(full), str(tmp_path / "o.weights"), "100")
+    assert r.returncode == 2 and "does not match the cfg" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args", [("classify", "cfg/mnist.cfg", "x.weights", "x.png",

@@ -110,6 +110,28 @@ def test_partial_load_counts_the_layers_filled(tmp_path):
     np.testing.assert_array_equal(net.layers[3].weights, before)
 
 
+def test_a_partial_load_refuses_a_file_of_another_cfg(tmp_path):
+    """A backbone ends between two layers' records; a file that ends inside one, or has floats
+    left over once every layer is filled, was written for another cfg: partial or not, an
+    error, nothing read into the wrong arrays unnoticed.  Cut off before the layers that
+    differ, its first layers load."""
+    path = tmp_path / "a.weights"
+    randomized().save_weights(path, cutoff=2)
+    path.write_bytes(path.read_bytes()[:-4 * 3])           # inside layer 1's record
+    with pytest.raises(WeightsError, match=r"file ends in layer 1 \(convolutional\): it needs "
+                                           r"8 more floats but only 5 are left; the file does "
+                                           r"not match the cfg$"):
+        build(CFG).load_weights(path, partial=True)
+    other = tmp_path / "other.weights"                     # the same net with 5 outputs last
+    ref = build(CFG.replace("output=3", "output=5"), seed=3)
+    ref.save_weights(other)
+    with pytest.raises(WeightsError, match="the file does not match the cfg"):
+        build(CFG).load_weights(other, partial=True)
+    net = build(CFG, seed=9)
+    assert net.load_weights(other, partial=True, cutoff=3) == 3
+    np.testing.assert_array_equal(net.layers[2].weights, ref.layers[2].weights)
+
+
 def test_too_long_file_is_an_error(tmp_path):
     path = tmp_path / "a.weights"
     randomized().save_weights(path)

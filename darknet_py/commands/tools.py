@@ -17,13 +17,13 @@ from ..nn.weights import WeightsWarning, nonfinite_summary
 from .common import at_least, device, device_flags, positionals
 
 
-def _loaded(args, partial=False):
+def _loaded(args, partial=False, cutoff=None):
     """The network of ``args.cfg`` at batch 1 on the CPU, with ``args.weights`` loaded
     (without load_weights' NaN warning: ``_save`` refuses such weights in one line)."""
     net = Network.from_cfg(args.cfg, batch=1, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WeightsWarning)
-        net.load_weights(args.weights, partial=partial)
+        net.load_weights(args.weights, partial=partial, cutoff=cutoff)
     return net
 
 
@@ -55,8 +55,9 @@ def cmd_fuse(args):
 
 
 def cmd_partial(args):
-    """Darknet's partial: the first N layers' weights, seen reset (a *.conv.N backbone)."""
-    net = _loaded(args, partial=True)
+    """Darknet's partial: the first N layers' weights, seen reset (a *.conv.N backbone); the
+    layers after them are not read (a cfg with other heads may take a file's backbone)."""
+    net = _loaded(args, partial=True, cutoff=args.n)
     net.seen = 0
     _save(net, args, args.out, cutoff=args.n)
     print(f"Saved the first {min(args.n, len(net.layers))} layers of {args.weights} to {args.out}")

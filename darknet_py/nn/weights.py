@@ -102,8 +102,10 @@ def read_weights_into(net, path, partial, cutoff):
     each layer's ``weight_record()`` (without its batch norm's with ``dontloadscales``, none
     with ``dontload``); sets ``seen``, ``t``, ``version`` and ``nonfinite`` (the arrays that
     came with NaN/inf: (layer index, type, array, count)).  Returns the layers filled.  A file
-    that ends early is an error naming the layer unless ``partial`` (a *.conv.N backbone); one
-    with floats left over is an error unless partial or cut off."""
+    that ends early is an error naming the layer unless ``partial`` (a *.conv.N backbone), and
+    then only where it ends between two layers' records: one that ends inside a record, or
+    that has floats left over once every layer is filled, was written for another cfg (its
+    records would land in the wrong arrays), partial or not."""
     path = str(path)
     header, payload = read_weights_file(path)
     if header.seen_is_64bit:
@@ -112,7 +114,8 @@ def read_weights_into(net, path, partial, cutoff):
     net.t = net.seen // (net.batch * net.subdivisions)
     pos = filled = 0
     net.nonfinite = []
-    for layer in net.layers if cutoff is None else net.layers[:cutoff]:
+    layers = net.layers if cutoff is None else net.layers[:cutoff]
+    for layer in layers:
         if layer.dontload:
             continue
         names = layer.weight_record()
@@ -123,12 +126,13 @@ def read_weights_into(net, path, partial, cutoff):
             filled += 1
             continue
         if pos + need > payload.size:
-            if partial:
+            if partial and pos == payload.size:     # a backbone ends between two layers
                 break
             raise WeightsError(
                 f"file ends in layer {layer.index} ({layer.type}): it needs {need} more "
                 f"floats but only {payload.size - pos} are left; the file does not match "
-                "the cfg (use a partial load for a *.conv.N backbone)", path)
+                "the cfg" + ("" if partial else
+                             " (use a partial load for a *.conv.N backbone)"), path)
         for name in names:
             target = getattr(layer, name)
             values = _orient(layer, name, payload[pos:pos + target.size], header.transpose)
@@ -139,10 +143,11 @@ def read_weights_into(net, path, partial, cutoff):
             setattr(layer, name, net.xp.asarray(values.reshape(target.shape),
                                                 dtype=net.dtype).copy())
         filled += 1
-    if pos < payload.size and not partial and cutoff is None:
+    if pos < payload.size and len(layers) == len(net.layers) and filled == len(layers):
         raise WeightsError(f"file has {payload.size - pos} floats more than the cfg's "
-                           f"{len(net.layers)} layers use; the file does not match the cfg",
-                           path)
+                           f"{len(net.layers)} layers use; the file does not match the cfg"
+                           + (" (its first layers: `darknet_py partial CFG WEIGHTS OUT N`)"
+                              if partial else ""), path)
     return filled
 
 
