@@ -167,7 +167,7 @@ def test_a_broken_line_inside_the_log_names_its_line(project):
         trainer(project, resume=True, max_batches=6, seed=None)
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut", b"not a zip file"])
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut", b"not a zip file", b"garbage\n"])
 def test_a_broken_state_file_is_refused_with_what_to_do(project, content):
     assert trainer(project, max_batches=3).run() == 0
     backup = project / "backup"
@@ -178,6 +178,8 @@ def test_a_broken_state_file_is_refused_with_what_to_do(project, content):
                 "--device", "cpu", "--resume", "--max-batches", "5")
     assert_one_line_error(r, f"{state}: error: --resume: the state file is broken",
                           "remove it to resume from the weights alone")
+    if content and not content.startswith(b"PK"):         # not NumPy's word about pickles
+        assert "not a .npz archive" in r.stderr
     assert files_of(backup) == before
 
 

@@ -120,6 +120,11 @@ def read_state(path):
     """(meta, {key: array}) of a state file; a file that cannot be read whole (empty, cut by a
     full disk, not a state file) is a one-line error saying what to do."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":            # numpy would read another file as a pickle
+            raise ValueError("an empty file" if not magic else
+                             "not a .npz archive, as darknet_py writes its state files")
         with np.load(path, allow_pickle=False) as saved:
             arrays = {key: saved[key] for key in saved.files}
         meta = json.loads(str(arrays.pop("meta")))
