@@ -132,6 +132,17 @@ def test_a_partial_load_refuses_a_file_of_another_cfg(tmp_path):
     np.testing.assert_array_equal(net.layers[2].weights, ref.layers[2].weights)
 
 
+def test_a_file_with_a_record_for_a_dontload_layer_is_too_long(tmp_path):
+    """AlexeyAB's dontload: the layer has no record in the file (ab:src/parser.c
+    load_weights_upto skips it), so a file that has one has floats left over."""
+    path = tmp_path / "a.weights"
+    randomized().save_weights(path)
+    skipping = CFG.replace("output=3\n", "output=3\ndontload=1\n")
+    with pytest.raises(WeightsError, match=f"{SIZES[3]} floats more than the cfg's 4 layers"):
+        build(skipping).load_weights(path)
+    assert build(skipping).load_weights(path, cutoff=3) == 3
+
+
 def test_too_long_file_is_an_error(tmp_path):
     path = tmp_path / "a.weights"
     randomized().save_weights(path)

@@ -127,7 +127,7 @@ def read_weights_into(net, path, partial, cutoff):
             continue
         if pos + need > payload.size:
             if partial and pos == payload.size:     # a backbone ends between two layers
-                break
+                return filled
             raise WeightsError(
                 f"file ends in layer {layer.index} ({layer.type}): it needs {need} more "
                 f"floats but only {payload.size - pos} are left; the file does not match "
@@ -143,7 +143,7 @@ def read_weights_into(net, path, partial, cutoff):
             setattr(layer, name, net.xp.asarray(values.reshape(target.shape),
                                                 dtype=net.dtype).copy())
         filled += 1
-    if pos < payload.size and len(layers) == len(net.layers) and filled == len(layers):
+    if pos < payload.size and len(layers) == len(net.layers):
         raise WeightsError(f"file has {payload.size - pos} floats more than the cfg's "
                            f"{len(net.layers)} layers use; the file does not match the cfg"
                            + (" (its first layers: `darknet_py partial CFG WEIGHTS OUT N`)"
