@@ -468,6 +468,38 @@ def test_gpu_tiled_nhwc_epilogue_equals_the_elementwise_one(name):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint16"])
+def test_gpu_plane_epilogue_equals_the_elementwise_one(dtype, monkeypatch):
+    """normalize_activate over C-contiguous NCHW planes (a block per image channel,
+    kernels._PLANES) gives the elementwise kernel's values bit for bit, for every combination
+    of mean, scale and shift, with and without the pre-activation kept, from float32 and half
+    inputs (float16, bfloat16 bits), planes not a multiple of a block."""
+    import cupy
+    from darknet_py.nn import kernels
+    rng = rng_for_test()
+    x = rng.standard_normal((3, 5, 19, 23)).astype(np.float32) * 3
+    dx = cupy.asarray(x)
+    if dtype != "float32":
+        dx = kernels.to_half(dx, "fp16" if dtype == "float16" else "bf16")
+    m, s, b = (cupy.asarray(rng.uniform(lo, hi, 5).astype(np.float32))
+               for lo, hi in ((-1, 1), (0.5, 2), (-1, 1)))
+    for activation in ("leaky", "linear", "logistic", "mish", "swish"):
+        for parts in ((None, None, b), (m, s, b), (m, s, None), (None, s, None)):
+            keep = activation in ("mish", "swish")
+            y, a = kernels.normalize_activate(dx, activation, *parts, keep_input=keep)
+            with monkeypatch.context() as patch:
+                patch.setattr(kernels, "PLANE_MIN", 10 ** 9)       # the elementwise kernel
+                want_y, want_a = kernels.normalize_activate(dx, activation, *parts,
+                                                            keep_input=keep)
+            assert y.flags.c_contiguous and y.dtype == np.float32
+            np.testing.assert_array_equal(cupy.asnumpy(y), cupy.asnumpy(want_y),
+                                          err_msg=activation)
+            assert (a is None) == (not keep)
+            if keep:
+                np.testing.assert_array_equal(cupy.asnumpy(a), cupy.asnumpy(want_a))
+
+
+@pytest.mark.gpu
 def test_gpu_tf32_convolutions_run_nhwc_and_give_nchw_arrays():
     """tf32's operands go to cuDNN laid out NHWC (kernels.to_nhwc, the same values) and what
     comes back is C-contiguous NCHW float32: grouped, strided and dilated convolutions stay
