@@ -15,28 +15,29 @@ extern "C" __global__
 void maxpool_forward(const float* x, float* y, int* idx, int c, int h, int w, int oh, int ow,
                      int size, int stride, int off, int stride_y)
 {
-    // block (plane, chunk): a plane is one image's channel (b * c + channel); 32-bit index
-    // arithmetic within it (a thread's 64-bit divisions would cost more than its reads)
+    // block (plane, chunk): a plane is one image's channel (b * c + channel), indexed within
+    // in 32 bits (no 64-bit division per output)
     long long plane = blockIdx.x;
-    int p = blockIdx.y * blockDim.x + threadIdx.x;
-    if (p >= oh * ow) return;
-    int i = p / ow, j = p - (p / ow) * ow;
     const float* xp = x + plane * h * w;
-    float best = __int_as_float(0xff800000);   // -inf (NVRTC has no math.h)
-    int best_at = -1;
-    for (int ky = 0; ky < size; ++ky) {
-        int yy = i * stride_y - off + ky;
-        for (int kx = 0; kx < size; ++kx) {
-            int xx = j * stride - off + kx;
-            if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
-                float v = xp[yy * w + xx];
-                if (best_at < 0 || v > best) { best = v; best_at = yy * w + xx; }
+    for (int p = blockIdx.y * blockDim.x + threadIdx.x; p < oh * ow;
+         p += gridDim.y * blockDim.x) {
+        int i = p / ow, j = p - (p / ow) * ow;
+        float best = __int_as_float(0xff800000);   // -inf (NVRTC has no math.h)
+        int best_at = -1;
+        for (int ky = 0; ky < size; ++ky) {
+            int yy = i * stride_y - off + ky;
+            for (int kx = 0; kx < size; ++kx) {
+                int xx = j * stride - off + kx;
+                if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
+                    float v = xp[yy * w + xx];
+                    if (best_at < 0 || v > best) { best = v; best_at = yy * w + xx; }
+                }
             }
         }
+        long long id = plane * oh * ow + p;
+        y[id] = best;
+        if (idx) idx[id] = best_at < 0 ? -1 : (int)(plane * h * w + best_at);
     }
-    long long id = plane * oh * ow + p;
-    y[id] = best;
-    if (idx) idx[id] = best_at < 0 ? -1 : (int)(plane * h * w + best_at);
 }
 """
 
@@ -65,9 +66,10 @@ def _grid(n, block=256):
 
 def _plane_grid(planes, per_plane):
     """(grid, block) of a kernel with a block per (plane, chunk of ``per_plane`` values): the
-    planes along x (up to 2^31 - 1 blocks, where y stops at 65,535), each value one thread."""
+    planes along x (up to 2^31 - 1 blocks, where y stops at 65,535), a thread a value (the
+    kernels loop where a plane has more than 65,535 blocks' worth)."""
     block = min(256, (per_plane + 31) // 32 * 32)
-    return (planes, (per_plane + block - 1) // block), (block,)
+    return (planes, min((per_plane + block - 1) // block, 65535)), (block,)
 
 
 def maxpool_forward(x, layer, keep_indexes=True):
@@ -336,13 +338,13 @@ void {name}(const {src}* __restrict__ x, const float* __restrict__ m,
 {{
     long long at = (long long)blockIdx.x * hw;
     int ch = (int)(blockIdx.x % c);
-    int k = blockIdx.y * blockDim.x + threadIdx.x;
-    if (k >= hw) return;
-    float f;
-    {{ {src} v = x[at + k]; {load} }}
-    float v = {pre};
-    {keep}
-    y[at + k] = {act};
+    for (int k = blockIdx.y * blockDim.x + threadIdx.x; k < hw; k += gridDim.y * blockDim.x) {{
+        float f;
+        {{ {src} v = x[at + k]; {load} }}
+        float v = {pre};
+        {keep}
+        y[at + k] = {act};
+    }}
 }}
 """
 #: the dtypes _PLANES reads, as _T_TYPE's kinds
