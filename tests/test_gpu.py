@@ -151,11 +151,13 @@ def test_gpu_batchnorm_inference_uses_rolling_statistics(body):
     assert rel(gpu.forward(x), cpu.forward(x)) < TOL
 
 
-def test_cudnn_runs_alexeyabs_dilation_and_stride_x_y():
+def test_cudnn_runs_alexeyabs_dilation_and_stride_x_y(monkeypatch):
     """AlexeyAB's dilated / asymmetric-stride convs go through cuDNN's graph, not im2col."""
     from darknet_py.nn.cudnn import get_ops
     # a plan's key: (op, input shapes, output shape, (stride_y, stride_x), pad, dilation, math,
     # layout)
+    from darknet_py.nn.layers import convkernel
+    monkeypatch.setattr(convkernel, "fits", lambda *a: False)   # few channels: one kernel
     for case, want in (("conv_dilation_bn", ((1, 1), 2, 2, "fp32", "nchw")),
                        ("conv_stride_x_y", ((1, 2), 1, 1, "fp32", "nchw"))):
         _, gpu = pair(CASES[case])
@@ -309,6 +311,63 @@ def test_gpu_maxpool_kernel_matches_numpy_on_odd_sizes(size, stride, width):
     out_gpu = gpu.forward(x, train=False)
     assert rel(out_gpu, cpu.forward(x, train=False)) < TOL
     assert gpu.layers[0].gpu_indexes is None
+
+
+IMAGE_LAYERS = {
+    "yolo_first": (3, 20, "filters=16\nsize=3\nstride=1\npad=1\nbatch_normalize=1\n"
+                          "activation=leaky\n"),
+    "gray_5x5_stride2": (1, 13, "filters=32\nsize=5\nstride=2\npad=1\nactivation=relu\n"),
+    "odd_filters_no_pad": (3, 11, "filters=5\nsize=3\nstride=1\npadding=0\n"
+                                  "activation=logistic\n"),
+    "stride_x_y_mish": (2, 9, "filters=7\nsize=3\nstride_x=2\nstride_y=1\npad=1\n"
+                              "activation=mish\n"),
+    "one_by_one": (4, 6, "filters=8\nsize=1\nstride=1\nactivation=linear\n"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGE_LAYERS))
+def test_gpu_image_layer_kernel_equals_numpy_and_cudnn(case, monkeypatch):
+    """A convolution with few input channels runs as one kernel (layers/convkernel.py), batch
+    norm folded for inference: its output equals the NumPy engine's and the cuDNN path's
+    (convolution + epilogue) within float rounding, for strides, padding, sizes, filter counts
+    and an activation whose pre-activation is kept (mish); batch norm in training takes cuDNN."""
+    from darknet_py.nn.layers import convkernel
+    c, w, options = IMAGE_LAYERS[case]
+    rng = rng_for_test()
+    cpu, gpu = pair("[convolutional]\n" + options, c=c, w=w)
+    layer_cpu, layer_gpu = cpu.layers[0], gpu.layers[0]
+    if layer_cpu.batch_normalize:
+        for name, lo, hi in (("rolling_mean", -1, 1), ("rolling_variance", 0.5, 2),
+                             ("scales", 0.5, 2), ("biases", -1, 1)):
+            v = rng.uniform(lo, hi, getattr(layer_cpu, name).shape).astype(np.float32)
+            getattr(layer_cpu, name)[...] = v
+            setattr(layer_gpu, name, gpu.xp.asarray(v))
+        cpu.fold_batchnorm()
+        gpu.fold_batchnorm()
+    calls = []
+    monkeypatch.setattr(convkernel, "forward",
+                        lambda *a, inner=convkernel.forward: calls.append(1) or inner(*a))
+    x = rng.standard_normal((4, c, w, w)).astype(np.float32)
+    want = cpu.forward(x, train=False)
+    got = gpu.forward(x, train=False)
+    assert calls, "the kernel did not run"
+    assert got.shape == want.shape and rel(got, want) < TOL
+    keep = layer_cpu.activation == "mish"
+    assert (layer_gpu.activation_input is None) == (not keep)
+    if keep:
+        assert rel(layer_gpu.activation_input, layer_cpu.activation_input) < TOL
+    monkeypatch.setattr(convkernel, "fits", lambda *a: False)        # cuDNN and the epilogue
+    assert rel(gpu.forward(x, train=False), to_numpy(got)) < TOL
+
+
+def test_gpu_image_layer_with_batch_norm_trains_through_cudnn(monkeypatch):
+    from darknet_py.nn.layers import convkernel
+    calls = []
+    monkeypatch.setattr(convkernel, "forward",
+                        lambda *a, inner=convkernel.forward: calls.append(1) or inner(*a))
+    _, gpu = pair("[convolutional]\n" + IMAGE_LAYERS["yolo_first"][2], c=3, w=20)
+    gpu.forward(rng_for_test().standard_normal((4, 3, 20, 20)).astype(np.float32), train=True)
+    assert not calls
 
 
 def test_version_reports_the_gpu_cuda_and_cudnn(capsys):

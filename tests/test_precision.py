@@ -473,14 +473,22 @@ def test_gpu_plane_epilogue_equals_the_elementwise_one(dtype, monkeypatch):
     """normalize_activate over C-contiguous NCHW planes (a block per image channel,
     kernels._PLANES) gives the elementwise kernel's values bit for bit, for every combination
     of mean, scale and shift, with and without the pre-activation kept, from float32 and half
-    inputs (float16, bfloat16 bits), planes not a multiple of a block."""
+    inputs (float16, bfloat16 bits), planes not a multiple of a block; float32 planes of a
+    multiple of 4 values four a thread (kernels._PLANES4), unless not 16-byte aligned."""
     import cupy
     from darknet_py.nn import kernels
     rng = rng_for_test()
-    x = rng.standard_normal((3, 5, 19, 23)).astype(np.float32) * 3
-    dx = cupy.asarray(x)
-    if dtype != "float32":
-        dx = kernels.to_half(dx, "fp16" if dtype == "float16" else "bf16")
+    for shape, offset in (((3, 5, 19, 23), 0), ((2, 5, 16, 20), 0), ((2, 5, 16, 20), 1)):
+        x = rng.standard_normal(shape).astype(np.float32) * 3
+        dx = cupy.empty(x.size + offset, np.float32)[offset:].reshape(shape)
+        dx[...] = cupy.asarray(x)
+        if dtype != "float32":
+            dx = kernels.to_half(dx, "fp16" if dtype == "float16" else "bf16")
+        _planes_equal_elementwise(kernels, dx, rng, monkeypatch)
+
+
+def _planes_equal_elementwise(kernels, dx, rng, monkeypatch):
+    import cupy
     m, s, b = (cupy.asarray(rng.uniform(lo, hi, 5).astype(np.float32))
                for lo, hi in ((-1, 1), (0.5, 2), (-1, 1)))
     for activation in ("leaky", "linear", "logistic", "mish", "swish"):

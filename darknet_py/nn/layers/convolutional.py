@@ -30,6 +30,7 @@ from ...errors import CfgError, NotSupportedError
 from ..im2col import conv_backward_data, conv_backward_filter, conv_forward, out_size
 from ..precision import convolve, layer_precision, precision_of
 from .base import Layer, Shape, resolve_refs, unimplemented_in
+from . import convkernel
 from .batchnorm import init_batchnorm
 from .epilogue import backward_epilogue, forward_epilogue, takes_half
 
@@ -185,13 +186,17 @@ class ConvolutionalLayer(Layer):
 
     def forward(self, net):
         x = self.input_image(net.input)
+        mp = layer_precision(precision_of(net), self)
+        if convkernel.fits(self, x, mp, net.train):       # an image layer: one kernel
+            self.output, self.activation_input = convkernel.forward(self, x)
+            return
         stride, pad, dilation = self._geometry
         ops = cudnn_ops(x)
         what = f"layer {self.index} conv forward"
         fprop = ops and (lambda a, b, math: ops.conv_forward(
             a, b, stride, pad, self.groups, what=what, dilation=dilation, math=math,
             train=net.train))
-        out = convolve(layer_precision(precision_of(net), self), fprop,
+        out = convolve(mp, fprop,
                        lambda a, b: conv_forward(a, b, stride, pad, self.groups, dilation),
                        (x, self.weights), keep_half=takes_half(self, net.train))
         self.output = forward_epilogue(self, out, net.train)

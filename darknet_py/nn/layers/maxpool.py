@@ -9,12 +9,91 @@ maximum).
 AlexeyAB's ``maxpool_depth=1``: a max over channels instead, out_channels maps of the input's
 size, map g the max of input channels g, g + out_channels, g + 2 out_channels, ... (ab
 forward_maxpool_layer; the first maximum wins).
+
+On the GPU (float32 CuPy arrays) a kernel: a block per (plane, chunk) -- a plane is one image's
+channel, indexed within in 32 bits -- a thread per output, the window as above, the input index
+of the maximum saved for the backward, which adds delta there (atomicAdd: overlapping windows
+may share a maximum).
 """
 
-from .. import kernels
+import numpy as np
+
 from ..backend import on_gpu, xp_of
+from ..kernels import _grid, _kernel, _plane_grid
 from ...errors import CfgError
 from .base import Layer, Shape
+
+
+_MAXPOOL_FWD = r"""
+extern "C" __global__
+void maxpool_forward(const float* x, float* y, int* idx, int c, int h, int w, int oh, int ow,
+                     int size, int stride, int off, int stride_y)
+{
+    // block (plane, chunk): a plane is one image's channel (b * c + channel), indexed within
+    // in 32 bits (no 64-bit division per output)
+    long long plane = blockIdx.x;
+    const float* xp = x + plane * h * w;
+    for (int p = blockIdx.y * blockDim.x + threadIdx.x; p < oh * ow;
+         p += gridDim.y * blockDim.x) {
+        int i = p / ow, j = p - (p / ow) * ow;
+        float best = __int_as_float(0xff800000);   // -inf (NVRTC has no math.h)
+        int best_at = -1;
+        for (int ky = 0; ky < size; ++ky) {
+            int yy = i * stride_y - off + ky;
+            for (int kx = 0; kx < size; ++kx) {
+                int xx = j * stride - off + kx;
+                if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
+                    float v = xp[yy * w + xx];
+                    if (best_at < 0 || v > best) { best = v; best_at = yy * w + xx; }
+                }
+            }
+        }
+        long long id = plane * oh * ow + p;
+        y[id] = best;
+        if (idx) idx[id] = best_at < 0 ? -1 : (int)(plane * h * w + best_at);
+    }
+}
+"""
+
+_MAXPOOL_BWD = r"""
+extern "C" __global__
+void maxpool_backward(const float* dy, const int* idx, float* dx, long long n_out)
+{
+    long long id = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (id >= n_out) return;
+    int at = idx[id];
+    if (at >= 0) atomicAdd(dx + at, dy[id]);
+}
+"""
+
+
+
+def maxpool_forward(x, layer, keep_indexes=True):
+    """(output, argmax indexes) for a float32 CuPy input (N, C, H, W); the indexes are for the
+    backward only: None without ``keep_indexes`` (inference; as many bytes again as the output
+    not written)."""
+    import cupy
+    x = cupy.ascontiguousarray(x, dtype=cupy.float32)
+    n = x.shape[0]
+    y = cupy.empty((n, layer.c, layer.out_h, layer.out_w), dtype=cupy.float32)
+    idx = cupy.empty(y.shape, dtype=cupy.int32) if keep_indexes else None
+    grid, block = _plane_grid(n * layer.c, layer.out_h * layer.out_w)
+    _kernel("maxpool_forward", _MAXPOOL_FWD)(
+        grid, block, (x, y, np.uint64(0) if idx is None else idx,
+                      cupy.int32(layer.c), cupy.int32(layer.h), cupy.int32(layer.w),
+                      cupy.int32(layer.out_h), cupy.int32(layer.out_w),
+                      cupy.int32(layer.size), cupy.int32(layer.stride_x),
+                      cupy.int32(layer.padding // 2), cupy.int32(layer.stride_y)))
+    return y, idx
+
+
+def maxpool_backward(delta, idx, dx):
+    """dx[argmax] += delta, in place (dx is the previous layer's delta, contiguous)."""
+    import cupy
+    delta = cupy.ascontiguousarray(delta, dtype=cupy.float32)
+    grid, block = _grid(delta.size)
+    _kernel("maxpool_backward", _MAXPOOL_BWD)(grid, block,
+                                               (delta, idx, dx, cupy.int64(delta.size)))
 
 
 class MaxpoolLayer(Layer):
@@ -91,7 +170,7 @@ class MaxpoolLayer(Layer):
             self.output = groups.max(axis=1)
             return
         if on_gpu(x) and x.dtype == "float32":
-            self.output, self.gpu_indexes = kernels.maxpool_forward(x, self, net.train)
+            self.output, self.gpu_indexes = maxpool_forward(x, self, net.train)
             return
         win = self._windows(x)
         self.indexes = win.argmax(axis=2)
@@ -101,7 +180,7 @@ class MaxpoolLayer(Layer):
         if net.delta is None:
             return
         if self.gpu_indexes is not None and net.delta.flags.c_contiguous:
-            kernels.maxpool_backward(self.delta, self.gpu_indexes, net.delta)
+            maxpool_backward(self.delta, self.gpu_indexes, net.delta)
             return
         xp = xp_of(self.delta)
         n = self.delta.shape[0]
