@@ -17,6 +17,8 @@ import json
 import cudnn
 import cupy as cp
 
+from darknet_py.nn.timing import event_times
+from darknet_py.nn.cudnn import get_ops
 from layout import strides
 
 F = cudnn.data_type.FLOAT
@@ -28,43 +30,32 @@ SHAPES = [(3, 416, 16, 3), (16, 208, 32, 3), (32, 104, 64, 3), (64, 52, 128, 3),
 
 
 def fastest_ms(run, reps=5):
-    run()
-    times = []
-    for _ in range(reps):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record()
-        run()
-        b.record()
-        b.synchronize()
-        times.append(cp.cuda.get_elapsed_time(a, b))
-    return min(times)
+    return min(event_times(cp, run, reps, warmup=1))
 
 
-def graph(handle, op, dims, r, notes):
-    """op's graph over (x, w, y) dims with its candidate plans, ``notes`` removed; its tensors."""
+def graph(ops, op, dims, r, notes):
+    """op's graph over (x, w, y) dims with its candidate plans, ``notes`` removed (nn/cudnn.py's
+    graph making, as darknet_py builds it); its tensors."""
     xd, wd, yd = dims
-    g = cudnn.pygraph(io_data_type=F, intermediate_data_type=F, compute_data_type=F,
-                      handle=handle)
     geometry = dict(padding=[r // 2] * 2, stride=[1, 1], dilation=[1, 1], compute_data_type=F)
-    t = {nm: g.tensor(name=nm, dim=d, stride=strides(d, "nchw"), data_type=F)
-         for nm, d in (("x", xd), ("w", wd), ("dy", yd))}
-    if op == "fprop":
-        out, want = g.conv_fprop(image=t["x"], weight=t["w"], **geometry), ("y", yd)
-    elif op == "dgrad":
-        out, want = g.conv_dgrad(loss=t["dy"], filter=t["w"], **geometry), ("dx", xd)
-    else:
-        out, want = g.conv_wgrad(image=t["x"], loss=t["dy"], **geometry), ("dw", wd)
-    out.set_output(True).set_dim(want[1]).set_stride(strides(want[1], "nchw")).set_data_type(F)
-    used = {"fprop": ("x", "w"), "dgrad": ("dy", "w"), "wgrad": ("x", "dy")}[op]
-    tensors = {nm: t[nm] for nm in used}
-    tensors[want[0]] = out
-    g.validate()
-    g.build_operation_graph()
-    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    if notes:
-        g.deselect_numeric_notes(notes)
-    g.check_support()
-    return g, tensors
+    tensors = {}
+
+    def build(g):
+        t = {nm: g.tensor(name=nm, dim=d, stride=strides(d, "nchw"), data_type=F)
+             for nm, d in (("x", xd), ("w", wd), ("dy", yd))}
+        if op == "fprop":
+            out, want = g.conv_fprop(image=t["x"], weight=t["w"], **geometry), ("y", yd)
+        elif op == "dgrad":
+            out, want = g.conv_dgrad(loss=t["dy"], filter=t["w"], **geometry), ("dx", xd)
+        else:
+            out, want = g.conv_wgrad(image=t["x"], loss=t["dy"], **geometry), ("dw", wd)
+        out.set_output(True).set_dim(want[1]).set_stride(strides(want[1], "nchw")) \
+            .set_data_type(F)
+        used = {"fprop": ("x", "w"), "dgrad": ("dy", "w"), "wgrad": ("x", "dy")}[op]
+        tensors.update({nm: t[nm] for nm in used})
+        tensors[want[0]] = out
+
+    return ops._graph(build, "FLOAT", notes), tensors
 
 
 def main():
@@ -72,10 +63,10 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--precision", default="fp32", choices=("fp32", "tf32"))
     a = p.parse_args()
-    handle = cudnn.create_handle()
-    cudnn.set_stream(handle=handle, stream=cp.cuda.get_current_stream().ptr)
-    note = cudnn.numerical_note
-    exact = [note.TENSOR_CORE, note.DOWN_CONVERT_INPUTS] if a.precision == "fp32" else []
+    ops = get_ops()
+    ops._bind_stream()
+    handle = ops.handle
+    exact = a.precision == "fp32"
     sums = {}
     for op in ("fprop", "dgrad", "wgrad"):
         for c, h, k, r in SHAPES:
@@ -83,9 +74,9 @@ def main():
             dims = ([n, c, h, h], [k, c, r, r], [n, k, h, h])
             d = dict(zip(("x", "w", "y"), dims), dy=dims[2], dx=dims[0], dw=dims[1])
             row = {"op": op, "shape": [c, h, k, r]}
-            for label, notes in (("heuristic", exact), ("all", exact),
-                                 ("deterministic", exact + [note.NONDETERMINISTIC])):
-                g, tensors = graph(handle, op, dims, r, notes)
+            for label, notes in (("heuristic", ops._notes(exact)), ("all", ops._notes(exact)),
+                                 ("deterministic", ops._notes(exact, deterministic=True))):
+                g, tensors = graph(ops, op, dims, r, notes)
                 buf = {nm: cp.random.standard_normal(d[nm], dtype=cp.float32) for nm in tensors}
                 pack = {tensors[nm]: buf[nm].data.ptr for nm in tensors}
                 if label == "heuristic":

@@ -20,6 +20,9 @@ import statistics
 import cudnn
 import cupy as cp
 
+from darknet_py.nn.timing import event_times
+from darknet_py.nn.cudnn import get_ops
+
 F = cudnn.data_type.FLOAT
 #: the convolutions' tensor type per precision, and CuPy's dtype for its buffers (bf16 as bits)
 IO = {"fp32": (F, cp.float32), "tf32": (F, cp.float32),
@@ -35,26 +38,16 @@ def strides(dims, layout):
     return [c * h * w, h * w, w, 1] if layout == "nchw" else [h * w * c, 1, w * c, c]
 
 
-def run(handle, build, buffers, exact):
-    g = cudnn.pygraph(io_data_type=F, intermediate_data_type=F, compute_data_type=F,
-                      handle=handle)
-    tensors = build(g)
-    g.validate(); g.build_operation_graph()
-    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    if exact:                       # fp32: what darknet_py's exact mode allows
-        g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE,
-                                  cudnn.numerical_note.DOWN_CONVERT_INPUTS])
-    g.check_support(); g.build_plans()
+def run(ops, build, buffers, exact):
+    """Median ms of 20 runs of the graph ``build`` makes (nn/cudnn.py's graph making, with the
+    heuristic's plan), after 3."""
+    tensors = {}
+    g = ops._graph(lambda g: tensors.update(build(g)), "FLOAT", ops._notes(exact))
+    g.build_plans()
     ws = cp.empty(max(1, g.get_workspace_size()), cp.uint8)
     pack = {tensors[k]: buffers[k].data.ptr for k in tensors}
-    for _ in range(3):
-        g.execute(pack, ws, handle=handle)
-    times = []
-    for _ in range(20):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record(); g.execute(pack, ws, handle=handle); b.record(); b.synchronize()
-        times.append(cp.cuda.get_elapsed_time(a, b))
-    return statistics.median(times)
+    return statistics.median(event_times(
+        cp, lambda: g.execute(pack, ws, handle=ops.handle), 20, warmup=3))
 
 
 def main():
@@ -63,8 +56,8 @@ def main():
     p.add_argument("--precision", default="fp32", choices=sorted(IO))
     a = p.parse_args()
     io, io_dtype = IO[a.precision]
-    handle = cudnn.create_handle()
-    cudnn.set_stream(handle=handle, stream=cp.cuda.get_current_stream().ptr)
+    ops = get_ops()
+    ops._bind_stream()
     for layout in ("nchw", "nhwc"):
         total = {"fprop": 0.0, "bn_fwd": 0.0, "bn_bwd": 0.0, "dgrad": 0.0, "wgrad": 0.0}
         failed = []
@@ -141,7 +134,7 @@ def main():
             for kind, build in (("fprop", fprop), ("bn_fwd", bn_fwd), ("bn_bwd", bn_bwd),
                                 ("dgrad", dgrad), ("wgrad", wgrad)):
                 try:
-                    total[kind] += run(handle, build, buf, exact=a.precision == "fp32")
+                    total[kind] += run(ops, build, buf, exact=a.precision == "fp32")
                 except Exception as e:
                     failed.append(f"{kind} {c}x{h}->{k}: {str(e).splitlines()[0][:80]}")
         print(json.dumps({"layout": layout, "precision": a.precision, "batch": a.batch, "ms": {k: round(v, 3) for k, v in

@@ -20,6 +20,7 @@ import numpy as np
 
 from .cfg.parser import Option, read_cfg
 from .errors import DarknetError
+from .nn.timing import event_times
 from .nn.layers.activation import ActivationLayer
 from .nn.network import Network
 from .nn.precision import PRECISIONS
@@ -76,22 +77,15 @@ def device_name(device):
 def time_ms(fn, warmup, steps, device):
     """Median milliseconds of ``fn()`` over ``steps`` calls after ``warmup`` untimed ones:
     CUDA events around each call on the GPU, the wall clock on the CPU."""
+    if device.on_gpu:
+        return statistics.median(event_times(device.xp, fn, steps, warmup))
     for _ in range(warmup):
         fn()
     times = []
-    xp = device.xp
     for _ in range(steps):
-        if device.on_gpu:
-            start, end = xp.cuda.Event(), xp.cuda.Event()
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(xp.cuda.get_elapsed_time(start, end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from ..atomic import atomic_write
 from ..errors import DarknetError
 from . import kernels
+from .timing import event_times
 
 _OPS = None          # one CudnnOps per process (device 0 or the one chosen with -i)
 _UNAVAILABLE = None  # the reason the frontend could not be loaded
@@ -285,41 +286,32 @@ class CudnnOps:
     def _tune(self, build, io, exact, pointers):
         """The fastest of the heuristic choice and the deterministic plans, run on
         ``pointers``; returns it and what the disk cache keeps of the choice (bytes)."""
-        best = self._heuristic(build, io, exact)
-        fastest, kept = self._time(best, pointers), b"heuristic\n"
+        heuristic = self._heuristic(build, io, exact)
+        fastest, winner = self._time(heuristic, pointers), None
         try:
             g = self._graph(build, io, self._notes(exact, deterministic=True))
             g.build_plans(self.cudnn.build_plan_policy.ALL)
         except Exception:               # no deterministic engine: the heuristic choice
-            return best, kept
+            return heuristic, b"heuristic\n"
         for index in range(g.get_execution_plan_count()):
             try:
-                plan = _Plan.at(g, index)
-                ms = self._time(plan, pointers)
+                ms = self._time(_Plan.at(g, index), pointers)
             except Exception:           # not built (unsupported), or its workspace too big
                 continue
             if ms < fastest:
-                fastest, kept = ms, f"{index} {g.get_plan_name_at_index(index)}\n".encode()
-        if kept.startswith(b"heuristic"):
-            return best, kept
-        index = int(kept.split()[0])
+                fastest, winner = ms, index
+        if winner is None:
+            return heuristic, b"heuristic\n"
+        kept = f"{winner} {g.get_plan_name_at_index(winner)}\n".encode()
         g = self._graph(build, io, self._notes(exact, deterministic=True))
-        g.build_plan_at_index(index)    # alone: the others' built plans are let go
-        return _Plan.at(g, index), kept
+        g.build_plan_at_index(winner)   # alone: the others' built plans are let go
+        return _Plan.at(g, winner), kept
 
     def _time(self, plan, pointers):
         """The fastest of TUNE_RUNS runs of ``plan`` (ms), after one untimed run."""
-        cp = self.cp
-        workspace = cp.empty(max(1, plan.workspace), dtype=cp.uint8)
-        times = []
-        for i in range(TUNE_RUNS + 1):
-            start, end = cp.cuda.Event(), cp.cuda.Event()
-            start.record()
-            self._run(plan, pointers, workspace)
-            end.record()
-            end.synchronize()
-            times.append(cp.cuda.get_elapsed_time(start, end))
-        return min(times[1:])
+        workspace = self.cp.empty(max(1, plan.workspace), dtype=self.cp.uint8)
+        return min(event_times(self.cp, lambda: self._run(plan, pointers, workspace),
+                               TUNE_RUNS, warmup=1))
 
     def _run(self, plan, pointers, workspace):
         self._bind_stream()
