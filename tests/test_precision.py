@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -523,3 +525,35 @@ def test_gpu_tf32_convolutions_run_nhwc_and_give_nchw_arrays():
     assert back.flags.c_contiguous
     np.testing.assert_array_equal(cupy.asnumpy(back), x)
     _grouped_equals_numpy("tf32", 2e-3, rng)
+
+
+#: Darknet's sample photos (Debian's darknet package)
+SAMPLES = [f"/usr/share/darknet/data/{n}.jpg"
+           for n in ("dog", "eagle", "giraffe", "horses", "kite", "person", "scream")]
+
+
+@pytest.mark.gpu
+def test_gpu_half_precisions_keep_the_yolov3_tiny_detections():
+    """Darknet's trained yolov3-tiny.weights (pjreddie.com; the path in the environment variable
+    DARKNET_PY_YOLOV3_TINY_WEIGHTS) name the same classes on Darknet's sample photos in tf32,
+    fp16 and bf16 as in fp32: the issue's accuracy check, for a machine that has the file."""
+    import os
+    path = os.environ.get("DARKNET_PY_YOLOV3_TINY_WEIGHTS", "")
+    if not os.path.isfile(path):
+        pytest.skip("set DARKNET_PY_YOLOV3_TINY_WEIGHTS to Darknet's yolov3-tiny.weights")
+    photos = [p for p in SAMPLES if os.path.isfile(p)]
+    if not photos:
+        pytest.skip("Darknet's sample photos are not here (apt-get install darknet)")
+    from darknet_py import Detector
+    root = Path(__file__).resolve().parent.parent
+
+    def classes(precision):
+        det = Detector(str(root / "cfg/yolov3-tiny.cfg"), path,
+                       names=str(root / "data/coco.names"), device="gpu", precision=precision)
+        return [sorted(d.name for d in found) for found in (det(p) for p in photos)]
+
+    want = classes("fp32")
+    assert any(want), "the fp32 run found nothing: not Darknet's trained weights?"
+    for precision in ("tf32", "fp16", "bf16"):
+        assert classes(precision) == want, precision
+
