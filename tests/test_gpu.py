@@ -210,11 +210,13 @@ def test_batchnorm_plans_read_back_from_the_disk_cache_compute_the_same(tmp_path
         assert np.array_equal(a, b)
 
 
-def test_convolution_plans_are_timed_once_and_their_choice_read_back(tmp_path, monkeypatch):
-    """A convolution's plan is the fastest of cuDNN's candidates on its first call; the choice
-    goes to the disk cache and a new process (a new CudnnOps here) rebuilds it without timing:
-    bit for bit the same outputs where a deterministic engine won, and within fp32 rounding
-    of the heuristic choice's (the plan used without a cache) in any case."""
+def test_convolution_plans_are_timed_once_and_their_choice_read_back(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A convolution's plan is the fastest of cuDNN's candidates on its first call (one line
+    on stderr says why the pause); the choice goes to the disk cache and a new process (a new
+    CudnnOps here) rebuilds it without timing: bit for bit the same outputs where a
+    deterministic engine won, and within fp32 rounding of the heuristic choice's (the plan
+    used without a cache) in any case."""
     import cupy
     from darknet_py.nn import cudnn as dn
     rng = rng_for_test()
@@ -234,8 +236,13 @@ def test_convolution_plans_are_timed_once_and_their_choice_read_back(tmp_path, m
     timed = []
     monkeypatch.setattr(ops, "_time", lambda plan, pointers, t=ops._time: timed.append(1) or
                         t(plan, pointers))
+    capsys.readouterr()
     tuned = run(ops)
     assert len(timed) > 3                       # the heuristic choice and the others, each op
+    said = capsys.readouterr().err.splitlines()
+    assert [line for line in said if line.startswith("cuDNN: timing")] == [
+        f"cuDNN: timing the convolution plans of shapes new to this GPU (once; kept in "
+        f"{tmp_path / 'cudnn-plans'})"]
     choice = {p.name.split("-")[0]: p.read_text().split()
               for p in (tmp_path / "cudnn-plans").iterdir()}
     assert sorted(choice) == ["dgrad", "fprop", "wgrad"]
@@ -243,7 +250,9 @@ def test_convolution_plans_are_timed_once_and_their_choice_read_back(tmp_path, m
         assert words == ["heuristic"] or (len(words) == 2 and words[0].isdigit()), words
     again = dn.CudnnOps()
     monkeypatch.setattr(again, "_time", lambda *a: pytest.fail("timed again"))
-    for op, a, b, c in zip(("fprop", "dgrad", "wgrad"), tuned, run(again), heuristic):
+    read_back = run(again)
+    assert "cuDNN: timing" not in capsys.readouterr().err
+    for op, a, b, c in zip(("fprop", "dgrad", "wgrad"), tuned, read_back, heuristic):
         assert rel(a, c) < TOL, op
         if choice[op] == ["heuristic"]:
             assert rel(b, a) < TOL, op

@@ -161,6 +161,7 @@ class CudnnOps:
         self._stream = None
         self._plans = {}
         self._warned = set()
+        self._said_timing = False
         self._workspace = cupy.empty(1, dtype=cupy.uint8)
         self.F = cudnn.data_type.FLOAT
         self._device_tag = None
@@ -254,6 +255,10 @@ class CudnnOps:
                 self._plans[key] = plan
                 return plan
         tune = pointers is not None and path is not None and not self._capturing()
+        if tune and not self._said_timing:      # seconds a size: say why the pause
+            self._said_timing = True
+            print(f"cuDNN: timing the convolution plans of shapes new to this GPU (once; kept "
+                  f"in {path.parent})", file=sys.stderr, flush=True)
         try:
             plan, kept = self._tune(build, io, exact, pointers) if tune else \
                 (self._heuristic(build, io, exact), None)

@@ -3,12 +3,55 @@
 stride s > 0: nearest neighbour, out[b,k,y,x] = scale * in[b,k,y//s,x//s]; backward sums each
 s x s block.  stride s < 0: a "downsample", out = scale * (sum over each |s| x |s| block) -- a
 sum, not an average, as in Darknet; backward spreads scale * delta over the block.
+
+On the GPU (float32 CuPy arrays, s > 0) a kernel each way, a block per (plane, chunk) as
+maxpool's: a thread an output value forward, a thread an input value backward (its block's sum
+of deltas, then times scale, added to the input's delta) -- CuPy's strided 6-d copy and sum ran
+at a tenth of the memory's speed.
 """
 
 from fractions import Fraction
 
+import numpy as np
+
+from ..backend import on_gpu
+from ..kernels import _kernel, _plane_grid
 from ...errors import CfgError
 from .base import Layer, Shape
+
+_SOURCE = r"""
+extern "C" __global__
+void upsample_forward(const float* x, float* y, int h, int w, int s, float scale)
+{
+    long long plane = blockIdx.x;
+    int ow = w * s, per = h * s * ow;
+    const float* xp = x + plane * h * w;
+    for (int p = blockIdx.y * blockDim.x + threadIdx.x; p < per; p += gridDim.y * blockDim.x) {
+        int i = p / ow, j = p - (p / ow) * ow;
+        y[plane * per + p] = scale * xp[(i / s) * w + j / s];
+    }
+}
+
+extern "C" __global__
+void upsample_backward(const float* dy, float* dx, int h, int w, int s, float scale)
+{
+    long long plane = blockIdx.x;
+    int ow = w * s;
+    const float* d = dy + plane * h * s * ow;
+    for (int p = blockIdx.y * blockDim.x + threadIdx.x; p < h * w; p += gridDim.y * blockDim.x) {
+        int i = p / w, j = p - (p / w) * w;
+        float sum = 0.f;
+        for (int a = 0; a < s; ++a)
+            for (int b = 0; b < s; ++b)
+                sum += d[(i * s + a) * ow + j * s + b];
+        dx[plane * h * w + p] += scale * sum;
+    }
+}
+"""
+
+
+def _gpu_ready(*arrays):
+    return all(on_gpu(a) and a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
 
 
 class UpsampleLayer(Layer):
@@ -55,8 +98,15 @@ class UpsampleLayer(Layer):
         if self.reverse:
             self.output = self.scale * self._blocks(x, self.out_h, self.out_w).sum(axis=(3, 5))
             return
-        # each value to its s x s block in one pass (x * 1.0 is x: no product then)
         n = x.shape[0]
+        if _gpu_ready(x) and x.size * s * s < 2 ** 31:
+            self.output = net.xp.empty((n, self.out_c, self.out_h, self.out_w), np.float32)
+            grid, block = _plane_grid(n * self.c, self.out_h * self.out_w)
+            _kernel("upsample_forward", _SOURCE)(
+                grid, block, (x, self.output, np.int32(self.h), np.int32(self.w), np.int32(s),
+                              np.float32(self.scale)))
+            return
+        # each value to its s x s block in one pass (x * 1.0 is x: no product then)
         out = net.xp.empty((n, self.c, self.h, s, self.w, s), dtype=x.dtype)
         blocks = x[:, :, :, None, :, None]
         if self.scale == 1:
@@ -70,6 +120,12 @@ class UpsampleLayer(Layer):
             return
         n = self.delta.shape[0]
         dx = net.delta.reshape(n, self.c, self.h, self.w)
+        if not self.reverse and _gpu_ready(self.delta, dx):
+            grid, block = _plane_grid(n * self.c, self.h * self.w)
+            _kernel("upsample_backward", _SOURCE)(
+                grid, block, (self.delta, dx, np.int32(self.h), np.int32(self.w),
+                              np.int32(abs(self.stride)), np.float32(self.scale)))
+            return
         if self.reverse:
             blocks = self._blocks(dx, self.out_h, self.out_w)
             blocks += self.scale * self.delta[:, :, :, None, :, None]
