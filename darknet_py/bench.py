@@ -90,7 +90,9 @@ def time_ms(fn, warmup, steps, device):
 
 
 def profile(net, step):
-    """Milliseconds per (layer type, pass) over one step, each layer call timed on its own."""
+    """Milliseconds per (layer type, pass) over one ``step`` (a training step, or an inference
+    forward), each layer call timed on its own, layer by layer (no graphs: a replayed graph
+    has no layers to time), so the sum exceeds the graphed step."""
     totals = {}
     sync = net.xp.cuda.Device().synchronize if net.device.on_gpu else (lambda: None)
 
@@ -106,7 +108,8 @@ def profile(net, step):
             totals[key] = totals.get(key, 0.0) + (time.perf_counter() - t0) * 1e3
         return wrapper
 
-    graphs, net.step_graphs = net.step_graphs, None     # each layer timed: layer by layer
+    graphs = net.graphs, net.step_graphs                # each layer timed: layer by layer
+    net.graphs = net.step_graphs = None
     for layer in net.layers:
         layer.forward, layer.backward = timed(layer, "forward"), timed(layer, "backward")
     step()
@@ -114,7 +117,7 @@ def profile(net, step):
     step()
     for layer in net.layers:
         del layer.forward, layer.backward
-    net.step_graphs = graphs
+    net.graphs, net.step_graphs = graphs
     return {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
@@ -130,7 +133,8 @@ def main(argv=None):
                    help="the convolutions' arithmetic (nn/precision.py; the peer's mode for "
                         "fp16 and bf16 is amp)")
     p.add_argument("--profile", action="store_true",
-                   help="also print where a training step spends its time, per layer type")
+                   help="also print where a training step and an inference batch spend their "
+                        "time, per layer type (each layer timed alone)")
     p.add_argument("--no-graphs", dest="no_graphs", action="store_true",
                    help="GPU: run every pass layer by layer instead of replaying CUDA graphs")
     p.add_argument("--no-fuse", dest="no_fuse", action="store_true",
@@ -171,6 +175,8 @@ def main(argv=None):
     if not a.no_fuse:
         net.fold_batchnorm()
     inference = time_ms(infer, a.warmup, a.steps, net.device)
+    if a.profile:
+        print(json.dumps({"profile_infer_ms": profile(net, infer)}), flush=True)
     print(json.dumps({
         "peer": "darknet_py", "device": device_name(net.device), "cfg": a.cfg, "batch": a.batch,
         "size": [h, w], "mode": a.precision, "train_ms": round(train, 3),

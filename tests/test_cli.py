@@ -1,5 +1,6 @@
 """The command line as a user meets it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -377,6 +378,22 @@ def test_bench_refuses_counts_below_one_naming_the_flag(flag):
                         "--device", "cpu"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"error: argument {flag}: expected a whole number >= 1, not 0" in r.stderr
+
+
+def test_bench_profile_times_each_layer_type_of_the_step_and_of_inference(capsys):
+    """``--profile``: the training step's time per layer type and pass, then the inference
+    batch's per layer type (forward only), each over the network's layer types; the graphs
+    (none on the CPU) are set aside and given back."""
+    from darknet_py import bench
+    assert bench.main([os.path.join(ROOT, "cfg/yolov3-tiny.cfg"), "--batch", "1", "--size", "64",
+                       "--steps", "1", "--warmup", "0", "--device", "cpu", "--profile"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [next(iter(line)) for line in lines] == ["profile_ms", "profile_infer_ms", "peer"]
+    types = {"convolutional", "maxpool", "route", "upsample", "activation"}
+    train, infer = lines[0]["profile_ms"], lines[1]["profile_infer_ms"]
+    assert set(train) == {f"{t}.{p}" for t in types for p in ("forward", "backward")}
+    assert set(infer) == {f"{t}.forward" for t in types}
+    assert all(v > 0 for v in (*train.values(), *infer.values()))
 
 
 @pytest.mark.parametrize("argv, usage", [
