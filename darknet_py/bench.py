@@ -148,7 +148,7 @@ def main(argv=None):
     try:
         net, heads = bench_network(a.cfg, a.batch, a.size, a.device, precision=a.precision)
     except DarknetError as e:               # a bad cfg or --batch/--size: one line, no traceback
-        print(f"python -m darknet_py.bench: error: {e}", file=sys.stderr)
+        print(f"python -m darknet_py.bench: {e}", file=sys.stderr)
         return 2
     xp = net.xp
     c, h, w = net.input_shape

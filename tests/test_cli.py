@@ -380,6 +380,15 @@ def test_bench_refuses_counts_below_one_naming_the_flag(flag):
     assert f"error: argument {flag}: expected a whole number >= 1, not 0" in r.stderr
 
 
+def test_bench_names_a_bad_cfg_in_one_line(tmp_path, capsys):
+    from darknet_py import bench
+    missing = tmp_path / "missing.cfg"
+    assert bench.main([str(missing), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"python -m darknet_py.bench: {missing}: error: cannot read cfg file: No such " \
+                  "file or directory\n"
+
+
 def test_bench_profile_times_each_layer_type_of_the_step_and_of_inference(capsys):
     """``--profile``: the training step's time per layer type and pass, then the inference
     batch's per layer type (forward only), each over the network's layer types; the graphs
