@@ -87,7 +87,7 @@ _HALF_IN = {
 }
 #: a half tensor's dtype -> its precision (CuPy has no bfloat16: its bits in uint16)
 HALF_KINDS = {np.dtype(np.float16): "fp16", np.dtype(np.uint16): "bf16"}
-#: the tiled kernels' name of each dtype a convolution gives (tf32's: float32), and back
+#: the kernels' name of each dtype a convolution gives (tf32's: float32), and back
 _TILED = {**HALF_KINDS, np.dtype(np.float32): "fp32"}
 _NHWC_DTYPE = {kind: dtype for dtype, kind in _TILED.items()}
 _HALF_OUT = {
@@ -291,8 +291,6 @@ void {name}(const float4* __restrict__ x, const float* __restrict__ m,
     }}
 }}
 """
-#: the dtypes _PLANES reads, as _T_TYPE's kinds
-_PLANE_KIND = {"float32": "fp32", "float16": "fp16", "uint16": "bf16"}
 #: the least H*W for _PLANES (below it most of a block's threads would idle)
 PLANE_MIN = 32
 
@@ -311,7 +309,7 @@ def _normalized(v, ch, mean, scale, shift):
 def _normalize_activate_planes(x, activation, mean, scale, shift, keep_input):
     import cupy
     n, c, h, w = x.shape
-    kind = _PLANE_KIND[x.dtype.name]
+    kind = _TILED[x.dtype]
     pre, parts = _normalized("f", "ch", mean, scale, shift)
     hw, width = h * w, 1
     if kind == "fp32" and hw % 4 == 0 and x.data.ptr % 16 == 0:

@@ -78,7 +78,7 @@ void {name}(const float* __restrict__ x, const float* __restrict__ wt,
 """
 
 
-def fits(layer, x, precision, train):
+def fits(layer, x, precision):
     """Whether ``layer``'s forward on ``x`` runs as this kernel: a float32 NCHW CuPy input,
     float32 or tf32 arithmetic (the kernel's float32 is tf32's and more), no batch norm (its
     training statistics need the convolution's output; inference folds it), an activation per

@@ -187,7 +187,7 @@ class ConvolutionalLayer(Layer):
     def forward(self, net):
         x = self.input_image(net.input)
         mp = layer_precision(precision_of(net), self)
-        if convkernel.fits(self, x, mp, net.train):       # an image layer: one kernel
+        if convkernel.fits(self, x, mp):       # an image layer: one kernel
             self.output, self.activation_input = convkernel.forward(self, x)
             return
         stride, pad, dilation = self._geometry

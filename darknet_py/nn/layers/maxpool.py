@@ -23,7 +23,6 @@ from ..kernels import _grid, _kernel, _plane_grid
 from ...errors import CfgError
 from .base import Layer, Shape
 
-
 _MAXPOOL_FWD = r"""
 extern "C" __global__
 void maxpool_forward(const float* x, float* y, int* idx, int c, int h, int w, int oh, int ow,
@@ -65,7 +64,6 @@ void maxpool_backward(const float* dy, const int* idx, float* dx, long long n_ou
     if (at >= 0) atomicAdd(dx + at, dy[id]);
 }
 """
-
 
 
 def maxpool_forward(x, layer, keep_indexes=True):
