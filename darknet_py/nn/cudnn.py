@@ -233,9 +233,8 @@ class CudnnOps:
                 if words == ["heuristic"]:
                     return self._heuristic(build, io, exact)
                 index, name = int(words[0]), words[1]
-                g = self._graph(build, io, self._notes(exact, deterministic=True))
-                g.build_plan_at_index(index)
-                return _Plan.at(g, index) if g.get_plan_name_at_index(index) == name else None
+                plan = self._plan_at(build, io, exact, index)
+                return plan if plan.graph.get_plan_name_at_index(index) == name else None
             g = self.cudnn.pygraph(handle=self.handle)
             g.deserialize(data)
             return _Plan(g, g.get_workspace_size())
@@ -308,9 +307,13 @@ class CudnnOps:
         if winner is None:
             return heuristic, b"heuristic\n"
         kept = f"{winner} {g.get_plan_name_at_index(winner)}\n".encode()
+        return self._plan_at(build, io, exact, winner), kept     # the others' plans let go
+
+    def _plan_at(self, build, io, exact, index):
+        """The deterministic graph's plan number ``index``, built alone."""
         g = self._graph(build, io, self._notes(exact, deterministic=True))
-        g.build_plan_at_index(winner)   # alone: the others' built plans are let go
-        return _Plan.at(g, winner), kept
+        g.build_plan_at_index(index)
+        return _Plan.at(g, index)
 
     def _time(self, plan, pointers):
         """The fastest of TUNE_RUNS runs of ``plan`` (ms), after one untimed run."""

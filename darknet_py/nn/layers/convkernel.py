@@ -86,7 +86,7 @@ def fits(layer, x, precision):
     return (on_gpu(x) and x.dtype == np.float32 and x.ndim == 4 and x.flags.c_contiguous
             and not precision.half and not layer.batch_normalize
             and layer.activation not in CHANNEL_ACTIVATIONS and layer.groups == 1
-            and getattr(layer, "dilation", 1) == 1 and layer.n <= MAX_FILTERS
+            and layer._geometry[2] == 1 and layer.n <= MAX_FILTERS
             and layer.c * layer.size * layer.size <= MAX_TAPS and x.shape[0] <= 65535
             and x.size < 2 ** 31 and x.shape[0] * layer.outputs < 2 ** 31)
 
@@ -96,7 +96,7 @@ def forward(layer, x):
     for the activations whose gradient reads it (NEEDS_INPUT), as the epilogue keeps it."""
     import cupy
     n = x.shape[0]
-    sx, sy = getattr(layer, "stride_x", layer.stride), getattr(layer, "stride_y", layer.stride)
+    sy, sx = layer._strides
     keep = layer.activation in NEEDS_INPUT
     spec = dict(channels=layer.c, size=layer.size, filters=layer.n, taps=layer.c * layer.size ** 2,
                 stride_x=sx, stride_y=sy, pad=layer.padding)

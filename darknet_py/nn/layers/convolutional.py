@@ -177,10 +177,15 @@ class ConvolutionalLayer(Layer):
             init_batchnorm(self, self.n, xp)
 
     @property
+    def _strides(self):
+        """(stride_y, stride_x): AlexeyAB's stride_y/stride_x where given, else stride."""
+        return getattr(self, "stride_y", self.stride), getattr(self, "stride_x", self.stride)
+
+    @property
     def _geometry(self):
         """(stride, padding on every side, dilation) of the convolution routines: stride an
         int, or (stride_y, stride_x) when they differ; padding pad*dilation (AlexeyAB)."""
-        sx, sy = getattr(self, "stride_x", self.stride), getattr(self, "stride_y", self.stride)
+        sy, sx = self._strides
         dilation = getattr(self, "dilation", 1)
         return (sx if sx == sy else (sy, sx)), self.padding * dilation, dilation
 
