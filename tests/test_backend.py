@@ -1,9 +1,11 @@
-"""nn/backend.py: host copies of many arrays at once (what a backup reads of a network)."""
+"""nn/backend.py: host copies of many arrays at once (what a backup reads of a network), and
+copies read later as they were when asked for (a training loss read one iteration late)."""
 
 import numpy as np
 import pytest
 
-from darknet_py.nn.backend import host_copies, to_numpy
+from darknet_py.nn.backend import HostCopy, host_copies, to_numpy
+from darknet_py.nn.layers.base import PendingCost
 from darknet_py.train.checkpoint import state_snapshot
 
 from conftest import build, rng_for_test
@@ -29,6 +31,35 @@ def test_host_copies_are_copies_in_order_with_their_shapes_and_dtypes():
     assert got[0][0, 0] != -1.0
     read_at_once = host_copies(arrays, copy=False)
     assert all(g is a for a, g in zip(arrays, read_at_once) if isinstance(a, np.ndarray))
+
+
+def test_a_host_copy_holds_the_values_it_was_made_from():
+    rng = rng_for_test()
+    a, b = rng.random((2, 3), dtype=np.float32), np.arange(4)
+    copy = HostCopy([a, 2.5, b[1:]])
+    want = [a.copy(), 2.5, b[1:].copy()]
+    a[...], b[...] = -1, -1              # the arrays go on changing (the next pass)
+    for got, w in zip(copy.get(), want):
+        np.testing.assert_array_equal(got, w)
+    assert PendingCost([1.0, np.float32(2.0), np.array([3.0])]).value() == 2.0
+    assert np.isnan(PendingCost([]).value())
+
+
+@pytest.mark.gpu
+def test_gpu_a_host_copy_is_the_value_when_made_not_when_read():
+    """The transfer is queued when the copy is made: work queued after it (the next pass
+    overwriting a replayed graph's loss) does not change what ``get`` returns."""
+    import cupy
+    loss = cupy.full((1,), 1.5, dtype=cupy.float32)
+    stats = cupy.arange(8, dtype=cupy.float64)
+    pending = PendingCost([loss, stats[3]])
+    copy = HostCopy([loss, stats, np.float32(7)])
+    loss[...] = 9.0
+    stats *= 10
+    assert pending.value() == (1.5 + 3.0) / 2
+    got = copy.get()
+    assert got[0].tolist() == [1.5] and got[1].tolist() == list(range(8)) and got[2] == 7
+    assert isinstance(got[1], np.ndarray) and got[1].dtype == np.float64
 
 
 @pytest.mark.gpu

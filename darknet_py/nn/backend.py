@@ -123,6 +123,39 @@ def host_copies(arrays, copy=True):
     return out
 
 
+class HostCopy:
+    """NumPy copies of ``arrays`` (NumPy or CuPy; any shape) as the GPU's work stands now,
+    read later with ``get()``.  The CuPy ones are copied into pinned host memory by transfers
+    queued now on the current stream, and ``get()`` waits for that point of the stream only:
+    a plain ``.get()`` made later would queue its transfer behind everything queued since and
+    wait for it too -- for a training loss read one iteration late, the whole next iteration,
+    so that the host could not prepare the one after while the GPU ran it."""
+
+    def __init__(self, arrays):
+        self._host, self._event = [], None
+        for a in arrays:
+            if not on_gpu(a):
+                self._host.append(np.array(a))
+                continue
+            import cupy
+            a = cupy.ascontiguousarray(a)
+            pinned = cupy.cuda.alloc_pinned_memory(max(a.nbytes, 1))
+            out = np.ndarray(a.shape, a.dtype, buffer=pinned)
+            a.get(out=out, blocking=False)
+            self._host.append(out)
+            if self._event is None:
+                self._event = cupy.cuda.Event(disable_timing=True)
+        if self._event is not None:
+            self._event.record()
+
+    def get(self):
+        """The copies (waits for the transfers alone)."""
+        if self._event is not None:
+            self._event.synchronize()
+            self._event = None
+        return self._host
+
+
 def cudnn_ops(array):
     """The cuDNN adapter for a CuPy array; None for NumPy arrays or without the cuDNN Frontend."""
     if isinstance(array, np.ndarray):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import xp_of
+from ..backend import HostCopy, xp_of
 from ...errors import CfgError, DarknetError, NotSupportedError
 from .. import kernels
 from ..backend import on_gpu
@@ -67,14 +67,16 @@ def next_field(cls, sec, shape, prev, refs, extent):
 
 
 class PendingCost:
-    """A pass's loss (Network.pending_cost), read when asked: ``value`` waits for the GPU and
-    averages the loss layers' costs (pj calc_network_cost)."""
+    """A pass's loss (Network.pending_cost): its loss layers' costs (floats or arrays of one
+    value, as ``Layer.cost_copy`` gives them) fetched as the GPU's work stands when it is made
+    (backend.HostCopy: reading it waits for that pass, not for work queued after it);
+    ``value`` averages them (pj calc_network_cost)."""
 
     def __init__(self, values):
-        self.values = values
+        self.values = HostCopy(values)
 
     def value(self):
-        costs = [float(c) for c in self.values]
+        costs = [float(c.item()) for c in self.values.get()]     # each holds one value
         return sum(costs) / len(costs) if costs else float("nan")
 
 
@@ -208,10 +210,9 @@ class Layer:
         self._cost = state
 
     def cost_copy(self):
-        """``cost`` as it is now, without waiting for the GPU: a float, a copy of the device
-        value (queued behind the pass), or None."""
-        c = self._cost
-        return c if c is None or isinstance(c, float) else c.copy()
+        """``cost`` without waiting for the GPU: a float, the array that holds it (a device
+        array is fetched by PendingCost before another pass is queued), or None."""
+        return self._cost
 
     def set_output(self, shape):
         self.out_c, self.out_h, self.out_w, self.flat = shape

@@ -29,20 +29,9 @@ from ...detection.tree import read_map, read_tree, tree_softmax
 from ..backend import on_gpu
 from . import yolokernel
 from .base import Layer, unimplemented_in
-from .yololoss import fetch_stats, region_loss, yolo_loss
+from .yololoss import STATS, fetch_stats, region_loss, yolo_loss
 
-
-class _CostOf:
-    """A copy of a loss's ``STATS`` on its device; ``float()`` reads its cost (Layer.cost_copy,
-    Network.pending_cost)."""
-
-    __slots__ = ("totals", "cells")
-
-    def __init__(self, totals, cells):
-        self.totals, self.cells = totals, cells
-
-    def __float__(self):
-        return float(fetch_stats(self.totals, self.cells)[0])
+_COST = STATS.index("cost")     # where a loss's cost sits in its STATS totals
 
 
 class _DetectionHead(Layer):
@@ -135,9 +124,7 @@ class _DetectionHead(Layer):
 
     def cost_copy(self):
         totals = self.__dict__.get("_totals")
-        if totals is None:
-            return self._cost
-        return _CostOf(totals.copy(), self._cells)
+        return self._cost if totals is None else totals[_COST]
 
     @property
     def stats(self):
