@@ -616,3 +616,32 @@ def test_gpu_training_on_a_resident_set_equals_training_from_the_loader(project)
     header, weights = final_weights()
     assert header == resident[0]
     np.testing.assert_allclose(weights, resident[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_validation_on_a_resident_set_equals_validation_from_host_batches(project):
+    """Classifier validation on the GPU gathers the kept validation set there and counts the
+    hits on the device: the same images, labels and accuracies as host batches and NumPy's
+    count, over batches that do not divide the set."""
+    import cupy
+    from darknet_py.data.datasets import ResidentSet
+    from darknet_py.nn.kernels import idx_batch
+    from darknet_py.train.classifier import evaluate
+    from darknet_py.train.topk import top_k_lists
+    t = trainer(project, device="gpu", max_batches=3)
+    assert t.run() == 0
+    valid = t.valid_set
+    gather = ResidentSet(valid, cupy, idx_batch)
+    idx = np.array([0, 5, 31, 7, 7])
+    x, labels = gather(idx)
+    want_x, _ = valid.batch(idx, t.net.input_shape, validation=True)
+    np.testing.assert_array_equal(cupy.asnumpy(x).view(np.uint32), want_x.view(np.uint32))
+    np.testing.assert_array_equal(cupy.asnumpy(labels), valid.labels[idx])
+    probs = cupy.asnumpy(t.net.forward(valid.batch(np.arange(len(valid)), t.net.input_shape,
+                                                   validation=True)[0]))
+    for top in (1, 2):
+        lists = top_k_lists(probs.reshape(len(valid), -1), top)
+        want = ((lists[:, 0] == valid.labels).mean(),
+                (lists == valid.labels[:, None]).any(axis=1).mean())
+        assert evaluate(t.net, valid, top, batch=10) == pytest.approx(want)
+        assert evaluate(t.net, valid, top, batch=10, gather=gather) == pytest.approx(want)

@@ -224,6 +224,23 @@ class ResidentBatches:
         self.images = self.labels = self._order = None
 
 
+class ResidentSet:
+    """An in-memory set of the network's size kept on the device (``xp``), called with image
+    indexes: their input (``gather``: nn/kernels.py idx_batch, equal to ClassificationSet.batch's)
+    and labels, on the device -- no host work or copy per batch (classifier validation on the
+    GPU)."""
+
+    def __init__(self, dataset, xp, gather):
+        self.xp, self.gather, self.classes = xp, gather, dataset.classes
+        self.images = xp.asarray(dataset.images)
+        self.labels = xp.asarray(dataset.labels, dtype=np.int32)
+
+    def __call__(self, indexes):
+        indexes = self.xp.asarray(indexes, dtype=np.int64)
+        x, _ = self.gather(self.images, self.labels, self.classes, indexes)
+        return x, self.labels[indexes]
+
+
 class Batches:
     """Mini-batches ``make(k)`` for k = start, start+1, ..., prepared ahead by a background
     thread (pj:examples/detector.c train_detector loads the next batch while one trains).

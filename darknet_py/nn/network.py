@@ -372,11 +372,11 @@ class Network:
         return PendingCost([l.cost for l in self.layers if l.cost is not None]).value()
 
     def pending_cost(self):
-        """The last pass's ``cost``, to read later without waiting for the GPU now: copies of
-        its loss layers' values queued behind the pass (a replayed pass writes the layers'
-        own arrays again; nn/graphs.py)."""
-        copies = (layer.cost_copy() for layer in self.layers)
-        return PendingCost([c for c in copies if c is not None])
+        """The last pass's ``cost``, to read later without waiting for the GPU now: its loss
+        layers' values, their transfers queued right behind the pass (a replayed pass writes
+        the layers' own arrays again; nn/graphs.py)."""
+        costs = (layer.cost_now() for layer in self.layers)
+        return PendingCost([c for c in costs if c is not None])
 
     @property
     def update_batch(self):

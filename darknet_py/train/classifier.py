@@ -8,39 +8,45 @@ import numpy as np
 
 from ..data.classaug import ClassifierAugment
 from ..data.datacfg import class_names
-from ..data.datasets import (ResidentBatches, epoch_order, load_classification,
+from ..data.datasets import (ResidentBatches, ResidentSet, epoch_order, load_classification,
                              minibatches_per_epoch)
 from ..errors import DarknetError
-from ..nn.backend import to_numpy
 from ..nn.kernels import idx_batch
 from ..nn.netoptions import NET_CLASSIFIER_KEYS
+from .topk import TopK
 from .trainer import Trainer, progress_bar
 
 #: the largest in-memory training set kept on the GPU (MNIST's 60,000 images: 47 MB)
 RESIDENT_BYTES = 1 << 30
 
 
-def evaluate(net, dataset, top=1, batch=256, progress=False):
-    """(top-1, top-k) accuracy of ``net`` in inference mode."""
-    hits1 = hitsk = 0
+def evaluate(net, dataset, top=1, batch=256, progress=False, gather=None):
+    """(top-1, top-k) accuracy of ``net`` in inference mode (train/topk.py: pj's count,
+    read once at the end).  ``gather(idx)``: images ``idx`` and their labels where the network
+    runs (data.datasets.ResidentSet, a set kept on the GPU); by default the dataset's batches
+    made on the host."""
+    hits = TopK(net.xp, top)
     bar = progress_bar(len(dataset), "valid") if progress else None
     for start in range(0, len(dataset), batch):
         idx = np.arange(start, min(start + batch, len(dataset)))
-        x, _ = dataset.batch(idx, net.input_shape, validation=True)
-        probs = to_numpy(net.forward(x, train=False)).reshape(len(idx), -1)
-        order = np.argsort(-probs, axis=1)
-        labels = dataset.labels[idx]
-        hits1 += int((order[:, 0] == labels).sum())
-        hitsk += int((order[:, :top] == labels[:, None]).any(axis=1).sum())
+        if gather is None:
+            x, _ = dataset.batch(idx, net.input_shape, validation=True)
+            labels = net.xp.asarray(dataset.labels[idx])
+        else:
+            x, labels = gather(idx)
+        hits.add(net.forward(x, train=False).reshape(len(idx), -1), labels)
         if bar is not None:
             bar.update(len(idx))
     if bar is not None:
         bar.close()
     n = max(len(dataset), 1)
+    hits1, hitsk = hits.counts()
     return hits1 / n, hitsk / n
 
 
 class ClassifierTrainer(Trainer):
+    _valid_gather = None    # the validation set's ResidentSet, made at the first validation
+
     def _setup_head(self):
         net = self.net
         self.classes = self.data.int("classes", 2, minimum=1)
@@ -88,16 +94,19 @@ class ClassifierTrainer(Trainer):
             if self.augment is not None else None
         return self.train_set.batch(idx, self.net.input_shape, self.augment, rng)
 
+    def _resident(self, dataset):
+        """Whether ``dataset`` is kept on the device: on the GPU, an in-memory set (IDX) of
+        the network's size, at most RESIDENT_BYTES."""
+        return self.net.device.on_gpu and dataset.fits(self.net.input_shape) and \
+            dataset.images.nbytes <= RESIDENT_BYTES
+
     def _batches(self, start):
-        """On the GPU, an in-memory set (IDX) of the network's size is kept on the device and
-        each mini-batch gathered there (data.datasets.ResidentBatches: the values ``_make``
-        gives); the host's work for a batch and its copy were most of a small network's
-        iteration."""
-        s = self.train_set
-        if self.net.device.on_gpu and s.fits(self.net.input_shape) and \
-                s.images.nbytes <= RESIDENT_BYTES:
-            return ResidentBatches(s, self._indexes, self._per_epoch_minibatches(), start,
-                                   self.net.xp, idx_batch)
+        """A resident training set's mini-batches are gathered on the device
+        (data.datasets.ResidentBatches: the values ``_make`` gives); the host's work for a
+        batch and its copy were most of a small network's iteration."""
+        if self._resident(self.train_set):
+            return ResidentBatches(self.train_set, self._indexes, self._per_epoch_minibatches(),
+                                   start, self.net.xp, idx_batch)
         return super()._batches(start)
 
     def _per_epoch_minibatches(self):
@@ -105,5 +114,7 @@ class ClassifierTrainer(Trainer):
         return minibatches_per_epoch(len(self.train_set), self.net.batch * self.world)
 
     def _evaluate(self, k):
-        top1, topk = evaluate(self.net, self.valid_set, self.top)
+        if self._valid_gather is None and self._resident(self.valid_set):
+            self._valid_gather = ResidentSet(self.valid_set, self.net.xp, idx_batch)
+        top1, topk = evaluate(self.net, self.valid_set, self.top, gather=self._valid_gather)
         return top1, topk, f"{k}: top 1: {top1:f}, top {self.top}: {topk:f}"

@@ -19,10 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import HostCopy, xp_of
+from ..backend import HostCopy, on_gpu, xp_of
 from ...errors import CfgError, DarknetError, NotSupportedError
 from .. import kernels
-from ..backend import on_gpu
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 
@@ -68,7 +67,7 @@ def next_field(cls, sec, shape, prev, refs, extent):
 
 class PendingCost:
     """A pass's loss (Network.pending_cost): its loss layers' costs (floats or arrays of one
-    value, as ``Layer.cost_copy`` gives them) fetched as the GPU's work stands when it is made
+    value, as ``Layer.cost_now`` gives them) fetched as the GPU's work stands when it is made
     (backend.HostCopy: reading it waits for that pass, not for work queued after it);
     ``value`` averages them (pj calc_network_cost)."""
 
@@ -209,9 +208,9 @@ class Layer:
     def set_loss_state(self, state):
         self._cost = state
 
-    def cost_copy(self):
-        """``cost`` without waiting for the GPU: a float, the array that holds it (a device
-        array is fetched by PendingCost before another pass is queued), or None."""
+    def cost_now(self):
+        """``cost`` as it stands, without waiting for the GPU: a float, the array that holds it
+        (Network.pending_cost fetches a device one before another pass is queued), or None."""
         return self._cost
 
     def set_output(self, shape):

@@ -122,7 +122,7 @@ class _DetectionHead(Layer):
     def set_loss_state(self, state):
         self._cost, self._totals, self._cells = state
 
-    def cost_copy(self):
+    def cost_now(self):
         totals = self.__dict__.get("_totals")
         return self._cost if totals is None else totals[_COST]
 
