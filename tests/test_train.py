@@ -540,11 +540,12 @@ def test_a_resident_batch_is_the_loaders_batch(project):
     indexes it uploads at once, from a start inside one (here NumPy and host_batch stand in
     for the device and its kernels); a set of another size than the network's is not kept
     (its batches are resized on the host)."""
-    from darknet_py.data.datasets import ClassificationSet, ResidentBatches, host_batch
+    from darknet_py.data.datasets import (ClassificationSet, ResidentBatches, ResidentSet,
+                                          host_batch)
     t = trainer(project)
     assert t.train_set.fits(t.net.input_shape) and not t.train_set.fits((1, 14, 14))
     assert t._per_epoch_minibatches() == 16         # 8 iterations of 2 subdivisions
-    batches = ResidentBatches(t.train_set, t._indexes, 16, 5, np, host_batch)
+    batches = ResidentBatches(ResidentSet(t.train_set, np, host_batch), t._indexes, 16, 5)
     for k in range(5, 37):               # three epochs' uploads
         x, truth = batches.next()
         want_x, want_truth = t._make(k)

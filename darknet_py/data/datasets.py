@@ -195,50 +195,48 @@ def _epoch_permutation(n, batch, seed, epoch):
     return order
 
 
-class ResidentBatches:
-    """Batches' ``next()`` and ``close()`` for an in-memory set of the network's size kept on
-    the device (ClassifierTrainer on the GPU).  Its images and labels are copied there once,
-    the mini-batch indexes ``indexes(k)`` once for every ``chunk`` mini-batches (an epoch),
-    and mini-batch k is ``gather(images, labels, classes, indexes)`` on the device when asked
-    (nn/kernels.py idx_batch: one kernel queued before the pass that reads it) -- no
-    loader thread and no copy per batch, where a small network's step is shorter than the
-    host's work for a batch.  ``xp`` NumPy with ``host_batch`` is the same on the host."""
-
-    def __init__(self, dataset, indexes, chunk, start, xp, gather):
-        self.xp, self.gather, self.indexes, self.chunk = xp, gather, indexes, chunk
-        self.images = xp.asarray(dataset.images)
-        self.labels = xp.asarray(dataset.labels, dtype=np.int32)
-        self.classes = dataset.classes
-        self._k, self._first, self._order = start, None, None
-
-    def next(self):
-        k, self._k = self._k, self._k + 1
-        first, j = k - k % self.chunk, k % self.chunk
-        if first != self._first:
-            self._order = self.xp.asarray(np.stack([self.indexes(first + i)
-                                                    for i in range(self.chunk)]))
-            self._first = first
-        return self.gather(self.images, self.labels, self.classes, self._order[j])
-
-    def close(self):
-        self.images = self.labels = self._order = None
-
-
 class ResidentSet:
-    """An in-memory set of the network's size kept on the device (``xp``), called with image
-    indexes: their input (``gather``: nn/kernels.py idx_batch, equal to ClassificationSet.batch's)
-    and labels, on the device -- no host work or copy per batch (classifier validation on the
-    GPU)."""
+    """An in-memory set of the network's size kept on the device (``xp``): its images and
+    labels copied there once, batches gathered there (``gather``: nn/kernels.py idx_batch, the
+    values ClassificationSet.batch gives; NumPy's host_batch is the same on the host) -- no
+    host work or copy per batch.  ``batch(indexes)``: the input and one-hot truth (training);
+    called with indexes: the input and the labels (classifier validation on the GPU)."""
 
     def __init__(self, dataset, xp, gather):
         self.xp, self.gather, self.classes = xp, gather, dataset.classes
         self.images = xp.asarray(dataset.images)
         self.labels = xp.asarray(dataset.labels, dtype=np.int32)
 
+    def batch(self, indexes):
+        return self.gather(self.images, self.labels, self.classes, indexes)
+
     def __call__(self, indexes):
         indexes = self.xp.asarray(indexes, dtype=np.int64)
-        x, _ = self.gather(self.images, self.labels, self.classes, indexes)
-        return x, self.labels[indexes]
+        return self.batch(indexes)[0], self.labels[indexes]
+
+
+class ResidentBatches:
+    """Batches' ``next()`` and ``close()`` for a ResidentSet (ClassifierTrainer on the GPU):
+    the mini-batch indexes ``indexes(k)`` go to the device once for every ``chunk``
+    mini-batches (an epoch), and mini-batch k is gathered there when asked (one kernel queued
+    before the pass that reads it) -- no loader thread, where a small network's step is
+    shorter than the host's work for a batch."""
+
+    def __init__(self, resident, indexes, chunk, start):
+        self.resident, self.indexes, self.chunk = resident, indexes, chunk
+        self._k, self._first, self._order = start, None, None
+
+    def next(self):
+        k, self._k = self._k, self._k + 1
+        first, j = k - k % self.chunk, k % self.chunk
+        if first != self._first:
+            self._order = self.resident.xp.asarray(np.stack([self.indexes(first + i)
+                                                             for i in range(self.chunk)]))
+            self._first = first
+        return self.resident.batch(self._order[j])
+
+    def close(self):
+        self.resident = self._order = None
 
 
 class Batches:

@@ -105,8 +105,8 @@ class ClassifierTrainer(Trainer):
         (data.datasets.ResidentBatches: the values ``_make`` gives); the host's work for a
         batch and its copy were most of a small network's iteration."""
         if self._resident(self.train_set):
-            return ResidentBatches(self.train_set, self._indexes, self._per_epoch_minibatches(),
-                                   start, self.net.xp, idx_batch)
+            return ResidentBatches(ResidentSet(self.train_set, self.net.xp, idx_batch),
+                                   self._indexes, self._per_epoch_minibatches(), start)
         return super()._batches(start)
 
     def _per_epoch_minibatches(self):
