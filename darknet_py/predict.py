@@ -28,6 +28,7 @@ from .detection.detect import (ABSURD_SIZE, detect_image, detect_images, network
 from .image import fit_image, to_image
 from .nn.backend import to_numpy
 from .nn.network import Network
+from .train.topk import top_k_lists
 
 
 def load_network(cfg, weights=None, device="auto", device_index=0, fuse=True,
@@ -196,6 +197,8 @@ class Classifier:
 
 
 def top_classes(probs, k: int) -> np.ndarray:
-    """The indexes of the ``k`` largest probabilities, largest first (ties: lower index
-    first), as pj's top_k picks them for predict_classifier."""
-    return np.argsort(-np.asarray(probs), kind="stable")[:max(0, int(k))]
+    """The indexes of the ``k`` largest probabilities, largest first, as pj's top_k picks them
+    for predict_classifier (train/topk.py top_k_lists: on ties a walk, not a sort); at most
+    as many as there are classes."""
+    index = top_k_lists(np.asarray(probs).reshape(1, -1), max(0, int(k)))[0]
+    return index[index >= 0]

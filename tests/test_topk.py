@@ -6,6 +6,7 @@ import ctypes
 import numpy as np
 import pytest
 
+from darknet_py.predict import top_classes
 from darknet_py.train.topk import TopK
 
 from conftest import require_darknet, rng_for_test
@@ -21,7 +22,7 @@ def tied_probs(rng, n, classes):
 @pytest.mark.parametrize("classes,top", [(10, 1), (10, 2), (5, 5), (40, 3)])
 def test_hits_are_pj_top_ks(classes, top):
     """A hit is the truth among libdarknet's ``top_k(pred, classes, k)`` (its first for
-    top-1): ties keep the lower class first (pj:src/utils.c)."""
+    top-1), and ``classifier predict`` lists those classes in that order (pj:src/utils.c)."""
     require_darknet(*DarknetOracle.available(), "top_k oracle")
     top_k = DarknetOracle.lib().top_k
     top_k.restype, top_k.argtypes = None, [ctypes.POINTER(ctypes.c_float), ctypes.c_int,
@@ -36,6 +37,7 @@ def test_hits_are_pj_top_ks(classes, top):
               index.ctypes.data_as(ctypes.POINTER(ctypes.c_int)))
         hits1 += int(index[0] == label)
         hitsk += int(label in index)
+        np.testing.assert_array_equal(top_classes(row, top), index)    # predict's order
     count = TopK(np, top)
     count.add(probs[:170], labels[:170])          # two batches add up
     count.add(probs[170:], labels[170:])
@@ -51,6 +53,7 @@ def test_pj_top_k_lists_on_ties_and_short_rows():
     probs = np.array([[0.5, 0.5, 0.75], [0.2, 0.9, 0.9], [np.nan, 0.5, 0.7]], np.float32)
     assert top_k_lists(probs, 2).tolist() == [[2, 1], [1, 2], [0, 2]]     # libdarknet's
     assert top_k_lists(probs[:1], 4).tolist() == [[2, 1, 0, -1]]
+    assert top_classes(probs[0], 4).tolist() == [2, 1, 0]
     count = TopK(np, 2)
     count.add(probs, np.array([0, 2, 2]))
     assert count.counts() == (0, 2)
